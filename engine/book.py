@@ -1,0 +1,364 @@
+"""One series' order book: price-time priority, the matching rule, and L2 deltas.
+
+Layout, chosen for CPython speed (see bench/ for the measurements):
+
+- Each side is a dict from a *key* to a `Level`; the key is the price for asks and minus the
+  price for bids, so on both sides the best level is the smallest key and "crosses" is
+  `key <= limit_key`. A binary heap of keys (C `heapq`) finds the best level; a level that
+  empties is deleted from the dict and its heap entry goes stale, to be dropped when it
+  reaches the top (and the heap is rebuilt when stale entries outnumber live ones).
+- A `Level` is a FIFO deque of orders plus its live total. Cancelling is O(1): the order's
+  open quantity is set to 0 and it stays in the deque until matching pops it or the level is
+  compacted. An order object is never reinserted after that (an amend that loses priority
+  makes a new one), so a zero in the deque always means "dead".
+
+The book never validates: `Exchange` checks a command completely before calling it, so every
+method here may assume well-formed input and is free to mutate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from heapq import heapify, heappop, heappush
+from typing import TYPE_CHECKING
+
+from engine.commands import SelfTrade, Side, TimeInForce
+from engine.events import BookDelta, Cancelled, CancelReason, Event, Trade
+from engine.reference import Series
+
+if TYPE_CHECKING:
+    from engine.exchange import Exchange
+
+BUY = Side.BUY
+SELL = Side.SELL
+CANCEL_RESTING = SelfTrade.CANCEL_RESTING
+CANCEL_BOTH = SelfTrade.CANCEL_BOTH
+
+NO_LIMIT = 1 << 62  # a limit key that every level satisfies (market orders without a band)
+_DEAD_COMPACT_MIN = 64  # a level compacts once it holds this many dead orders...
+_HEAP_SLACK = 64  # ...and a side's heap is rebuilt past 2 x levels + this many entries
+
+
+class Order:
+    """An open order. Mutable, slotted: the engine's only per-order allocation."""
+
+    __slots__ = (
+        "order_id",
+        "series",
+        "account",
+        "client_order_id",
+        "side",
+        "price",
+        "qty",
+        "tif",
+        "expire_ts",
+        "stp",
+        "post_only",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        series: str,
+        account: int,
+        client_order_id: str,
+        side: Side,
+        price: int,
+        qty: int,
+        tif: TimeInForce,
+        expire_ts: int,
+        stp: SelfTrade,
+        post_only: bool,
+    ) -> None:
+        self.order_id = order_id
+        self.series = series
+        self.account = account
+        self.client_order_id = client_order_id
+        self.side = side
+        self.price = price
+        self.qty = qty
+        self.tif = tif
+        self.expire_ts = expire_ts
+        self.stp = stp
+        self.post_only = post_only
+
+
+class Level:
+    """Orders at one price in time priority; `qty` is the live total, `dead` the count of
+    cancelled orders still sitting in `orders`."""
+
+    __slots__ = ("qty", "orders", "dead")
+
+    def __init__(self) -> None:
+        self.qty = 0
+        self.orders: deque[Order] = deque()
+        self.dead = 0
+
+
+class OrderBook:
+    """The book of one series. Mutated only by `Exchange` (which owns the open-order index)."""
+
+    def __init__(self, series: Series, exchange: Exchange) -> None:
+        self.series = series
+        self.id = series.id
+        self.halted = False
+        self.seq = 0  # L2 delta sequence number
+        self.bids: dict[int, Level] = {}  # key = -price
+        self.asks: dict[int, Level] = {}  # key = price
+        self._bid_heap: list[int] = []
+        self._ask_heap: list[int] = []
+        self._ex = exchange
+        self.set_reference_price(series.ref_price)
+
+    # -- reference price and band ------------------------------------------------------
+
+    def set_reference_price(self, price: int) -> None:
+        self.ref_price = price
+        if self.series.band_bps and price:
+            width = price * self.series.band_bps // 10_000
+            self.band_low, self.band_high = price - width, price + width
+        else:
+            self.band_low, self.band_high = 1, NO_LIMIT
+
+    # -- queries -------------------------------------------------------------------------
+
+    def best_key(self, side: Side) -> int | None:
+        """The best key on `side` (ask: price, bid: -price), dropping stale heap tops."""
+        levels, heap = (self.bids, self._bid_heap) if side is BUY else (self.asks, self._ask_heap)
+        while heap and heap[0] not in levels:
+            heappop(heap)
+        return heap[0] if heap else None
+
+    def best_bid(self) -> int | None:
+        key = self.best_key(BUY)
+        return None if key is None else -key
+
+    def best_ask(self) -> int | None:
+        return self.best_key(SELL)
+
+    def depth(self, levels_max: int = 0) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """L2 snapshot: (bids best first, asks best first) as (price, qty); 0 = all levels."""
+        bid_keys = sorted(self.bids)
+        ask_keys = sorted(self.asks)
+        if levels_max:
+            bid_keys, ask_keys = bid_keys[:levels_max], ask_keys[:levels_max]
+        return (
+            [(-k, self.bids[k].qty) for k in bid_keys],
+            [(k, self.asks[k].qty) for k in ask_keys],
+        )
+
+    def queue(self, side: Side, price: int) -> list[Order]:
+        """The live orders at one price in time priority (for tests and snapshots)."""
+        level = self.bids.get(-price) if side is BUY else self.asks.get(price)
+        return [] if level is None else [o for o in level.orders if o.qty]
+
+    def crosses(self, side: Side, limit_key: int) -> bool:
+        """Whether an incoming order on `side` with `limit_key` would trade on arrival."""
+        best = self.best_key(SELL if side is BUY else BUY)
+        return best is not None and best <= limit_key
+
+    def fillable(
+        self, side: Side, account: int, stp: SelfTrade, qty: int, limit_key: int, max_notional: int
+    ) -> int:
+        """How much of an incoming order would fill now, without changing anything.
+
+        Used for fill-or-kill only, so a walk over the crossing orders is acceptable; it
+        honours self-trade prevention and a notional cap exactly as `match` does.
+        """
+        levels, sign = (self.asks, 1) if side is BUY else (self.bids, -1)
+        lot = self.series.lot
+        total = 0
+        notional_left = max_notional
+        for key in sorted(k for k in levels if k <= limit_key):
+            price = key * sign
+            for m in levels[key].orders:
+                if not m.qty:
+                    continue
+                if m.account == account:
+                    if stp is CANCEL_RESTING:
+                        continue
+                    return total
+                take = min(m.qty, qty - total)
+                if max_notional:
+                    take = min(take, notional_left // price // lot * lot)
+                    if not take:
+                        return total
+                    notional_left -= take * price
+                total += take
+                if total >= qty:
+                    return total
+        return total
+
+    # -- mutation ---------------------------------------------------------------------------
+
+    def rest(self, order: Order, events: list[Event]) -> None:
+        """Append an order to the back of its price level."""
+        if order.side is BUY:
+            key, levels, heap = -order.price, self.bids, self._bid_heap
+        else:
+            key, levels, heap = order.price, self.asks, self._ask_heap
+        level = levels.get(key)
+        if level is None:
+            level = levels[key] = Level()
+            heappush(heap, key)
+            if len(heap) > 2 * len(levels) + _HEAP_SLACK:
+                heap[:] = levels
+                heapify(heap)
+        level.orders.append(order)
+        level.qty += order.qty
+        self.seq += 1
+        events.append(BookDelta(self.id, self.seq, order.side, order.price, level.qty))
+
+    def reduce(self, order: Order, qty_t: int, events: list[Event]) -> None:
+        """Take `qty_t` tonnes off a resting order in place (keeps its priority). Reducing
+        to zero removes it; the caller updates the open-order index."""
+        if order.side is BUY:
+            key, levels = -order.price, self.bids
+        else:
+            key, levels = order.price, self.asks
+        level = levels[key]
+        order.qty -= qty_t
+        level.qty -= qty_t
+        if not order.qty:
+            level.dead += 1
+            if not level.qty:
+                del levels[key]
+            elif level.dead >= _DEAD_COMPACT_MIN and level.dead * 2 > len(level.orders):
+                level.orders = deque(o for o in level.orders if o.qty)
+                level.dead = 0
+        self.seq += 1
+        events.append(BookDelta(self.id, self.seq, order.side, order.price, level.qty))
+
+    def match(
+        self, taker: Order, limit_key: int, max_notional: int, ts: int, events: list[Event]
+    ) -> CancelReason | None:
+        """Trade `taker` against the opposite side up to `limit_key`, best price first, then
+        time. Lowers `taker.qty` by what filled. Returns why matching stopped early with
+        quantity left (self-trade prevention or the notional cap), else None."""
+        if taker.side is BUY:
+            levels, heap, sign, maker_side = self.asks, self._ask_heap, 1, SELL
+        else:
+            levels, heap, sign, maker_side = self.bids, self._bid_heap, -1, BUY
+        ex = self._ex
+        open_orders = ex.open_orders
+        open_by_coid = ex.open_by_coid
+        series_id = self.id
+        taker_side = taker.side
+        taker_id = taker.order_id
+        taker_account = taker.account
+        lot = self.series.lot
+        remaining = taker.qty
+        notional_left = max_notional
+        stopped: CancelReason | None = None
+        append = events.append
+        while remaining:
+            while heap and heap[0] not in levels:
+                heappop(heap)
+            if not heap:
+                break
+            key = heap[0]
+            if key > limit_key:
+                break
+            level = levels[key]
+            level_qty_before = level.qty
+            price = key * sign
+            orders = level.orders
+            while True:
+                m = orders[0]
+                mq = m.qty
+                if not mq:
+                    orders.popleft()
+                    level.dead -= 1
+                    continue
+                if m.account == taker_account:
+                    stp = taker.stp
+                    if stp is CANCEL_RESTING or stp is CANCEL_BOTH:
+                        m.qty = 0
+                        orders.popleft()
+                        level.qty -= mq
+                        del open_orders[m.order_id]
+                        del open_by_coid[taker_account][m.client_order_id]
+                        append(
+                            Cancelled(
+                                m.order_id,
+                                taker_account,
+                                series_id,
+                                maker_side,
+                                mq,
+                                CancelReason.SELF_TRADE,
+                                ts,
+                            )
+                        )
+                    if stp is not CANCEL_RESTING:
+                        stopped = CancelReason.SELF_TRADE
+                        break
+                    if not level.qty:
+                        break
+                    continue
+                q = remaining if remaining < mq else mq
+                if max_notional:
+                    affordable = notional_left // price // lot * lot
+                    if affordable < q:
+                        q = affordable
+                        if not q:
+                            stopped = CancelReason.NOTIONAL_LIMIT
+                            break
+                    notional_left -= q * price
+                trade_id = ex.next_trade_id
+                ex.next_trade_id = trade_id + 1
+                append(
+                    Trade(
+                        trade_id,
+                        series_id,
+                        price,
+                        q,
+                        taker_side,
+                        m.order_id,
+                        m.account,
+                        taker_id,
+                        taker_account,
+                        ts,
+                    )
+                )
+                remaining -= q
+                level.qty -= q
+                if q == mq:
+                    m.qty = 0
+                    orders.popleft()
+                    del open_orders[m.order_id]
+                    del open_by_coid[m.account][m.client_order_id]
+                else:
+                    m.qty = mq - q
+                if not remaining or not level.qty:
+                    break
+            if level.qty != level_qty_before:
+                self.seq += 1
+                append(BookDelta(series_id, self.seq, maker_side, price, level.qty))
+            if not level.qty:
+                del levels[key]
+                heappop(heap)
+            if stopped is not None:
+                break
+        taker.qty = remaining
+        return stopped
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        """Plain asserts over the whole structure; tests call this after every step."""
+        for levels, heap, side, sign in (
+            (self.bids, self._bid_heap, BUY, -1),
+            (self.asks, self._ask_heap, SELL, 1),
+        ):
+            assert set(levels) <= set(heap), "every level has a heap entry"
+            for key, level in levels.items():
+                live = [o for o in level.orders if o.qty]
+                assert live, "no empty level is kept"
+                assert level.qty == sum(o.qty for o in live), "level total = sum of live orders"
+                assert level.dead == len(level.orders) - len(live), "dead count is exact"
+                for o in live:
+                    assert o.side is side and o.price == key * sign, "order sits at its price"
+                    assert self._ex.open_orders.get(o.order_id) is o, "live order is indexed"
+                    assert o.qty % self.series.lot == 0, "open quantity is a lot multiple"
+        bid, ask = self.best_bid(), self.best_ask()
+        assert bid is None or ask is None or bid < ask, f"book crossed: {bid} >= {ask}"

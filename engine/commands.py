@@ -1,0 +1,112 @@
+"""Commands the core accepts. Values, frozen; the gateway fills `account` from the session
+and stamps `ts` (integer nanoseconds) once, so the core never reads a clock."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import msgspec
+
+
+class Side(str, Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(str, Enum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class TimeInForce(str, Enum):
+    GTC = "gtc"  # good till cancelled
+    IOC = "ioc"  # immediate or cancel: the unfilled rest is cancelled
+    FOK = "fok"  # fill or kill: all at once or nothing
+    GTD = "gtd"  # good till date: expires at `expire_ts`, judged by command timestamps
+
+
+class SelfTrade(str, Enum):
+    """What happens when an order would trade against a resting order of the same account."""
+
+    CANCEL_RESTING = "cancel_resting"
+    CANCEL_INCOMING = "cancel_incoming"
+    CANCEL_BOTH = "cancel_both"
+
+
+class NewOrder(
+    msgspec.Struct, frozen=True, kw_only=True, tag="new_order", tag_field="cmd", gc=False
+):
+    """Place an order. `price` is ignored for market orders; `max_notional` caps what a market
+    buy may spend (price x qty, minor units; 0 = no cap)."""
+
+    account: int
+    client_order_id: str
+    series: str
+    side: Side
+    qty: int
+    price: int = 0
+    type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    expire_ts: int = 0
+    post_only: bool = False
+    stp: SelfTrade = SelfTrade.CANCEL_INCOMING
+    max_notional: int = 0
+    ts: int = 0
+
+
+class Cancel(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="cmd", gc=False):
+    """Cancel one open order, named by exchange `order_id` or, when that is 0, by the
+    account's `client_order_id`."""
+
+    account: int
+    order_id: int = 0
+    client_order_id: str = ""
+    ts: int = 0
+
+
+class Amend(msgspec.Struct, frozen=True, kw_only=True, tag="amend", tag_field="cmd", gc=False):
+    """Change an open order's price and/or open quantity (0 = unchanged).
+
+    Quantity down at the same price keeps time priority; a price change or quantity up loses
+    it (the order goes to the back of its new level, and may trade if it now crosses)."""
+
+    account: int
+    order_id: int
+    price: int = 0
+    qty: int = 0
+    ts: int = 0
+
+
+class MassCancel(
+    msgspec.Struct, frozen=True, kw_only=True, tag="mass_cancel", tag_field="cmd", gc=False
+):
+    """Cancel every open order of an account, or only those in one series."""
+
+    account: int
+    series: str = ""
+    ts: int = 0
+
+
+class Halt(msgspec.Struct, frozen=True, kw_only=True, tag="halt", tag_field="cmd"):
+    """Operator: stop trading a series; its book accepts cancels only until resumed."""
+
+    series: str
+    ts: int = 0
+
+
+class Resume(msgspec.Struct, frozen=True, kw_only=True, tag="resume", tag_field="cmd"):
+    series: str
+    ts: int = 0
+
+
+class SetReferencePrice(
+    msgspec.Struct, frozen=True, kw_only=True, tag="set_reference_price", tag_field="cmd"
+):
+    """Operator: move the centre of a series' price band."""
+
+    series: str
+    price: int
+    ts: int = 0
+
+
+Command = NewOrder | Cancel | Amend | MassCancel | Halt | Resume | SetReferencePrice

@@ -1,0 +1,579 @@
+"""The exchange: owns the series, their books and the open-order index; routes commands.
+
+Every command goes through three steps, which the settlement core also calls one by one so
+that it can place a hold between checking and applying:
+
+1. `expire_due(ts)`: GTD orders whose `expire_ts` <= the command's `ts` leave the book.
+2. `check(cmd)`: the complete validation; returns a `Rejected` or None and changes nothing.
+3. `apply(cmd)`: carries out a checked command and returns its events.
+
+`submit(cmd)` does all three. Only `apply` changes state, and given the same commands it
+always produces the same events: there is no clock, no randomness, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from heapq import heappop, heappush
+
+from engine.book import Order, OrderBook
+from engine.commands import (
+    Amend,
+    Cancel,
+    Command,
+    Halt,
+    MassCancel,
+    NewOrder,
+    OrderType,
+    Resume,
+    SetReferencePrice,
+    Side,
+    TimeInForce,
+)
+from engine.events import (
+    Accepted,
+    Amended,
+    Cancelled,
+    CancelReason,
+    Event,
+    Expired,
+    Reason,
+    Rejected,
+    StatusChanged,
+)
+from engine.reference import Series
+
+BUY = Side.BUY
+LIMIT = OrderType.LIMIT
+MARKET = OrderType.MARKET
+GTC, IOC, FOK, GTD = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD
+
+
+class Exchange:
+    """Many books, one open-order index, one id sequence for orders and one for trades."""
+
+    def __init__(self, series: Iterable[Series] = ()) -> None:
+        self.books: dict[str, OrderBook] = {}
+        self.open_orders: dict[int, Order] = {}  # order_id -> open order
+        self.open_by_coid: dict[int, dict[str, Order]] = {}  # account -> coid -> open order
+        self.coids_seen: dict[int, set[str]] = {}  # account -> every client order id it used
+        self.next_order_id = 1
+        self.next_trade_id = 1
+        self._gtd: list[tuple[int, int]] = []  # heap of (expire_ts, order_id)
+        for s in series:
+            self.add_series(s)
+
+    def add_series(self, series: Series) -> OrderBook:
+        if series.id in self.books:
+            raise ValueError(f"series {series.id} is already listed")
+        book = self.books[series.id] = OrderBook(series, self)
+        return book
+
+    # -- the command interface -----------------------------------------------------------------
+
+    def submit(self, cmd: Command) -> list[Event]:
+        """Expire, check and apply one command; the events it caused, in order."""
+        events: list[Event] = []
+        if self._gtd and self._gtd[0][0] <= cmd.ts:
+            self.expire_due(cmd.ts, events)
+        rejected = self.check(cmd)
+        if rejected is not None:
+            events.append(rejected)
+            return events
+        self.apply(cmd, events)
+        return events
+
+    def expire_due(self, ts: int, events: list[Event]) -> None:
+        """Remove every GTD order whose expiry time is at or before `ts`."""
+        gtd = self._gtd
+        while gtd and gtd[0][0] <= ts:
+            expire_ts, order_id = heappop(gtd)
+            order = self.open_orders.get(order_id)
+            if order is None or order.expire_ts != expire_ts:
+                continue  # already gone, or amended into a new order with its own entry
+            qty = order.qty
+            self._remove(order, events)
+            events.append(Expired(order_id, order.account, order.series, order.side, qty, ts))
+
+    def check(self, cmd: Command) -> Rejected | None:
+        kind = type(cmd)
+        if kind is NewOrder:
+            return self._check_new(cmd)  # type: ignore[arg-type]
+        if kind is Cancel:
+            return self._check_cancel(cmd)  # type: ignore[arg-type]
+        if kind is Amend:
+            return self._check_amend(cmd)  # type: ignore[arg-type]
+        if kind is MassCancel:
+            assert isinstance(cmd, MassCancel)
+            if cmd.series and cmd.series not in self.books:
+                return _reject(
+                    cmd.account, "", 0, Reason.UNKNOWN_SERIES, f"no series {cmd.series!r}", cmd.ts
+                )
+            return None
+        assert isinstance(cmd, Halt | Resume | SetReferencePrice)
+        book = self.books.get(cmd.series)
+        if book is None:
+            return _reject(0, "", 0, Reason.UNKNOWN_SERIES, f"no series {cmd.series!r}", cmd.ts)
+        if isinstance(cmd, SetReferencePrice) and (cmd.price <= 0 or cmd.price % book.series.tick):
+            return _reject(
+                0,
+                "",
+                0,
+                Reason.INVALID_PRICE,
+                f"reference price {cmd.price} is not a positive multiple of tick "
+                f"{book.series.tick}",
+                cmd.ts,
+            )
+        return None
+
+    def apply(self, cmd: Command, events: list[Event]) -> None:
+        """Carry out a command that `check` accepted; append its events."""
+        kind = type(cmd)
+        if kind is NewOrder:
+            self._apply_new(cmd, events)  # type: ignore[arg-type]
+        elif kind is Cancel:
+            assert isinstance(cmd, Cancel)
+            order = self._find(cmd.account, cmd.order_id, cmd.client_order_id)
+            assert order is not None
+            self._cancel(order, CancelReason.USER, cmd.ts, events)
+        elif kind is Amend:
+            self._apply_amend(cmd, events)  # type: ignore[arg-type]
+        elif kind is MassCancel:
+            assert isinstance(cmd, MassCancel)
+            for order in list(self.open_by_coid.get(cmd.account, {}).values()):
+                if not cmd.series or order.series == cmd.series:
+                    self._cancel(order, CancelReason.MASS_CANCEL, cmd.ts, events)
+        else:
+            assert isinstance(cmd, Halt | Resume | SetReferencePrice)
+            book = self.books[cmd.series]
+            if isinstance(cmd, SetReferencePrice):
+                book.set_reference_price(cmd.price)
+            else:
+                book.halted = isinstance(cmd, Halt)
+            events.append(StatusChanged(book.id, book.halted, book.ref_price, cmd.ts))
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def order(self, order_id: int) -> Order | None:
+        """An open order by id (None once it is filled, cancelled or expired)."""
+        return self.open_orders.get(order_id)
+
+    def check_invariants(self) -> None:
+        for book in self.books.values():
+            book.check_invariants()
+        indexed = {o.order_id for coids in self.open_by_coid.values() for o in coids.values()}
+        assert indexed == set(self.open_orders), "account index = open orders"
+        for order_id, order in self.open_orders.items():
+            assert order.qty > 0, "an open order has open quantity"
+            book = self.books[order.series]
+            assert order in book.queue(order.side, order.price), "an open order is in its book"
+
+    # -- new orders --------------------------------------------------------------------------------
+
+    def _check_new(self, cmd: NewOrder) -> Rejected | None:
+        book = self.books.get(cmd.series)
+        account, coid, ts = cmd.account, cmd.client_order_id, cmd.ts
+        if book is None:
+            return _reject(account, coid, 0, Reason.UNKNOWN_SERIES, f"no series {cmd.series!r}", ts)
+        if book.halted:
+            return _reject(
+                account, coid, 0, Reason.SERIES_HALTED, f"{cmd.series} is halted: cancels only", ts
+            )
+        if not coid:
+            return _reject(
+                account,
+                coid,
+                0,
+                Reason.INVALID_CLIENT_ORDER_ID,
+                "client_order_id must not be empty",
+                ts,
+            )
+        seen = self.coids_seen.get(account)
+        if seen is not None and coid in seen:
+            return _reject(
+                account,
+                coid,
+                0,
+                Reason.DUPLICATE_CLIENT_ORDER_ID,
+                f"client_order_id {coid!r} was already used by this account",
+                ts,
+            )
+        rejected = self._check_qty(book, cmd.qty, account, coid, 0, ts)
+        if rejected is not None:
+            return rejected
+        tif = cmd.tif
+        if cmd.type is LIMIT:
+            rejected = self._check_price(book, cmd.price, account, coid, 0, ts)
+            if rejected is not None:
+                return rejected
+        elif tif is GTC or tif is GTD or cmd.post_only:
+            return _reject(
+                account,
+                coid,
+                0,
+                Reason.INVALID_TIF,
+                "a market order is IOC or FOK and never post-only",
+                ts,
+            )
+        if tif is GTD:
+            if cmd.expire_ts <= ts:
+                return _reject(
+                    account,
+                    coid,
+                    0,
+                    Reason.INVALID_EXPIRY,
+                    f"expire_ts {cmd.expire_ts} is not after the order's ts {ts}",
+                    ts,
+                )
+        elif cmd.expire_ts:
+            return _reject(
+                account, coid, 0, Reason.INVALID_EXPIRY, "expire_ts is only for GTD orders", ts
+            )
+        if cmd.max_notional < 0:
+            return _reject(
+                account, coid, 0, Reason.INVALID_QUANTITY, "max_notional must not be negative", ts
+            )
+        if cmd.post_only:
+            if tif is IOC or tif is FOK:
+                return _reject(
+                    account,
+                    coid,
+                    0,
+                    Reason.INVALID_TIF,
+                    "a post-only order must be able to rest (GTC or GTD)",
+                    ts,
+                )
+            if book.crosses(cmd.side, _limit_key(book, cmd.side, cmd.type, cmd.price)):
+                return _reject(
+                    account,
+                    coid,
+                    0,
+                    Reason.POST_ONLY_WOULD_TRADE,
+                    f"post-only {cmd.side.value} at {cmd.price} would trade",
+                    ts,
+                )
+        return None
+
+    def _apply_new(self, cmd: NewOrder, events: list[Event]) -> None:
+        book = self.books[cmd.series]
+        order_id = self.next_order_id
+        self.next_order_id = order_id + 1
+        account = cmd.account
+        seen = self.coids_seen.get(account)
+        if seen is None:
+            seen = self.coids_seen[account] = set()
+        seen.add(cmd.client_order_id)
+        side = cmd.side
+        order = Order(
+            order_id,
+            book.id,
+            account,
+            cmd.client_order_id,
+            side,
+            cmd.price,
+            cmd.qty,
+            cmd.tif,
+            cmd.expire_ts,
+            cmd.stp,
+            cmd.post_only,
+        )
+        events.append(
+            Accepted(
+                order_id, account, cmd.client_order_id, book.id, side, cmd.price, cmd.qty, cmd.ts
+            )
+        )
+        limit_key = _limit_key(book, side, cmd.type, cmd.price)
+        if (
+            cmd.tif is FOK
+            and book.fillable(side, account, cmd.stp, cmd.qty, limit_key, cmd.max_notional)
+            < cmd.qty
+        ):
+            events.append(
+                Cancelled(
+                    order_id, account, book.id, side, cmd.qty, CancelReason.FILL_OR_KILL, cmd.ts
+                )
+            )
+            return
+        self._enter(book, order, limit_key, cmd.max_notional, cmd.type is MARKET, cmd.ts, events)
+
+    def _enter(
+        self,
+        book: OrderBook,
+        order: Order,
+        limit_key: int,
+        max_notional: int,
+        market: bool,
+        ts: int,
+        events: list[Event],
+    ) -> None:
+        """Match an order on arrival, then rest what is left or cancel it as its TIF says."""
+        stopped = (
+            book.match(order, limit_key, max_notional, ts, events)
+            if book.crosses(order.side, limit_key)
+            else None
+        )
+        if not order.qty:
+            return
+        tif = order.tif
+        if stopped is not None or market or tif is IOC or tif is FOK:
+            if stopped is None:
+                stopped = (
+                    CancelReason.MARKET_NO_LIQUIDITY
+                    if market
+                    else (CancelReason.IMMEDIATE_OR_CANCEL)
+                )
+            events.append(
+                Cancelled(
+                    order.order_id, order.account, book.id, order.side, order.qty, stopped, ts
+                )
+            )
+            return
+        book.rest(order, events)
+        self.open_orders[order.order_id] = order
+        by_coid = self.open_by_coid.get(order.account)
+        if by_coid is None:
+            by_coid = self.open_by_coid[order.account] = {}
+        by_coid[order.client_order_id] = order
+        if tif is GTD:
+            heappush(self._gtd, (order.expire_ts, order.order_id))
+
+    # -- cancel and amend ---------------------------------------------------------------------------
+
+    def _find(self, account: int, order_id: int, coid: str) -> Order | None:
+        """An open order of `account`; another account's order is indistinguishable from an
+        unknown one, so nothing leaks."""
+        if order_id:
+            order = self.open_orders.get(order_id)
+            return order if order is not None and order.account == account else None
+        return self.open_by_coid.get(account, {}).get(coid)
+
+    def _check_cancel(self, cmd: Cancel) -> Rejected | None:
+        if self._find(cmd.account, cmd.order_id, cmd.client_order_id) is None:
+            name = f"{cmd.order_id}" if cmd.order_id else f"{cmd.client_order_id!r}"
+            return _reject(
+                cmd.account,
+                cmd.client_order_id,
+                cmd.order_id,
+                Reason.UNKNOWN_ORDER,
+                f"no open order {name} for this account",
+                cmd.ts,
+            )
+        return None
+
+    def _remove(self, order: Order, events: list[Event]) -> None:
+        """Take an open order out of its book and the indexes (no event of its own)."""
+        book = self.books[order.series]
+        book.reduce(order, order.qty, events)
+        del self.open_orders[order.order_id]
+        del self.open_by_coid[order.account][order.client_order_id]
+
+    def _cancel(self, order: Order, reason: CancelReason, ts: int, events: list[Event]) -> None:
+        qty = order.qty
+        self._remove(order, events)
+        events.append(
+            Cancelled(order.order_id, order.account, order.series, order.side, qty, reason, ts)
+        )
+
+    def _check_amend(self, cmd: Amend) -> Rejected | None:
+        account, ts = cmd.account, cmd.ts
+        order = self._find(account, cmd.order_id, "")
+        if order is None:
+            return _reject(
+                account,
+                "",
+                cmd.order_id,
+                Reason.UNKNOWN_ORDER,
+                f"no open order {cmd.order_id} for this account",
+                ts,
+            )
+        book = self.books[order.series]
+        coid = order.client_order_id
+        if book.halted:
+            return _reject(
+                account,
+                coid,
+                order.order_id,
+                Reason.SERIES_HALTED,
+                f"{book.id} is halted: cancels only",
+                ts,
+            )
+        if cmd.qty:
+            rejected = self._check_qty(book, cmd.qty, account, coid, order.order_id, ts)
+            if rejected is not None:
+                return rejected
+        elif cmd.qty < 0:
+            return _reject(
+                account,
+                coid,
+                order.order_id,
+                Reason.INVALID_QUANTITY,
+                f"quantity {cmd.qty} must be positive",
+                ts,
+            )
+        if cmd.price:
+            rejected = self._check_price(book, cmd.price, account, coid, order.order_id, ts)
+            if rejected is not None:
+                return rejected
+        elif cmd.price < 0:
+            return _reject(
+                account,
+                coid,
+                order.order_id,
+                Reason.INVALID_PRICE,
+                f"price {cmd.price} must be positive",
+                ts,
+            )
+        price = cmd.price or order.price
+        qty = cmd.qty or order.qty
+        if price == order.price and qty == order.qty:
+            return _reject(
+                account,
+                coid,
+                order.order_id,
+                Reason.NO_CHANGE,
+                "the amend changes neither price nor quantity",
+                ts,
+            )
+        if (
+            order.post_only
+            and price != order.price
+            and book.crosses(order.side, _limit_key(book, order.side, LIMIT, price))
+        ):
+            return _reject(
+                account,
+                coid,
+                order.order_id,
+                Reason.POST_ONLY_WOULD_TRADE,
+                f"post-only order amended to {price} would trade",
+                ts,
+            )
+        return None
+
+    def _apply_amend(self, cmd: Amend, events: list[Event]) -> None:
+        order = self.open_orders[cmd.order_id]
+        series_id = order.series
+        book = self.books[series_id]
+        price = cmd.price or order.price
+        qty = cmd.qty or order.qty
+        old_price, old_qty = order.price, order.qty
+        if price == old_price and qty < old_qty:
+            events.append(
+                Amended(
+                    order.order_id,
+                    order.account,
+                    series_id,
+                    order.side,
+                    old_price,
+                    old_qty,
+                    price,
+                    qty,
+                    True,
+                    cmd.ts,
+                )
+            )
+            book.reduce(order, old_qty - qty, events)
+            return
+        # Loses priority: the old object leaves (dead in its deque), a new one enters.
+        events.append(
+            Amended(
+                order.order_id,
+                order.account,
+                series_id,
+                order.side,
+                old_price,
+                old_qty,
+                price,
+                qty,
+                False,
+                cmd.ts,
+            )
+        )
+        self._remove(order, events)
+        fresh = Order(
+            order.order_id,
+            series_id,
+            order.account,
+            order.client_order_id,
+            order.side,
+            price,
+            qty,
+            order.tif,
+            order.expire_ts,
+            order.stp,
+            order.post_only,
+        )
+        self._enter(
+            book, fresh, _limit_key(book, fresh.side, LIMIT, price), 0, False, cmd.ts, events
+        )
+
+    # -- shared validation ---------------------------------------------------------------------
+
+    @staticmethod
+    def _check_qty(
+        book: OrderBook, qty: int, account: int, coid: str, order_id: int, ts: int
+    ) -> Rejected | None:
+        series = book.series
+        if qty <= 0:
+            return _reject(
+                account,
+                coid,
+                order_id,
+                Reason.INVALID_QUANTITY,
+                f"quantity {qty} must be a positive number of tonnes",
+                ts,
+            )
+        if qty % series.lot:
+            return _reject(
+                account,
+                coid,
+                order_id,
+                Reason.LOT_SIZE,
+                f"quantity {qty} is not a multiple of the lot {series.lot}",
+                ts,
+            )
+        if qty > series.max_order_qty:
+            return _reject(
+                account,
+                coid,
+                order_id,
+                Reason.MAX_ORDER_SIZE,
+                f"quantity {qty} exceeds the maximum {series.max_order_qty}",
+                ts,
+            )
+        return None
+
+    @staticmethod
+    def _check_price(
+        book: OrderBook, price: int, account: int, coid: str, order_id: int, ts: int
+    ) -> Rejected | None:
+        tick = book.series.tick
+        if price <= 0 or price % tick:
+            return _reject(
+                account,
+                coid,
+                order_id,
+                Reason.INVALID_PRICE,
+                f"price {price} is not a positive multiple of the tick {tick}",
+                ts,
+            )
+        if not book.band_low <= price <= book.band_high:
+            return _reject(
+                account,
+                coid,
+                order_id,
+                Reason.PRICE_OUT_OF_BAND,
+                f"price {price} is outside the band [{book.band_low}, {book.band_high}]",
+                ts,
+            )
+        return None
+
+
+def _limit_key(book: OrderBook, side: Side, kind: OrderType, price: int) -> int:
+    """The book key an incoming order may trade up to (see `engine.book` for keys)."""
+    if kind is MARKET:
+        return book.band_high if side is BUY else -book.band_low
+    return price if side is BUY else -price
+
+
+def _reject(account: int, coid: str, order_id: int, reason: Reason, text: str, ts: int) -> Rejected:
+    return Rejected(account, coid, order_id, reason, text, ts)
