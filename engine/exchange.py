@@ -163,7 +163,7 @@ class Exchange:
             book.check_invariants()
         indexed = {o.order_id for coids in self.open_by_coid.values() for o in coids.values()}
         assert indexed == set(self.open_orders), "account index = open orders"
-        for order_id, order in self.open_orders.items():
+        for order in self.open_orders.values():
             assert order.qty > 0, "an open order has open quantity"
             book = self.books[order.series]
             assert order in book.queue(order.side, order.price), "an open order is in its book"
@@ -337,7 +337,7 @@ class Exchange:
         if tif is GTD:
             heappush(self._gtd, (order.expire_ts, order.order_id))
 
-    # -- cancel and amend ---------------------------------------------------------------------------
+    # -- cancel and amend ---------------------------------------------------------------
 
     def _find(self, account: int, order_id: int, coid: str) -> Order | None:
         """An open order of `account`; another account's order is indistinguishable from an
