@@ -1,0 +1,53 @@
+"""The `tonne` command line: one entry point, one subcommand per operator or user task.
+
+Each subcommand lives in the module that does the work and exposes `main(argv) -> int`;
+this file only routes, imports lazily (so `tonne bench` does not load the network stack), and
+turns a missing piece into a clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module, what it does)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("gateway.demo", "a seeded demo market with simulated participants"),
+    "bench": ("bench.engine_bench", "the standard engine workload against the reference engine"),
+    "serve": ("gateway.serve", "run the exchange (TCP + WebSocket) on the embedded store"),
+    "load": ("gateway.load", "simulated participants against a running server"),
+    "log": ("gateway.logcmd", "operators: `log tail [-f]` and `log verify` of the settlement log"),
+    "recover": ("gateway.recover", "rebuild state from a data folder and report, without serving"),
+    "accounts": ("gateway.accounts", "provision accounts and API keys"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: tonne COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name:<9} {doc}" for name, (_, doc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"tonne: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module_name = COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        print(f"tonne: `{name}` is not built yet (see README, 'Not done yet')", file=sys.stderr)
+        return 2
+    result: int = module.main(rest)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
