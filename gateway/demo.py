@@ -137,6 +137,10 @@ def money(minor: int, currency: str) -> str:
     return f"{currency} {minor // 100}.{minor % 100:02d}"
 
 
+def levels_text(levels: list[tuple[int, int]], currency: str) -> str:
+    return "  ".join(f"{qty}@{money(price, currency)}" for price, qty in levels) or "-"
+
+
 def describe_trade(trade: Trade, currency: str) -> str:
     buyer, seller = PARTICIPANTS[trade.buyer], PARTICIPANTS[trade.seller]
     return (
@@ -186,11 +190,6 @@ def main(argv: list[str]) -> int:
     print(f"\n{args.steps} commands, {trades} trades. Closing books (best 3 levels):")
     for series, _, _ in listed:
         bids, asks = exchange.books[series.id].depth(3)
-        show = lambda levels: (
-            "  ".join(  # noqa: E731
-                f"{q}@{money(p, series.currency)}" for p, q in levels
-            )
-            or "-"
-        )
-        print(f"  {series.id:<15} bids {show(bids)}\n  {'':<15} asks {show(asks)}")
+        print(f"  {series.id:<15} bids {levels_text(bids, series.currency)}")
+        print(f"  {'':<15} asks {levels_text(asks, series.currency)}")
     return 0
