@@ -1,0 +1,265 @@
+"""`tonne bench`: the standard engine workload, run by our engine and the reference engine.
+
+Both engines run the same pre-generated command list (`bench.workload`) in the same process;
+the figure that matters is the ratio of their rates, because this machine is shared and any
+absolute number drifts with its load. Each engine's fill sequence (maker id, taker id,
+price, qty per trade) is hashed; the run fails (exit 1) if the digests differ.
+
+How a run is timed, the same for every engine: build a fresh engine, `gc.collect()` and
+`gc.freeze()` (so neither pays for scanning the workload), then feed the commands in chunks
+of `CHUNK_COMMANDS`, keeping each command's result. The clock (`time.perf_counter`) runs
+while the engine takes the chunk and while the chunk's results are released; it stops while
+the fills are read out of the results for the digest. The garbage collector stays on. With
+`--repeat K` the engines take turns (A B, B A, A B, ...) and each reports its best run.
+
+A third engine, "engine + settlement" (holds and DvP per fill), plugs in through
+`settlement_contender` once `settlement.core.Core` exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import hashlib
+import importlib
+import pstats
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.reference_engine import Fill, ReferenceEngine
+from bench.workload import DEFAULT_SEED, Workload, WorkloadStats, generate
+from engine import Command, Exchange, Trade
+
+CHUNK_COMMANDS = 10_000
+DEFAULT_COMMANDS = 1_000_000
+
+
+@dataclass
+class Contender:
+    """An engine under test: `start` builds a fresh one and returns its per-command entry
+    point; `fills_of` reads the fills out of what one command returned."""
+
+    name: str
+    start: Callable[[Workload], Callable[[Command], Any]]
+    fills_of: Callable[[Any], Iterable[Fill]]
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    fills: int = 0
+    digest: str = ""
+
+    @property
+    def best_s(self) -> float:
+        return min(self.seconds)
+
+    def rate(self, commands: int) -> float:
+        return commands / self.best_s
+
+
+def engine_contender() -> Contender:
+    def start(workload: Workload) -> Callable[[Command], Any]:
+        return Exchange(workload.series).submit
+
+    def fills_of(events: list[Any]) -> Iterable[Fill]:
+        return [
+            (e.maker_order_id, e.taker_order_id, e.price, e.qty) for e in events if type(e) is Trade
+        ]
+
+    return Contender("engine", start, fills_of)
+
+
+def reference_contender() -> Contender:
+    def start(workload: Workload) -> Callable[[Command], Any]:
+        return ReferenceEngine([s.id for s in workload.series]).submit
+
+    def fills_of(fills: list[Fill]) -> Iterable[Fill]:
+        return fills
+
+    return Contender("reference", start, fills_of)
+
+
+def settlement_contender() -> tuple[Contender | None, str]:
+    """Engine + settlement (`settlement.core.Core.apply`), or None and why not.
+
+    To plug it in: build a `Core` over the workload's series, fund every account of the
+    workload (1..`bench.workload.ACCOUNTS`) with enough cash and credits that no order is
+    refused for want of a hold (so the fills stay identical to the engine's), and return its
+    `apply` from `start`; `fills_of` is the engine's (Trade events).
+    """
+    try:
+        importlib.import_module("settlement.core")
+    except ModuleNotFoundError as exc:
+        if exc.name != "settlement.core":
+            raise
+        return None, "settlement.core does not exist yet"
+    return None, "settlement.core exists but is not wired into the bench yet"
+
+
+def timed_run(
+    contender: Contender, workload: Workload, chunks: Sequence[list[Command]]
+) -> tuple[float, list[Fill]]:
+    """Seconds to run every chunk of `workload` through a fresh engine, and its fills."""
+    submit = contender.start(workload)
+    fills_of = contender.fills_of
+    fills: list[Fill] = []
+    gc.collect()
+    gc.freeze()
+    elapsed = 0.0
+    try:
+        for chunk in chunks:
+            t0 = time.perf_counter()
+            results = [submit(cmd) for cmd in chunk]
+            t1 = time.perf_counter()
+            for result in results:
+                fills.extend(fills_of(result))
+            t2 = time.perf_counter()
+            del results
+            elapsed += (t1 - t0) + (time.perf_counter() - t2)
+    finally:
+        gc.unfreeze()
+    return elapsed, fills
+
+
+def digest(fills: list[Fill]) -> str:
+    h = hashlib.sha256()
+    for maker_id, taker_id, price, qty in fills:
+        h.update(b"%d %d %d %d\n" % (maker_id, taker_id, price, qty))
+    return h.hexdigest()
+
+
+def run(workload: Workload, contenders: list[Contender], repeat: int) -> list[Result]:
+    """Time every contender `repeat` times, taking turns; fill counts and digests of each."""
+    commands = workload.commands
+    chunks = [commands[i : i + CHUNK_COMMANDS] for i in range(0, len(commands), CHUNK_COMMANDS)]
+    results = {c.name: Result(c.name) for c in contenders}
+    for k in range(repeat):
+        order = contenders if k % 2 == 0 else contenders[::-1]
+        for contender in order:
+            seconds, fills = timed_run(contender, workload, chunks)
+            result = results[contender.name]
+            result.seconds.append(seconds)
+            d = digest(fills)
+            if result.digest and result.digest != d:
+                raise AssertionError(f"{contender.name}: fills differ between repeats")
+            result.fills, result.digest = len(fills), d
+            del fills
+    return [results[c.name] for c in contenders]
+
+
+def describe_workload(stats: WorkloadStats, seconds: float) -> list[str]:
+    n = stats.commands
+
+    def pct(count: int, of: int = n) -> str:
+        return f"{100 * count / of:5.1f}%" if of else "  -  "
+
+    k = stats.kinds
+    cancels, amends = stats.count("cancel"), stats.count("amend")
+    return [
+        f"workload: {n:,} commands generated in {seconds:.1f} s",
+        f"  passive limit    {pct(stats.count('new.passive'))}   GTC, a few ticks from the mid",
+        f"  marketable       {pct(stats.count('new.marketable'))}   "
+        f"limit IOC {pct(k['new.marketable.limit_ioc'])}, "
+        f"limit GTC {pct(k['new.marketable.limit_gtc'])}, "
+        f"market IOC {pct(k['new.marketable.market_ioc'])}",
+        f"  cancel           {pct(cancels)}   "
+        f"{pct(stats.cancels_live, cancels)} hit an open order, "
+        f"{pct(stats.cancels_by_client_id, cancels)} by client order id",
+        f"  amend            {pct(amends)}   "
+        f"qty down {pct(k['amend.qty_down'])}, qty up {pct(k['amend.qty_up'])}, "
+        f"price {pct(k['amend.price'])}",
+        f"  fills {stats.fills:,}; open orders at the end {stats.open_orders_end:,} "
+        f"(at most {stats.open_orders_max:,})",
+    ]
+
+
+def describe_results(results: list[Result], commands: int) -> list[str]:
+    lines = [
+        f"{'engine':<22}{'commands/s':>12}{'best s':>8}  {'runs s':<18}{'fills':>10}  "
+        "digest (SHA-256 of fills)"
+    ]
+    for r in results:
+        runs = " ".join(f"{s:.2f}" for s in r.seconds)
+        lines.append(
+            f"{r.name:<22}{r.rate(commands):>12,.0f}{r.best_s:>8.2f}  {runs:<18}{r.fills:>10,}  "
+            f"{r.digest[:16]}"
+        )
+    by_name = {r.name: r for r in results}
+    reference = by_name["reference"]
+    for r in results:
+        if r is not reference:
+            ratio = r.rate(commands) / reference.rate(commands)
+            lines.append(f"ratio {r.name}/reference: {ratio:.2f}x")
+    return lines
+
+
+def profile(workload: Workload, contender: Contender, top: int) -> None:
+    """Print where `contender` spends its time on the workload (cProfile, not a timing)."""
+    submit = contender.start(workload)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for cmd in workload.commands:
+        submit(cmd)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tonne bench",
+        description="The standard engine workload: our engine against the reference engine "
+        "(SortedDict of price levels, each a deque), same commands, same process.",
+    )
+    parser.add_argument("--commands", type=int, default=DEFAULT_COMMANDS, metavar="N")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--repeat", type=int, default=1, metavar="K", help="runs per engine; best of K reported"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="after the timed runs, profile our engine and print the TOP functions",
+    )
+    args = parser.parse_args(argv)
+    if args.commands <= 0 or args.repeat <= 0:
+        parser.error("--commands and --repeat must be positive")
+
+    t0 = time.perf_counter()
+    workload = generate(args.commands, seed=args.seed)
+    generated_s = time.perf_counter() - t0
+    contenders = [reference_contender(), engine_contender()]
+    settlement, settlement_note = settlement_contender()
+    if settlement is not None:
+        contenders.append(settlement)
+
+    print(
+        f"tonne bench: {args.commands:,} commands, seed {args.seed}, "
+        f"{len(workload.series)} series, best of {args.repeat}"
+    )
+    for line in describe_workload(workload.stats, generated_s):
+        print(line)
+    print()
+    results = run(workload, contenders, args.repeat)
+    for line in describe_results(results, args.commands):
+        print(line)
+    if settlement is None:
+        print(f"engine + settlement: not measured ({settlement_note})")
+    print(
+        "measured: time.perf_counter over all commands, each engine fresh, gc.collect() + "
+        "gc.freeze() before each run, engines alternating between repeats"
+    )
+    digests = {r.digest for r in results}
+    if len(digests) != 1:
+        print("FAIL: the engines' fill sequences differ")
+        return 1
+    print(f"fill sequences identical: sha256 {results[0].digest}")
+    if args.profile:
+        profile(workload, engine_contender(), args.profile)
+    return 0
