@@ -1,0 +1,188 @@
+"""The standard bench workload and the reference engine: deterministic, the promised mix, valid
+commands, and the same fills from the reference engine as from the real `engine.Exchange`.
+
+Nothing here asserts a timing: the machine is shared, and `tonne bench` reports ratios."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from bench import engine_bench
+from bench.reference_engine import ReferenceEngine
+from bench.workload import Workload, generate, standard_series
+from engine import (
+    Amend,
+    Cancel,
+    Cancelled,
+    CancelReason,
+    Exchange,
+    NewOrder,
+    OrderType,
+    Reason,
+    Rejected,
+    Side,
+    TimeInForce,
+    Trade,
+)
+
+COMMANDS = 20_000
+
+
+@pytest.fixture(scope="module")
+def workload() -> Workload:
+    return generate(COMMANDS, seed=11)
+
+
+def test_the_same_seed_gives_the_same_commands() -> None:
+    assert generate(3_000, seed=5).commands == generate(3_000, seed=5).commands
+
+
+def test_another_seed_gives_other_commands() -> None:
+    assert generate(3_000, seed=5).commands != generate(3_000, seed=6).commands
+
+
+def test_the_mix_is_the_promised_one(workload: Workload) -> None:
+    stats = workload.stats
+    n = len(workload.commands)
+    assert stats.commands == n == COMMANDS
+    kinds = Counter(type(c).__name__ for c in workload.commands)
+    assert kinds["Cancel"] == stats.count("cancel")
+    assert kinds["Amend"] == stats.count("amend")
+    assert stats.count("new.passive") / n == pytest.approx(0.60, abs=0.015)
+    assert stats.count("new.marketable") / n == pytest.approx(0.10, abs=0.01)
+    assert stats.count("cancel") / n == pytest.approx(0.25, abs=0.015)
+    assert stats.count("amend") / n == pytest.approx(0.05, abs=0.01)
+    assert stats.cancels_live / stats.count("cancel") > 0.95
+    assert 0.2 < stats.cancels_by_client_id / stats.cancels_live < 0.4
+    for kind in ("limit_ioc", "limit_gtc", "market_ioc"):
+        assert stats.kinds[f"new.marketable.{kind}"] > 0
+    for kind in ("qty_down", "qty_up", "price"):
+        assert stats.kinds[f"amend.{kind}"] > 0
+
+
+def test_commands_respect_ticks_lots_and_time(workload: Workload) -> None:
+    series = {s.id: s for s in standard_series()}
+    assert len(series) == 10
+    last_ts = 0
+    for cmd in workload.commands:
+        assert cmd.ts > last_ts
+        last_ts = cmd.ts
+        if isinstance(cmd, NewOrder):
+            s = series[cmd.series]
+            assert cmd.qty > 0 and cmd.qty % s.lot == 0
+            if cmd.type is OrderType.LIMIT:
+                assert cmd.price > 0 and cmd.price % s.tick == 0
+
+
+def test_the_engine_accepts_everything_but_cancels_of_orders_already_gone(
+    workload: Workload,
+) -> None:
+    exchange = Exchange(workload.series)
+    next_id = 1
+    rejected: Counter[Reason] = Counter()
+    user_cancels = 0
+    for cmd in workload.commands:
+        events = exchange.submit(cmd)
+        if isinstance(cmd, NewOrder):
+            assert events[0].order_id == next_id  # ids are predictable: 1, 2, 3, ...
+            next_id += 1
+        for e in events:
+            if isinstance(e, Rejected):
+                rejected[e.reason] += 1
+            elif isinstance(e, Cancelled) and e.reason is CancelReason.USER:
+                user_cancels += 1
+    stats = workload.stats
+    assert rejected == {Reason.UNKNOWN_ORDER: stats.count("cancel") - stats.cancels_live}
+    assert user_cancels == stats.cancels_live
+    exchange.check_invariants()
+
+
+def test_reference_and_engine_make_the_same_fills(workload: Workload) -> None:
+    exchange = Exchange(workload.series)
+    reference = ReferenceEngine([s.id for s in workload.series])
+    ours, theirs = [], []
+    for cmd in workload.commands:
+        ours += [
+            (e.maker_order_id, e.taker_order_id, e.price, e.qty)
+            for e in exchange.submit(cmd)
+            if isinstance(e, Trade)
+        ]
+        theirs += reference.submit(cmd)
+    assert len(ours) > COMMANDS // 10
+    assert ours == theirs
+    assert len(reference.orders) == len(exchange.open_orders)
+    for order_id, order in reference.orders.items():
+        assert exchange.open_orders[order_id].qty == order.qty
+
+
+# -- the reference engine on small examples ---------------------------------------------------
+
+
+def _order(account: int, coid: str, side: Side, price: int, qty: int, **kw: object) -> NewOrder:
+    return NewOrder(
+        account=account,
+        client_order_id=coid,
+        series="S",
+        side=side,
+        price=price,
+        qty=qty,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_reference_trades_best_price_first_then_time() -> None:
+    ref = ReferenceEngine(["S"])
+    ref.submit(_order(1, "a", Side.SELL, 101, 5))  # id 1
+    ref.submit(_order(2, "b", Side.SELL, 100, 5))  # id 2
+    ref.submit(_order(3, "c", Side.SELL, 100, 5))  # id 3
+    fills = ref.submit(_order(4, "d", Side.BUY, 101, 12, tif=TimeInForce.IOC))
+    assert fills == [(2, 4, 100, 5), (3, 4, 100, 5), (1, 4, 101, 2)]
+    assert ref.orders[1].qty == 3 and 4 not in ref.orders
+
+
+def test_reference_amend_down_keeps_priority_and_up_loses_it() -> None:
+    ref = ReferenceEngine(["S"])
+    for account, coid in ((1, "a"), (2, "b"), (3, "c")):
+        ref.submit(_order(account, coid, Side.BUY, 50, 10))
+    ref.submit(Amend(account=1, order_id=1, qty=4))
+    ref.submit(Amend(account=2, order_id=2, qty=20))
+    fills = ref.submit(_order(9, "s", Side.SELL, 0, 40, type=OrderType.MARKET, tif=TimeInForce.IOC))
+    assert fills == [(1, 4, 50, 4), (3, 4, 50, 10), (2, 4, 50, 20)]
+
+
+def test_reference_cancels_by_id_or_client_id_and_ignores_unknown_orders() -> None:
+    ref = ReferenceEngine(["S"])
+    ref.submit(_order(1, "a", Side.BUY, 50, 10))
+    ref.submit(_order(1, "b", Side.BUY, 50, 10))
+    ref.submit(Cancel(account=1, order_id=1))
+    ref.submit(Cancel(account=1, client_order_id="b"))
+    ref.submit(Cancel(account=1, order_id=1))
+    ref.submit(Cancel(account=2, client_order_id="a"))
+    assert not ref.orders and not ref.books["S"].bids
+
+
+def test_reference_stops_at_its_own_order_and_drops_the_rest() -> None:
+    ref = ReferenceEngine(["S"])
+    ref.submit(_order(1, "a", Side.SELL, 100, 5))
+    ref.submit(_order(2, "b", Side.SELL, 100, 5))
+    ref.submit(_order(3, "c", Side.SELL, 100, 5))
+    assert ref.submit(_order(2, "d", Side.BUY, 100, 15)) == [(1, 4, 100, 5)]
+    assert 4 not in ref.orders and sorted(ref.orders) == [2, 3]
+
+
+# -- the runner ---------------------------------------------------------------------------------
+
+
+def test_bench_runs_both_engines_and_prints_rates_and_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert engine_bench.main(["--commands", "20000"]) == 0
+    out = capsys.readouterr().out
+    assert "commands/s" in out
+    lines = out.splitlines()
+    assert any(line.startswith("reference ") for line in lines)
+    assert any(line.startswith("engine ") for line in lines)
+    assert "ratio engine/reference:" in out
+    assert "fill sequences identical" in out
