@@ -1,0 +1,331 @@
+"""The journal: group commit of commands and settlement records, and snapshots.
+
+The server applies each command to the in-memory core at once, `append`s it with the
+settlement records it produced (cheap, no I/O), and before it tells anyone about a read's
+results awaits `flush()`, which returns once everything appended before the call is durably
+committed. All SQLite work runs in one dedicated writer thread, so the event loop never
+waits on an fsync, and every awaiter whose commands are in the same transaction is released
+by the same COMMIT:
+
+    loop thread                                  writer thread
+    append(cmd, records) -> buffer
+    flush(): cut buffer -> queue, await seq  -->  take first batch; gather more until the
+                                                  window closes or the batch is full;
+                                                  BEGIN; INSERT...; COMMIT
+    waiters with seq <= committed released   <--  call_soon_threadsafe(committed, seq)
+
+Batches are bounded by `batch_max` commands and, after the first batch arrives, by
+`window_s` seconds of waiting for more (0 = take what is queued now: the commit itself is the
+window, as commands keep arriving while it runs). A full buffer is cut without waiting for a
+flush. If a write fails, the journal is *failed*: every waiter and every later `flush()`
+raises `JournalFailed`, because the in-memory core is now ahead of the durable state and the
+process must stop rather than acknowledge anything (restart = recovery from the store).
+
+Snapshots: when `core` is given, `flush()` takes `core.snapshot()` every `snapshot_every`
+commands or `snapshot_interval_s` seconds (whichever first) at a point where the core state is
+exactly the appended commands, and queues it behind them; the writer stores it in the same
+transaction as the batch that ends at its sequence number, so a snapshot never covers a
+command the journal lost. `snapshot_pauses_s` records how long each one held the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from gateway.store import Batch, JournalRow, LogRow, Snapshot, SnapshotInfo, Store
+
+BATCH_MAX = 2048  # commands per transaction, at most
+WINDOW_S = 0.0  # extra wait for more commands after the first batch arrives
+SNAPSHOT_EVERY = 100_000  # commands between snapshots
+SNAPSHOT_INTERVAL_S = 300.0  # seconds between snapshots (when commands arrive at all)
+SNAPSHOTS_KEPT = 3  # older snapshots are pruned after a new one is stored
+WINDOW_S_MAX = 1.0  # the time window may not be set longer than this
+PAUSES_KEPT = 1024  # snapshot pause measurements kept for reporting
+
+
+class JournalFailed(Exception):
+    """A write to the store failed: nothing after the last commit is durable, and the
+    journal accepts nothing more. The process must stop and recover."""
+
+
+class Codec(Protocol):
+    """How commands and settlement records become bytes (settlement's msgpack encoders)."""
+
+    def encode_command(self, cmd: Any) -> bytes: ...
+    def decode_command(self, data: bytes) -> Any: ...
+    def encode_record(self, record: Any) -> bytes: ...
+    def decode_record(self, data: bytes) -> Any: ...
+
+
+class SettlementCodec:
+    """The real codec: `settlement.commands` and `settlement.log`."""
+
+    def __init__(self) -> None:
+        from settlement.commands import decode_command, encode_command
+        from settlement.log import decode_record, encode_record
+
+        self.encode_command = encode_command
+        self.decode_command = decode_command
+        self.encode_record = encode_record
+        self.decode_record = decode_record
+
+
+class SnapshotSource(Protocol):
+    """What the journal needs of the core to take a snapshot."""
+
+    def snapshot(self) -> bytes: ...
+    def state_hash(self) -> str: ...
+
+
+class NullJournal:
+    """The journal interface without durability: for tests and benchmarks of the core alone.
+    Keeps nothing (so it is not a memory leak under a long benchmark), counts appends."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.records = 0
+
+    def append(self, cmd: Any, records: Sequence[Any]) -> int:
+        self.seq += 1
+        self.records += len(records)
+        return self.seq
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class Journal:
+    """Group commit to a `Store` through one writer thread. See the module docstring.
+
+    `seq`, `log_seq` and `log_head` say where the journal starts (from recovery); they are
+    the sequence number of the last command, the last settlement record and that record's
+    hash. Call `start()` inside the running loop before use, and `await close()` at the end.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        codec: Codec | None = None,
+        seq: int = 0,
+        log_seq: int = 0,
+        log_head: str = "",
+        batch_max: int = BATCH_MAX,
+        window_s: float = WINDOW_S,
+        core: SnapshotSource | None = None,
+        snapshot_every: int = SNAPSHOT_EVERY,
+        snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
+        snapshots_kept: int = SNAPSHOTS_KEPT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        if not 0 <= window_s <= WINDOW_S_MAX:
+            raise ValueError(f"window_s must be within [0, {WINDOW_S_MAX}]")
+        if snapshot_every < 1 or snapshot_interval_s <= 0 or snapshots_kept < 1:
+            raise ValueError("snapshot_every, snapshot_interval_s, snapshots_kept must be > 0")
+        self.store = store
+        self.codec: Codec = codec if codec is not None else SettlementCodec()
+        self.batch_max = batch_max
+        self.window_s = window_s
+        self.core = core
+        self.snapshot_every = snapshot_every
+        self.snapshot_interval_s = snapshot_interval_s
+        self.snapshots_kept = snapshots_kept
+        self._clock = clock
+        self.seq = seq  # last appended command
+        self.log_seq = log_seq  # last appended settlement record
+        self.log_head = log_head
+        self.durable_seq = seq  # last committed command
+        self.commits = 0  # transactions committed
+        self.batch_sizes: deque[int] = deque(maxlen=PAUSES_KEPT)
+        self.snapshot_pauses_s: deque[float] = deque(maxlen=PAUSES_KEPT)
+        self.snapshots_taken = 0
+        self._snap_seq = seq
+        self._snap_time = clock()
+        self._buf_cmds: list[JournalRow] = []
+        self._buf_recs: list[LogRow] = []
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+
+    # -- the loop side ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread; call from inside the running event loop."""
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
+        self._thread.start()
+
+    def append(self, cmd: Any, records: Sequence[Any]) -> int:
+        """Buffer one accepted command (with its timestamp `cmd.ts`) and the settlement
+        records it produced; returns the command's journal sequence number. No I/O."""
+        if self._error is not None or self._closed:
+            raise JournalFailed("the journal is closed or failed; nothing more is accepted")
+        seq = self.seq + 1
+        self.seq = seq
+        self._buf_cmds.append(JournalRow(seq, cmd.ts, self.codec.encode_command(cmd)))
+        if records:
+            encode = self.codec.encode_record
+            buf = self._buf_recs
+            log_seq = self.log_seq
+            for record in records:
+                log_seq += 1
+                if record.seq != log_seq:
+                    raise AssertionError(f"settlement record seq {record.seq}, expected {log_seq}")
+                buf.append(LogRow(log_seq, encode(record), record.hash))
+            self.log_seq = log_seq
+            self.log_head = records[-1].hash
+        if len(self._buf_cmds) >= self.batch_max:
+            self._cut()
+        return seq
+
+    async def flush(self) -> None:
+        """Return once every command appended before this call is durably committed."""
+        if self._error is not None:
+            raise JournalFailed(f"an earlier commit failed: {self._error!r}") from self._error
+        target = self.seq
+        if self.durable_seq >= target:
+            return
+        if self._thread is None:
+            self.start()
+        self._maybe_snapshot()
+        self._cut()
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append((target, fut))
+        await fut
+
+    def snapshot_now(self) -> None:
+        """Take a snapshot of `core` now and queue it behind the appended commands. Call only
+        where the core state is exactly the appended commands (not between apply and append)."""
+        if self.core is None:
+            raise ValueError("the journal has no core to snapshot")
+        started = time.perf_counter()
+        data = self.core.snapshot()
+        state_hash = self.core.state_hash()
+        self.snapshot_pauses_s.append(time.perf_counter() - started)
+        info = SnapshotInfo(
+            self.seq, self.log_seq, self.log_head, state_hash, time.time_ns(), len(data)
+        )
+        self._snap_seq = self.seq
+        self._snap_time = self._clock()
+        self.snapshots_taken += 1
+        self._cut(Snapshot(info, data))
+
+    async def close(self) -> None:
+        """Commit what is buffered and stop the writer thread."""
+        if self._closed:
+            return
+        try:
+            if self._error is None and self.seq > self.durable_seq:
+                await self.flush()
+        finally:
+            self._closed = True
+            if self._thread is not None:
+                self._queue.put(None)
+                await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+                self._thread = None
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._error
+
+    @property
+    def backlog(self) -> int:
+        """Commands appended but not yet committed."""
+        return self.seq - self.durable_seq
+
+    def _maybe_snapshot(self) -> None:
+        if self.core is None or self.seq == self._snap_seq:
+            return
+        if (
+            self.seq - self._snap_seq >= self.snapshot_every
+            or self._clock() - self._snap_time >= self.snapshot_interval_s
+        ):
+            self.snapshot_now()
+
+    def _cut(self, snapshot: Snapshot | None = None) -> None:
+        """Hand the buffer (and a snapshot, which covers exactly the buffer's end) to the
+        writer."""
+        if not self._buf_cmds and snapshot is None:
+            return
+        if self._thread is None:
+            self.start()
+        self._queue.put(Batch(self._buf_cmds, self._buf_recs, snapshot))
+        self._buf_cmds = []
+        self._buf_recs = []
+
+    def _committed(self, seq: int) -> None:
+        """Loop side of a COMMIT: release every waiter whose commands are now durable."""
+        self.durable_seq = seq
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= seq:
+            _, fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._error = exc
+        while self._waiters:
+            _, fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(JournalFailed(f"commit failed: {exc!r}"))
+
+    # -- the writer thread -----------------------------------------------------------------------
+
+    def _writer(self) -> None:
+        q = self._queue
+        loop = self._loop
+        assert loop is not None
+        carry: Batch | None = None  # a batch that did not fit into the last transaction
+        stop = False
+        while not (stop and carry is None):
+            first = carry if carry is not None else q.get()
+            carry = None
+            if first is None:
+                return
+            batch = Batch(list(first.commands), list(first.records), first.snapshot)
+            deadline = time.monotonic() + self.window_s
+            # Gather more batches: up to batch_max commands, never past a snapshot (it
+            # must be stored with the batch that ends at its sequence number).
+            while not stop and batch.snapshot is None and len(batch.commands) < self.batch_max:
+                try:
+                    timeout = deadline - time.monotonic()
+                    more = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                elif len(batch.commands) + len(more.commands) > self.batch_max:
+                    carry = more
+                    break
+                else:
+                    batch.commands.extend(more.commands)
+                    batch.records.extend(more.records)
+                    batch.snapshot = more.snapshot
+            try:
+                self.store.write(batch)
+                if batch.snapshot is not None:
+                    self.store.prune_snapshots(self.snapshots_kept)
+            except BaseException as exc:  # the loop must hear of it, then stop writing
+                loop.call_soon_threadsafe(self._failed, exc)
+                return
+            self.commits += 1
+            self.batch_sizes.append(len(batch.commands))
+            if batch.commands:
+                loop.call_soon_threadsafe(self._committed, batch.commands[-1].seq)

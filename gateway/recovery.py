@@ -1,0 +1,256 @@
+"""Crash recovery: rebuild the core from the store, check it, or refuse to start.
+
+1. Take the newest snapshot whose checksum holds, restore it, and check that the restored
+   core's state hash is the one recorded with it and that the stored settlement log at the
+   snapshot's log position has the recorded head hash. A snapshot failing any check is set
+   aside (and reported) and the next older one tried; after the oldest, the genesis state
+   (the core built from the stored reference data) is the fallback, since the journal is
+   kept from its first command.
+2. Replay every journal command after the snapshot through the same deterministic core, and
+   check each settlement record the replay produces against the stored one (seq, hash and
+   bytes). The log is written in the same transaction as the commands that produced it, so
+   any difference is damage.
+3. Check that nothing is left over in the log, that the log head matches, and, where a
+   snapshot was taken at the final command, that the state hash matches it too.
+
+Anything wrong in the journal or the log is a `RecoveryError` whose message names the first
+bad record: we never start with a wrong ledger. Only the core's contract (docs/CONTRACTS.md)
+is used: `apply`, `drain_records`, `state_hash`, `snapshot`/`restore`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from gateway.journal import Codec, SettlementCodec
+from gateway.store import CorruptRecord, LogRow, SnapshotInfo, Store, StoreError
+
+
+class RecoveryError(Exception):
+    """The store cannot be turned into a trustworthy ledger; the message names the record."""
+
+
+class CoreLike(Protocol):
+    def apply(self, cmd: Any) -> list[Any]: ...
+    def drain_records(self) -> list[Any]: ...
+    def state_hash(self) -> str: ...
+    def snapshot(self) -> bytes: ...
+
+
+class Recovered(msgspec.Struct):
+    """What recovery found, and the rebuilt core."""
+
+    core: Any
+    snapshot_seq: int  # the snapshot used (0 = genesis, no snapshot)
+    skipped: list[str]  # snapshots set aside, each with the reason
+    replayed: int  # journal commands replayed after the snapshot
+    seq: int  # last journal command
+    log_seq: int  # last settlement record
+    log_head: str  # its hash ("" when the log is empty)
+    state_hash: str
+    elapsed_s: float
+    checked_state_hash: bool = False  # a snapshot at the final command confirmed the hash
+
+    def summary(self) -> str:
+        start = f"snapshot at seq {self.snapshot_seq}" if self.snapshot_seq else "genesis"
+        skipped = f"; set aside: {'; '.join(self.skipped)}" if self.skipped else ""
+        return (
+            f"recovered from {start}, replayed {self.replayed} commands to seq {self.seq}, "
+            f"log seq {self.log_seq} head {self.log_head[:16] or '-'}, "
+            f"state hash {self.state_hash[:16]}, {self.elapsed_s:.3f} s{skipped}"
+        )
+
+
+# -- reference data: what the genesis core is built from ---------------------------------------
+
+REF_SERIES = "series"
+REF_PROJECTS = "projects"
+REF_CONFIG = "config"
+
+
+def save_genesis(
+    store: Store,
+    *,
+    series: Iterable[Any] = (),
+    projects: Iterable[Any] = (),
+    config: dict[str, Any] | None = None,
+) -> None:
+    """Store the reference data the genesis core is built from. Only before the first
+    command: reference data that changed under a journal would change its replay."""
+    if store.head().seq:
+        raise StoreError("reference data is fixed once the journal has commands")
+    enc = msgspec.msgpack.encode
+    store.put_reference(REF_SERIES, [(s.id, enc(s)) for s in series])
+    store.put_reference(REF_PROJECTS, [(p.id, enc(p)) for p in projects])
+    store.put_reference(REF_CONFIG, [("core", enc(config or {}))])
+
+
+def genesis_core(store: Store) -> Any:
+    """The core in its state before the first command: `Core(series, projects, **config)`."""
+    from settlement.core import Core
+
+    from engine.reference import Project, Series
+
+    series = [msgspec.msgpack.decode(d, type=Series) for _, d in store.reference(REF_SERIES)]
+    projects = [msgspec.msgpack.decode(d, type=Project) for _, d in store.reference(REF_PROJECTS)]
+    config_rows = store.reference(REF_CONFIG)
+    config = msgspec.msgpack.decode(config_rows[0][1]) if config_rows else {}
+    return Core(series=series, projects=projects, **config)
+
+
+def restore_core(data: bytes) -> Any:
+    from settlement.core import Core
+
+    return Core.restore(data)
+
+
+# -- recovery ---------------------------------------------------------------------------------
+
+
+def recover(
+    store: Store,
+    *,
+    codec: Codec | None = None,
+    genesis: Callable[[Store], Any] = genesis_core,
+    restore: Callable[[bytes], Any] = restore_core,
+    use_snapshots: bool = True,
+    on_command: Callable[[int, Any, list[Any]], None] | None = None,
+) -> Recovered:
+    """Rebuild the core from `store` (see the module docstring). `use_snapshots=False`
+    replays the whole journal from genesis (the audit check). `on_command(seq, cmd,
+    events)` sees every replayed command and its events (the crash test uses it)."""
+    started = time.perf_counter()
+    codec = codec if codec is not None else SettlementCodec()
+    skipped: list[str] = []
+    core: Any = None
+    start = SnapshotInfo(0, 0, "", "", 0, 0)
+    candidates = store.snapshots() if use_snapshots else []
+    for info in candidates:
+        reason = _try_snapshot(store, info, restore)
+        if isinstance(reason, str):
+            skipped.append(f"snapshot seq {info.seq}: {reason}")
+            continue
+        core, start = reason, info
+        break
+    if core is None:
+        core = genesis(store)
+        if store.head().seq and not _journal_starts_at_one(store):
+            raise RecoveryError(
+                "no usable snapshot and the journal does not start at seq 1"
+                + (f" ({'; '.join(skipped)})" if skipped else "")
+            )
+        core.drain_records()  # construction may log nothing; a replay starts clean
+
+    seq, log_seq, log_head = start.seq, start.log_seq, start.log_head
+    replayed = 0
+    encode_record = codec.encode_record
+    stored = store.records(log_seq)
+    try:
+        for row in store.commands(seq):
+            if row.seq != seq + 1:
+                raise RecoveryError(
+                    f"journal record seq {seq + 1} is missing (next stored is {row.seq})"
+                )
+            seq = row.seq
+            try:
+                cmd = codec.decode_command(row.cmd)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise RecoveryError(f"journal record seq {seq} does not decode: {exc}") from exc
+            try:
+                events = core.apply(cmd)
+            except Exception as exc:  # a bug or a broken invariant: name where
+                raise RecoveryError(f"replay of journal record seq {seq} failed: {exc!r}") from exc
+            if on_command is not None:
+                on_command(seq, cmd, events)
+            for record in core.drain_records():
+                row_log = next(stored, None)
+                _check_record(row_log, record, encode_record, seq)
+                assert row_log is not None
+                log_seq, log_head = row_log.seq, row_log.hash
+            replayed += 1
+        extra = next(stored, None)
+        if extra is not None:
+            raise RecoveryError(
+                f"settlement log record seq {extra.seq} is stored but no journal command "
+                f"produces it (journal ends at seq {seq})"
+            )
+    except CorruptRecord as exc:
+        raise RecoveryError(f"{exc.what} is corrupt: refusing to start") from exc
+    state_hash = core.state_hash()
+    checked = False
+    final = [s for s in candidates if s.seq == seq and s.seq != start.seq]
+    if start.seq == seq and start.seq:
+        checked = True  # restored at the final command, hash checked in _try_snapshot
+    elif final:
+        if final[0].state_hash != state_hash:
+            raise RecoveryError(
+                f"state hash after replay to seq {seq} is {state_hash[:16]}, but snapshot "
+                f"seq {seq} recorded {final[0].state_hash[:16]}"
+            )
+        checked = True
+    return Recovered(
+        core=core,
+        snapshot_seq=start.seq,
+        skipped=skipped,
+        replayed=replayed,
+        seq=seq,
+        log_seq=log_seq,
+        log_head=log_head,
+        state_hash=state_hash,
+        elapsed_s=time.perf_counter() - started,
+        checked_state_hash=checked,
+    )
+
+
+def _journal_starts_at_one(store: Store) -> bool:
+    first = next(iter(_first(store.commands(0))), None)
+    return first is not None and first.seq == 1
+
+
+def _first(rows: Iterable[Any]) -> Sequence[Any]:
+    for row in rows:
+        return [row]
+    return []
+
+
+def _try_snapshot(store: Store, info: SnapshotInfo, restore: Callable[[bytes], Any]) -> Any:
+    """The restored core, or a string saying why this snapshot cannot be used."""
+    try:
+        snap = store.snapshot(info.seq)
+    except CorruptRecord as exc:
+        return f"corrupt ({exc})"
+    try:
+        core = restore(snap.data)
+    except Exception as exc:
+        return f"does not restore: {exc!r}"
+    state_hash = core.state_hash()
+    if state_hash != info.state_hash:
+        return f"restored state hash {state_hash[:16]} != recorded {info.state_hash[:16]}"
+    if info.log_seq:
+        try:
+            at = _first(store.records(info.log_seq - 1))
+        except CorruptRecord as exc:
+            return f"its log position is corrupt ({exc})"
+        if not at or at[0].seq != info.log_seq or at[0].hash != info.log_head:
+            return f"stored log at seq {info.log_seq} does not match its head hash"
+    core.drain_records()
+    return core
+
+
+def _check_record(
+    row: LogRow | None, record: Any, encode_record: Callable[[Any], bytes], cmd_seq: int
+) -> None:
+    if row is None:
+        raise RecoveryError(
+            f"replay of journal record seq {cmd_seq} produces settlement record seq "
+            f"{record.seq}, which the store lacks"
+        )
+    if row.seq != record.seq or row.hash != record.hash or row.record != encode_record(record):
+        raise RecoveryError(
+            f"settlement log record seq {row.seq} differs from what journal record seq "
+            f"{cmd_seq} produces on replay"
+        )
