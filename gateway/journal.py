@@ -246,6 +246,11 @@ class Journal:
         return self._error
 
     @property
+    def snapshot_seq(self) -> int:
+        """The command seq of the last snapshot taken (or where the journal started)."""
+        return self._snap_seq
+
+    @property
     def backlog(self) -> int:
         """Commands appended but not yet committed."""
         return self.seq - self.durable_seq

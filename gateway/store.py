@@ -27,6 +27,8 @@ from typing import Protocol
 import msgspec
 
 DB_NAME = "tonne.db"
+DATA_DIR_ENV = "TONNE_DATA"  # the data folder when --data is not given
+DATA_DIR_DEFAULT = "var"
 SCHEMA_VERSION = 1
 READ_CHUNK_ROWS = 4096  # rows fetched per round trip when streaming the journal or the log
 
@@ -154,6 +156,10 @@ CREATE TABLE IF NOT EXISTS snapshot (
 CREATE TABLE IF NOT EXISTS reference (
     kind TEXT NOT NULL, id TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (kind, id));
 """
+
+
+def default_data_dir() -> str:
+    return os.environ.get(DATA_DIR_ENV) or DATA_DIR_DEFAULT
 
 
 def db_path(data_dir: str | os.PathLike[str]) -> Path:
