@@ -1,0 +1,458 @@
+"""The asyncio client library: connect over TCP or WebSocket, log on, trade, stream markets.
+
+    client = await Client.connect_tcp("127.0.0.1", 7001)      # or Client.connect_ws(url)
+    await client.logon(key_id, secret, cancel_on_disconnect=True)
+    ack = await client.place("VCS-1340-2020", Side.BUY, qty=10, price=1250)
+    await client.subscribe("VCS-1340-2020")                    # client.books[...] stays current
+    await client.close()
+
+Every message the server sends is also kept (a bounded history) so a caller can
+`await client.wait_for(predicate)` for fills, cancels and market data without sleeping.
+`LocalBook` keeps an L2 book from a snapshot and increments and re-subscribes by itself
+when it sees a gap in the sequence numbers.
+
+Exceptions share one root::
+
+    ClientError
+     ├── ConnectionLost      the connection closed (`reason`: the server's goodbye, if any)
+     ├── ProtocolViolation   the server sent something that does not decode
+     ├── LogonFailed         the server answered the logon with `logon_reject`
+     └── RequestRejected     the server answered a request with `reject` (`reason`, `text`)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from engine.commands import Side
+from engine.events import Reason
+from gateway import protocol as p
+from gateway.auth import sign_logon
+
+HISTORY_MAX = 100_000  # messages kept for `wait_for`
+FRAME_BYTES_MAX = 64 << 20  # the largest frame the client accepts from the server
+
+
+class ClientError(Exception):
+    """Root of every error the client library raises."""
+
+
+class ConnectionLost(ClientError):
+    def __init__(self, reason: str = "", text: str = "") -> None:
+        super().__init__(f"connection lost: {reason} {text}".strip())
+        self.reason = reason
+        self.text = text
+
+
+class ProtocolViolation(ClientError):
+    pass
+
+
+class LogonFailed(ClientError):
+    def __init__(self, reason: Reason, text: str) -> None:
+        super().__init__(f"{reason.value}: {text}")
+        self.reason = reason
+        self.text = text
+
+
+class RequestRejected(ClientError):
+    def __init__(self, reject: p.Reject) -> None:
+        super().__init__(f"{reject.reason.value}: {reject.text}")
+        self.reject = reject
+        self.reason = reject.reason
+        self.text = reject.text
+
+
+class LocalBook:
+    """An L2 book kept from one snapshot and the updates after it."""
+
+    __slots__ = ("series", "seq", "bids", "asks", "synced", "gaps")
+
+    def __init__(self, series: str) -> None:
+        self.series = series
+        self.seq = -1
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.synced = False
+        self.gaps = 0
+
+    def reset(self, snap: p.BookSnapshot) -> None:
+        self.seq = snap.seq
+        self.bids = dict(snap.bids)
+        self.asks = dict(snap.asks)
+        self.synced = True
+
+    def apply(self, upd: p.BookUpdate) -> bool:
+        """Apply one update; False on a gap (the book is then stale until a snapshot)."""
+        if not self.synced or upd.seq <= self.seq:
+            return True  # before the snapshot arrived, or already in it
+        if upd.seq != self.seq + 1:
+            self.synced = False
+            self.gaps += 1
+            return False
+        self.seq = upd.seq
+        side = self.bids if upd.side is Side.BUY else self.asks
+        if upd.qty:
+            side[upd.price] = upd.qty
+        else:
+            side.pop(upd.price, None)
+        return True
+
+    def depth(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(bids best first, asks best first), as `OrderBook.depth()` gives them."""
+        return (
+            sorted(self.bids.items(), key=lambda kv: -kv[0]),
+            sorted(self.asks.items()),
+        )
+
+
+class Client:
+    """One connection to a tonne server. Build it with `connect_tcp` or `connect_ws`."""
+
+    def __init__(self) -> None:
+        self.history: deque[Any] = deque(maxlen=HISTORY_MAX)
+        self.received = 0  # messages received so far (history index of the next one)
+        self.books: dict[str, LocalBook] = {}
+        self.account = 0
+        self.goodbye: p.Goodbye | None = None
+        self._req_ids = itertools.count(1)
+        self._coids = itertools.count(1)
+        self._coid_prefix = secrets.token_hex(3)
+        self._by_req: dict[int, asyncio.Future[Any]] = {}
+        self._by_coid: dict[str, asyncio.Future[Any]] = {}
+        self._waiters: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
+        self._reader_task: asyncio.Task[None] | None = None
+        self._closed: ClientError | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._ws: ClientConnection | None = None
+
+    # -- connecting ----------------------------------------------------------------------
+
+    @classmethod
+    async def connect_tcp(cls, host: str, port: int) -> Client:
+        self = cls()
+        reader, self._writer = await asyncio.open_connection(host, port)
+        self._reader_task = asyncio.create_task(self._read_tcp(reader))
+        return self
+
+    @classmethod
+    async def connect_ws(cls, url: str) -> Client:
+        self = cls()
+        self._ws = await ws_connect(
+            url, compression=None, max_size=FRAME_BYTES_MAX, ping_interval=None, proxy=None
+        )
+        self._reader_task = asyncio.create_task(self._read_ws(self._ws))
+        return self
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._closed is None
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def send(self, *msgs: Any) -> None:
+        """Send messages in one frame (TCP) or one WebSocket message."""
+        if self._closed is not None:
+            raise self._closed
+        try:
+            if self._writer is not None:
+                self._writer.write(p.encode_frame(list(msgs)))
+                await self._writer.drain()
+            else:
+                assert self._ws is not None
+                await self._ws.send(p.encode_json(list(msgs)).decode())
+        except (ConnectionError, ConnectionClosed) as exc:
+            raise ConnectionLost("send failed", str(exc)) from None
+
+    async def send_raw(self, data: bytes) -> None:
+        """Bytes as they are (tests of malformed input); one WebSocket message on WS."""
+        if self._writer is not None:
+            self._writer.write(data)
+            await self._writer.drain()
+        else:
+            assert self._ws is not None
+            await self._ws.send(data)
+
+    def next_req_id(self) -> int:
+        return next(self._req_ids)
+
+    def next_client_order_id(self) -> str:
+        return f"{self._coid_prefix}-{next(self._coids)}"
+
+    def _expect_req(self, req_id: int) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._by_req[req_id] = fut
+        return fut
+
+    async def _await(self, fut: asyncio.Future[Any], timeout_s: float) -> Any:
+        async with asyncio.timeout(timeout_s):
+            return await fut
+
+    async def request(self, msg: Any, timeout_s: float = 10.0) -> Any:
+        """Send a message with a `req_id` and return the first answer carrying it."""
+        fut = self._expect_req(msg.req_id)
+        await self.send(msg)
+        return await self._await(fut, timeout_s)
+
+    # -- session -------------------------------------------------------------------------
+
+    async def logon(
+        self,
+        key_id: str,
+        secret: str,
+        *,
+        cancel_on_disconnect: bool = False,
+        ts: int | None = None,
+        nonce: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> p.LogonAck:
+        ts = time.time_ns() if ts is None else ts
+        nonce = secrets.token_hex(16) if nonce is None else nonce
+        msg = p.Logon(
+            key_id=key_id,
+            ts=ts,
+            nonce=nonce,
+            signature=sign_logon(secret, key_id, ts, nonce),
+            cancel_on_disconnect=cancel_on_disconnect,
+            req_id=self.next_req_id(),
+        )
+        answer = await self.request(msg, timeout_s)
+        if isinstance(answer, p.LogonReject):
+            raise LogonFailed(answer.reason, answer.text)
+        self.account = answer.account
+        return answer  # type: ignore[no-any-return]
+
+    # -- orders --------------------------------------------------------------------------
+
+    def order_future(self, client_order_id: str) -> asyncio.Future[Any]:
+        """A future for the ack (or reject) of a new order not yet sent."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._by_coid[client_order_id] = fut
+        return fut
+
+    async def place(
+        self,
+        series: str,
+        side: Side,
+        qty: int,
+        price: int = 0,
+        *,
+        timeout_s: float = 10.0,
+        client_order_id: str = "",
+        **fields: Any,
+    ) -> p.OrderAck:
+        """Send a new order and return its ack; raises `RequestRejected` on a reject."""
+        coid = client_order_id or self.next_client_order_id()
+        fut = self.order_future(coid)
+        await self.send(
+            p.NewOrder(
+                client_order_id=coid, series=series, side=side, qty=qty, price=price, **fields
+            )
+        )
+        return await self._answer(fut, timeout_s)  # type: ignore[no-any-return]
+
+    async def cancel(
+        self, order_id: int = 0, client_order_id: str = "", timeout_s: float = 10.0
+    ) -> p.Cancelled:
+        msg = p.Cancel(
+            order_id=order_id, client_order_id=client_order_id, req_id=self.next_req_id()
+        )
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    async def amend(
+        self, order_id: int, price: int = 0, qty: int = 0, timeout_s: float = 10.0
+    ) -> p.Amended:
+        msg = p.Amend(order_id=order_id, price=price, qty=qty, req_id=self.next_req_id())
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    async def mass_cancel(self, series: str = "", timeout_s: float = 10.0) -> p.Done:
+        msg = p.MassCancel(series=series, req_id=self.next_req_id())
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    async def open_orders(self, series: str = "") -> p.OpenOrders:
+        msg = p.QueryOpenOrders(series=series, req_id=self.next_req_id())
+        return await self._answered(msg, 10.0)  # type: ignore[no-any-return]
+
+    async def balances(self) -> p.Balances:
+        return await self._answered(p.QueryBalances(req_id=self.next_req_id()), 10.0)  # type: ignore[no-any-return]
+
+    async def holdings(self) -> p.Holdings:
+        return await self._answered(p.QueryHoldings(req_id=self.next_req_id()), 10.0)  # type: ignore[no-any-return]
+
+    async def series(self) -> p.SeriesList:
+        return await self._answered(p.QuerySeries(req_id=self.next_req_id()), 10.0)  # type: ignore[no-any-return]
+
+    async def heartbeat(self) -> p.ServerHeartbeat:
+        return await self._answered(p.Heartbeat(req_id=self.next_req_id()), 10.0)  # type: ignore[no-any-return]
+
+    async def _answered(self, msg: Any, timeout_s: float) -> Any:
+        fut = self._expect_req(msg.req_id)
+        await self.send(msg)
+        return await self._answer(fut, timeout_s)
+
+    async def _answer(self, fut: asyncio.Future[Any], timeout_s: float) -> Any:
+        answer = await self._await(fut, timeout_s)
+        if isinstance(answer, p.Reject):
+            raise RequestRejected(answer)
+        return answer
+
+    # -- market data ---------------------------------------------------------------------
+
+    async def subscribe(self, *series: str, timeout_s: float = 10.0) -> dict[str, LocalBook]:
+        """Subscribe and wait until every book has its snapshot."""
+        for s in series:
+            self.books.setdefault(s, LocalBook(s))
+        msg = p.Subscribe(series=list(series), req_id=self.next_req_id())
+        await self._answered(msg, timeout_s)
+        return {s: self.books[s] for s in series}
+
+    async def unsubscribe(self, *series: str) -> None:
+        for s in series:
+            self.books.pop(s, None)
+        await self._answered(p.Unsubscribe(series=list(series), req_id=self.next_req_id()), 10)
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def wait_for(
+        self, predicate: Callable[[Any], bool], *, since: int = 0, timeout_s: float = 10.0
+    ) -> Any:
+        """The first message (received at index >= `since`) that satisfies `predicate`."""
+        first = self.received - len(self.history)
+        for i, msg in enumerate(self.history):
+            if first + i >= since and predicate(msg):
+                return msg
+        if self._closed is not None:
+            raise self._closed
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        entry = (predicate, fut)
+        self._waiters.append(entry)
+        try:
+            return await self._await(fut, timeout_s)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    async def wait_closed(self, timeout_s: float = 10.0) -> ConnectionLost:
+        """Wait until the server closes the connection; the reason it gave."""
+        assert self._reader_task is not None
+        async with asyncio.timeout(timeout_s):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._reader_task)
+        assert isinstance(self._closed, ConnectionLost)
+        return self._closed
+
+    def _dispatch(self, msgs: list[Any]) -> None:
+        for msg in msgs:
+            self.history.append(msg)
+            self.received += 1
+            kind = type(msg)
+            if kind is p.BookUpdate:
+                book = self.books.get(msg.series)
+                if book is not None and not book.apply(msg):
+                    self._resync(book)
+            elif kind is p.BookSnapshot:
+                book = self.books.get(msg.series)
+                if book is not None:
+                    book.reset(msg)
+            elif kind is p.Goodbye:
+                self.goodbye = msg
+            req_id = getattr(msg, "req_id", 0)
+            if req_id:
+                fut = self._by_req.pop(req_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            if kind is p.OrderAck or kind is p.Reject:
+                coid = msg.client_order_id
+                if coid:
+                    fut = self._by_coid.pop(coid, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+            for pred, fut in list(self._waiters):
+                if not fut.done() and pred(msg):
+                    fut.set_result(msg)
+
+    def _resync(self, book: LocalBook) -> None:
+        msg = p.Subscribe(series=[book.series], req_id=self.next_req_id())
+        task = asyncio.ensure_future(self.send(msg))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _read_tcp(self, reader: asyncio.StreamReader) -> None:
+        frames = p.FrameReader(FRAME_BYTES_MAX)
+        error: ClientError = ConnectionLost()
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    break
+                for body in frames.feed(data):
+                    self._dispatch(p.decode_server_msgpack(body))
+        except (ConnectionError, OSError) as exc:
+            error = ConnectionLost("reset", str(exc))
+        except Exception as exc:  # undecodable: the stream cannot be trusted
+            error = ProtocolViolation(str(exc))
+            if self._writer is not None:
+                self._writer.close()
+        self._lost(error)
+
+    async def _read_ws(self, ws: ClientConnection) -> None:
+        error: ClientError = ConnectionLost()
+        try:
+            async for data in ws:
+                self._dispatch(p.decode_server_json(data))
+        except ConnectionClosed:
+            pass
+        except Exception as exc:
+            error = ProtocolViolation(str(exc))
+            await ws.close()
+        self._lost(error)
+
+    def _lost(self, error: ClientError) -> None:
+        if isinstance(error, ConnectionLost) and self.goodbye is not None:
+            error = ConnectionLost(self.goodbye.reason.value, self.goodbye.text)
+        self._closed = error
+        waiting = [f for _, f in self._waiters]
+        for fut in itertools.chain(self._by_req.values(), self._by_coid.values(), waiting):
+            if not fut.done():
+                fut.set_exception(error)
+                fut.exception()  # retrieved here: nobody may be awaiting it any more
+        self._by_req.clear()
+        self._by_coid.clear()
+
+
+__all__ = [
+    "Client",
+    "ClientError",
+    "ConnectionLost",
+    "LocalBook",
+    "LogonFailed",
+    "ProtocolViolation",
+    "RequestRejected",
+]

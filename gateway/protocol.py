@@ -1,0 +1,520 @@
+"""The wire protocol: one message schema (msgspec Structs, tagged unions), two encodings.
+
+- TCP: msgpack. Each frame is a 4-byte big-endian unsigned length, then that many bytes of
+  msgpack: either one message (a map) or an array of messages.
+- WebSocket: JSON. Each text (or binary) WebSocket message is one JSON object or an array
+  of objects.
+
+Every message is a map with a `"type"` field naming it (the tag). Prices are integer
+currency minor units per tonne, quantities whole tonnes, times integer nanoseconds since the
+Unix epoch. `req_id` is the client's correlation number, echoed in the answer.
+
+This module is pure: encoders and decoders are built once and reused, and `FrameReader`
+turns a byte stream into frames without touching a socket. gateway/PROTOCOL.md is the
+reference for client writers; keep it true when this file changes.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgspec
+
+from engine.commands import OrderType, SelfTrade, Side, TimeInForce
+from engine.events import CancelReason, Reason
+
+__all__ = [
+    "ClientMessage",
+    "ServerMessage",
+    "FrameReader",
+    "FrameTooLarge",
+    "MalformedFrame",
+]
+
+LENGTH = struct.Struct(">I")
+HEADER_BYTES = 4
+
+
+def _client(tag: str) -> dict[str, Any]:
+    return {"tag": tag, "tag_field": "type", "kw_only": True, "forbid_unknown_fields": True}
+
+
+def _server(tag: str) -> dict[str, Any]:
+    return {"tag": tag, "tag_field": "type", "kw_only": True}
+
+
+# -- client -> server ----------------------------------------------------------------------
+
+
+class Logon(msgspec.Struct, frozen=True, **_client("logon")):
+    """Open an authenticated session. `signature` is lowercase hex of
+    HMAC-SHA256(secret, f"{key_id}\\n{ts}\\n{nonce}".encode()) (see PROTOCOL.md)."""
+
+    key_id: str
+    ts: int
+    nonce: str
+    signature: str
+    cancel_on_disconnect: bool = False
+    req_id: int = 0
+
+
+class NewOrder(msgspec.Struct, frozen=True, **_client("new_order")):
+    client_order_id: str
+    series: str
+    side: Side
+    qty: int
+    price: int = 0
+    order_type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    expire_ts: int = 0
+    post_only: bool = False
+    stp: SelfTrade = SelfTrade.CANCEL_INCOMING
+    max_notional: int = 0
+
+
+class Amend(msgspec.Struct, frozen=True, **_client("amend")):
+    order_id: int
+    price: int = 0
+    qty: int = 0
+    req_id: int = 0
+
+
+class Cancel(msgspec.Struct, frozen=True, **_client("cancel")):
+    order_id: int = 0
+    client_order_id: str = ""
+    req_id: int = 0
+
+
+class MassCancel(msgspec.Struct, frozen=True, **_client("mass_cancel")):
+    series: str = ""
+    req_id: int = 0
+
+
+class Deposit(msgspec.Struct, frozen=True, **_client("deposit")):
+    """Cash in (only for keys with the `fund` permission)."""
+
+    currency: str
+    amount: int
+    req_id: int = 0
+
+
+class Withdraw(msgspec.Struct, frozen=True, **_client("withdraw")):
+    currency: str
+    amount: int
+    req_id: int = 0
+
+
+class Retire(msgspec.Struct, frozen=True, **_client("retire")):
+    """Retire `qty` tonnes of `series` held by the session's account for a beneficiary."""
+
+    series: str
+    qty: int
+    beneficiary: str
+    purpose: str = ""
+    period: str = ""
+    req_id: int = 0
+
+
+class QueryOpenOrders(msgspec.Struct, frozen=True, **_client("open_orders")):
+    series: str = ""
+    req_id: int = 0
+
+
+class QueryBalances(msgspec.Struct, frozen=True, **_client("balances")):
+    req_id: int = 0
+
+
+class QueryHoldings(msgspec.Struct, frozen=True, **_client("holdings")):
+    req_id: int = 0
+
+
+class QuerySeries(msgspec.Struct, frozen=True, **_client("series")):
+    req_id: int = 0
+
+
+class Subscribe(msgspec.Struct, frozen=True, **_client("subscribe")):
+    """Start (or restart, after a gap) the L2 book and public trades of each series: the
+    answer is a `book_snapshot` per series, then `book_update`s with seq > its seq."""
+
+    series: list[str]
+    req_id: int = 0
+
+
+class Unsubscribe(msgspec.Struct, frozen=True, **_client("unsubscribe")):
+    series: list[str]
+    req_id: int = 0
+
+
+class Heartbeat(msgspec.Struct, frozen=True, **_client("heartbeat")):
+    req_id: int = 0
+
+
+ClientMessage = (
+    Logon
+    | NewOrder
+    | Amend
+    | Cancel
+    | MassCancel
+    | Deposit
+    | Withdraw
+    | Retire
+    | QueryOpenOrders
+    | QueryBalances
+    | QueryHoldings
+    | QuerySeries
+    | Subscribe
+    | Unsubscribe
+    | Heartbeat
+)
+
+# -- server -> client ----------------------------------------------------------------------
+
+
+class LogonAck(msgspec.Struct, **_server("logon_ack")):
+    account: int
+    session_id: int
+    heartbeat_s: float
+    idle_timeout_s: float
+    messages_per_s: int
+    frame_bytes_max: int
+    open_orders_max: int
+    cancel_on_disconnect: bool
+    req_id: int = 0
+
+
+class LogonReject(msgspec.Struct, **_server("logon_reject")):
+    reason: Reason
+    text: str
+    req_id: int = 0
+
+
+class OrderAck(msgspec.Struct, **_server("order_ack")):
+    order_id: int
+    client_order_id: str
+    series: str
+    side: Side
+    price: int
+    qty: int
+    ts: int
+
+
+class Reject(msgspec.Struct, **_server("reject")):
+    """A request that changed nothing. `reason` is a stable code (PROTOCOL.md lists them)."""
+
+    reason: Reason
+    text: str
+    client_order_id: str = ""
+    order_id: int = 0
+    req_id: int = 0
+    ts: int = 0
+
+
+class SerialRange(msgspec.Struct, frozen=True, array_like=True):
+    """[start, end] inclusive serials of one project and vintage: `qty` = end - start + 1."""
+
+    project: str
+    vintage: int
+    start: int
+    end: int
+
+
+class Fill(msgspec.Struct, **_server("fill")):
+    """Execution report: one trade of one of your orders. `fee` is in the series' currency;
+    `serials` are the ranges received (buyer) or delivered (seller) once settled."""
+
+    trade_id: int
+    order_id: int
+    client_order_id: str
+    series: str
+    side: Side
+    price: int
+    qty: int
+    leaves_qty: int
+    liquidity: str  # "maker" | "taker"
+    fee: int = 0
+    serials: list[SerialRange] = []
+    ts: int = 0
+
+
+class Cancelled(msgspec.Struct, **_server("cancelled")):
+    order_id: int
+    client_order_id: str
+    series: str
+    side: Side
+    qty: int
+    reason: CancelReason
+    ts: int
+    req_id: int = 0
+
+
+class Expired(msgspec.Struct, **_server("expired")):
+    order_id: int
+    client_order_id: str
+    series: str
+    side: Side
+    qty: int
+    ts: int
+
+
+class Amended(msgspec.Struct, **_server("amended")):
+    order_id: int
+    series: str
+    side: Side
+    old_price: int
+    old_qty: int
+    price: int
+    qty: int
+    priority_kept: bool
+    ts: int
+    req_id: int = 0
+
+
+class Done(msgspec.Struct, **_server("done")):
+    """A request with no other answer of its own was applied (mass cancel, subscribe,
+    unsubscribe, deposit, withdraw, heartbeat); `count` is how many items it touched."""
+
+    request: str
+    count: int = 0
+    req_id: int = 0
+
+
+class CashBalance(msgspec.Struct, frozen=True, array_like=True):
+    currency: str
+    total: int
+    held: int
+
+
+class Balances(msgspec.Struct, **_server("balances")):
+    account: int
+    cash: list[CashBalance]
+    req_id: int = 0
+
+
+class Holding(msgspec.Struct, frozen=True, array_like=True):
+    series: str
+    qty: int
+    held: int
+    serials: list[SerialRange]
+
+
+class Holdings(msgspec.Struct, **_server("holdings")):
+    account: int
+    holdings: list[Holding]
+    req_id: int = 0
+
+
+class OpenOrder(msgspec.Struct, frozen=True, array_like=True):
+    order_id: int
+    client_order_id: str
+    series: str
+    side: Side
+    price: int
+    qty: int
+    tif: TimeInForce
+
+
+class OpenOrders(msgspec.Struct, **_server("open_orders")):
+    orders: list[OpenOrder]
+    req_id: int = 0
+
+
+class SeriesInfo(msgspec.Struct, frozen=True):
+    id: str
+    standard: str
+    mitigation: str
+    vintage: int
+    project: str | None
+    currency: str
+    tick: int
+    lot: int
+    band_low: int
+    band_high: int
+    max_order_qty: int
+    halted: bool
+
+
+class SeriesList(msgspec.Struct, **_server("series_list")):
+    series: list[SeriesInfo]
+    req_id: int = 0
+
+
+class Certificate(msgspec.Struct, **_server("certificate")):
+    """A retirement certificate: these serials can never trade again."""
+
+    certificate_id: str
+    account: int
+    series: str
+    qty: int
+    beneficiary: str
+    purpose: str
+    period: str
+    serials: list[SerialRange]
+    ts: int
+    req_id: int = 0
+
+
+class PublicTrade(msgspec.Struct, **_server("trade")):
+    series: str
+    trade_id: int
+    price: int
+    qty: int
+    aggressor: Side
+    ts: int
+
+
+class BookSnapshot(msgspec.Struct, **_server("book_snapshot")):
+    """The whole L2 book of `series` as of its delta number `seq`: apply later
+    `book_update`s with seq = seq + 1, seq + 2, ...; bids and asks best first."""
+
+    series: str
+    seq: int
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+    req_id: int = 0
+
+
+class BookUpdate(msgspec.Struct, **_server("book_update")):
+    """The open quantity at `price` on `side` of `series` is now `qty` (0: level gone)."""
+
+    series: str
+    seq: int
+    side: Side
+    price: int
+    qty: int
+
+
+class SeriesStatus(msgspec.Struct, **_server("status")):
+    series: str
+    halted: bool
+    ref_price: int
+    ts: int
+
+
+class ServerHeartbeat(msgspec.Struct, **_server("heartbeat")):
+    ts: int
+    req_id: int = 0
+
+
+class Goodbye(msgspec.Struct, **_server("goodbye")):
+    """The last message before the server closes the connection, and why."""
+
+    reason: Reason
+    text: str
+
+
+ServerMessage = (
+    LogonAck
+    | LogonReject
+    | OrderAck
+    | Reject
+    | Fill
+    | Cancelled
+    | Expired
+    | Amended
+    | Done
+    | Balances
+    | Holdings
+    | OpenOrders
+    | SeriesList
+    | Certificate
+    | PublicTrade
+    | BookSnapshot
+    | BookUpdate
+    | SeriesStatus
+    | ServerHeartbeat
+    | Goodbye
+)
+
+# -- codecs (built once) -------------------------------------------------------------------
+
+_msgpack_enc = msgspec.msgpack.Encoder()
+_json_enc = msgspec.json.Encoder()
+_client_msgpack = msgspec.msgpack.Decoder(list[ClientMessage] | ClientMessage)  # type: ignore[arg-type]
+_client_json = msgspec.json.Decoder(list[ClientMessage] | ClientMessage)  # type: ignore[arg-type]
+_server_msgpack = msgspec.msgpack.Decoder(list[ServerMessage] | ServerMessage)  # type: ignore[arg-type]
+_server_json = msgspec.json.Decoder(list[ServerMessage] | ServerMessage)  # type: ignore[arg-type]
+
+
+class MalformedFrame(ValueError):
+    """A frame whose body is not a valid message or array of messages."""
+
+
+class FrameTooLarge(ValueError):
+    """A length prefix above the limit: the stream cannot be trusted any more."""
+
+
+def _as_list(decoded: Any) -> list[Any]:
+    return decoded if type(decoded) is list else [decoded]
+
+
+def decode_client_msgpack(body: bytes | memoryview) -> list[Any]:
+    try:
+        return _as_list(_client_msgpack.decode(body))
+    except msgspec.DecodeError as exc:
+        raise MalformedFrame(str(exc)) from None
+
+
+def decode_client_json(body: bytes | str) -> list[Any]:
+    try:
+        return _as_list(_client_json.decode(body))
+    except msgspec.DecodeError as exc:
+        raise MalformedFrame(str(exc)) from None
+
+
+def decode_server_msgpack(body: bytes | memoryview) -> list[Any]:
+    return _as_list(_server_msgpack.decode(body))
+
+
+def decode_server_json(body: bytes | str) -> list[Any]:
+    return _as_list(_server_json.decode(body))
+
+
+def encode_frame(messages: list[Any]) -> bytes:
+    """One TCP frame carrying `messages` (a msgpack array behind a 4-byte length)."""
+    body = _msgpack_enc.encode(messages)
+    return LENGTH.pack(len(body)) + body
+
+
+def encode_json(messages: list[Any]) -> bytes:
+    """One WebSocket message carrying `messages` (a JSON array)."""
+    return _json_enc.encode(messages)
+
+
+class FrameReader:
+    """Splits a TCP byte stream into frame bodies; pure, no I/O.
+
+    `feed(data)` returns the bodies completed by `data` (possibly none, possibly several).
+    A length above `frame_bytes_max` raises `FrameTooLarge`; the reader is then unusable,
+    because the stream has lost its framing.
+    """
+
+    __slots__ = ("frame_bytes_max", "_buf")
+
+    def __init__(self, frame_bytes_max: int) -> None:
+        self.frame_bytes_max = frame_bytes_max
+        self._buf = bytearray()
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        limit = self.frame_bytes_max
+        while end - pos >= HEADER_BYTES:
+            (size,) = LENGTH.unpack_from(buf, pos)
+            if size > limit:
+                raise FrameTooLarge(f"frame of {size} bytes exceeds the limit of {limit}")
+            if end - pos - HEADER_BYTES < size:
+                break
+            start = pos + HEADER_BYTES
+            frames.append(bytes(buf[start : start + size]))
+            pos = start + size
+        if pos:
+            del buf[:pos]
+        return frames

@@ -1,0 +1,923 @@
+"""The exchange server: TCP (msgpack frames) and WebSocket (JSON) on two ports, one core.
+
+One read is one batch. For each batch the server, in order:
+
+1. decodes every message of the read (a malformed frame becomes a `reject`, in place);
+2. checks the session: logged on, permission, rate limit, open-order limit;
+3. turns each request into a core command, with `account` from the session and `ts` from
+   the clock (stamped once per command, nanoseconds), and applies it (`core.apply`);
+4. appends `(cmd, core.drain_records())` to the journal, then awaits `journal.flush()` once;
+5. releases the batch: the answers, the private reports of every account it touched and the
+   public market data are queued to their sessions, and each touched session is written
+   once.
+
+Batches are released strictly in the order they were applied (a deque of pending batches),
+so market data sequence numbers reach subscribers in order, and nothing is sent about a
+command before it is durable. The core is synchronous and runs on the loop thread: its
+commands are serialized by construction.
+
+`Server` is transport-agnostic; `TcpSession` and `WsSession` only move bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+import engine.commands as ec
+from engine.commands import Side
+from engine.events import (
+    Accepted,
+    Amended,
+    BookDelta,
+    Cancelled,
+    Expired,
+    Reason,
+    Rejected,
+    StatusChanged,
+    Trade,
+)
+from gateway import protocol as p
+from gateway.auth import Authenticator
+from gateway.marketdata import MarketData
+from gateway.session import Limits, Session, State
+
+log = logging.getLogger("tonne.gateway")
+
+BUY = Side.BUY
+
+
+class Core(Protocol):
+    def apply(self, cmd: Any) -> list[Any]: ...
+    def drain_records(self) -> list[Any]: ...
+
+
+class JournalLike(Protocol):
+    def append(self, cmd: Any, records: list[Any]) -> Any: ...
+    async def flush(self) -> None: ...
+
+
+class _OrderInfo:
+    """What the gateway remembers of an open order to write reports: owner, client order id,
+    side and open quantity. Dropped when the order ends."""
+
+    __slots__ = ("account", "client_order_id", "side", "leaves")
+
+    def __init__(self, account: int, coid: str, side: Side, leaves: int) -> None:
+        self.account = account
+        self.client_order_id = coid
+        self.side = side
+        self.leaves = leaves
+
+
+class _Batch:
+    __slots__ = ("no", "items", "actions")
+
+    def __init__(self, no: int) -> None:
+        self.no = no
+        # (target, message): target is a Session (that session), an int (every session of
+        # that account) or a str (subscribers of that series)
+        self.items: list[tuple[Any, Any]] = []
+        self.actions: list[Callable[[], None]] = []  # run at release, in order
+
+
+class Server:
+    """Sessions, auth, limits, the core/journal pipeline and market data fan-out."""
+
+    def __init__(
+        self,
+        core: Any,
+        journal: Any,
+        authenticator: Authenticator,
+        *,
+        limits: Limits | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.core = core
+        self.journal = journal
+        self.auth = authenticator
+        self.limits = limits or Limits()
+        self.clock_ns = clock_ns
+        self.md = MarketData()
+        self.sessions: set[Session] = set()
+        self.by_account: dict[int, set[Session]] = {}
+        self.counters: dict[str, int] = {}
+        self._changed = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._batch_no = 0
+        self._pending: deque[_Batch] = deque()
+        self._last_ts = 0
+        self._orders: dict[int, _OrderInfo] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tcp: asyncio.Server | None = None
+        self._ws: Any = None
+        self._ticker: asyncio.Task[None] | None = None
+        self.failed: BaseException | None = None
+        self.exchange = getattr(core, "exchange", core)
+        for order in getattr(self.exchange, "open_orders", {}).values():
+            self._orders[order.order_id] = _OrderInfo(
+                order.account, order.client_order_id, order.side, order.qty
+            )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(
+        self, host: str = "127.0.0.1", tcp_port: int | None = 0, ws_port: int | None = 0
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        if tcp_port is not None:
+            self._tcp = await loop.create_server(
+                lambda: TcpSession(self, next(self._ids)), host, tcp_port
+            )
+        if ws_port is not None:
+            self._ws = await serve(
+                self._ws_handler,
+                host,
+                ws_port,
+                max_size=self.limits.frame_bytes_max,
+                compression=None,
+                ping_interval=None,
+                max_queue=64,
+                write_limit=1 << 16,
+            )
+        self._ticker = asyncio.create_task(self._tick())
+
+    @property
+    def tcp_port(self) -> int:
+        assert self._tcp is not None
+        return int(self._tcp.sockets[0].getsockname()[1])
+
+    @property
+    def ws_port(self) -> int:
+        assert self._ws is not None
+        return int(next(iter(self._ws.sockets)).getsockname()[1])
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self._tcp is not None:
+            self._tcp.close()
+        if self._ws is not None:
+            self._ws.close()
+        for s in list(self.sessions):
+            s.abort("server closing")
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+        if self._ws is not None:
+            await self._ws.wait_closed()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def serve_forever(self) -> None:
+        assert self._tcp is not None or self._ws is not None
+        await asyncio.Future()
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+        self._changed.set()
+
+    async def wait_counter(self, name: str, at_least: int = 1, timeout_s: float = 10.0) -> None:
+        """Wait until counter `name` reaches `at_least` (for tests and tools)."""
+        async with asyncio.timeout(timeout_s):
+            while self.counters.get(name, 0) < at_least:
+                self._changed.clear()
+                await self._changed.wait()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def opened(self, s: Session) -> None:
+        self.sessions.add(s)
+        self.count("sessions_opened")
+
+    def closed(self, s: Session, reason: str) -> None:
+        """Called once by a transport when its connection is gone."""
+        if s not in self.sessions:
+            return
+        self.sessions.discard(s)
+        was_logged_on = s.logged_on
+        if not s.closed:
+            s.transition(State.CLOSED)
+        s.close_reason = s.close_reason or reason
+        self.md.drop(s)
+        if s.account:
+            peers = self.by_account.get(s.account)
+            if peers is not None:
+                peers.discard(s)
+                if not peers:
+                    del self.by_account[s.account]
+        self.count("sessions_closed")
+        if was_logged_on and s.cancel_on_disconnect and self.failed is None:
+            self.spawn(self._cancel_on_disconnect(s.account))
+
+    async def _cancel_on_disconnect(self, account: int) -> None:
+        batch = self._new_batch()
+        cmd = ec.MassCancel(account=account, ts=self._stamp())
+        self._apply(cmd, None, batch, 0)
+        self.count("cancel_on_disconnect")
+        await self._commit_and_release(batch)
+
+    async def _tick(self) -> None:
+        """Heartbeats out, idle sessions closed."""
+        lim = self.limits
+        period = max(0.01, min(lim.heartbeat_s, lim.idle_timeout_s) / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for s in list(self.sessions):
+                if now - s.last_in > lim.idle_timeout_s:
+                    self.count("idle_timeouts")
+                    self.goodbye(
+                        s, Reason.IDLE_TIMEOUT, f"nothing received for {lim.idle_timeout_s} s"
+                    )
+                elif now - s.last_out > lim.heartbeat_s and not s.closed:
+                    s.out.append(p.ServerHeartbeat(ts=self.clock_ns()))
+                    s.write_out()
+
+    def goodbye(self, s: Session, reason: Reason, text: str) -> None:
+        """Say why, then close."""
+        if s.closed:
+            return
+        s.out.append(p.Goodbye(reason=reason, text=text))
+        s.write_out()
+        s.close_reason = reason.value
+        s.abort(reason.value)
+
+    # -- the pipeline ----------------------------------------------------------------------
+
+    def _stamp(self) -> int:
+        ts = self.clock_ns()
+        if ts < self._last_ts:
+            ts = self._last_ts
+        self._last_ts = ts
+        return ts
+
+    def _new_batch(self) -> _Batch:
+        self._batch_no += 1
+        batch = _Batch(self._batch_no)
+        self._pending.append(batch)
+        return batch
+
+    async def handle_read(self, s: Session, items: list[Any]) -> None:
+        """Process everything one read brought (messages, or `MalformedFrame`s in place)."""
+        if self.failed is not None or s.closed:
+            return
+        s.last_in = time.monotonic()
+        batch = self._new_batch()
+        for item in items:
+            if self.failed is not None:
+                return
+            if isinstance(item, p.MalformedFrame):
+                self.count("malformed")
+                batch.items.append(
+                    (s, p.Reject(reason=Reason.MALFORMED_MESSAGE, text=str(item)[:200]))
+                )
+                continue
+            if not s.bucket.take():
+                self.count("rate_limited")
+                batch.items.append((s, _reject_for(item, Reason.RATE_LIMITED, "rate limit")))
+                continue
+            self._handle(s, item, batch)
+        await self._commit_and_release(batch)
+
+    async def _commit_and_release(self, batch: _Batch) -> None:
+        try:
+            await self.journal.flush()
+        except Exception as exc:  # the core is ahead of the durable state: stop serving
+            self._fail(exc)
+            return
+        if self.failed is None:
+            self._release(batch.no)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failed is None:
+            self.failed = exc
+            log.critical("journal failed, closing every session: %r", exc)
+            for s in list(self.sessions):
+                s.abort("journal failed")
+
+    def _release(self, upto: int) -> None:
+        touched: set[Session] = set()
+        pending = self._pending
+        md = self.md
+        by_account = self.by_account
+        while pending and pending[0].no <= upto:
+            batch = pending.popleft()
+            for target, msg in batch.items:
+                kind = type(target)
+                if kind is str:
+                    md.publish(target, msg, touched)
+                elif kind is int:
+                    for peer in by_account.get(target, ()):
+                        peer.out.append(msg)
+                        touched.add(peer)
+                elif not target.closed:
+                    target.out.append(msg)
+                    touched.add(target)
+            for action in batch.actions:
+                action()
+        for s in touched:
+            if not s.closed:
+                s.write_out()
+
+    def _handle(self, s: Session, msg: Any, batch: _Batch) -> None:
+        kind = type(msg)
+        if kind is p.Heartbeat:
+            batch.items.append((s, p.ServerHeartbeat(ts=self.clock_ns(), req_id=msg.req_id)))
+            return
+        if kind is p.Logon:
+            self._logon(s, msg, batch)
+            return
+        if not s.logged_on:
+            batch.items.append((s, _reject_for(msg, Reason.NOT_LOGGED_ON, "log on first")))
+            return
+        handler = _HANDLERS.get(kind)
+        assert handler is not None, f"no handler for {kind.__name__}"
+        handler(self, s, msg, batch)
+
+    def _logon(self, s: Session, msg: p.Logon, batch: _Batch) -> None:
+        if s.logged_on:
+            batch.items.append(
+                (
+                    s,
+                    p.LogonReject(
+                        reason=Reason.ALREADY_LOGGED_ON, text="already logged on", req_id=msg.req_id
+                    ),
+                )
+            )
+            return
+        key, reason, text = self.auth.check(
+            msg.key_id, msg.ts, msg.nonce, msg.signature, self.clock_ns()
+        )
+        if key is None:
+            assert reason is not None
+            self.count("logon_rejected")
+            batch.items.append((s, p.LogonReject(reason=reason, text=text, req_id=msg.req_id)))
+            return
+        s.transition(State.LOGGED_ON)
+        s.account = key.account
+        s.key_id = key.key_id
+        s.permissions = key.permissions
+        s.cancel_on_disconnect = msg.cancel_on_disconnect
+        self.by_account.setdefault(s.account, set()).add(s)
+        self.count("logons")
+        lim = self.limits
+        batch.items.append(
+            (
+                s,
+                p.LogonAck(
+                    account=s.account,
+                    session_id=s.session_id,
+                    heartbeat_s=lim.heartbeat_s,
+                    idle_timeout_s=lim.idle_timeout_s,
+                    messages_per_s=lim.messages_per_s,
+                    frame_bytes_max=lim.frame_bytes_max,
+                    open_orders_max=lim.open_orders_max,
+                    cancel_on_disconnect=msg.cancel_on_disconnect,
+                    req_id=msg.req_id,
+                ),
+            )
+        )
+
+    # -- requests that become core commands ----------------------------------------------
+
+    def _permitted(self, s: Session, perm: str, msg: Any, batch: _Batch) -> bool:
+        if perm in s.permissions:
+            return True
+        batch.items.append(
+            (s, _reject_for(msg, Reason.NOT_PERMITTED, f"this API key lacks {perm!r}"))
+        )
+        return False
+
+    def _new_order(self, s: Session, msg: p.NewOrder, batch: _Batch) -> None:
+        if not self._permitted(s, "trade", msg, batch):
+            return
+        open_now = len(getattr(self.exchange, "open_by_coid", {}).get(s.account, ()))
+        if open_now >= self.limits.open_orders_max:
+            self.count("open_orders_limited")
+            batch.items.append(
+                (
+                    s,
+                    _reject_for(
+                        msg,
+                        Reason.TOO_MANY_OPEN_ORDERS,
+                        f"{open_now} open orders, the limit is {self.limits.open_orders_max}",
+                    ),
+                )
+            )
+            return
+        cmd = ec.NewOrder(
+            account=s.account,
+            client_order_id=msg.client_order_id,
+            series=msg.series,
+            side=msg.side,
+            qty=msg.qty,
+            price=msg.price,
+            type=msg.order_type,
+            tif=msg.tif,
+            expire_ts=msg.expire_ts,
+            post_only=msg.post_only,
+            stp=msg.stp,
+            max_notional=msg.max_notional,
+            ts=self._stamp(),
+        )
+        self._apply(cmd, s, batch, 0)
+
+    def _amend(self, s: Session, msg: p.Amend, batch: _Batch) -> None:
+        if self._permitted(s, "trade", msg, batch):
+            cmd = ec.Amend(
+                account=s.account,
+                order_id=msg.order_id,
+                price=msg.price,
+                qty=msg.qty,
+                ts=self._stamp(),
+            )
+            self._apply(cmd, s, batch, msg.req_id)
+
+    def _cancel(self, s: Session, msg: p.Cancel, batch: _Batch) -> None:
+        if self._permitted(s, "trade", msg, batch):
+            cmd = ec.Cancel(
+                account=s.account,
+                order_id=msg.order_id,
+                client_order_id=msg.client_order_id,
+                ts=self._stamp(),
+            )
+            self._apply(cmd, s, batch, msg.req_id)
+
+    def _mass_cancel(self, s: Session, msg: p.MassCancel, batch: _Batch) -> None:
+        if self._permitted(s, "trade", msg, batch):
+            cmd = ec.MassCancel(account=s.account, series=msg.series, ts=self._stamp())
+            n = self._apply(cmd, s, batch, 0)  # the answer is the `done`, not each cancel
+            if n >= 0:
+                batch.items.append((s, p.Done(request="mass_cancel", count=n, req_id=msg.req_id)))
+
+    def _settlement(self, s: Session, msg: Any, batch: _Batch) -> None:
+        perm = "retire" if type(msg) is p.Retire else "fund"
+        if not self._permitted(s, perm, msg, batch):
+            return
+        build = getattr(self.core, "gateway_command", None)
+        cmd = None if build is None else build(msg, s.account, self._stamp())
+        if cmd is None:
+            batch.items.append(
+                (s, _reject_for(msg, Reason.NOT_SUPPORTED, "this core has no settlement"))
+            )
+            return
+        n = self._apply(cmd, s, batch, msg.req_id)
+        if n >= 0 and type(msg) is not p.Retire:
+            batch.items.append((s, p.Done(request=_tag(msg), count=1, req_id=msg.req_id)))
+
+    def _apply(self, cmd: Any, s: Session | None, batch: _Batch, req_id: int) -> int:
+        """Apply one command and route its events; the number of cancels it caused, or -1
+        if it was rejected."""
+        try:
+            events = self.core.apply(cmd)
+        except Exception as exc:  # a broken core invariant: never serve on a wrong ledger
+            log.exception("core.apply failed on %r", cmd)
+            self._fail(exc)
+            return -1
+        if len(events) == 1 and type(events[0]) is Rejected:
+            ev = events[0]
+            if s is not None:
+                batch.items.append(
+                    (
+                        s,
+                        p.Reject(
+                            reason=ev.reason,
+                            text=ev.text,
+                            client_order_id=ev.client_order_id,
+                            order_id=ev.order_id,
+                            req_id=req_id,
+                            ts=ev.ts,
+                        ),
+                    )
+                )
+            return -1
+        self.journal.append(cmd, self.core.drain_records())
+        return self._route(events, s, batch, req_id)
+
+    def _route(self, events: list[Any], s: Session | None, batch: _Batch, req_id: int) -> int:
+        items = batch.items
+        orders = self._orders
+        public = MarketData.public
+        cancels = 0
+        for ev in events:
+            kind = type(ev)
+            if kind is BookDelta or kind is StatusChanged:
+                items.append(public(ev))  # type: ignore[arg-type]
+            elif kind is Trade:
+                items.append(public(ev))  # type: ignore[arg-type]
+                for order_id, liquidity in (
+                    (ev.maker_order_id, "maker"),
+                    (ev.taker_order_id, "taker"),
+                ):
+                    info = orders.get(order_id)
+                    if info is None:
+                        continue
+                    info.leaves -= ev.qty
+                    items.append(
+                        (
+                            info.account,
+                            p.Fill(
+                                trade_id=ev.trade_id,
+                                order_id=order_id,
+                                client_order_id=info.client_order_id,
+                                series=ev.series,
+                                side=info.side,
+                                price=ev.price,
+                                qty=ev.qty,
+                                leaves_qty=info.leaves,
+                                liquidity=liquidity,
+                                ts=ev.ts,
+                            ),
+                        )
+                    )
+                    if info.leaves <= 0:
+                        del orders[order_id]
+            elif kind is Accepted:
+                orders[ev.order_id] = _OrderInfo(ev.account, ev.client_order_id, ev.side, ev.qty)
+                items.append(
+                    (
+                        ev.account,
+                        p.OrderAck(
+                            order_id=ev.order_id,
+                            client_order_id=ev.client_order_id,
+                            series=ev.series,
+                            side=ev.side,
+                            price=ev.price,
+                            qty=ev.qty,
+                            ts=ev.ts,
+                        ),
+                    )
+                )
+            elif kind is Cancelled:
+                cancels += 1
+                info = orders.pop(ev.order_id, None)
+                items.append(
+                    (
+                        ev.account,
+                        p.Cancelled(
+                            order_id=ev.order_id,
+                            client_order_id=info.client_order_id if info else "",
+                            series=ev.series,
+                            side=ev.side,
+                            qty=ev.qty,
+                            reason=ev.reason,
+                            ts=ev.ts,
+                            req_id=req_id,
+                        ),
+                    )
+                )
+            elif kind is Expired:
+                info = orders.pop(ev.order_id, None)
+                items.append(
+                    (
+                        ev.account,
+                        p.Expired(
+                            order_id=ev.order_id,
+                            client_order_id=info.client_order_id if info else "",
+                            series=ev.series,
+                            side=ev.side,
+                            qty=ev.qty,
+                            ts=ev.ts,
+                        ),
+                    )
+                )
+            elif kind is Amended:
+                info = orders.get(ev.order_id)
+                if info is not None:
+                    info.leaves = ev.qty
+                items.append(
+                    (
+                        ev.account,
+                        p.Amended(
+                            order_id=ev.order_id,
+                            series=ev.series,
+                            side=ev.side,
+                            old_price=ev.old_price,
+                            old_qty=ev.old_qty,
+                            price=ev.price,
+                            qty=ev.qty,
+                            priority_kept=ev.priority_kept,
+                            ts=ev.ts,
+                            req_id=req_id,
+                        ),
+                    )
+                )
+            elif kind is Rejected:
+                if s is not None:
+                    items.append(
+                        (
+                            s,
+                            p.Reject(
+                                reason=ev.reason,
+                                text=ev.text,
+                                client_order_id=ev.client_order_id,
+                                order_id=ev.order_id,
+                                req_id=req_id,
+                                ts=ev.ts,
+                            ),
+                        )
+                    )
+            else:
+                translate = getattr(self.core, "gateway_messages", None)
+                if translate is not None:
+                    for target, msg in translate(ev, req_id):
+                        items.append((target, msg))
+        return cancels
+
+    # -- queries and subscriptions (no core command) -------------------------------------
+
+    def _open_orders(self, s: Session, msg: p.QueryOpenOrders, batch: _Batch) -> None:
+        mine = getattr(self.exchange, "open_by_coid", {}).get(s.account, {})
+        orders = [
+            p.OpenOrder(o.order_id, o.client_order_id, o.series, o.side, o.price, o.qty, o.tif)
+            for o in sorted(mine.values(), key=lambda o: o.order_id)
+            if not msg.series or o.series == msg.series
+        ]
+        batch.items.append((s, p.OpenOrders(orders=orders, req_id=msg.req_id)))
+
+    def _balances(self, s: Session, msg: p.QueryBalances, batch: _Batch) -> None:
+        query = getattr(self.core, "gateway_balances", None)
+        if query is None:
+            batch.items.append((s, _reject_for(msg, Reason.NOT_SUPPORTED, "no ledger")))
+            return
+        batch.items.append(
+            (s, p.Balances(account=s.account, cash=query(s.account), req_id=msg.req_id))
+        )
+
+    def _holdings(self, s: Session, msg: p.QueryHoldings, batch: _Batch) -> None:
+        query = getattr(self.core, "gateway_holdings", None)
+        if query is None:
+            batch.items.append((s, _reject_for(msg, Reason.NOT_SUPPORTED, "no ledger")))
+            return
+        batch.items.append(
+            (s, p.Holdings(account=s.account, holdings=query(s.account), req_id=msg.req_id))
+        )
+
+    def _series(self, s: Session, msg: p.QuerySeries, batch: _Batch) -> None:
+        out = []
+        for book in self.exchange.books.values():
+            se = book.series
+            out.append(
+                p.SeriesInfo(
+                    id=se.id,
+                    standard=se.standard,
+                    mitigation=se.mitigation.value,
+                    vintage=se.vintage,
+                    project=se.project,
+                    currency=se.currency,
+                    tick=se.tick,
+                    lot=se.lot,
+                    band_low=book.band_low,
+                    band_high=book.band_high,
+                    max_order_qty=se.max_order_qty,
+                    halted=book.halted,
+                )
+            )
+        batch.items.append((s, p.SeriesList(series=out, req_id=msg.req_id)))
+
+    def _subscribe(self, s: Session, msg: p.Subscribe, batch: _Batch) -> None:
+        books = self.exchange.books
+        unknown = [x for x in msg.series if x not in books]
+        if unknown:
+            batch.items.append(
+                (s, _reject_for(msg, Reason.UNKNOWN_SERIES, f"no series {unknown[0]!r}"))
+            )
+            return
+        md = self.md
+        for series in dict.fromkeys(msg.series):
+            batch.items.append((s, md.snapshot(books[series], msg.req_id)))
+            batch.actions.append(lambda series=series: md.subscribe(s, series))
+        batch.items.append(
+            (s, p.Done(request="subscribe", count=len(msg.series), req_id=msg.req_id))
+        )
+
+    def _unsubscribe(self, s: Session, msg: p.Unsubscribe, batch: _Batch) -> None:
+        md = self.md
+        for series in msg.series:
+            batch.actions.append(lambda series=series: md.unsubscribe(s, series))
+        batch.items.append(
+            (s, p.Done(request="unsubscribe", count=len(msg.series), req_id=msg.req_id))
+        )
+
+    # -- WebSocket ---------------------------------------------------------------------
+
+    async def _ws_handler(self, ws: ServerConnection) -> None:
+        s = WsSession(self, next(self._ids), ws)
+        self.opened(s)
+        writer = asyncio.create_task(s.writer())
+        try:
+            async for data in ws:
+                try:
+                    items: list[Any] = p.decode_client_json(data)
+                except p.MalformedFrame as exc:
+                    items = [exc]
+                await self.handle_read(s, items)
+                if s.closed:
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed(s, "disconnected")
+            s.wake()
+            await writer
+
+
+def _tag(msg: Any) -> str:
+    return str(msg.__struct_config__.tag)
+
+
+def _reject_for(msg: Any, reason: Reason, text: str) -> p.Reject:
+    return p.Reject(
+        reason=reason,
+        text=text,
+        client_order_id=getattr(msg, "client_order_id", ""),
+        order_id=getattr(msg, "order_id", 0),
+        req_id=getattr(msg, "req_id", 0),
+    )
+
+
+_HANDLERS: dict[type, Callable[[Server, Session, Any, _Batch], None]] = {
+    p.NewOrder: Server._new_order,
+    p.Amend: Server._amend,
+    p.Cancel: Server._cancel,
+    p.MassCancel: Server._mass_cancel,
+    p.Deposit: Server._settlement,
+    p.Withdraw: Server._settlement,
+    p.Retire: Server._settlement,
+    p.QueryOpenOrders: Server._open_orders,
+    p.QueryBalances: Server._balances,
+    p.QueryHoldings: Server._holdings,
+    p.QuerySeries: Server._series,
+    p.Subscribe: Server._subscribe,
+    p.Unsubscribe: Server._unsubscribe,
+}
+
+
+# -- transports --------------------------------------------------------------------------
+
+
+class TcpSession(Session, asyncio.Protocol):
+    """msgpack frames over TCP, as an asyncio Protocol: every `data_received` is one read,
+    processed as one batch (later reads queue behind it, in order)."""
+
+    transport_name = "tcp"
+
+    def __init__(self, server: Server, session_id: int) -> None:
+        Session.__init__(self, session_id, server.limits)
+        self.server = server
+        self.reader = p.FrameReader(server.limits.frame_bytes_max)
+        self.transport: asyncio.Transport | None = None
+        self.inbox: list[bytes] = []
+        self.busy = False
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            frames = self.reader.feed(data)
+        except p.FrameTooLarge as exc:
+            self.server.count("frames_too_large")
+            self.server.goodbye(self, Reason.FRAME_TOO_LARGE, str(exc))
+            return
+        if not frames:
+            return
+        self.inbox.extend(frames)
+        if len(self.inbox) > self.limits.inbox_frames_max and not self.paused:
+            self.paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+        if not self.busy:
+            self.busy = True
+            self.server.spawn(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.inbox and not self.closed:
+                frames, self.inbox = self.inbox, []
+                if self.paused:
+                    self.paused = False
+                    assert self.transport is not None
+                    self.transport.resume_reading()
+                items: list[Any] = []
+                for frame in frames:
+                    try:
+                        items.extend(p.decode_client_msgpack(frame))
+                    except p.MalformedFrame as exc:
+                        items.append(exc)
+                await self.server.handle_read(self, items)
+        except Exception:  # a bug: drop this session, keep serving the others
+            log.exception("session %s failed", self.session_id)
+            self.abort("internal error")
+        finally:
+            self.busy = False
+
+    def write_out(self) -> None:
+        out = self.out
+        if not out or self.transport is None or self.transport.is_closing():
+            out.clear()
+            return
+        self.out = []
+        self.transport.write(p.encode_frame(out))
+        self.last_out = time.monotonic()
+        if self.transport.get_write_buffer_size() > self.limits.out_bytes_max:
+            self.server.count("slow_consumers")
+            self.close_reason = Reason.SLOW_CONSUMER.value
+            self.abort(Reason.SLOW_CONSUMER.value)
+
+    def abort(self, reason: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.close_reason = self.close_reason or reason
+            if reason == Reason.SLOW_CONSUMER.value or self.server.failed is not None:
+                self.transport.abort()
+            else:
+                self.transport.close()  # flushes a goodbye first
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.closed(self, "disconnected")
+
+
+class WsSession(Session):
+    """JSON over a websockets connection. Writes go through a bounded queue and one writer
+    task, because `send` may wait for the client to read."""
+
+    transport_name = "ws"
+
+    def __init__(self, server: Server, session_id: int, ws: ServerConnection) -> None:
+        super().__init__(session_id, server.limits)
+        self.server = server
+        self.ws = ws
+        self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self._ready = asyncio.Event()
+
+    def write_out(self) -> None:
+        out = self.out
+        if not out:
+            return
+        self.out = []
+        data = p.encode_json(out)
+        self.queue.append(data)
+        self.queued_bytes += len(data)
+        self.last_out = time.monotonic()
+        if self.queued_bytes > self.limits.out_bytes_max:
+            self.server.count("slow_consumers")
+            self.close_reason = Reason.SLOW_CONSUMER.value
+            self.abort(Reason.SLOW_CONSUMER.value)
+            return
+        self._ready.set()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    async def writer(self) -> None:
+        ws = self.ws
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self.queue:
+                    data = self.queue.popleft()
+                    self.queued_bytes -= len(data)
+                    await ws.send(data.decode())
+                if self.closed:
+                    await ws.close(1008 if self.close_reason else 1000, self.close_reason[:100])
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self.queue.clear()
+            self.queued_bytes = 0
+
+    def abort(self, reason: str) -> None:
+        self.close_reason = self.close_reason or reason
+        if reason == Reason.SLOW_CONSUMER.value or self.server.failed is not None:
+            self.queue.clear()
+            self.queued_bytes = 0
+            self.ws.transport.abort()
+        # else the writer task sends what is queued (a goodbye), then closes
+        self.server.closed(self, reason)
+        self._ready.set()
+
+
+__all__ = ["Server", "TcpSession", "WsSession", "Limits"]

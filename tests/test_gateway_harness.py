@@ -1,0 +1,147 @@
+"""Shared harness of the gateway tests: a real server on loopback port 0, real clients.
+
+The core is the settlement `Core` when it exists; until then the engine's `Exchange` behind
+the same `apply`/`drain_records` shape (orders only). The journal is a tiny in-memory one
+with the real interface, whose `flush` can be held shut to prove acks wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import uvloop
+
+from engine import Exchange, Mitigation, Series
+from gateway.auth import Authenticator, KeyStore
+from gateway.client import Client
+from gateway.server import Server
+from gateway.session import Limits
+
+SERIES = "VCS-1340-2020"
+OTHER = "GS-11236-2021"
+TEST_TIMEOUT_S = 20.0
+
+
+def test_series() -> list[Series]:
+    return [
+        Series(
+            id=SERIES,
+            standard="VCS",
+            mitigation=Mitigation.AVOIDANCE,
+            vintage=2020,
+            project="VCS1340",
+            tick=1,
+            lot=1,
+        ),
+        Series(
+            id=OTHER,
+            standard="GS",
+            mitigation=Mitigation.AVOIDANCE,
+            vintage=2021,
+            project="GS11236",
+            tick=5,
+            lot=1,
+        ),
+    ]
+
+
+test_series.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+class ExchangeCore:
+    """The engine behind the core's `apply(cmd) -> events` shape; no settlement."""
+
+    def __init__(self, series: list[Series]) -> None:
+        self.exchange = Exchange(series)
+
+    def apply(self, cmd: Any) -> list[Any]:
+        return self.exchange.submit(cmd)
+
+    def drain_records(self) -> list[Any]:
+        return []
+
+
+class MemoryJournal:
+    """`append(cmd, records)` + `await flush()`, in memory. `gate` (an Event) holds every
+    flush until it is set, so a test can see that nothing is acknowledged before."""
+
+    def __init__(self) -> None:
+        self.commands: list[Any] = []
+        self.flushes = 0
+        self.gate: asyncio.Event | None = None
+        self.waiting = asyncio.Event()
+
+    def append(self, cmd: Any, records: list[Any]) -> int:
+        self.commands.append(cmd)
+        return len(self.commands)
+
+    async def flush(self) -> None:
+        self.flushes += 1
+        if self.gate is not None:
+            self.waiting.set()
+            await self.gate.wait()
+
+
+class Env:
+    def __init__(self, server: Server, journal: MemoryJournal, keys: dict[int, tuple[str, str]]):
+        self.server = server
+        self.journal = journal
+        self.keys = keys
+        self.clients: list[Client] = []
+
+    async def tcp(self, account: int | None = None, **logon: Any) -> Client:
+        c = await Client.connect_tcp("127.0.0.1", self.server.tcp_port)
+        self.clients.append(c)
+        if account is not None:
+            key_id, secret = self.keys[account]
+            await c.logon(key_id, secret, **logon)
+        return c
+
+    async def ws(self, account: int | None = None, **logon: Any) -> Client:
+        c = await Client.connect_ws(f"ws://127.0.0.1:{self.server.ws_port}")
+        self.clients.append(c)
+        if account is not None:
+            key_id, secret = self.keys[account]
+            await c.logon(key_id, secret, **logon)
+        return c
+
+    async def connect(self, transport: str, account: int | None = None, **logon: Any) -> Client:
+        return await (self.tcp if transport == "tcp" else self.ws)(account, **logon)
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    accounts: int = 3, limits: Limits | None = None, permissions: Any = None
+) -> AsyncIterator[Env]:
+    store = KeyStore(secrets.token_bytes(32))
+    keys = {}
+    for account in range(1, accounts + 1):
+        kw = {} if permissions is None else {"permissions": permissions}
+        keys[account] = store.add(account, **kw)
+    journal = MemoryJournal()
+    server = Server(
+        ExchangeCore(test_series()), journal, Authenticator(store, skew_s=5.0), limits=limits
+    )
+    await server.start("127.0.0.1", 0, 0)
+    env = Env(server, journal, keys)
+    try:
+        yield env
+    finally:
+        for c in env.clients:
+            await c.close()
+        await server.close()
+
+
+def run(body: Callable[[], Awaitable[None]], timeout_s: float = TEST_TIMEOUT_S) -> None:
+    """Run one async test body on uvloop, bounded in time."""
+
+    async def bounded() -> None:
+        async with asyncio.timeout(timeout_s):
+            await body()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(bounded())
