@@ -1,0 +1,194 @@
+"""Every named limit of a session, hit: what the client gets and that others keep going."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import time
+
+import msgspec
+import pytest
+from test_gateway_harness import SERIES, run, running_server
+from websockets.asyncio.client import connect as ws_connect
+
+from engine.commands import Side
+from engine.events import Reason
+from gateway import protocol as p
+from gateway.auth import sign_logon
+from gateway.client import ConnectionLost, RequestRejected
+from gateway.session import Limits, TokenBucket
+
+
+def test_token_bucket_allows_the_burst_then_the_rate():
+    now = [0.0]
+    bucket = TokenBucket(rate=10, burst=3, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    now[0] += 0.1
+    assert bucket.take() and not bucket.take()
+    now[0] += 10
+    assert sum(bucket.take() for _ in range(10)) == 3
+
+
+def test_messages_over_the_rate_are_rejected_as_rate_limited():
+    async def body():
+        async with running_server(limits=Limits(messages_per_s=1, burst_messages=5)) as env:
+            c = await env.tcp()
+            mark = c.received
+            await c.send(*[p.Heartbeat(req_id=100 + i) for i in range(8)])
+            last = await c.wait_for(lambda m: getattr(m, "req_id", 0) == 107, since=mark)
+            answers = [m for m in list(c.history)[mark:] if getattr(m, "req_id", 0) >= 100]
+            assert [type(m).__name__ for m in answers] == ["ServerHeartbeat"] * 5 + ["Reject"] * 3
+            assert last.reason is Reason.RATE_LIMITED
+            assert env.server.counters["rate_limited"] == 3
+
+    run(body)
+
+
+def test_open_orders_over_the_limit_are_rejected():
+    async def body():
+        async with running_server(limits=Limits(open_orders_max=2)) as env:
+            c = await env.tcp(1)
+            await c.place(SERIES, Side.BUY, qty=1, price=10)
+            await c.place(SERIES, Side.BUY, qty=1, price=11)
+            with pytest.raises(RequestRejected) as e:
+                await c.place(SERIES, Side.BUY, qty=1, price=12)
+            assert e.value.reason is Reason.TOO_MANY_OPEN_ORDERS
+
+    run(body)
+
+
+def test_an_oversized_tcp_frame_gets_a_goodbye_and_a_disconnect_and_others_go_on():
+    async def body():
+        async with running_server(limits=Limits(frame_bytes_max=1024)) as env:
+            bystander = await env.tcp(2)
+            c = await env.tcp()
+            await c.send_raw(struct.pack(">I", 1025) + b"\x00" * 16)
+            lost = await c.wait_closed()
+            assert lost.reason == Reason.FRAME_TOO_LARGE.value
+            assert (await bystander.heartbeat()).ts > 0
+            assert env.server.counters["frames_too_large"] == 1
+
+    run(body)
+
+
+def test_an_oversized_websocket_message_closes_that_connection_only():
+    async def body():
+        async with running_server(limits=Limits(frame_bytes_max=1024)) as env:
+            bystander = await env.ws(2)
+            c = await env.ws()
+            await c.send_raw(b"[" + b" " * 2000 + b"]")
+            await c.wait_closed()
+            assert not c.connected
+            assert (await bystander.heartbeat()).ts > 0
+
+    run(body)
+
+
+def test_an_idle_session_gets_heartbeats_then_is_disconnected():
+    async def body():
+        limits = Limits(heartbeat_s=0.05, idle_timeout_s=0.3)
+        async with running_server(limits=limits) as env:
+            c = await env.tcp(1)
+            hb = await c.wait_for(lambda m: isinstance(m, p.ServerHeartbeat) and not m.req_id)
+            assert hb.ts > 0
+            lost = await c.wait_closed()
+            assert lost.reason == Reason.IDLE_TIMEOUT.value
+
+    run(body)
+
+
+async def _deep_book(env, levels: int) -> None:
+    maker = await env.tcp(1)
+    coids = [f"deep-{i}" for i in range(levels)]
+    futs = [maker.order_future(c) for c in coids]
+    await maker.send(
+        *[
+            p.NewOrder(client_order_id=c, series=SERIES, side=Side.SELL, qty=1, price=1000 + i)
+            for i, c in enumerate(coids)
+        ]
+    )
+    await asyncio.gather(*futs)
+
+
+def _logon(key: tuple[str, str]) -> p.Logon:
+    key_id, secret = key
+    ts = time.time_ns()
+    nonce = f"slow-{ts}"
+    return p.Logon(
+        key_id=key_id, ts=ts, nonce=nonce, signature=sign_logon(secret, key_id, ts, nonce)
+    )
+
+
+def test_a_tcp_client_that_does_not_read_is_disconnected_as_a_slow_consumer():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", env.server.tcp_port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(p.encode_frame([_logon(env.keys[3])]))
+            frame = p.encode_frame([p.Subscribe(series=[SERIES]) for _ in range(50)])
+            try:
+                for _ in range(400):  # each frame asks for 50 snapshots of 400 levels
+                    writer.write(frame)
+                    await writer.drain()
+                    if env.server.counters.get("slow_consumers"):
+                        break
+            except ConnectionError:
+                pass
+            await env.server.wait_counter("slow_consumers", 1)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            other = await env.tcp(2)
+            assert (await other.heartbeat()).ts > 0
+
+    run(body)
+
+
+def test_a_websocket_client_that_does_not_read_is_disconnected_as_a_slow_consumer():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            url = f"ws://127.0.0.1:{env.server.ws_port}"
+            async with ws_connect(url, max_queue=1, compression=None, proxy=None) as ws:
+                await ws.send(msgspec.json.encode([_logon(env.keys[3])]).decode())
+                text = msgspec.json.encode([p.Subscribe(series=[SERIES])] * 50).decode()
+                with contextlib.suppress(ConnectionError, Exception):
+                    for _ in range(400):
+                        await ws.send(text)
+                        if env.server.counters.get("slow_consumers"):
+                            break
+                await env.server.wait_counter("slow_consumers", 1)
+            other = await env.ws(2)
+            assert (await other.heartbeat()).ts > 0
+
+    run(body)
+
+
+def test_a_second_logon_on_one_session_is_rejected():
+    async def body():
+        async with running_server() as env:
+            c = await env.tcp(1)
+            answer = await c.request(msgspec.structs.replace(_logon(env.keys[1]), req_id=5))
+            assert isinstance(answer, p.LogonReject)
+            assert answer.reason is Reason.ALREADY_LOGGED_ON
+
+    run(body)
+
+
+def test_a_closed_client_raises_connection_lost():
+    async def body():
+        async with running_server(limits=Limits(frame_bytes_max=64)) as env:
+            c = await env.tcp()
+            await c.send_raw(struct.pack(">I", 65))
+            await c.wait_closed()
+            with pytest.raises(ConnectionLost):
+                await c.heartbeat()
+
+    run(body)
