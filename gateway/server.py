@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import msgspec
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -224,6 +225,16 @@ class Server:
         self.count("sessions_closed")
         if was_logged_on and s.cancel_on_disconnect and self.failed is None:
             self.spawn(self._cancel_on_disconnect(s.account))
+
+    async def operator(self, cmd: Any) -> list[Any]:
+        """Apply an operator command (stamped here) through the same pipeline as a
+        client's: journaled, committed, its reports and market data released. Its events."""
+        batch = self._new_batch()
+        cmd = msgspec.structs.replace(cmd, ts=self._stamp())
+        events: list[Any] = []
+        self._apply(cmd, None, batch, 0, events)
+        await self._commit_and_release(batch)
+        return events
 
     async def _cancel_on_disconnect(self, account: int) -> None:
         batch = self._new_batch()
@@ -481,11 +492,15 @@ class Server:
         if n >= 0 and type(msg) is not p.Retire:
             batch.items.append((s, p.Done(request=_tag(msg), count=1, req_id=msg.req_id)))
 
-    def _apply(self, cmd: Any, s: Session | None, batch: _Batch, req_id: int) -> int:
+    def _apply(
+        self, cmd: Any, s: Session | None, batch: _Batch, req_id: int, seen: list[Any] | None = None
+    ) -> int:
         """Apply one command and route its events; the number of cancels it caused, or -1
         if it was rejected."""
         try:
             events = self.core.apply(cmd)
+            if seen is not None:
+                seen.extend(events)
         except Exception as exc:  # a broken core invariant: never serve on a wrong ledger
             log.exception("core.apply failed on %r", cmd)
             self._fail(exc)

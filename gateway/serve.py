@@ -1,0 +1,160 @@
+"""`tonne serve`: the exchange on TCP (msgpack) and WebSocket (JSON), on the embedded store.
+
+    tonne serve [--data DIR] [--host 127.0.0.1] [--tcp-port 7001] [--ws-port 7002]
+                [--messages-per-s N] [--frame-bytes-max N] [--open-orders-max N]
+                [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
+
+On an empty data folder it stores the genesis reference data (the demo's series on real
+projects from data/, and every project), then recovers the core from the store (snapshot +
+journal replay, checked), opens every account provisioned with `tonne accounts add`, and
+serves. It prints one JSON line when ready ({"tcp_port", "ws_port", "seq", "recovery"}),
+and on SIGINT/SIGTERM stops accepting, commits, snapshots and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from gateway.auth import Authenticator, KeyStore
+from gateway.journal import Journal
+from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
+from gateway.server import Server
+from gateway.session import Limits
+from gateway.store import SQLiteStore, StoreError, default_data_dir
+
+
+def genesis_listing() -> tuple[list[Any], list[Any]]:
+    """(series, projects) a new exchange starts with: the demo's listings on real projects."""
+    from gateway.demo import list_series
+    from gateway.refdata import load_projects
+
+    projects = load_projects()
+    return [s for s, _, _ in list_series(projects)], list(projects.values())
+
+
+async def open_accounts(server: Server, keys: KeyStore) -> int:
+    """Open every provisioned account the core does not know yet; how many were opened."""
+    from engine.events import Rejected
+    from settlement.commands import OpenAccount
+
+    opened = 0
+    for account in sorted(keys.accounts()):
+        events = await server.operator(OpenAccount(account=account))
+        opened += not (len(events) == 1 and isinstance(events[0], Rejected))
+    return opened
+
+
+async def serve(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    tcp_port: int = 7001,
+    ws_port: int = 7002,
+    limits: Limits | None = None,
+    ready: Callable[[dict[str, Any]], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(data_dir)
+    try:
+        if not store.head().seq and not store.reference(REF_SERIES):
+            series, projects = genesis_listing()
+            save_genesis(store, series=series, projects=projects)
+        got = recover(store)
+    except (RecoveryError, StoreError) as exc:
+        store.close()
+        print(f"tonne serve: refusing to start: {exc}", file=sys.stderr)
+        return 1
+    journal = Journal(store, seq=got.seq, log_seq=got.log_seq, log_head=got.log_head, core=got.core)
+    journal.start()
+    keys = KeyStore.load(data_dir, create=True)
+    limits = limits or Limits()
+    server = Server(
+        got.core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits
+    )
+    stop = stop or asyncio.Event()
+    try:
+        opened = await open_accounts(server, keys)
+        await server.start(host, tcp_port, ws_port)
+        info = {
+            "tcp_port": server.tcp_port,
+            "ws_port": server.ws_port,
+            "seq": journal.seq,
+            "accounts_opened": opened,
+            "recovery": got.summary(),
+        }
+        if ready is not None:
+            ready(info)
+        else:
+            print(json.dumps(info), flush=True)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (RuntimeError, ValueError):  # not the main thread
+                break
+        await stop.wait()
+    finally:
+        await server.close()
+        if journal.failed is None and journal.seq > journal.snapshot_seq:
+            journal.snapshot_now()
+        await journal.close()
+        store.close()
+    return 0 if server.failed is None else 1
+
+
+def limits_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Limits()
+    parser.add_argument("--frame-bytes-max", type=int, default=d.frame_bytes_max)
+    parser.add_argument("--messages-per-s", type=int, default=d.messages_per_s)
+    parser.add_argument("--burst-messages", type=int, default=d.burst_messages)
+    parser.add_argument("--open-orders-max", type=int, default=d.open_orders_max)
+    parser.add_argument("--out-bytes-max", type=int, default=d.out_bytes_max)
+    parser.add_argument("--heartbeat-s", type=float, default=d.heartbeat_s)
+    parser.add_argument("--idle-timeout-s", type=float, default=d.idle_timeout_s)
+    parser.add_argument("--logon-skew-s", type=float, default=d.logon_skew_s)
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    return Limits(
+        frame_bytes_max=args.frame_bytes_max,
+        messages_per_s=args.messages_per_s,
+        burst_messages=args.burst_messages,
+        open_orders_max=args.open_orders_max,
+        out_bytes_max=args.out_bytes_max,
+        heartbeat_s=args.heartbeat_s,
+        idle_timeout_s=args.idle_timeout_s,
+        logon_skew_s=args.logon_skew_s,
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tonne serve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", default=default_data_dir())
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--tcp-port", type=int, default=7001)
+    parser.add_argument("--ws-port", type=int, default=7002)
+    limits_arguments(parser)
+    args = parser.parse_args(argv)
+    return uvloop.run(
+        serve(
+            Path(args.data),
+            host=args.host,
+            tcp_port=args.tcp_port,
+            ws_port=args.ws_port,
+            limits=limits_from(args),
+        )
+    )
