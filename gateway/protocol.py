@@ -106,13 +106,17 @@ class Withdraw(msgspec.Struct, frozen=True, **_client("withdraw")):
 
 
 class Retire(msgspec.Struct, frozen=True, **_client("retire")):
-    """Retire `qty` tonnes of `series` held by the session's account for a beneficiary."""
+    """Retire `qty` available tonnes of `series` (oldest serials first) held by the session's
+    account, for `beneficiary`. `purpose`: voluntary | corsia | article6 | other; periods are
+    ISO dates `YYYY-MM-DD`. The answer is one `certificate` per project and vintage."""
 
     series: str
     qty: int
     beneficiary: str
-    purpose: str = ""
-    period: str = ""
+    purpose: str = "voluntary"
+    claim: str = ""
+    period_start: str = ""
+    period_end: str = ""
     req_id: int = 0
 
 
@@ -211,12 +215,13 @@ class Reject(msgspec.Struct, **_server("reject")):
 
 
 class SerialRange(msgspec.Struct, frozen=True, array_like=True):
-    """[start, end] inclusive serials of one project and vintage: `qty` = end - start + 1."""
+    """[first, last] inclusive serials of one project and vintage: last - first + 1 tonnes.
+    On the wire an array: [project, vintage, first, last]."""
 
     project: str
     vintage: int
-    start: int
-    end: int
+    first: int
+    last: int
 
 
 class Fill(msgspec.Struct, **_server("fill")):
@@ -272,7 +277,7 @@ class Amended(msgspec.Struct, **_server("amended")):
 
 class Done(msgspec.Struct, **_server("done")):
     """A request with no other answer of its own was applied (mass cancel, subscribe,
-    unsubscribe, deposit, withdraw, heartbeat); `count` is how many items it touched."""
+    unsubscribe, deposit, withdraw); `count` is how many items it touched."""
 
     request: str
     count: int = 0
@@ -291,9 +296,13 @@ class Balances(msgspec.Struct, **_server("balances")):
     req_id: int = 0
 
 
-class Holding(msgspec.Struct, frozen=True, array_like=True):
-    series: str
-    qty: int
+class Holding(msgspec.Struct, frozen=True):
+    """Credits of one project and vintage: `available` tonnes in `serials` (exact ranges),
+    and `held` tonnes reserved by open sell orders."""
+
+    project: str
+    vintage: int
+    available: int
     held: int
     serials: list[SerialRange]
 
@@ -340,17 +349,23 @@ class SeriesList(msgspec.Struct, **_server("series_list")):
 
 
 class Certificate(msgspec.Struct, **_server("certificate")):
-    """A retirement certificate: these serials can never trade again."""
+    """A retirement certificate: these serials can never trade again. `record_seq` and
+    `record_hash` locate its settlement-log record, which proves it."""
 
-    certificate_id: str
+    cert_id: str
     account: int
-    series: str
+    project: str
+    vintage: int
     qty: int
+    serials: list[SerialRange]
     beneficiary: str
     purpose: str
-    period: str
-    serials: list[SerialRange]
+    claim: str
+    period_start: str
+    period_end: str
     ts: int
+    record_seq: int
+    record_hash: str
     req_id: int = 0
 
 

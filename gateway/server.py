@@ -124,6 +124,7 @@ class Server:
         self._ticker: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
         self.exchange = getattr(core, "exchange", core)
+        self.ledger = getattr(core, "ledger", None)  # None: an order-only core (benchmarks)
         for order in getattr(self.exchange, "open_orders", {}).values():
             self._orders[order.order_id] = _OrderInfo(
                 order.account, order.client_order_id, order.side, order.qty
@@ -481,12 +482,14 @@ class Server:
         perm = "retire" if type(msg) is p.Retire else "fund"
         if not self._permitted(s, perm, msg, batch):
             return
-        build = getattr(self.core, "gateway_command", None)
-        cmd = None if build is None else build(msg, s.account, self._stamp())
-        if cmd is None:
+        if self.ledger is None:
             batch.items.append(
                 (s, _reject_for(msg, Reason.NOT_SUPPORTED, "this core has no settlement"))
             )
+            return
+        cmd = _settlement_command(msg, s.account, self._stamp())
+        if isinstance(cmd, str):
+            batch.items.append((s, _reject_for(msg, Reason.MALFORMED_MESSAGE, cmd)))
             return
         n = self._apply(cmd, s, batch, msg.req_id)
         if n >= 0 and type(msg) is not p.Retire:
@@ -530,6 +533,7 @@ class Server:
         orders = self._orders
         public = MarketData.public
         cancels = 0
+        fills: dict[int, list[p.Fill]] = {}  # trade id -> its reports, for the settlement
         for ev in events:
             kind = type(ev)
             if kind is BookDelta or kind is StatusChanged:
@@ -544,23 +548,20 @@ class Server:
                     if info is None:
                         continue
                     info.leaves -= ev.qty
-                    items.append(
-                        (
-                            info.account,
-                            p.Fill(
-                                trade_id=ev.trade_id,
-                                order_id=order_id,
-                                client_order_id=info.client_order_id,
-                                series=ev.series,
-                                side=info.side,
-                                price=ev.price,
-                                qty=ev.qty,
-                                leaves_qty=info.leaves,
-                                liquidity=liquidity,
-                                ts=ev.ts,
-                            ),
-                        )
+                    fill = p.Fill(
+                        trade_id=ev.trade_id,
+                        order_id=order_id,
+                        client_order_id=info.client_order_id,
+                        series=ev.series,
+                        side=info.side,
+                        price=ev.price,
+                        qty=ev.qty,
+                        leaves_qty=info.leaves,
+                        liquidity=liquidity,
+                        ts=ev.ts,
                     )
+                    fills.setdefault(ev.trade_id, []).append(fill)
+                    items.append((info.account, fill))
                     if info.leaves <= 0:
                         del orders[order_id]
             elif kind is Accepted:
@@ -649,10 +650,35 @@ class Server:
                         )
                     )
             else:
-                translate = getattr(self.core, "gateway_messages", None)
-                if translate is not None:
-                    for target, msg in translate(ev, req_id):
-                        items.append((target, msg))
+                tag = ev.__struct_config__.tag
+                if tag == "fill":  # settlement.events.Settled: fees and serials of a trade
+                    ranges = [
+                        p.SerialRange(r.project, r.vintage, r.first, r.last) for r in ev.ranges
+                    ]
+                    for fill in fills.get(ev.trade_id, ()):
+                        fill.fee = ev.buyer_fee if fill.side is BUY else ev.seller_fee
+                        fill.serials = ranges
+                elif tag == "certificate":  # settlement.events.RetirementCertificate
+                    cert = p.Certificate(
+                        cert_id=ev.cert_id,
+                        account=ev.account,
+                        project=ev.project,
+                        vintage=ev.vintage,
+                        qty=ev.qty,
+                        serials=[
+                            p.SerialRange(r.project, r.vintage, r.first, r.last) for r in ev.ranges
+                        ],
+                        beneficiary=ev.beneficiary,
+                        purpose=ev.purpose.value,
+                        claim=ev.claim,
+                        period_start=ev.period_start,
+                        period_end=ev.period_end,
+                        ts=ev.ts,
+                        record_seq=ev.record_seq,
+                        record_hash=ev.record_hash,
+                        req_id=req_id,
+                    )
+                    items.append((ev.account, cert))
         return cancels
 
     # -- queries and subscriptions (no core command) -------------------------------------
@@ -666,23 +692,40 @@ class Server:
         ]
         batch.items.append((s, p.OpenOrders(orders=orders, req_id=msg.req_id)))
 
-    def _balances(self, s: Session, msg: p.QueryBalances, batch: _Batch) -> None:
-        query = getattr(self.core, "gateway_balances", None)
-        if query is None:
+    def _ledger_account(self, s: Session, msg: Any, batch: _Batch) -> Any:
+        """The session's ledger account, or None after queueing a reject."""
+        if self.ledger is None:
             batch.items.append((s, _reject_for(msg, Reason.NOT_SUPPORTED, "no ledger")))
-            return
-        batch.items.append(
-            (s, p.Balances(account=s.account, cash=query(s.account), req_id=msg.req_id))
-        )
+            return None
+        acct = self.ledger.accounts.get(s.account)
+        if acct is None:
+            batch.items.append((s, _reject_for(msg, Reason.UNKNOWN_ACCOUNT, "no such account")))
+        return acct
+
+    def _balances(self, s: Session, msg: p.QueryBalances, batch: _Batch) -> None:
+        acct = self._ledger_account(s, msg, batch)
+        if acct is not None:
+            cash = [p.CashBalance(c, acct.cash[c], acct.cash_held[c]) for c in sorted(acct.cash)]
+            batch.items.append((s, p.Balances(account=s.account, cash=cash, req_id=msg.req_id)))
 
     def _holdings(self, s: Session, msg: p.QueryHoldings, batch: _Batch) -> None:
-        query = getattr(self.core, "gateway_holdings", None)
-        if query is None:
-            batch.items.append((s, _reject_for(msg, Reason.NOT_SUPPORTED, "no ledger")))
+        acct = self._ledger_account(s, msg, batch)
+        if acct is None:
             return
-        batch.items.append(
-            (s, p.Holdings(account=s.account, holdings=query(s.account), req_id=msg.req_id))
-        )
+        out = []
+        for key in sorted(set(acct.credits) | set(acct.credits_held)):
+            project, vintage = key
+            ranges = acct.credits.get(key, [])
+            out.append(
+                p.Holding(
+                    project=project,
+                    vintage=vintage,
+                    available=acct.credit_qty.get(key, 0),
+                    held=acct.credits_held.get(key, 0),
+                    serials=[p.SerialRange(project, vintage, a, b) for a, b in ranges],
+                )
+            )
+        batch.items.append((s, p.Holdings(account=s.account, holdings=out, req_id=msg.req_id)))
 
     def _series(self, s: Session, msg: p.QuerySeries, batch: _Batch) -> None:
         out = []
@@ -751,6 +794,34 @@ class Server:
             self.closed(s, "disconnected")
             s.wake()
             await writer
+
+
+def _settlement_command(msg: Any, account: int, ts: int) -> Any:
+    """The settlement command for a deposit, withdrawal or retirement request, or the text of
+    why it cannot be one."""
+    import settlement.commands as sc
+    from settlement.events import Purpose
+
+    kind = type(msg)
+    if kind is p.Deposit:
+        return sc.Deposit(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
+    if kind is p.Withdraw:
+        return sc.Withdraw(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
+    try:
+        purpose = Purpose(msg.purpose)
+    except ValueError:
+        return f"purpose must be one of {[x.value for x in Purpose]}"
+    return sc.Retire(
+        account=account,
+        beneficiary=msg.beneficiary,
+        purpose=purpose,
+        claim=msg.claim,
+        period_start=msg.period_start,
+        period_end=msg.period_end,
+        series=msg.series,
+        qty=msg.qty,
+        ts=ts,
+    )
 
 
 def _tag(msg: Any) -> str:
