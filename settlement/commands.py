@@ -1,0 +1,136 @@
+"""Settlement commands, and the one msgpack codec the journal uses for every command.
+
+Operators move money and credits in and out (each with a `ref`, e.g. a bank or registry
+transaction id); account holders retire. Like engine commands these are frozen Structs with
+`tag_field="cmd"` and unique tags; the gateway fills `account` from the session (or the
+operator console) and stamps `ts`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from engine.commands import Command
+from engine.reference import Project, Series
+from settlement.events import Purpose
+from settlement.serials import RangeConvention, SerialRange
+
+
+class OpenAccount(msgspec.Struct, frozen=True, kw_only=True, tag="open_account", tag_field="cmd"):
+    """Operator: create a participant account (cash zero in every currency, no credits)."""
+
+    account: int
+    ts: int = 0
+
+
+class Deposit(msgspec.Struct, frozen=True, kw_only=True, tag="deposit", tag_field="cmd"):
+    """Operator: cash arrived for `account`; `amount` in `currency` minor units."""
+
+    account: int
+    currency: str
+    amount: int
+    ref: str = ""
+    ts: int = 0
+
+
+class Withdraw(msgspec.Struct, frozen=True, kw_only=True, tag="withdraw", tag_field="cmd"):
+    """Operator: pay out available (unheld) cash."""
+
+    account: int
+    currency: str
+    amount: int
+    ref: str = ""
+    ts: int = 0
+
+
+class DepositCredits(
+    msgspec.Struct, frozen=True, kw_only=True, tag="deposit_credits", tag_field="cmd"
+):
+    """Operator: a registry block was transferred to the exchange for `account`.
+
+    `start`/`end` as the registry writes them, `quantity` its stated number of credits,
+    `convention` how to read `end`; all three are checked against each other."""
+
+    account: int
+    project: str
+    vintage: int
+    start: int
+    end: int
+    quantity: int
+    convention: RangeConvention = RangeConvention.INCLUSIVE
+    ref: str = ""
+    ts: int = 0
+
+
+class WithdrawCredits(
+    msgspec.Struct, frozen=True, kw_only=True, tag="withdraw_credits", tag_field="cmd"
+):
+    """Operator: transfer exact available serials back out to the registry."""
+
+    account: int
+    project: str
+    vintage: int
+    start: int
+    end: int
+    quantity: int
+    convention: RangeConvention = RangeConvention.INCLUSIVE
+    ref: str = ""
+    ts: int = 0
+
+
+class Retire(msgspec.Struct, frozen=True, kw_only=True, tag="retire", tag_field="cmd"):
+    """Retire `qty` available credits of `series` (oldest serials first) or, when `ranges` is
+    given, exactly those inclusive serial ranges, for `beneficiary`. One certificate per
+    project and vintage retired. Periods are ISO dates `YYYY-MM-DD`."""
+
+    account: int
+    beneficiary: str
+    purpose: Purpose = Purpose.VOLUNTARY
+    claim: str = ""
+    period_start: str = ""
+    period_end: str = ""
+    series: str = ""
+    qty: int = 0
+    ranges: tuple[SerialRange, ...] = ()
+    ref: str = ""
+    ts: int = 0
+
+
+class ListProject(msgspec.Struct, frozen=True, kw_only=True, tag="list_project", tag_field="cmd"):
+    """Operator: add a registry project to the reference data."""
+
+    project: Project
+    ts: int = 0
+
+
+class ListSeries(msgspec.Struct, frozen=True, kw_only=True, tag="list_series", tag_field="cmd"):
+    """Operator: open an order book for a new series."""
+
+    series: Series
+    ts: int = 0
+
+
+SettlementCommand = (
+    OpenAccount
+    | Deposit
+    | Withdraw
+    | DepositCredits
+    | WithdrawCredits
+    | Retire
+    | ListProject
+    | ListSeries
+)
+AnyCommand = Command | SettlementCommand
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyCommand)
+
+
+def encode_command(cmd: AnyCommand) -> bytes:
+    """The journal's bytes for one command (msgpack, tagged)."""
+    return _encoder.encode(cmd)
+
+
+def decode_command(data: bytes) -> AnyCommand:
+    """Back from the journal; raises `msgspec.ValidationError` on anything malformed."""
+    return _decoder.decode(data)

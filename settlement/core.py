@@ -1,0 +1,541 @@
+"""The core: the matching engine and the ledger as one deterministic state machine.
+
+`Core.apply(cmd)` takes any engine or settlement command and returns its events. For an
+order it runs the exchange's steps one by one, so that the ledger can hold before the book
+sees the order and settle each fill as it happens:
+
+1. `exchange.expire_due(ts)`, releasing the holds of the orders that expired;
+2. `exchange.check(cmd)`; a rejection changes nothing;
+3. the hold (buy: limit price x qty, or the market buy's cash limit, plus the largest fee;
+   sell: the series' credits; amend: only the increase), or a rejection;
+4. `exchange.apply(cmd)`, then every `Trade` settled DvP in order (a `Settled` event right
+   after it), and every order that left the book or shrank has its hold released or cut
+   to what its open quantity still needs.
+
+A settlement failure after matching is a bug (the holds guarantee settlement): it raises,
+with the ledger exactly as it was before that fill, and the process must stop.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterable
+from hashlib import sha256
+from typing import Any
+
+import msgspec
+
+from engine.commands import (
+    Amend,
+    Cancel,
+    Command,
+    Halt,
+    MassCancel,
+    NewOrder,
+    OrderType,
+    Resume,
+    SetReferencePrice,
+    Side,
+)
+from engine.events import Cancelled, Event, Expired, Reason, Rejected, Trade
+from engine.exchange import Exchange
+from engine.reference import Project, Series
+from settlement.commands import (
+    AnyCommand,
+    Deposit,
+    DepositCredits,
+    ListProject,
+    ListSeries,
+    OpenAccount,
+    Retire,
+    Withdraw,
+    WithdrawCredits,
+)
+from settlement.dvp import settle_fill
+from settlement.events import AccountOpened, Listed, SettlementEvent
+from settlement.fees import FeeSchedule
+from settlement.ledger import CURRENCIES, FEE_ACCOUNT, Ledger, Reject
+from settlement.log import LogRecord
+from settlement.retirement import (
+    apply_retirement,
+    check_details,
+    plan_by_quantity,
+    plan_by_ranges,
+)
+from settlement.serials import Key
+
+BUY = Side.BUY
+MARKET = OrderType.MARKET
+AnyEvent = Event | SettlementEvent
+
+
+class Core:
+    """Exchange + ledger. Every state change after construction goes through `apply`."""
+
+    def __init__(
+        self,
+        series: Iterable[Series] = (),
+        projects: Iterable[Project] = (),
+        *,
+        maker_fee_bps: int = 0,
+        taker_fee_bps: int = 0,
+        currencies: Iterable[str] = CURRENCIES,
+        fee_account: int = FEE_ACCOUNT,
+    ) -> None:
+        self.fees = FeeSchedule(maker_fee_bps, taker_fee_bps)
+        self.exchange = Exchange()
+        self.ledger = Ledger(tuple(currencies), self.fees, fee_account)
+        self.projects: dict[str, Project] = {}
+        self.currency: dict[str, str] = {}  # series id -> currency
+        self.keys: dict[str, list[Key]] = {}  # series id -> eligible (project, vintage), in order
+        for p in projects:
+            if p.id in self.projects:
+                raise ValueError(f"project {p.id} given twice")
+            self._list_project(p)
+        for s in series:
+            rejected = self._check_series(s)
+            if rejected is not None:
+                raise ValueError(rejected.text)
+            self._list_series(s)
+
+    # -- the command interface -----------------------------------------------------------------
+
+    def apply(self, cmd: AnyCommand) -> list[AnyEvent]:
+        """Apply one command; its events, in order. Deterministic: no clock, no I/O."""
+        handler = _DISPATCH[type(cmd)]
+        return handler(self, cmd)
+
+    def drain_records(self) -> list[LogRecord]:
+        """Settlement-log records appended since the last drain, oldest first."""
+        return self.ledger.log.drain()
+
+    # -- orders ---------------------------------------------------------------------------------
+
+    def _expire(self, ts: int, events: list[AnyEvent]) -> None:
+        ex_events: list[Event] = []
+        self.exchange.expire_due(ts, ex_events)
+        if ex_events:
+            self._release_closed(ex_events, 0)
+            events.extend(ex_events)
+
+    def _release_closed(self, events: list[Event], start: int) -> None:
+        ledger = self.ledger
+        for ev in events[start:]:
+            if type(ev) is Expired or type(ev) is Cancelled:
+                assert isinstance(ev, Expired | Cancelled)
+                if ev.side is BUY:
+                    ledger.release_cash(ev.order_id)
+                else:
+                    ledger.release_credits(ev.order_id)
+
+    def _new_order(self, cmd: NewOrder) -> list[AnyEvent]:
+        events: list[AnyEvent] = []
+        ex = self.exchange
+        self._expire(cmd.ts, events)
+        rejected = ex.check(cmd)
+        if rejected is not None:
+            events.append(rejected)
+            return events
+        order_id = ex.next_order_id
+        ledger = self.ledger
+        if cmd.side is BUY:
+            if cmd.type is MARKET:
+                if not cmd.max_notional:
+                    events.append(
+                        _rejected(
+                            cmd.account,
+                            cmd.client_order_id,
+                            0,
+                            Reject(
+                                Reason.MARKET_BUY_NEEDS_CASH_LIMIT,
+                                "a market buy needs max_notional, the most it may spend",
+                            ),
+                            cmd.ts,
+                        )
+                    )
+                    return events
+                notional = cmd.max_notional
+            else:
+                notional = cmd.price * cmd.qty
+            refused = ledger.hold_cash(
+                order_id, cmd.account, self.currency[cmd.series], self.fees.buy_hold(notional)
+            )
+        else:
+            refused = ledger.hold_credits(
+                order_id, cmd.account, cmd.series, self.keys[cmd.series], cmd.qty
+            )
+        if refused is not None:
+            events.append(_rejected(cmd.account, cmd.client_order_id, 0, refused, cmd.ts))
+            return events
+        return self._run(cmd, events, order_id, cmd.side)
+
+    def _run(
+        self, cmd: Command, events: list[AnyEvent], order_id: int, side: Side | None
+    ) -> list[AnyEvent]:
+        """Apply a checked (and held) engine command; settle and release as its events say."""
+        ex_events: list[Event] = []
+        self.exchange.apply(cmd, ex_events)
+        ledger = self.ledger
+        open_orders = self.exchange.open_orders
+        buy_hold = self.fees.buy_hold
+        append = events.append
+        for ev in ex_events:
+            append(ev)
+            kind = type(ev)
+            if kind is Trade:
+                assert isinstance(ev, Trade)
+                append(settle_fill(ledger, ev, self.currency[ev.series]))
+                # the maker traded at its own price: keep only what its open rest needs
+                maker_id = ev.maker_order_id
+                maker = open_orders.get(maker_id)
+                if ev.aggressor is BUY:
+                    ledger.release_credits(maker_id, maker.qty if maker is not None else 0)
+                elif maker is None:
+                    ledger.release_cash(maker_id)
+                else:
+                    keep = buy_hold(maker.price * maker.qty)
+                    if ledger.cash_holds[maker_id].amount > keep:
+                        ledger.release_cash(maker_id, keep)
+            elif kind is Cancelled or kind is Expired:
+                assert isinstance(ev, Cancelled | Expired)
+                if ev.side is BUY:
+                    ledger.release_cash(ev.order_id)
+                else:
+                    ledger.release_credits(ev.order_id)
+        if side is not None:
+            self._reconcile(order_id, side)
+        return events
+
+    def _reconcile(self, order_id: int, side: Side) -> None:
+        """Cut an order's hold to what its open quantity needs (nothing once it is closed)."""
+        order = self.exchange.open_orders.get(order_id)
+        ledger = self.ledger
+        if side is BUY:
+            if order is None:
+                ledger.release_cash(order_id)
+                return
+            keep = self.fees.buy_hold(order.price * order.qty)
+            if ledger.cash_holds[order_id].amount > keep:
+                ledger.release_cash(order_id, keep)
+        else:
+            ledger.release_credits(order_id, order.qty if order is not None else 0)
+
+    def _amend(self, cmd: Amend) -> list[AnyEvent]:
+        events: list[AnyEvent] = []
+        ex = self.exchange
+        self._expire(cmd.ts, events)
+        rejected = ex.check(cmd)
+        if rejected is not None:
+            events.append(rejected)
+            return events
+        order = ex.open_orders[cmd.order_id]
+        price = cmd.price or order.price
+        qty = cmd.qty or order.qty
+        ledger = self.ledger
+        refused: Reject | None = None
+        if order.side is BUY:
+            more = self.fees.buy_hold(price * qty) - ledger.cash_holds[order.order_id].amount
+            if more > 0:
+                refused = ledger.hold_cash(
+                    order.order_id, order.account, self.currency[order.series], more
+                )
+        else:
+            more = qty - ledger.credit_holds[order.order_id].qty
+            if more > 0:
+                refused = ledger.hold_credits(
+                    order.order_id, order.account, order.series, self.keys[order.series], more
+                )
+        if refused is not None:
+            events.append(
+                _rejected(cmd.account, order.client_order_id, order.order_id, refused, cmd.ts)
+            )
+            return events
+        return self._run(cmd, events, order.order_id, order.side)
+
+    def _engine(
+        self, cmd: Cancel | MassCancel | Halt | Resume | SetReferencePrice
+    ) -> list[AnyEvent]:
+        events: list[AnyEvent] = []
+        self._expire(cmd.ts, events)
+        rejected = self.exchange.check(cmd)
+        if rejected is not None:
+            events.append(rejected)
+            return events
+        return self._run(cmd, events, 0, None)
+
+    # -- settlement commands -----------------------------------------------------------------
+
+    def _open_account(self, cmd: OpenAccount) -> list[AnyEvent]:
+        events: list[AnyEvent] = []
+        self._expire(cmd.ts, events)
+        refused = self.ledger.open_account(cmd.account)
+        events.append(
+            _rejected(cmd.account, "", 0, refused, cmd.ts)
+            if refused is not None
+            else AccountOpened(cmd.account, cmd.ts)
+        )
+        return events
+
+    def _cash(self, cmd: Deposit | Withdraw) -> list[AnyEvent]:
+        events: list[AnyEvent] = []
+        self._expire(cmd.ts, events)
+        move = self.ledger.deposit_cash if type(cmd) is Deposit else self.ledger.withdraw_cash
+        result = move(cmd.account, cmd.currency, cmd.amount, cmd.ref, cmd.ts)
+        events.append(
+            _rejected(cmd.account, cmd.ref, 0, result, cmd.ts)
+            if isinstance(result, Reject)
+            else result
+        )
+        return events
+
+    def _credits(self, cmd: DepositCredits | WithdrawCredits) -> list[AnyEvent]:
+        events: list[AnyEvent] = []
+        self._expire(cmd.ts, events)
+        if cmd.project not in self.projects:
+            refused = Reject(Reason.UNKNOWN_PROJECT, f"no project {cmd.project!r}")
+            events.append(_rejected(cmd.account, cmd.ref, 0, refused, cmd.ts))
+            return events
+        ledger = self.ledger
+        move = ledger.deposit_credits if type(cmd) is DepositCredits else ledger.withdraw_credits
+        result = move(
+            cmd.account,
+            cmd.project,
+            cmd.vintage,
+            cmd.start,
+            cmd.end,
+            cmd.quantity,
+            cmd.convention,
+            cmd.ref,
+            cmd.ts,
+        )
+        events.append(
+            _rejected(cmd.account, cmd.ref, 0, result, cmd.ts)
+            if isinstance(result, Reject)
+            else result
+        )
+        return events
+
+    def _retire(self, cmd: Retire) -> list[AnyEvent]:
+        events: list[AnyEvent] = []
+        self._expire(cmd.ts, events)
+        ledger = self.ledger
+        plan: Reject | dict[Key, list[tuple[int, int]]]
+        if cmd.account not in ledger.accounts:
+            plan = Reject(Reason.UNKNOWN_ACCOUNT, f"no account {cmd.account}")
+        elif (
+            refused := check_details(cmd.beneficiary, cmd.claim, cmd.period_start, cmd.period_end)
+        ) is not None:
+            plan = refused
+        elif cmd.ranges:
+            if cmd.series or cmd.qty:
+                plan = Reject(Reason.INVALID_RETIREMENT, "give either ranges or series and qty")
+            else:
+                plan = plan_by_ranges(ledger, cmd.account, cmd.ranges)
+        elif cmd.series not in self.keys:
+            plan = Reject(Reason.UNKNOWN_SERIES, f"no series {cmd.series!r}")
+        else:
+            plan = plan_by_quantity(ledger, cmd.account, self.keys[cmd.series], cmd.qty, cmd.series)
+        if isinstance(plan, Reject):
+            events.append(_rejected(cmd.account, cmd.ref, 0, plan, cmd.ts))
+            return events
+        events.extend(
+            apply_retirement(
+                ledger,
+                cmd.account,
+                plan,
+                cmd.beneficiary,
+                cmd.purpose,
+                cmd.claim,
+                cmd.period_start,
+                cmd.period_end,
+                cmd.ts,
+            )
+        )
+        return events
+
+    def _list(self, cmd: ListProject | ListSeries) -> list[AnyEvent]:
+        events: list[AnyEvent] = []
+        self._expire(cmd.ts, events)
+        if isinstance(cmd, ListProject):
+            if cmd.project.id in self.projects:
+                refused: Reject | None = Reject(
+                    Reason.ALREADY_LISTED, f"project {cmd.project.id} is already listed"
+                )
+            else:
+                refused = None
+                self._list_project(cmd.project)
+                events.append(Listed("project", cmd.project.id, cmd.ts))
+        else:
+            refused = self._check_series(cmd.series)
+            if refused is None:
+                self._list_series(cmd.series)
+                events.append(Listed("series", cmd.series.id, cmd.ts))
+        if refused is not None:
+            events.append(_rejected(0, "", 0, refused, cmd.ts))
+        return events
+
+    # -- reference data ------------------------------------------------------------------------
+
+    def _check_series(self, s: Series) -> Reject | None:
+        if s.id in self.exchange.books:
+            return Reject(Reason.ALREADY_LISTED, f"series {s.id} is already listed")
+        if s.currency not in self.ledger.currencies:
+            return Reject(Reason.UNKNOWN_CURRENCY, f"series {s.id}: no currency {s.currency!r}")
+        if s.project is not None and s.project not in self.projects:
+            return Reject(Reason.UNKNOWN_PROJECT, f"series {s.id}: no project {s.project!r}")
+        return None
+
+    def _list_project(self, p: Project) -> None:
+        self.projects[p.id] = p
+        for sid, book in self.exchange.books.items():
+            self.keys[sid] = self._eligible(book.series)
+
+    def _list_series(self, s: Series) -> None:
+        self.exchange.add_series(s)
+        self.currency[s.id] = s.currency
+        self.keys[s.id] = self._eligible(s)
+
+    def _eligible(self, s: Series) -> list[Key]:
+        """The (project, vintage) keys whose credits deliver into `s`, in allocation order."""
+        if s.project is not None:
+            return [(s.project, s.vintage)]
+        return [
+            (p.id, s.vintage)
+            for p in sorted(self.projects.values(), key=lambda p: p.id)
+            if p.standard == s.standard and p.mitigation is s.mitigation
+        ]
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def balances(self, account: int) -> dict[str, tuple[int, int]]:
+        """currency -> (total, held) cash of an account."""
+        acct = self.ledger.accounts[account]
+        return {c: (acct.cash[c], acct.cash_held[c]) for c in sorted(acct.cash)}
+
+    def credits(self, account: int) -> dict[Key, tuple[int, int]]:
+        """(project, vintage) -> (available, held) credits of an account."""
+        acct = self.ledger.accounts[account]
+        keys = sorted(set(acct.credit_qty) | set(acct.credits_held))
+        out = {k: (acct.credit_qty.get(k, 0), acct.credits_held.get(k, 0)) for k in keys}
+        return {k: v for k, v in out.items() if v != (0, 0)}
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def canonical(self) -> list[Any]:
+        """The whole state as plain lists, ints and strings in a canonical order."""
+        ex, ledger = self.exchange, self.ledger
+        books = []
+        for sid in sorted(ex.books):
+            b = ex.books[sid]
+            sides = []
+            for levels, sign in ((b.bids, -1), (b.asks, 1)):
+                sides.append(
+                    [
+                        [key * sign, [_order(o) for o in levels[key].orders if o.qty]]
+                        for key in sorted(levels)
+                    ]
+                )
+            books.append([sid, b.series, b.halted, b.seq, b.ref_price, sides])
+        accounts = []
+        for aid in sorted(ledger.accounts):
+            a = ledger.accounts[aid]
+            accounts.append(
+                [
+                    aid,
+                    sorted(a.cash.items()),
+                    sorted(a.cash_held.items()),
+                    sorted([list(k), r] for k, r in a.credits.items() if r),
+                    sorted([list(k), n] for k, n in a.credits_held.items() if n),
+                ]
+            )
+        return [
+            "tonne-core-1",
+            [self.fees.maker_bps, self.fees.taker_bps, ledger.fee_account, ledger.currencies],
+            [self.projects[p] for p in sorted(self.projects)],
+            books,
+            [ex.next_order_id, ex.next_trade_id],
+            sorted([a, sorted(s)] for a, s in ex.coids_seen.items()),
+            accounts,
+            sorted([o, h.account, h.currency, h.amount] for o, h in ledger.cash_holds.items()),
+            sorted(
+                [o, h.account, h.series, h.qty, list(h.blocks)]
+                for o, h in ledger.credit_holds.items()
+            ),
+            sorted([list(k), r] for k, r in ledger.known.items() if r),
+            sorted([list(k), r] for k, r in ledger.retired.items() if r),
+            sorted(ledger.cash_net.items()),
+            sorted([list(k), n] for k, n in ledger.credits_net.items() if n),
+            [ledger.next_cert, ledger.log.head_seq, ledger.log.head_hash],
+        ]
+
+    def state_hash(self) -> str:
+        """Hex SHA-256 of `canonical()`: equal states give equal hashes in any process."""
+        return sha256(msgspec.msgpack.encode(self.canonical())).hexdigest()
+
+    def snapshot(self) -> bytes:
+        """The full state as bytes (a pickle; restore only snapshots you wrote)."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def restore(cls, data: bytes) -> Core:
+        core = pickle.loads(data)
+        if not isinstance(core, cls):
+            raise ValueError("not a Core snapshot")
+        return core
+
+    def check_invariants(self) -> None:
+        """Plain asserts: the engine's and the ledger's, and that holds match open orders."""
+        ex, ledger = self.exchange, self.ledger
+        ex.check_invariants()
+        ledger.check_invariants()
+        buys = {i for i, o in ex.open_orders.items() if o.side is BUY}
+        sells = set(ex.open_orders) - buys
+        assert set(ledger.cash_holds) == buys, "a cash hold for every open buy, and only those"
+        assert set(ledger.credit_holds) == sells, "a credit hold for every open sell"
+        for oid in buys:
+            o, h = ex.open_orders[oid], ledger.cash_holds[oid]
+            assert h.account == o.account and h.currency == self.currency[o.series]
+            assert h.amount >= self.fees.buy_hold(o.price * o.qty), "buy hold covers the rest"
+        for oid in sells:
+            o, c = ex.open_orders[oid], ledger.credit_holds[oid]
+            assert c.account == o.account and c.qty == o.qty, "sell hold = open quantity"
+            keys = set(self.keys[o.series])
+            assert all((p, v) in keys for p, v, _, _ in c.blocks), "held credits are eligible"
+
+
+def _order(o: Any) -> list[Any]:
+    return [
+        o.order_id,
+        o.account,
+        o.client_order_id,
+        o.side.value,
+        o.price,
+        o.qty,
+        o.tif.value,
+        o.expire_ts,
+        o.stp.value,
+        o.post_only,
+    ]
+
+
+def _rejected(account: int, ref: str, order_id: int, refused: Reject, ts: int) -> Rejected:
+    return Rejected(account, ref, order_id, refused.reason, refused.text, ts)
+
+
+_DISPATCH: dict[type, Callable[[Core, Any], list[AnyEvent]]] = {
+    NewOrder: Core._new_order,
+    Amend: Core._amend,
+    Cancel: Core._engine,
+    MassCancel: Core._engine,
+    Halt: Core._engine,
+    Resume: Core._engine,
+    SetReferencePrice: Core._engine,
+    OpenAccount: Core._open_account,
+    Deposit: Core._cash,
+    Withdraw: Core._cash,
+    DepositCredits: Core._credits,
+    WithdrawCredits: Core._credits,
+    Retire: Core._retire,
+    ListProject: Core._list,
+    ListSeries: Core._list,
+}

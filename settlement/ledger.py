@@ -1,0 +1,405 @@
+"""The ledger: accounts, cash and credit holds, deposits and withdrawals, and its invariants.
+
+State lives here and only here: each account's cash per currency (total and held, integer
+minor units) and credits per (project, vintage) (available range lists plus the held count);
+each live order's hold; every serial ever deposited and not withdrawn (`known`, retired ones
+included) and the retired ones. DvP (`settlement.dvp`) and retirement
+(`settlement.retirement`) are the other two writers, through the same attributes.
+
+Methods that can refuse return a `Reject` (reason, text) and change nothing; they return
+None or the movement event when they succeeded. A broken invariant is an `AssertionError`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+from engine.events import Reason
+from settlement import serials
+from settlement.events import CashDeposited, CashWithdrawn, CreditsDeposited, CreditsWithdrawn
+from settlement.fees import FeeSchedule
+from settlement.log import SettlementLog
+from settlement.serials import Key, Range, RangeConvention, SerialRange
+
+FEE_ACCOUNT = 0
+CURRENCIES = ("CNY", "HKD", "USD")
+
+
+class Reject(NamedTuple):
+    reason: Reason
+    text: str
+
+
+class Account:
+    """One participant's (or the fee account's) cash and credits."""
+
+    __slots__ = ("id", "cash", "cash_held", "credits", "credit_qty", "credits_held")
+
+    def __init__(self, account_id: int, currencies: tuple[str, ...]) -> None:
+        self.id = account_id
+        self.cash: dict[str, int] = dict.fromkeys(currencies, 0)  # total = available + held
+        self.cash_held: dict[str, int] = dict.fromkeys(currencies, 0)
+        self.credits: dict[Key, list[Range]] = {}  # available (unheld) serials
+        self.credit_qty: dict[Key, int] = {}  # = serials.total(credits[key])
+        self.credits_held: dict[Key, int] = {}  # = sum of this account's credit-hold blocks
+
+
+class CashHold:
+    """Cash reserved by one buy order."""
+
+    __slots__ = ("account", "currency", "amount")
+
+    def __init__(self, account: int, currency: str, amount: int) -> None:
+        self.account = account
+        self.currency = currency
+        self.amount = amount
+
+
+Block = tuple[str, int, int, int]  # (project, vintage, first, last), inclusive
+
+
+class CreditHold:
+    """Credits reserved by one sell order, oldest serials at the left (delivered first)."""
+
+    __slots__ = ("account", "series", "blocks", "qty")
+
+    def __init__(self, account: int, series: str) -> None:
+        self.account = account
+        self.series = series
+        self.blocks: deque[Block] = deque()
+        self.qty = 0
+
+
+class SettlementError(Exception):
+    """A fill that the holds do not cover: a bug upstream; the ledger is unchanged."""
+
+
+class InjectedFault(Exception):
+    """Raised by a transaction step when a test sets `Ledger.fault` to that step's number."""
+
+
+class Ledger:
+    def __init__(
+        self,
+        currencies: tuple[str, ...] = CURRENCIES,
+        fees: FeeSchedule | None = None,
+        fee_account: int = FEE_ACCOUNT,
+    ) -> None:
+        self.currencies = tuple(sorted(currencies))
+        self.fees = fees or FeeSchedule()
+        self.fee_account = fee_account
+        self.accounts: dict[int, Account] = {fee_account: Account(fee_account, self.currencies)}
+        self.cash_holds: dict[int, CashHold] = {}  # order_id -> hold
+        self.credit_holds: dict[int, CreditHold] = {}
+        self.known: dict[Key, list[Range]] = {}  # every serial in the system, retired included
+        self.retired: dict[Key, list[Range]] = {}
+        self.cash_net: dict[str, int] = dict.fromkeys(self.currencies, 0)  # deposits - withdrawals
+        self.credits_net: dict[Key, int] = {}  # deposits - withdrawals - retirements
+        self.log = SettlementLog()
+        self.next_cert = 1
+        self.fault = 0  # tests only: the transaction step that raises InjectedFault
+
+    # -- accounts and cash -------------------------------------------------------------------
+
+    def open_account(self, account: int) -> Reject | None:
+        if account in self.accounts:
+            return Reject(Reason.ACCOUNT_EXISTS, f"account {account} already exists")
+        if account < 0:
+            return Reject(Reason.UNKNOWN_ACCOUNT, f"account {account} must not be negative")
+        self.accounts[account] = Account(account, self.currencies)
+        return None
+
+    def _check_cash(self, account: int, currency: str, amount: int) -> Reject | Account:
+        acct = self.accounts.get(account)
+        if acct is None:
+            return Reject(Reason.UNKNOWN_ACCOUNT, f"no account {account}")
+        if currency not in acct.cash:
+            return Reject(Reason.UNKNOWN_CURRENCY, f"no currency {currency!r}")
+        if amount <= 0:
+            return Reject(Reason.INVALID_AMOUNT, f"amount {amount} must be positive")
+        return acct
+
+    def deposit_cash(
+        self, account: int, currency: str, amount: int, ref: str, ts: int
+    ) -> Reject | CashDeposited:
+        acct = self._check_cash(account, currency, amount)
+        if isinstance(acct, Reject):
+            return acct
+        body = CashDeposited(account, currency, amount, ref, ts)
+        self.log.append(body)
+        acct.cash[currency] += amount
+        self.cash_net[currency] += amount
+        return body
+
+    def withdraw_cash(
+        self, account: int, currency: str, amount: int, ref: str, ts: int
+    ) -> Reject | CashWithdrawn:
+        acct = self._check_cash(account, currency, amount)
+        if isinstance(acct, Reject):
+            return acct
+        available = acct.cash[currency] - acct.cash_held[currency]
+        if amount > available:
+            return Reject(
+                Reason.INSUFFICIENT_CASH, f"needs {amount} {currency}, has {available} available"
+            )
+        body = CashWithdrawn(account, currency, amount, ref, ts)
+        self.log.append(body)
+        acct.cash[currency] -= amount
+        self.cash_net[currency] -= amount
+        return body
+
+    # -- credits in and out ------------------------------------------------------------------
+
+    def deposit_credits(
+        self,
+        account: int,
+        project: str,
+        vintage: int,
+        start: int,
+        end: int,
+        quantity: int,
+        convention: RangeConvention,
+        ref: str,
+        ts: int,
+    ) -> Reject | CreditsDeposited:
+        """A registry block enters; it must not overlap any serial in the system, retired
+        ones included. (The caller has checked that the project is known.)"""
+        acct = self.accounts.get(account)
+        if acct is None:
+            return Reject(Reason.UNKNOWN_ACCOUNT, f"no account {account}")
+        rng = serials.normalize(start, end, quantity, convention)
+        if isinstance(rng, str):
+            return Reject(Reason.INVALID_SERIAL_BLOCK, rng)
+        first, last = rng
+        key = (project, vintage)
+        if serials.overlaps(self.retired.get(key, []), first, last):
+            return Reject(
+                Reason.SERIALS_RETIRED,
+                f"{project}/{vintage} {first}-{last} overlaps retired serials",
+            )
+        if serials.overlaps(self.known.get(key, []), first, last):
+            return Reject(
+                Reason.SERIALS_OVERLAP,
+                f"{project}/{vintage} {first}-{last} overlaps serials already deposited",
+            )
+        body = CreditsDeposited(
+            account, SerialRange(project, vintage, first, last), convention, ref, ts
+        )
+        self.log.append(body)
+        serials.add(self.known.setdefault(key, []), first, last)
+        serials.add(acct.credits.setdefault(key, []), first, last)
+        acct.credit_qty[key] = acct.credit_qty.get(key, 0) + quantity
+        self.credits_net[key] = self.credits_net.get(key, 0) + quantity
+        return body
+
+    def withdraw_credits(
+        self,
+        account: int,
+        project: str,
+        vintage: int,
+        start: int,
+        end: int,
+        quantity: int,
+        convention: RangeConvention,
+        ref: str,
+        ts: int,
+    ) -> Reject | CreditsWithdrawn:
+        """Exact available serials leave for the registry."""
+        acct = self.accounts.get(account)
+        if acct is None:
+            return Reject(Reason.UNKNOWN_ACCOUNT, f"no account {account}")
+        rng = serials.normalize(start, end, quantity, convention)
+        if isinstance(rng, str):
+            return Reject(Reason.INVALID_SERIAL_BLOCK, rng)
+        first, last = rng
+        key = (project, vintage)
+        rejected = self.check_available(acct, key, first, last)
+        if rejected is not None:
+            return rejected
+        body = CreditsWithdrawn(account, SerialRange(project, vintage, first, last), ref, ts)
+        self.log.append(body)
+        serials.remove(acct.credits[key], first, last)
+        serials.remove(self.known[key], first, last)
+        acct.credit_qty[key] -= quantity
+        self.credits_net[key] -= quantity
+        return body
+
+    def check_available(self, acct: Account, key: Key, first: int, last: int) -> Reject | None:
+        """Why `first..last` of `key` is not available to `acct` (None when it is)."""
+        if serials.covers(acct.credits.get(key, []), first, last):
+            return None
+        where = f"{key[0]}/{key[1]} {first}-{last}"
+        if serials.overlaps(self.retired.get(key, []), first, last):
+            return Reject(Reason.SERIALS_RETIRED, f"{where}: retired serials never move")
+        for hold in self.credit_holds.values():
+            if hold.account == acct.id and any(
+                (p, v) == key and a <= last and first <= b for p, v, a, b in hold.blocks
+            ):
+                return Reject(Reason.CREDITS_HELD, f"{where}: held by an open sell order")
+        return Reject(Reason.SERIALS_NOT_HELD, f"{where}: not all in account {acct.id}")
+
+    # -- holds ---------------------------------------------------------------------------------
+
+    def hold_cash(self, order_id: int, account: int, currency: str, amount: int) -> Reject | None:
+        """Reserve `amount` for a buy order (or add to its hold, for an amend up)."""
+        acct = self.accounts.get(account)
+        if acct is None:
+            return Reject(Reason.UNKNOWN_ACCOUNT, f"no account {account}")
+        held = acct.cash_held.get(currency)
+        if held is None:
+            return Reject(Reason.UNKNOWN_CURRENCY, f"no currency {currency!r}")
+        available = acct.cash[currency] - held
+        if amount > available:
+            return Reject(
+                Reason.INSUFFICIENT_CASH,
+                f"needs {amount} {currency} minor units, has {available} available",
+            )
+        hold = self.cash_holds.get(order_id)
+        if hold is None:
+            self.cash_holds[order_id] = CashHold(account, currency, amount)
+        else:
+            hold.amount += amount
+        acct.cash_held[currency] = held + amount
+        return None
+
+    def hold_credits(
+        self, order_id: int, account: int, series: str, keys: list[Key], qty: int
+    ) -> Reject | None:
+        """Reserve `qty` credits for a sell order (or add them, for an amend up), taking the
+        lowest serials of the first key in `keys` that has any, then the next."""
+        acct = self.accounts.get(account)
+        if acct is None:
+            return Reject(Reason.UNKNOWN_ACCOUNT, f"no account {account}")
+        credit_qty = acct.credit_qty
+        available = 0
+        for key in keys:
+            available += credit_qty.get(key, 0)
+        if qty > available:
+            return Reject(
+                Reason.INSUFFICIENT_CREDITS,
+                f"needs {qty} t of {series}, has {available} t available",
+            )
+        hold = self.credit_holds.get(order_id)
+        if hold is None:
+            hold = self.credit_holds[order_id] = CreditHold(account, series)
+        blocks = hold.blocks
+        left = qty
+        for key in keys:
+            have = credit_qty.get(key, 0)
+            if not have:
+                continue
+            n = have if have < left else left
+            project, vintage = key
+            for a, b in serials.take_front(acct.credits[key], n):
+                blocks.append((project, vintage, a, b))
+            credit_qty[key] = have - n
+            acct.credits_held[key] = acct.credits_held.get(key, 0) + n
+            left -= n
+            if not left:
+                break
+        hold.qty += qty
+        return None
+
+    def release_cash(self, order_id: int, keep: int = 0) -> None:
+        """Shrink a buy order's hold to `keep` (0: release it entirely)."""
+        hold = self.cash_holds.get(order_id)
+        if hold is None:
+            return
+        assert 0 <= keep <= hold.amount, "a release never grows a hold"
+        acct = self.accounts[hold.account]
+        acct.cash_held[hold.currency] -= hold.amount - keep
+        if keep:
+            hold.amount = keep
+        else:
+            del self.cash_holds[order_id]
+
+    def release_credits(self, order_id: int, keep: int = 0) -> None:
+        """Shrink a sell order's hold to `keep` credits, returning the newest-held serials
+        (the right end) to the account (0: release it entirely)."""
+        hold = self.credit_holds.get(order_id)
+        if hold is None:
+            return
+        assert 0 <= keep <= hold.qty, "a release never grows a hold"
+        acct = self.accounts[hold.account]
+        blocks = hold.blocks
+        excess = hold.qty - keep
+        while excess:
+            project, vintage, a, b = blocks.pop()
+            n = b - a + 1
+            if n > excess:
+                blocks.append((project, vintage, a, b - excess))
+                a, n = b - excess + 1, excess
+            key = (project, vintage)
+            serials.add(acct.credits.setdefault(key, []), a, a + n - 1)
+            acct.credit_qty[key] = acct.credit_qty.get(key, 0) + n
+            acct.credits_held[key] -= n
+            excess -= n
+        if keep:
+            hold.qty = keep
+        else:
+            del self.credit_holds[order_id]
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def balance(self, account: int, currency: str) -> tuple[int, int]:
+        """(total, held) cash of an account in one currency."""
+        acct = self.accounts[account]
+        return acct.cash[currency], acct.cash_held[currency]
+
+    def available_credits(self, account: int, key: Key) -> list[Range]:
+        return list(self.accounts[account].credits.get(key, []))
+
+    # -- invariants ------------------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        """Plain asserts over the whole ledger (tests call this after every step)."""
+        held_cash: dict[tuple[int, str], int] = {}
+        for hold in self.cash_holds.values():
+            assert hold.amount > 0, "a cash hold is positive"
+            k = (hold.account, hold.currency)
+            held_cash[k] = held_cash.get(k, 0) + hold.amount
+        place: dict[Key, list[Range]] = {}  # every live or retired serial, from where it sits
+        held_credits: dict[tuple[int, Key], int] = {}
+        for hold in self.credit_holds.values():
+            assert hold.qty == sum(b - a + 1 for _, _, a, b in hold.blocks) > 0, "hold qty"
+            for p, v, a, b in hold.blocks:
+                assert a <= b
+                place.setdefault((p, v), []).append((a, b))
+                hk = (hold.account, (p, v))
+                held_credits[hk] = held_credits.get(hk, 0) + b - a + 1
+        totals = dict.fromkeys(self.currencies, 0)
+        live: dict[Key, int] = {}
+        for acct in self.accounts.values():
+            for currency, value in acct.cash.items():
+                held = acct.cash_held[currency]
+                assert held == held_cash.get((acct.id, currency), 0), "held = sum of holds"
+                assert 0 <= held <= value, f"account {acct.id}: 0 <= held <= total {currency}"
+                totals[currency] += value
+            for key, ranges in acct.credits.items():
+                assert acct.credit_qty.get(key, 0) == serials.total(ranges), "credit count"
+                for i, (a, b) in enumerate(ranges):
+                    assert a <= b and (i == 0 or ranges[i - 1][1] + 1 < a), "sorted, merged"
+                place.setdefault(key, []).extend(ranges)
+                live[key] = live.get(key, 0) + serials.total(ranges)
+            for key, n in acct.credits_held.items():
+                assert n == held_credits.get((acct.id, key), 0) and n >= 0, "held credits"
+                live[key] = live.get(key, 0) + n
+            for n in acct.credit_qty.values():
+                assert n >= 0
+        assert totals == self.cash_net, f"cash conserved: {totals} != {self.cash_net}"
+        for key, n in self.credits_net.items():
+            assert live.get(key, 0) == n, f"credits of {key} conserved"
+        for key, ranges in self.retired.items():
+            place.setdefault(key, []).extend(ranges)
+        for key, ranges in place.items():
+            ranges.sort()
+            for i in range(1, len(ranges)):
+                assert ranges[i - 1][1] < ranges[i][0], f"a serial of {key} is in two places"
+            merged: list[Range] = []
+            for a, b in ranges:
+                serials.add(merged, a, b)
+            assert merged == self.known.get(key, []), f"every known serial of {key} has a place"
+        for key, ranges in self.known.items():
+            if ranges:
+                assert key in place, f"known serials of {key} have a place"

@@ -1,0 +1,245 @@
+"""The settlement log: append-only records of every ledger movement, chained by SHA-256.
+
+Record `n` is `(seq, ts, kind, body, prev, hash)` where `body` is the msgpack encoding of the
+movement event (`settlement.events.Movement`, whose tag is `kind`), `prev` is record `n-1`'s
+hash (64 zeros for the first) and
+
+    hash = sha256(prev || "|" || seq || "|" || ts || "|" || kind || "|" || body).hexdigest()
+
+with the integers in decimal ASCII. Editing, dropping, inserting or reordering any record
+breaks the chain at that record, and a retirement certificate (which carries its record's
+seq and hash) is checked against its one record with `check_certificate`.
+
+Why per record: chaining costs about 0.9 us per record (format + SHA-256 + hexdigest of a
+~60-byte body; 0.17 us per record when 64 are hashed as one batch) while settling a fill
+costs several microseconds, so the per-record chain is a small share and keeps every record,
+and so every certificate, independently checkable. See settlement/README.md.
+
+Everything here is pure: `verify` and `format_record` take records, never a file.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Iterable
+from hashlib import sha256
+
+import msgspec
+
+from settlement.events import (
+    CashDeposited,
+    CashWithdrawn,
+    CreditsDeposited,
+    CreditsWithdrawn,
+    Movement,
+    Retired,
+    RetirementCertificate,
+    Settled,
+)
+
+GENESIS = "0" * 64
+
+_body_encoder = msgspec.msgpack.Encoder()
+_body_decoder = msgspec.msgpack.Decoder(Movement)
+_KIND: dict[type, str] = {
+    t: t.__struct_config__.tag  # type: ignore[misc]
+    for t in (CashDeposited, CashWithdrawn, CreditsDeposited, CreditsWithdrawn, Settled, Retired)
+}
+
+
+class LogRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    seq: int
+    ts: int
+    kind: str
+    body: bytes
+    prev: str
+    hash: str
+
+    def movement(self) -> Movement:
+        """The decoded body."""
+        return _body_decoder.decode(self.body)
+
+
+def record_hash(seq: int, ts: int, kind: str, body: bytes, prev: str) -> str:
+    return sha256(b"%s|%d|%d|%s|%s" % (prev.encode(), seq, ts, kind.encode(), body)).hexdigest()
+
+
+_record_encoder = msgspec.msgpack.Encoder()
+_record_decoder = msgspec.msgpack.Decoder(LogRecord)
+
+
+def encode_record(record: LogRecord) -> bytes:
+    return _record_encoder.encode(record)
+
+
+def decode_record(data: bytes) -> LogRecord:
+    return _record_decoder.decode(data)
+
+
+class SettlementLog:
+    """The writer: owns the head (seq, hash) and the records not yet drained."""
+
+    __slots__ = ("head_seq", "head_hash", "pending")
+
+    def __init__(self) -> None:
+        self.head_seq = 0
+        self.head_hash = GENESIS
+        self.pending: list[LogRecord] = []
+
+    def append(self, body: Movement) -> LogRecord:
+        seq = self.head_seq + 1
+        data = _body_encoder.encode(body)
+        kind = _KIND[type(body)]
+        ts = body.ts
+        prev = self.head_hash
+        h = sha256(b"%s|%d|%d|%s|%s" % (prev.encode(), seq, ts, kind.encode(), data)).hexdigest()
+        record = LogRecord(seq, ts, kind, data, prev, h)
+        self.pending.append(record)
+        self.head_seq = seq
+        self.head_hash = h
+        return record
+
+    def unappend(self, record: LogRecord) -> None:
+        """Undo the last `append` (a transaction that failed after logging)."""
+        assert self.pending and self.pending[-1] is record, "only the last record can be undone"
+        self.pending.pop()
+        self.head_seq = record.seq - 1
+        self.head_hash = record.prev
+
+    def drain(self) -> list[LogRecord]:
+        out, self.pending = self.pending, []
+        return out
+
+
+# -- verification ---------------------------------------------------------------------------
+
+
+class Verdict(msgspec.Struct, kw_only=True):
+    """What `verify` found. `first_bad` is the seq of the first record that fails (None when
+    all pass); `counts` counts records per kind; totals are what the log says is held."""
+
+    ok: bool
+    records: int
+    counts: dict[str, int]
+    head_seq: int
+    head_hash: str
+    first_bad: int | None = None
+    error: str = ""
+    cash: dict[str, int] = {}
+    credits: int = 0
+    retired: int = 0
+
+    def summary(self) -> str:
+        kinds = " ".join(f"{k}={n}" for k, n in sorted(self.counts.items()))
+        if self.ok:
+            return (
+                f"OK {self.records} records, head {self.head_seq} {self.head_hash[:16]}; "
+                f"{kinds}; credits live={self.credits} retired={self.retired}"
+            )
+        return f"BAD at record {self.first_bad}: {self.error} ({self.records} records read)"
+
+
+def verify(records: Iterable[LogRecord]) -> Verdict:
+    """Recompute the chain from genesis and replay every record into a fresh ledger,
+    checking conservation, no negative balance, every serial in one place and retired
+    serials never moving. Stops at the first bad record."""
+    from settlement.replay import Replay, ReplayError
+
+    replay = Replay()
+    counts: Counter[str] = Counter()
+    prev, expect, n = GENESIS, 1, 0
+
+    def bad(seq: int, error: str) -> Verdict:
+        return Verdict(
+            ok=False,
+            records=n,
+            counts=dict(counts),
+            head_seq=expect - 1,
+            head_hash=prev,
+            first_bad=seq,
+            error=error,
+        )
+
+    for record in records:
+        n += 1
+        if record.seq != expect:
+            return bad(record.seq, f"seq {record.seq} where {expect} was expected")
+        if record.prev != prev:
+            return bad(record.seq, "prev hash does not match the previous record")
+        if record_hash(record.seq, record.ts, record.kind, record.body, record.prev) != record.hash:
+            return bad(record.seq, "hash does not match the record's contents")
+        try:
+            body = record.movement()
+        except msgspec.DecodeError as exc:
+            return bad(record.seq, f"undecodable body: {exc}")
+        if _KIND[type(body)] != record.kind or body.ts != record.ts:
+            return bad(record.seq, "kind or ts differ from the body")
+        try:
+            replay.apply(body)
+        except ReplayError as exc:
+            return bad(record.seq, str(exc))
+        counts[record.kind] += 1
+        prev, expect = record.hash, expect + 1
+    try:
+        replay.check()  # O(state): once at the end; each apply already checked its own record
+    except ReplayError as exc:
+        return bad(expect - 1, str(exc))
+    return Verdict(
+        ok=True,
+        records=n,
+        counts=dict(counts),
+        head_seq=expect - 1,
+        head_hash=prev,
+        cash=replay.cash_totals(),
+        credits=replay.live_credits(),
+        retired=replay.retired_credits(),
+    )
+
+
+def check_certificate(cert: RetirementCertificate, record: LogRecord) -> bool:
+    """Whether `record` is intact, is the one `cert` names, and says what `cert` says."""
+    if record.seq != cert.record_seq or record.hash != cert.record_hash:
+        return False
+    if record_hash(record.seq, record.ts, record.kind, record.body, record.prev) != record.hash:
+        return False
+    body = record.movement()
+    if not isinstance(body, Retired):
+        return False
+    fields = msgspec.structs.asdict(body)
+    return all(getattr(cert, k) == v for k, v in fields.items())
+
+
+# -- display --------------------------------------------------------------------------------
+
+
+def format_ts(ts: int) -> str:
+    """Nanoseconds since the epoch as ISO-8601 UTC with milliseconds."""
+    when = datetime.datetime.fromtimestamp(ts // 1_000_000_000, tz=datetime.UTC)
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{ts // 1_000_000 % 1000:03d}Z"
+
+
+def _serials(ranges: Iterable[object]) -> str:
+    return ",".join(str(r) for r in ranges)
+
+
+def format_record(record: LogRecord) -> str:
+    """One readable line: seq, time, kind, accounts, series, quantity, price, serials."""
+    b = record.movement()
+    head = f"{record.seq:>8} {format_ts(record.ts)} {record.kind:<17}"
+    if isinstance(b, Settled):
+        fees = f"fees {b.buyer_fee}+{b.seller_fee}->{b.fee_account}"
+        return (
+            f"{head} buyer={b.buyer} seller={b.seller} {b.series} qty={b.qty} "
+            f"price={b.price} {b.currency} {fees} serials={_serials(b.ranges)}"
+        )
+    if isinstance(b, CashDeposited | CashWithdrawn):
+        return f"{head} account={b.account} amount={b.amount} {b.currency} ref={b.ref!r}"
+    if isinstance(b, CreditsDeposited | CreditsWithdrawn):
+        return f"{head} account={b.account} qty={b.range.qty} serials={b.range} ref={b.ref!r}"
+    assert isinstance(b, Retired)
+    return (
+        f"{head} account={b.account} {b.cert_id} {b.project}/{b.vintage} qty={b.qty} "
+        f"for {b.beneficiary!r} ({b.purpose.value} {b.period_start}..{b.period_end}) "
+        f"serials={_serials(b.ranges)}"
+    )

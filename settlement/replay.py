@@ -1,0 +1,160 @@
+"""An independent, deliberately simple ledger rebuilt from settlement-log records alone.
+
+`settlement.log.verify` replays every record into a `Replay` and raises `ReplayError` at the
+first one the state does not allow. It knows nothing of orders or holds (they are not
+records); it tracks, per project and vintage, which account owns each serial range (or
+that it is retired), and each account's cash per currency.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from settlement.events import (
+    CashDeposited,
+    CashWithdrawn,
+    CreditsDeposited,
+    CreditsWithdrawn,
+    Movement,
+    Retired,
+    Settled,
+)
+from settlement.serials import Key, SerialRange
+
+RETIRED = -1  # the owner of a retired range
+_BIG = 1 << 62
+
+
+class ReplayError(Exception):
+    """A record that the replayed state does not allow."""
+
+
+class Replay:
+    def __init__(self) -> None:
+        self.cash: dict[tuple[int, str], int] = {}
+        self.net_cash: dict[str, int] = {}  # deposits - withdrawals per currency
+        # per (project, vintage): sorted disjoint [first, last, owner] lists
+        self.owners: dict[Key, list[list[int]]] = {}
+        self.net_credits = 0  # deposits - withdrawals - retirements
+        self.retired = 0
+
+    # -- serial ownership --------------------------------------------------------------------
+
+    def _carve(self, r: SerialRange, owner: int, what: str) -> tuple[list[list[int]], int, int]:
+        """Split intervals at r's ends; check that r is wholly owned by `owner`; return the
+        interval list and the slice [i, j) covering r."""
+        spans = self.owners.get((r.project, r.vintage))
+        if spans is None or r.last < r.first:
+            raise ReplayError(f"{what}: serials {r} are not in the ledger")
+        for cut in (r.first, r.last + 1):
+            k = bisect_right(spans, [cut, _BIG, _BIG]) - 1
+            if k >= 0 and spans[k][0] < cut <= spans[k][1]:
+                a, b, o = spans[k]
+                spans[k : k + 1] = [[a, cut - 1, o], [cut, b, o]]
+        i = bisect_right(spans, [r.first, -_BIG, -_BIG]) - 1
+        i = i + 1 if i < 0 or spans[i][0] != r.first else i
+        j, pos = i, r.first
+        while j < len(spans) and spans[j][0] <= r.last:
+            a, b, o = spans[j]
+            if a != pos:
+                break
+            if o != owner:
+                who = "retired" if o == RETIRED else f"account {o}"
+                raise ReplayError(f"{what}: serials {a}-{b} of {r.project} belong to {who}")
+            pos = b + 1
+            j += 1
+        if pos != r.last + 1:
+            raise ReplayError(f"{what}: serials {r} are not all in the ledger")
+        return spans, i, j
+
+    def _move(self, r: SerialRange, owner: int, to: int | None, what: str) -> None:
+        spans, i, j = self._carve(r, owner, what)
+        spans[i:j] = [] if to is None else [[r.first, r.last, to]]
+
+    # -- records ---------------------------------------------------------------------------
+
+    def _cash(self, account: int, currency: str, delta: int, what: str) -> None:
+        key = (account, currency)
+        value = self.cash.get(key, 0) + delta
+        if value < 0:
+            raise ReplayError(f"{what}: account {account} would have {value} {currency}")
+        self.cash[key] = value
+
+    def apply(self, b: Movement) -> None:
+        if isinstance(b, Settled):
+            notional = b.price * b.qty
+            if b.price <= 0 or b.qty <= 0 or b.buyer == b.seller:
+                raise ReplayError("fill: price and quantity must be positive, buyer != seller")
+            if not (0 <= b.buyer_fee <= notional and 0 <= b.seller_fee <= notional):
+                raise ReplayError("fill: a fee is negative or exceeds the notional")
+            if sum(r.qty for r in b.ranges) != b.qty:
+                raise ReplayError(f"fill: serials delivered do not add up to {b.qty}")
+            self._cash(b.buyer, b.currency, -(notional + b.buyer_fee), "fill")
+            self._cash(b.seller, b.currency, notional - b.seller_fee, "fill")
+            self._cash(b.fee_account, b.currency, b.buyer_fee + b.seller_fee, "fill")
+            for r in b.ranges:
+                self._move(r, b.seller, b.buyer, "fill")
+        elif isinstance(b, CashDeposited | CashWithdrawn):
+            if b.amount <= 0:
+                raise ReplayError("cash movement must be positive")
+            delta = b.amount if isinstance(b, CashDeposited) else -b.amount
+            self._cash(b.account, b.currency, delta, b.__struct_config__.tag)  # type: ignore[arg-type]
+            self.net_cash[b.currency] = self.net_cash.get(b.currency, 0) + delta
+        elif isinstance(b, CreditsDeposited):
+            r = b.range
+            if r.last < r.first:
+                raise ReplayError(f"credit deposit: empty range {r}")
+            spans = self.owners.setdefault((r.project, r.vintage), [])
+            k = bisect_right(spans, [r.first, _BIG, _BIG]) - 1
+            if (k >= 0 and spans[k][1] >= r.first) or (
+                k + 1 < len(spans) and spans[k + 1][0] <= r.last
+            ):
+                raise ReplayError(f"credit deposit: serials {r} overlap serials already held")
+            spans.insert(k + 1, [r.first, r.last, b.account])
+            self.net_credits += r.qty
+        elif isinstance(b, CreditsWithdrawn):
+            self._move(b.range, b.account, None, "credit withdrawal")
+            self.net_credits -= b.range.qty
+        else:
+            assert isinstance(b, Retired)
+            if sum(r.qty for r in b.ranges) != b.qty or b.qty <= 0:
+                raise ReplayError(f"retirement {b.cert_id}: serials do not add up to {b.qty}")
+            for r in b.ranges:
+                if (r.project, r.vintage) != (b.project, b.vintage):
+                    raise ReplayError(f"retirement {b.cert_id}: serials of another project")
+                self._move(r, b.account, RETIRED, "retirement")
+            self.net_credits -= b.qty
+            self.retired += b.qty
+
+    # -- invariants --------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Conservation: balances add up to net deposits; ranges disjoint; counts agree."""
+        sums: dict[str, int] = {}
+        for (_, currency), value in self.cash.items():
+            sums[currency] = sums.get(currency, 0) + value
+        for currency in set(sums) | set(self.net_cash):
+            if sums.get(currency, 0) != self.net_cash.get(currency, 0):
+                raise ReplayError(f"{currency} is not conserved")
+        live = retired = 0
+        for spans in self.owners.values():
+            last = -1
+            for a, b, o in spans:
+                if a <= last or b < a:
+                    raise ReplayError("a serial is in two places")
+                last = b
+                if o == RETIRED:
+                    retired += b - a + 1
+                else:
+                    live += b - a + 1
+        if live != self.net_credits or retired != self.retired:
+            raise ReplayError("credits are not conserved")
+
+    def cash_totals(self) -> dict[str, int]:
+        return dict(sorted(self.net_cash.items()))
+
+    def live_credits(self) -> int:
+        return self.net_credits
+
+    def retired_credits(self) -> int:
+        return self.retired
