@@ -1,8 +1,10 @@
 """Shared harness of the gateway tests: a real server on loopback port 0, real clients.
 
-The core is the settlement `Core` when it exists; until then the engine's `Exchange` behind
-the same `apply`/`drain_records` shape (orders only). The journal is a tiny in-memory one
-with the real interface, whose `flush` can be held shut to prove acks wait for it.
+The core is the settlement `Core` (every account opened and funded with cash and credits
+through the server's own operator pipeline) when it exists in the checkout; otherwise the
+engine's `Exchange` behind the same `apply`/`drain_records` shape (orders only), and the
+tests that need a ledger skip. The journal is a tiny in-memory one with the real interface,
+whose `flush` can be held shut to prove acks wait for it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,21 @@ import uvloop
 from engine import Exchange, Mitigation, Series
 from gateway.auth import Authenticator, KeyStore
 from gateway.client import Client
+from gateway.refdata import load_projects
 from gateway.server import Server
 from gateway.session import Limits
 
+try:
+    from settlement.commands import Deposit, DepositCredits, OpenAccount
+    from settlement.core import Core
+except ImportError:  # the settlement core is not in this checkout yet
+    Core = None  # type: ignore[assignment,misc]
+
+HAS_LEDGER = Core is not None
 SERIES = "VCS-1340-2020"
 OTHER = "GS-11236-2021"
+CASH = 10**9  # USD cents each account starts with
+CREDITS = 100_000  # tonnes of each series each account starts with
 TEST_TIMEOUT_S = 20.0
 
 
@@ -63,6 +75,41 @@ class ExchangeCore:
 
     def drain_records(self) -> list[Any]:
         return []
+
+
+def make_core() -> Any:
+    if Core is None:
+        return ExchangeCore(test_series())
+    projects = load_projects()
+    return Core(test_series(), [projects["VCS1340"], projects["GS11236"]])
+
+
+async def fund(server: Server, account: int) -> None:
+    """Open `account` and give it cash and a serial block of each series (disjoint)."""
+    if Core is None:
+        return
+    for cmd in (
+        OpenAccount(account=account),
+        Deposit(account=account, currency="USD", amount=CASH),
+        DepositCredits(
+            account=account,
+            project="VCS1340",
+            vintage=2020,
+            start=account * 10**6,
+            end=account * 10**6 + CREDITS - 1,
+            quantity=CREDITS,
+        ),
+        DepositCredits(
+            account=account,
+            project="GS11236",
+            vintage=2021,
+            start=account * 10**6,
+            end=account * 10**6 + CREDITS - 1,
+            quantity=CREDITS,
+        ),
+    ):
+        events = await server.operator(cmd)
+        assert events and type(events[-1]).__name__ != "Rejected", events
 
 
 class MemoryJournal:
@@ -123,9 +170,10 @@ async def running_server(
         kw = {} if permissions is None else {"permissions": permissions}
         keys[account] = store.add(account, **kw)
     journal = MemoryJournal()
-    server = Server(
-        ExchangeCore(test_series()), journal, Authenticator(store, skew_s=5.0), limits=limits
-    )
+    server = Server(make_core(), journal, Authenticator(store, skew_s=5.0), limits=limits)
+    for account in keys:
+        await fund(server, account)
+    journal.commands.clear()
     await server.start("127.0.0.1", 0, 0)
     env = Env(server, journal, keys)
     try:

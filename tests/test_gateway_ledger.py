@@ -1,0 +1,121 @@
+"""Settlement over the wire: cash in and out, balances, holdings with serials, fills that
+carry their serials and fees, retirement certificates. Needs the settlement core."""
+
+from __future__ import annotations
+
+import pytest
+from test_gateway_harness import CASH, CREDITS, HAS_LEDGER, SERIES, run, running_server
+
+from engine.commands import Side
+from engine.events import Reason
+from gateway import protocol as p
+from gateway.client import RequestRejected
+
+pytestmark = pytest.mark.skipif(not HAS_LEDGER, reason="settlement core not in this checkout")
+ALL = frozenset({"trade", "retire", "fund"})
+
+
+def _usd(balances: p.Balances) -> tuple[int, int]:
+    (usd,) = [c for c in balances.cash if c.currency == "USD"]
+    return usd.total, usd.held
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_deposit_and_withdraw_move_the_sessions_own_cash(transport):
+    async def body():
+        async with running_server(permissions=ALL) as env:
+            c = await env.connect(transport, 1)
+            done = await c.request(p.Deposit(currency="USD", amount=500, req_id=c.next_req_id()))
+            assert isinstance(done, p.Done) and done.request == "deposit"
+            assert _usd(await c.balances()) == (CASH + 500, 0)
+            await c.request(p.Withdraw(currency="USD", amount=700, req_id=c.next_req_id()))
+            assert _usd(await c.balances()) == (CASH - 200, 0)
+            too_much = await c.request(
+                p.Withdraw(currency="USD", amount=CASH * 2, req_id=c.next_req_id())
+            )
+            assert isinstance(too_much, p.Reject) and too_much.reason is Reason.INSUFFICIENT_CASH
+
+    run(body)
+
+
+def test_a_resting_buy_holds_cash_and_a_resting_sell_holds_credits():
+    async def body():
+        async with running_server() as env:
+            c = await env.tcp(1)
+            await c.place(SERIES, Side.BUY, qty=10, price=300)
+            await c.place(SERIES, Side.SELL, qty=7, price=900)
+            assert _usd(await c.balances()) == (CASH, 3000)
+            (vcs,) = [h for h in (await c.holdings()).holdings if h.project == "VCS1340"]
+            assert (vcs.available, vcs.held) == (CREDITS - 7, 7)
+            assert sum(r.last - r.first + 1 for r in vcs.serials) == CREDITS - 7
+
+    run(body)
+
+
+def test_fills_carry_the_delivered_serials_and_cash_is_conserved():
+    async def body():
+        async with running_server() as env:
+            seller = await env.tcp(1)
+            buyer = await env.tcp(2)
+            await seller.place(SERIES, Side.SELL, qty=5, price=1000)
+            mark = buyer.received
+            await buyer.place(SERIES, Side.BUY, qty=5, price=1000)
+            fill = await buyer.wait_for(lambda m: isinstance(m, p.Fill), since=mark)
+            assert [(r.project, r.vintage, r.last - r.first + 1) for r in fill.serials] == [
+                ("VCS1340", 2020, 5)
+            ]
+            assert fill.serials[0].first == 1 * 10**6  # the seller's oldest serials
+            paid = _usd(await buyer.balances())[0]
+            got = _usd(await seller.balances())[0]
+            assert paid == CASH - 5000 - fill.fee
+            assert got + paid <= 2 * CASH and (2 * CASH - got - paid) >= 0
+            (vcs,) = [h for h in (await buyer.holdings()).holdings if h.project == "VCS1340"]
+            assert vcs.available == CREDITS + 5
+
+    run(body)
+
+
+def test_retire_answers_with_a_certificate_and_the_credits_are_gone():
+    async def body():
+        async with running_server() as env:
+            c = await env.ws(3)
+            req_id = c.next_req_id()
+            cert = await c.request(
+                p.Retire(
+                    series=SERIES,
+                    qty=12,
+                    beneficiary="Harbour Airlines",
+                    purpose="corsia",
+                    period_start="2025-01-01",
+                    period_end="2025-12-31",
+                    req_id=req_id,
+                )
+            )
+            assert isinstance(cert, p.Certificate), cert
+            assert (cert.qty, cert.project, cert.vintage, cert.purpose) == (
+                12,
+                "VCS1340",
+                2020,
+                "corsia",
+            )
+            assert cert.record_hash and cert.record_seq > 0
+            (vcs,) = [h for h in (await c.holdings()).holdings if h.project == "VCS1340"]
+            assert vcs.available == CREDITS - 12
+
+    run(body)
+
+
+def test_retire_needs_holdings_and_a_known_purpose():
+    async def body():
+        async with running_server() as env:
+            c = await env.tcp(1)
+            bad = await c.request(
+                p.Retire(
+                    series=SERIES, qty=1, beneficiary="x", purpose="vanity", req_id=c.next_req_id()
+                )
+            )
+            assert bad.reason is Reason.MALFORMED_MESSAGE
+            with pytest.raises(RequestRejected):
+                await c.place(SERIES, Side.SELL, qty=CREDITS + 1, price=100)
+
+    run(body)
