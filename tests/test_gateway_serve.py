@@ -1,0 +1,60 @@
+"""`tonne serve` end to end: the real store in a temporary folder, provisioned keys, a
+restart that recovers what was acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from test_gateway_harness import HAS_LEDGER, run
+
+from engine.commands import Side
+from gateway import protocol as p
+from gateway.accounts import add_key
+from gateway.client import Client
+from gateway.serve import serve
+
+pytestmark = pytest.mark.skipif(not HAS_LEDGER, reason="settlement core not in this checkout")
+
+
+async def _serving(data_dir, stop: asyncio.Event) -> tuple[asyncio.Task, dict]:
+    ready: asyncio.Future = asyncio.get_running_loop().create_future()
+    task = asyncio.ensure_future(
+        serve(data_dir, tcp_port=0, ws_port=0, ready=ready.set_result, stop=stop)
+    )
+    done, _ = await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
+    assert ready in done, task.result()
+    return task, ready.result()
+
+
+def test_an_acknowledged_order_survives_a_restart(tmp_path):
+    account, key_id, secret = add_key(tmp_path, permissions=frozenset({"trade", "fund"}))
+
+    async def body():
+        stop = asyncio.Event()
+        task, info = await _serving(tmp_path, stop)
+        assert info["accounts_opened"] == 1
+        c = await Client.connect_tcp("127.0.0.1", info["tcp_port"])
+        await c.logon(key_id, secret)
+        listed = await c.series()
+        series = listed.series[0]
+        await c.request(p.Deposit(currency=series.currency, amount=10**7, req_id=1))
+        price = series.band_low + series.tick * 3
+        price -= price % series.tick
+        ack = await c.place(series.id, Side.BUY, qty=2, price=price)
+        await c.close()
+        stop.set()
+        assert await task == 0
+
+        stop = asyncio.Event()
+        task, info = await _serving(tmp_path, stop)
+        assert info["accounts_opened"] == 0 and info["seq"] >= 3
+        w = await Client.connect_ws(f"ws://127.0.0.1:{info['ws_port']}")
+        await w.logon(key_id, secret)
+        orders = (await w.open_orders()).orders
+        assert [(o.order_id, o.qty, o.price) for o in orders] == [(ack.order_id, 2, price)]
+        await w.close()
+        stop.set()
+        assert await task == 0
+
+    run(body, 40)
