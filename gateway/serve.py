@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,64 @@ async def open_accounts(server: Server, keys: KeyStore) -> int:
     return opened
 
 
+class Running:
+    """An exchange open on a data folder: the recovered core, its journal and the server."""
+
+    def __init__(self, store: SQLiteStore, journal: Journal, server: Server, info: dict[str, Any]):
+        self.store = store
+        self.journal = journal
+        self.server = server
+        self.info = info
+
+
+@contextlib.asynccontextmanager
+async def running(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    tcp_port: int | None = 7001,
+    ws_port: int | None = 7002,
+    limits: Limits | None = None,
+) -> AsyncIterator[Running]:
+    """Genesis (on an empty folder), recovery, journal, accounts opened, server started;
+    on exit: server closed, journal committed and snapshotted, store closed. Raises
+    `RecoveryError`/`StoreError` when the folder cannot be trusted."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(data_dir)
+    try:
+        if not store.head().seq and not store.reference(REF_SERIES):
+            series, projects = genesis_listing()
+            save_genesis(store, series=series, projects=projects)
+        got = recover(store)
+    except BaseException:
+        store.close()
+        raise
+    journal = Journal(store, seq=got.seq, log_seq=got.log_seq, log_head=got.log_head, core=got.core)
+    journal.start()
+    keys = KeyStore.load(data_dir, create=True)
+    limits = limits or Limits()
+    server = Server(
+        got.core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits
+    )
+    try:
+        opened = await open_accounts(server, keys)
+        await server.start(host, tcp_port, ws_port)
+        info = {
+            "tcp_port": server.tcp_port if tcp_port is not None else None,
+            "ws_port": server.ws_port if ws_port is not None else None,
+            "seq": journal.seq,
+            "accounts_opened": opened,
+            "recovery": got.summary(),
+        }
+        yield Running(store, journal, server, info)
+    finally:
+        await server.close()
+        if journal.failed is None and journal.seq > journal.snapshot_seq:
+            journal.snapshot_now()
+        await journal.close()
+        store.close()
+
+
 async def serve(
     data_dir: Path,
     *,
@@ -63,53 +122,28 @@ async def serve(
     ready: Callable[[dict[str, Any]], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(data_dir)
-    try:
-        if not store.head().seq and not store.reference(REF_SERIES):
-            series, projects = genesis_listing()
-            save_genesis(store, series=series, projects=projects)
-        got = recover(store)
-    except (RecoveryError, StoreError) as exc:
-        store.close()
-        print(f"tonne serve: refusing to start: {exc}", file=sys.stderr)
-        return 1
-    journal = Journal(store, seq=got.seq, log_seq=got.log_seq, log_head=got.log_head, core=got.core)
-    journal.start()
-    keys = KeyStore.load(data_dir, create=True)
-    limits = limits or Limits()
-    server = Server(
-        got.core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits
-    )
+    """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop."""
     stop = stop or asyncio.Event()
     try:
-        opened = await open_accounts(server, keys)
-        await server.start(host, tcp_port, ws_port)
-        info = {
-            "tcp_port": server.tcp_port,
-            "ws_port": server.ws_port,
-            "seq": journal.seq,
-            "accounts_opened": opened,
-            "recovery": got.summary(),
-        }
-        if ready is not None:
-            ready(info)
-        else:
-            print(json.dumps(info), flush=True)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (RuntimeError, ValueError):  # not the main thread
-                break
-        await stop.wait()
-    finally:
-        await server.close()
-        if journal.failed is None and journal.seq > journal.snapshot_seq:
-            journal.snapshot_now()
-        await journal.close()
-        store.close()
-    return 0 if server.failed is None else 1
+        async with running(
+            data_dir, host=host, tcp_port=tcp_port, ws_port=ws_port, limits=limits
+        ) as ex:
+            if ready is not None:
+                ready(ex.info)
+            else:
+                print(json.dumps(ex.info), flush=True)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, stop.set)
+                except (RuntimeError, ValueError):  # not the main thread
+                    break
+            await stop.wait()
+            failed = ex.server.failed
+    except (RecoveryError, StoreError) as exc:
+        print(f"tonne serve: refusing to start: {exc}", file=sys.stderr)
+        return 1
+    return 0 if failed is None else 1
 
 
 def limits_arguments(parser: argparse.ArgumentParser) -> None:

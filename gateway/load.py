@@ -1,0 +1,320 @@
+"""`tonne load`: simulated participants against a server; throughput, latency, end check.
+
+    tonne load [--participants 8] [--orders 2000] [--seconds 20] [--transport tcp|ws]
+               [--seed 1] [--connect HOST:PORT --keys FILE]
+
+Without `--connect` it opens its own exchange on a temporary data folder (the real SQLite
+store, journal and settlement core, exactly what `tonne serve` runs), provisions the
+participants, funds each with cash and a serial block of the first series through the
+operator pipeline, and runs them. With `--connect`, `--keys` is a file of JSON lines
+`{"account", "key_id", "secret"}` (as `tonne accounts add --json` prints) of funded accounts.
+
+Each participant keeps one request in flight (a closed loop): a limit order around the
+reference price, or a cancel of its oldest open order once it has `--open-max` open. The run
+stops after `--orders` orders in total or `--seconds`, whichever comes first. Printed: orders
+and requests per second, the round-trip latency percentiles (send -> ack or reject), and the
+end check: with its own exchange, cash and credits conserved in the ledger (every account
+including the fee account) and the core's invariants; against a remote server, the
+participants' cash changes sum to minus the fees their fills reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+
+from engine.commands import Side
+from gateway import protocol as p
+from gateway.client import Client, ClientError, RequestRejected
+
+CASH_EACH = 10**10  # minor units deposited per participant (own exchange)
+CREDITS_EACH = 1_000_000  # tonnes deposited per participant (own exchange)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.rtt_ns: list[int] = []
+        self.orders = 0
+        self.cancels = 0
+        self.rejects: dict[str, int] = {}
+        self.fills = 0
+        self.fees = 0
+        self.errors = 0
+
+
+def percentile(sorted_values: list[int], q: float) -> int:
+    if not sorted_values:
+        return 0
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+async def participant(
+    client: Client,
+    series: p.SeriesInfo,
+    ref_price: int,
+    rng: random.Random,
+    stats: Stats,
+    budget: list[int],
+    deadline: float,
+    open_max: int,
+) -> None:
+    """Quote and trade around `ref_price` until the shared order `budget` or time runs out."""
+    mine: list[int] = []
+    tick = series.tick
+    low = max(series.band_low, tick)
+    high = min(series.band_high, ref_price * 2 or 1000 * tick)
+    while budget[0] > 0 and time.monotonic() < deadline:
+        started = time.perf_counter_ns()
+        try:
+            if len(mine) >= open_max:
+                order_id = mine.pop(0)
+                try:
+                    await client.cancel(order_id)
+                    stats.cancels += 1
+                except RequestRejected as exc:  # it traded meanwhile
+                    stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
+            else:
+                budget[0] -= 1
+                side = Side.BUY if rng.random() < 0.5 else Side.SELL
+                offset = rng.randint(-5, 5) * tick
+                price = min(high, max(low, ref_price + offset))
+                price -= price % tick
+                qty = rng.randint(1, 5) * series.lot
+                try:
+                    ack = await client.place(series.id, side, qty=qty, price=price)
+                    stats.orders += 1
+                    mine.append(ack.order_id)
+                except RequestRejected as exc:
+                    stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
+        except ClientError:
+            stats.errors += 1
+            return
+        stats.rtt_ns.append(time.perf_counter_ns() - started)
+
+
+def _collect_fills(clients: list[Client], stats: Stats) -> None:
+    for c in clients:
+        for m in c.history:
+            if type(m) is p.Fill:
+                stats.fills += 1
+                stats.fees += m.fee
+
+
+async def run_load(
+    clients: list[Client],
+    series: p.SeriesInfo,
+    ref_price: int,
+    *,
+    orders: int,
+    seconds: float,
+    seed: int,
+    open_max: int,
+) -> tuple[Stats, float]:
+    stats = Stats()
+    budget = [orders]
+    deadline = time.monotonic() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(
+        *[
+            participant(
+                c,
+                series,
+                ref_price,
+                random.Random(seed * 1000 + i),
+                stats,
+                budget,
+                deadline,
+                open_max,
+            )
+            for i, c in enumerate(clients)
+        ]
+    )
+    elapsed = time.perf_counter() - started
+    return stats, elapsed
+
+
+def report(stats: Stats, elapsed: float, transport: str, participants: int) -> list[str]:
+    rtt = sorted(stats.rtt_ns)
+    requests = len(rtt)
+    lines = [
+        f"transport {transport}, {participants} participants, {elapsed:.2f} s",
+        f"orders {stats.orders} ({stats.orders / elapsed:,.0f}/s), cancels {stats.cancels}, "
+        f"requests {requests} ({requests / elapsed:,.0f}/s), fills {stats.fills}, "
+        f"rejects {dict(sorted(stats.rejects.items())) or 0}, errors {stats.errors}",
+        "round trip us: "
+        + ", ".join(f"p{int(q * 100)} {percentile(rtt, q) / 1000:,.0f}" for q in (0.5, 0.9, 0.99))
+        + f", max {rtt[-1] / 1000 if rtt else 0:,.0f}",
+    ]
+    return lines
+
+
+async def _connect(transport: str, host: str, tcp_port: int, ws_port: int | None) -> Client:
+    if transport == "ws":
+        return await Client.connect_ws(f"ws://{host}:{ws_port}")
+    return await Client.connect_tcp(host, tcp_port)
+
+
+async def own_exchange(args: argparse.Namespace) -> int:
+    """Load against an exchange of our own on a temporary data folder."""
+    from gateway.accounts import add_key
+    from gateway.serve import running
+    from settlement.commands import Deposit, DepositCredits
+
+    with tempfile.TemporaryDirectory(prefix="tonne-load-") as tmp:
+        data_dir = Path(tmp)
+        keys = [
+            add_key(data_dir, permissions=frozenset({"trade"})) for _ in range(args.participants)
+        ]
+        async with running(data_dir, tcp_port=0, ws_port=0) as ex:
+            server = ex.server
+            core = server.core
+            book = next(iter(server.exchange.books.values()))
+            se = book.series
+            assert se.project is not None, "the load series is project-specific"
+            for i, (account, _, _) in enumerate(keys):
+                first = 10**12 + i * CREDITS_EACH
+                for cmd in (
+                    Deposit(account=account, currency=se.currency, amount=CASH_EACH),
+                    DepositCredits(
+                        account=account,
+                        project=se.project,
+                        vintage=se.vintage,
+                        start=first,
+                        end=first + CREDITS_EACH - 1,
+                        quantity=CREDITS_EACH,
+                    ),
+                ):
+                    events = await server.operator(cmd)
+                    assert type(events[-1]).__name__ != "Rejected", events
+            ledger = core.ledger
+            cash_before = sum(a.cash.get(se.currency, 0) for a in ledger.accounts.values())
+            credits_before = sum(
+                sum(a.credit_qty.values()) + sum(a.credits_held.values())
+                for a in ledger.accounts.values()
+            )
+            clients = []
+            for _, key_id, secret in keys:
+                c = await _connect(
+                    args.transport, "127.0.0.1", ex.info["tcp_port"], ex.info["ws_port"]
+                )
+                await c.logon(key_id, secret)
+                clients.append(c)
+            series = next(s for s in (await clients[0].series()).series if s.id == se.id)
+            stats, elapsed = await run_load(
+                clients,
+                series,
+                book.ref_price or 1000,
+                orders=args.orders,
+                seconds=args.seconds,
+                seed=args.seed,
+                open_max=args.open_max,
+            )
+            for c in clients:
+                await c.mass_cancel()
+            _collect_fills(clients, stats)
+            for c in clients:
+                await c.close()
+            for line in report(stats, elapsed, args.transport, args.participants):
+                print(line)
+            core.check_invariants()
+            cash_after = sum(a.cash.get(se.currency, 0) for a in ledger.accounts.values())
+            credits_after = sum(
+                sum(a.credit_qty.values()) + sum(a.credits_held.values())
+                for a in ledger.accounts.values()
+            )
+            held = sum(
+                sum(a.cash_held.values()) + sum(a.credits_held.values())
+                for a in ledger.accounts.values()
+            )
+            ok = cash_after == cash_before and credits_after == credits_before and held == 0
+            print(
+                f"end check: cash {cash_before} -> {cash_after}, credits {credits_before} -> "
+                f"{credits_after}, held after mass cancel {held}, journal seq "
+                f"{ex.journal.seq}, commits {ex.journal.commits}, core invariants hold: "
+                f"{'OK' if ok else 'FAILED'}"
+            )
+            return 0 if ok and stats.errors == 0 else 1
+
+
+async def remote(args: argparse.Namespace) -> int:
+    host, _, port = args.connect.rpartition(":")
+    keys = [json.loads(line) for line in Path(args.keys).read_text().splitlines() if line.strip()]
+    keys = keys[: args.participants]
+    clients = []
+    for k in keys:
+        c = await _connect(args.transport, host, int(port), args.ws_port)
+        await c.logon(k["key_id"], k["secret"])
+        clients.append(c)
+    listed = (await clients[0].series()).series
+    series = next(s for s in listed if not args.series or s.id == args.series)
+    before = [await c.balances() for c in clients]
+    ref = (series.band_low + series.band_high) // 2 if series.band_high < 1 << 40 else 1000
+    stats, elapsed = await run_load(
+        clients,
+        series,
+        ref,
+        orders=args.orders,
+        seconds=args.seconds,
+        seed=args.seed,
+        open_max=args.open_max,
+    )
+    for c in clients:
+        await c.mass_cancel()
+    _collect_fills(clients, stats)
+    after = [await c.balances() for c in clients]
+    for c in clients:
+        await c.close()
+    for line in report(stats, elapsed, args.transport, len(clients)):
+        print(line)
+
+    def total(bs: list[p.Balances]) -> int:
+        return sum(c.total for b in bs for c in b.cash if c.currency == series.currency)
+
+    delta = total(after) - total(before)
+    ok = delta == -stats.fees
+    print(
+        f"end check: participants' cash moved {delta}, fees reported {stats.fees}: "
+        f"{'OK' if ok else 'FAILED'}"
+    )
+    return 0 if ok and stats.errors == 0 else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tonne load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--participants", type=int, default=8)
+    parser.add_argument("--orders", type=int, default=2000, help="orders in total, at most")
+    parser.add_argument("--seconds", type=float, default=20.0, help="run time, at most")
+    parser.add_argument("--transport", choices=["tcp", "ws"], default="tcp")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--open-max", type=int, default=20, help="open orders per participant")
+    parser.add_argument("--connect", help="HOST:PORT of a running server (TCP, or WS port)")
+    parser.add_argument("--ws-port", type=int, help="with --connect and --transport ws")
+    parser.add_argument("--keys", help="JSON lines of funded accounts' keys (with --connect)")
+    parser.add_argument("--series", default="", help="series id (with --connect)")
+    args = parser.parse_args(argv)
+    if args.participants < 1 or args.orders < 1 or args.seconds <= 0:
+        parser.error("--participants, --orders and --seconds must be positive")
+    if args.connect:
+        if not args.keys:
+            parser.error("--connect needs --keys")
+        if args.transport == "ws" and args.ws_port is None:
+            args.ws_port = int(args.connect.rpartition(":")[2])
+        return uvloop.run(remote(args))
+    try:
+        return uvloop.run(own_exchange(args))
+    except ImportError as exc:
+        print(f"tonne load: needs the settlement core ({exc})", file=sys.stderr)
+        return 2
+
+
+__all__ = ["main", "run_load", "Stats"]
