@@ -12,8 +12,9 @@ while the engine takes the chunk and while the chunk's results are released; it 
 the fills are read out of the results for the digest. The garbage collector stays on. With
 `--repeat K` the engines take turns (A B, B A, A B, ...) and each reports its best run.
 
-A third engine, "engine + settlement" (holds and DvP per fill), plugs in through
-`settlement_contender` once `settlement.core.Core` exists.
+A third line, "engine + settlement", runs the same commands through `settlement.core.Core`
+(a hold before each order, DvP settlement of each fill) with every account funded so that
+no hold is refused: its fills must be the engine's too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from typing import Any
 
 from bench.reference_engine import Fill, ReferenceEngine
 from bench.workload import DEFAULT_SEED, Workload, WorkloadStats, generate
-from engine import Command, Exchange, Trade
+from engine import Command, Exchange, Rejected, Trade
+from engine.reference import STANDARD_OF_REGISTRY, Project
 
 CHUNK_COMMANDS = 10_000
 DEFAULT_COMMANDS = 1_000_000
@@ -85,20 +87,75 @@ def reference_contender() -> Contender:
 
 
 def settlement_contender() -> tuple[Contender | None, str]:
-    """Engine + settlement (`settlement.core.Core.apply`), or None and why not.
+    """Engine + settlement: `settlement.core.Core.apply`, which places a hold before each
+    order and settles every fill DvP; or None, and why, while that core is not available.
 
-    To plug it in: build a `Core` over the workload's series, fund every account of the
-    workload (1..`bench.workload.ACCOUNTS`) with enough cash and credits that no order is
-    refused for want of a hold (so the fills stay identical to the engine's), and return its
-    `apply` from `start`; `fills_of` is the engine's (Trade events).
+    Every account is funded so that no hold is ever refused (the fills must stay the
+    engine's); building and funding the core is not timed.
     """
     try:
-        importlib.import_module("settlement.core")
+        core_module = importlib.import_module("settlement.core")
+        commands = importlib.import_module("settlement.commands")
     except ModuleNotFoundError as exc:
-        if exc.name != "settlement.core":
+        if exc.name not in ("settlement.core", "settlement.commands"):
             raise
-        return None, "settlement.core does not exist yet"
-    return None, "settlement.core exists but is not wired into the bench yet"
+        return None, f"{exc.name} does not exist yet"
+
+    def start(workload: Workload) -> Callable[[Command], Any]:
+        core = funded_core(workload, core_module.Core, commands)
+        return core.apply  # type: ignore[no-any-return]
+
+    return Contender("engine + settlement", start, engine_contender().fills_of), ""
+
+
+CASH_PER_ACCOUNT = 10**15  # minor units of each series' currency
+CREDITS_PER_ACCOUNT = 10**9  # tonnes per account and series
+
+
+def funded_core(workload: Workload, core_class: Any, commands: Any) -> Any:
+    """A settlement core listing the workload's series, with a project behind each (generic
+    series get one eligible project of their own), and every account of the workload opened
+    and funded with `CASH_PER_ACCOUNT` and `CREDITS_PER_ACCOUNT` of every series."""
+    registry_of = {standard: registry for registry, standard in STANDARD_OF_REGISTRY.items()}
+    projects: list[Project] = []
+    key_of: dict[str, tuple[str, int]] = {}
+    for s in workload.series:
+        project_id = s.project or f"{s.standard}-BENCH-{s.vintage}"
+        projects.append(
+            Project(
+                id=project_id,
+                registry=registry_of.get(s.standard, s.standard),
+                name=f"bench project for {s.id}",
+                mitigation=s.mitigation,
+            )
+        )
+        key_of[s.id] = (project_id, s.vintage)
+    core = core_class(workload.series, projects)
+    accounts = sorted({getattr(c, "account", 0) for c in workload.commands} - {0})
+    for account in accounts:
+        funding = [commands.OpenAccount(account=account)]
+        funding += [
+            commands.Deposit(account=account, currency=currency, amount=CASH_PER_ACCOUNT)
+            for currency in sorted({s.currency for s in workload.series})
+        ]
+        for i, s in enumerate(workload.series):
+            first = (account * 100 + i) * 10 * CREDITS_PER_ACCOUNT + 1
+            project_id, vintage = key_of[s.id]
+            funding.append(
+                commands.DepositCredits(
+                    account=account,
+                    project=project_id,
+                    vintage=vintage,
+                    start=first,
+                    end=first + CREDITS_PER_ACCOUNT - 1,
+                    quantity=CREDITS_PER_ACCOUNT,
+                )
+            )
+        for cmd in funding:
+            events = core.apply(cmd)
+            refused = [e for e in events if isinstance(e, Rejected)]
+            assert not refused, f"funding the bench core failed: {refused}"
+    return core
 
 
 def timed_run(

@@ -8,7 +8,8 @@ it again at the back of its (new) level, where it may trade. Trades are at the m
 
 It implements only what the standard workload uses (limit GTC/IOC, market IOC, cancel by
 order id or client order id, amend, self-trade prevention "cancel incoming", which is the
-engine's default) and validates nothing: the workload is valid by construction. A command
+engine's default) and validates nothing: the workload is valid by construction. It ignores a
+market buy's cash limit (`max_notional`): the workload sets limits that never bind. A command
 that names an order which is no longer open (a cancel that lost the race against a fill)
 changes nothing, as in the engine, where it is rejected.
 
@@ -52,6 +53,9 @@ class RefBook:
 
     def best_ask(self) -> int | None:
         return self.asks.peekitem(0)[0] if self.asks else None
+
+    def highest_ask(self) -> int | None:
+        return self.asks.peekitem(-1)[0] if self.asks else None
 
     def add(self, order: RefOrder) -> None:
         side = self.bids if order.side is Side.BUY else self.asks

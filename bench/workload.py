@@ -2,7 +2,8 @@
 
 Mix (of all commands): 60% passive limit orders a few ticks from the mid on their own side,
 10% marketable orders (limit IOC, crossing limit GTC whose rest stays in the book, market
-IOC), 25% cancels of open orders (by order id or by client order id), 5% amends (quantity
+IOC; a market buy carries a cash limit, as the exchange requires, set so that it never
+binds), 25% cancels of open orders (by order id or by client order id), 5% amends (quantity
 down in place, quantity up, price moves of a few ticks). Each series' mid drifts as a random
 walk; prices respect each series' tick and quantities its lot.
 
@@ -251,6 +252,10 @@ class _Generator:
         r = rng.random()
         if r < 0.25:
             self.stats.kinds["new.marketable.market_ioc"] += 1
+            cash_limit = 0
+            if side is BUY:  # the exchange wants a cash limit; this one never binds
+                highest_ask = book.highest_ask()
+                cash_limit = qty * (s.tick if highest_ask is None else highest_ask)
             return NewOrder(
                 account=account,
                 client_order_id=self.next_coid(),
@@ -259,6 +264,7 @@ class _Generator:
                 type=MARKET,
                 tif=IOC,
                 qty=qty,
+                max_notional=cash_limit,
                 ts=self.ts,
             )
         through = rng.randint(0, 3)

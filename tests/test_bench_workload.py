@@ -62,6 +62,13 @@ def test_the_mix_is_the_promised_one(workload: Workload) -> None:
         assert stats.kinds[f"amend.{kind}"] > 0
 
 
+def test_market_buys_carry_a_cash_limit_and_nothing_else_does(workload: Workload) -> None:
+    for cmd in workload.commands:
+        if isinstance(cmd, NewOrder):
+            market_buy = cmd.type is OrderType.MARKET and cmd.side is Side.BUY
+            assert (cmd.max_notional > 0) is market_buy
+
+
 def test_commands_respect_ticks_lots_and_time(workload: Workload) -> None:
     series = {s.id: s for s in standard_series()}
     assert len(series) == 10
@@ -186,3 +193,6 @@ def test_bench_runs_both_engines_and_prints_rates_and_ratio(
     assert any(line.startswith("engine ") for line in lines)
     assert "ratio engine/reference:" in out
     assert "fill sequences identical" in out
+    if engine_bench.settlement_contender()[0] is not None:
+        assert any(line.startswith("engine + settlement ") for line in lines)
+        assert "ratio engine + settlement/reference:" in out
