@@ -1,0 +1,465 @@
+"""The crash test: a real server process, a real SIGKILL, and a check that nothing
+acknowledged is lost and nothing unacknowledged is half-applied.
+
+Each cycle starts the command feed (`python -m gateway.feed`, the durable core on loopback;
+the real gateway can take its place through `FeedProcess`) on the same data folder, so it
+recovers from whatever the last kill left. Simulated participants trade through it and record
+every acknowledged command with the events it was answered with. At a random moment (from
+the seed) the process gets SIGKILL. Then, with the process dead:
+
+- the journal replays from scratch through the real core, and every acknowledged command is
+  there, at its sequence number, producing exactly the events it was acknowledged with
+  (orders, fills and retirements alike);
+- the rebuilt ledger's invariants hold (conservation, available + held = total, every serial
+  in one place: a fill's two legs are applied together or not at all);
+- `settlement.log.verify` passes over the stored log, and so does `tonne log verify`;
+- recovery from the newest snapshot reaches the same state hash as the replay from scratch,
+  and the restarted process reports that same journal position and state hash.
+
+    python -m tests.crash_harness --cycles 50 [--seed N] [--data DIR]
+
+CI runs a few cycles (tests/test_durability_crash.py); TONNE_CRASH_CYCLES sets how many.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import random
+import signal
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.journal import SettlementCodec
+from gateway.recovery import REF_SERIES, recover, save_genesis
+from gateway.store import SQLiteStore
+
+HEADER = struct.Struct(">I")
+START_TIMEOUT_S = 30.0
+ANSWER_TIMEOUT_S = 10.0
+KILL_AFTER_S = (0.05, 0.6)  # the kill comes at a uniform moment in this range
+CLIENTS = 4
+PIPELINE = 8  # requests a client has in flight at once
+COMMANDS_PER_CYCLE_MAX = 20_000  # a cycle ends (by the kill) well before this
+DEFAULT_SEED = 5
+RETIREMENT_TAGS = frozenset({"certificate"})  # one per project and vintage retired
+
+
+class FeedProcess:
+    """The server under test, as a child process on loopback."""
+
+    def __init__(self, data_dir: Path, args: Sequence[str] = ()) -> None:
+        self.data_dir = data_dir
+        self.args = list(args)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.info: dict[str, Any] = {}
+
+    async def start(self) -> dict[str, Any]:
+        log = open(self.data_dir / "feed.stderr", "ab")  # noqa: SIM115 - closed below
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "gateway.feed",
+                "--data",
+                str(self.data_dir),
+                *self.args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+            )
+        finally:
+            log.close()
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), START_TIMEOUT_S)
+        if not line:
+            await self.proc.wait()
+            err = (self.data_dir / "feed.stderr").read_text()[-2000:]
+            raise RuntimeError(f"feed did not start (exit {self.proc.returncode}):\n{err}")
+        self.info = json.loads(line)
+        return self.info
+
+    async def kill(self) -> None:
+        """SIGKILL: no chance to flush, close or snapshot anything."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+        await self._reap()
+
+    async def stop(self) -> None:
+        """SIGTERM: a clean shutdown (final commit and snapshot)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        await self._reap()
+
+    async def _reap(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            await asyncio.wait_for(self.proc.wait(), START_TIMEOUT_S)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self.proc.stdout is not None:
+            with contextlib.suppress(Exception):
+                await self.proc.stdout.read()
+        transport = getattr(self.proc, "_transport", None)
+        if transport is not None:
+            transport.close()
+        self.proc = None
+
+
+class FeedClient:
+    """One connection; `request` pipelines, answers come back in order."""
+
+    def __init__(self) -> None:
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.req_id = 0
+        self.encode = msgspec.msgpack.encode
+        self.decode = msgspec.msgpack.decode
+
+    async def connect(self, port: int) -> None:
+        self.reader, self.writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), ANSWER_TIMEOUT_S
+        )
+
+    def send(self, body_item: bytes | str) -> int:
+        assert self.writer is not None
+        self.req_id += 1
+        body = self.encode([self.req_id, body_item])
+        self.writer.write(HEADER.pack(len(body)) + body)
+        return self.req_id
+
+    async def answer(self) -> list[Any]:
+        assert self.reader is not None
+        head = await asyncio.wait_for(self.reader.readexactly(HEADER.size), ANSWER_TIMEOUT_S)
+        body = await asyncio.wait_for(
+            self.reader.readexactly(HEADER.unpack(head)[0]), ANSWER_TIMEOUT_S
+        )
+        answer: list[Any] = self.decode(body)
+        return answer
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.writer.wait_closed()
+            self.writer = None
+
+
+class Acked(msgspec.Struct):
+    """What the server promised: command `cmd` (encoded, before stamping) is journal `seq`
+    and produced `events` (encoded)."""
+
+    seq: int
+    events: bytes
+
+
+class Tally(msgspec.Struct):
+    cycles: int = 0
+    acked: int = 0
+    orders: int = 0
+    fills: int = 0
+    retirements: int = 0
+    in_flight_at_kill: int = 0
+    journal_seq: int = 0
+    snapshot_recoveries: int = 0
+    check_s: float = 0.0
+    elapsed_s: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.cycles} kill cycles in {self.elapsed_s:.1f} s: {self.acked} acknowledged "
+            f"commands ({self.orders} orders accepted, {self.fills} fills, {self.retirements} "
+            f"retirements) all present after recovery; {self.in_flight_at_kill} in flight at "
+            f"the kills; journal at seq {self.journal_seq}; {self.snapshot_recoveries} restarts "
+            f"recovered from a snapshot; checks took {self.check_s:.1f} s"
+        )
+
+
+# -- the scenario: what the participants do (the only part that knows settlement commands) ----
+
+
+class Scenario:
+    """Reference data, the funding commands, and each participant's seeded behaviour: three
+    series of the standard workload, every participant funded with cash and credits."""
+
+    SERIES = 3
+
+    def __init__(self, seed: int) -> None:
+        from bench.workload import standard_series
+
+        self.seed = seed
+        self.series = standard_series()[: self.SERIES]
+
+    def genesis(self, store: SQLiteStore) -> None:
+        if not store.head().seq and not store.reference(REF_SERIES):
+            save_genesis(store, series=self.series)
+
+    def setup_commands(self) -> list[Any]:
+        from settlement.bootstrap import funding_commands
+
+        return list(funding_commands(self.series, CLIENTS, ts=0, credits=1_000_000))
+
+    def participant(self, index: int, rng: random.Random) -> Script:
+        return Script(index + 1, self.series, rng)
+
+
+class Script:
+    """One participant: limit orders around each series' reference price (many cross, so
+    there are fills), IOC orders, cancels of its own open orders, and retirements."""
+
+    OPEN_KEPT = 64  # own open order ids remembered as cancel targets
+
+    def __init__(self, account: int, series: Sequence[Any], rng: random.Random) -> None:
+        self.account = account
+        self.series = series
+        self.rng = rng
+        self.coid = 0
+        self.open: list[int] = []
+
+    def next_command(self) -> Any:
+        from engine.commands import Cancel, NewOrder, Side, TimeInForce
+        from settlement.commands import Retire
+
+        rng = self.rng
+        r = rng.random()
+        s = rng.choice(self.series)
+        if r < 0.2 and self.open:
+            order_id = self.open.pop(rng.randrange(len(self.open)))
+            return Cancel(account=self.account, order_id=order_id)
+        if r < 0.27:
+            return Retire(
+                account=self.account,
+                beneficiary=f"crash test beneficiary {self.account}",
+                period_start="2025-01-01",
+                period_end="2025-12-31",
+                series=s.id,
+                qty=rng.randint(1, 5),
+            )
+        self.coid += 1
+        side = Side.BUY if rng.random() < 0.5 else Side.SELL
+        offset = rng.randint(-4, 4) * s.tick
+        return NewOrder(
+            account=self.account,
+            client_order_id=f"c{self.account}-{self.coid}",
+            series=s.id,
+            side=side,
+            qty=s.lot * rng.randint(1, 20),
+            price=s.ref_price + offset,
+            tif=TimeInForce.IOC if r > 0.9 else TimeInForce.GTC,
+        )
+
+    def answered(self, events: list[Any]) -> None:
+        for event in events:
+            if event and event[0] == "accepted" and event[2] == self.account:
+                self.open.append(event[1])
+        if len(self.open) > self.OPEN_KEPT:
+            del self.open[: -self.OPEN_KEPT]
+
+
+# -- one cycle ------------------------------------------------------------------------------------
+
+
+class Participant:
+    """A client that keeps PIPELINE requests in flight and records every acknowledgement."""
+
+    def __init__(self, script: Any, acked: list[tuple[bytes, Acked]], codec: Any) -> None:
+        self.script = script
+        self.acked = acked
+        self.codec = codec
+        self.client = FeedClient()
+        self.in_flight = 0
+        self.sent = 0
+
+    async def run(self, port: int, commands_max: int) -> None:
+        await self.client.connect(port)
+        pending: list[bytes] = []
+        try:
+            while self.sent < commands_max:
+                while len(pending) < PIPELINE and self.sent < commands_max:
+                    cmd = self.codec.encode_command(self.script.next_command())
+                    self.client.send(cmd)
+                    pending.append(cmd)
+                    self.sent += 1
+                self.in_flight = len(pending)
+                assert self.client.writer is not None
+                await self.client.writer.drain()
+                answer = await self.client.answer()
+                cmd = pending.pop(0)
+                _, seq, events = answer
+                assert seq > 0, f"the feed refused a command: {events}"
+                self.acked.append((cmd, Acked(seq, events)))
+                self.script.answered(msgspec.msgpack.decode(events))
+            self.in_flight = len(pending)
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            self.in_flight = len(pending)
+        finally:
+            await self.client.close()
+
+
+def count_events(events: list[Any], tally: Tally) -> None:
+    for event in events:
+        tag = event[0] if isinstance(event, list) and event else None
+        if tag == "accepted":
+            tally.orders += 1
+        elif tag == "trade":
+            tally.fills += 1
+        elif tag in RETIREMENT_TAGS:
+            tally.retirements += 1
+
+
+def check_store(
+    data_dir: Path, acked: list[tuple[bytes, Acked]], checked: int, tally: Tally
+) -> tuple[int, str]:
+    """The checks of the module docstring, with the server process dead; returns the journal
+    position and state hash a restart must report. `acked[:checked]` were checked before."""
+    from gateway.logcmd import verify as log_verify
+    from settlement.log import verify
+
+    started = time.perf_counter()
+    codec = SettlementCodec()
+    encode = msgspec.msgpack.encode
+    by_seq = {a.seq: (cmd, a) for cmd, a in acked[checked:]}
+    found: set[int] = set()
+
+    def on_command(seq: int, cmd: Any, events: list[Any]) -> None:
+        item = by_seq.get(seq)
+        if item is None:
+            return
+        sent, ack = item
+        unstamped = codec.encode_command(msgspec.structs.replace(cmd, ts=0))
+        assert unstamped == sent, f"journal seq {seq} holds another command than was acked"
+        assert encode(events) == ack.events, f"journal seq {seq} replays to other events"
+        found.add(seq)
+
+    with SQLiteStore(data_dir) as store:
+        scratch = recover(store, codec=codec, use_snapshots=False, on_command=on_command)
+        missing = sorted(set(by_seq) - found)
+        assert not missing, f"acknowledged commands lost: journal seqs {missing[:10]}"
+        scratch.core.check_invariants()
+        verdict = verify(codec.decode_record(row.record) for row in store.records())
+        assert verdict.ok, verdict.summary()
+        fast = recover(store, codec=codec)
+        assert (fast.seq, fast.state_hash) == (scratch.seq, scratch.state_hash), (
+            f"snapshot recovery {fast.summary()} differs from a replay from scratch "
+            f"{scratch.summary()}"
+        )
+        out = io.StringIO()
+        assert log_verify(store, out) == 0, out.getvalue()
+        assert scratch.state_hash in out.getvalue()
+    for _, ack in acked[checked:]:
+        count_events(msgspec.msgpack.decode(ack.events), tally)
+    tally.journal_seq = scratch.seq
+    tally.check_s += time.perf_counter() - started
+    return scratch.seq, scratch.state_hash
+
+
+async def run_cycles(
+    data_dir: Path,
+    cycles: int,
+    *,
+    seed: int = DEFAULT_SEED,
+    feed_args: Sequence[str] = (),
+    log: Any = None,
+) -> Tally:
+    """Kill and restart the server `cycles` times (see the module docstring)."""
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    scenario = Scenario(seed)
+    codec = SettlementCodec()
+    tally = Tally()
+    with SQLiteStore(data_dir) as store:
+        scenario.genesis(store)
+    acked: list[tuple[bytes, Acked]] = []
+    checked = 0
+    scripts = [scenario.participant(i, random.Random(rng.random())) for i in range(CLIENTS)]
+    expected: tuple[int, str] | None = None
+    for cycle in range(cycles):
+        feed = FeedProcess(data_dir, feed_args)
+        participants: list[Participant] = []
+        try:
+            info = await feed.start()
+            if expected is not None:
+                got = (info["seq"], info["state_hash"])
+                assert got == expected, f"restart reported {got}, the replay gave {expected}"
+            if "from snapshot" in info["recovery"]:
+                tally.snapshot_recoveries += 1
+            if cycle == 0:
+                await send_all(info["port"], scenario.setup_commands(), acked, codec)
+            participants = [Participant(s, acked, codec) for s in scripts]
+            tasks = [
+                asyncio.ensure_future(p.run(info["port"], COMMANDS_PER_CYCLE_MAX))
+                for p in participants
+            ]
+            # The kill moment itself is what is random here; nothing is being waited for.
+            await asyncio.sleep(rng.uniform(*KILL_AFTER_S))
+            await feed.kill()
+            await asyncio.wait_for(asyncio.gather(*tasks), ANSWER_TIMEOUT_S)
+        finally:
+            await feed.kill()
+        tally.in_flight_at_kill += sum(p.in_flight for p in participants)
+        expected = check_store(data_dir, acked, checked, tally)
+        checked = len(acked)
+        tally.cycles += 1
+        tally.acked = len(acked)
+        if log is not None:
+            log(f"cycle {cycle + 1}: journal seq {expected[0]}, {len(acked)} acked, ok")
+    # One more start: it must come back where the last check says, and stop cleanly.
+    feed = FeedProcess(data_dir, feed_args)
+    try:
+        info = await feed.start()
+        assert expected is None or (info["seq"], info["state_hash"]) == expected
+    finally:
+        await feed.stop()
+    tally.elapsed_s = time.perf_counter() - started
+    return tally
+
+
+async def send_all(
+    port: int, commands: list[Any], acked: list[tuple[bytes, Acked]], codec: Any
+) -> None:
+    """Send commands one by one, each acknowledged before the next (the funding)."""
+    client = FeedClient()
+    await client.connect(port)
+    try:
+        for cmd in commands:
+            body = codec.encode_command(cmd)
+            client.send(body)
+            _, seq, events = await client.answer()
+            assert seq > 0, events
+            acked.append((body, Acked(seq, events)))
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.crash_harness", description=__doc__)
+    parser.add_argument("--cycles", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--data", help="data folder (default: a temporary one, removed after)")
+    parser.add_argument("--snapshot-every", type=int, default=2_000)
+    args = parser.parse_args(argv)
+    feed_args = ["--snapshot-every", str(args.snapshot_every)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.data) if args.data else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        tally = asyncio.run(
+            run_cycles(folder, args.cycles, seed=args.seed, feed_args=feed_args, log=print)
+        )
+    print(f"crash test passed, seed {args.seed}: {tally.summary()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
