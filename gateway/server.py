@@ -81,14 +81,15 @@ class _OrderInfo:
 
 
 class _Batch:
-    __slots__ = ("no", "items", "actions")
+    __slots__ = ("no", "items")
 
     def __init__(self, no: int) -> None:
         self.no = no
-        # (target, message): target is a Session (that session), an int (every session of
-        # that account) or a str (subscribers of that series)
+        # (target, message), released in order: target is a Session (that session), an int
+        # (every session of that account), a str (subscribers of that series), or None
+        # (the message is a callable to run at that point: a subscription change, so that
+        # a subscriber gets exactly the updates after its snapshot)
         self.items: list[tuple[Any, Any]] = []
-        self.actions: list[Callable[[], None]] = []  # run at release, in order
 
 
 class Server:
@@ -338,11 +339,11 @@ class Server:
                     for peer in by_account.get(target, ()):
                         peer.out.append(msg)
                         touched.add(peer)
+                elif target is None:
+                    msg()
                 elif not target.closed:
                     target.out.append(msg)
                     touched.add(target)
-            for action in batch.actions:
-                action()
         for s in touched:
             if not s.closed:
                 s.write_out()
@@ -760,7 +761,7 @@ class Server:
         md = self.md
         for series in dict.fromkeys(msg.series):
             batch.items.append((s, md.snapshot(books[series], msg.req_id)))
-            batch.actions.append(lambda series=series: md.subscribe(s, series))
+            batch.items.append((None, lambda series=series: md.subscribe(s, series)))
         batch.items.append(
             (s, p.Done(request="subscribe", count=len(msg.series), req_id=msg.req_id))
         )
@@ -768,7 +769,7 @@ class Server:
     def _unsubscribe(self, s: Session, msg: p.Unsubscribe, batch: _Batch) -> None:
         md = self.md
         for series in msg.series:
-            batch.actions.append(lambda series=series: md.unsubscribe(s, series))
+            batch.items.append((None, lambda series=series: md.unsubscribe(s, series)))
         batch.items.append(
             (s, p.Done(request="unsubscribe", count=len(msg.series), req_id=msg.req_id))
         )

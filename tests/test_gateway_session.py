@@ -12,7 +12,7 @@ from engine.commands import Side, TimeInForce
 from engine.events import CancelReason, Reason
 from gateway import protocol as p
 from gateway.auth import sign_logon
-from gateway.client import LogonFailed, RequestRejected
+from gateway.client import LocalBook, LogonFailed, RequestRejected
 
 TRANSPORTS = ["tcp", "ws"]
 
@@ -299,3 +299,39 @@ def test_settlement_requests_need_the_fund_permission():
             assert isinstance(answer, p.Reject) and answer.reason is Reason.NOT_PERMITTED
 
     run(body)
+
+
+def test_a_subscribe_and_an_order_in_one_frame_leave_no_gap():
+    async def body():
+        async with running_server() as env:
+            c = await env.tcp(1)
+            c.books[SERIES] = book = LocalBook(SERIES)
+            fut = c.order_future("same-frame")
+            await c.send(
+                p.Subscribe(series=[SERIES], req_id=77),
+                p.NewOrder(
+                    client_order_id="same-frame", series=SERIES, side=Side.BUY, qty=3, price=640
+                ),
+            )
+            await fut
+            await c.wait_for(lambda m: isinstance(m, p.BookUpdate) and m.price == 640)
+            assert book.synced and book.gaps == 0 and book.bids == {640: 3}
+
+    run(body)
+
+
+def test_the_protocol_reference_names_every_message_and_reason_code():
+    from pathlib import Path
+
+    from engine.events import CancelReason
+
+    text = (Path(p.__file__).parent / "PROTOCOL.md").read_text()
+    for union in (p.ClientMessage, p.ServerMessage):
+        for kind in union.__args__:
+            assert f"`{kind.__struct_config__.tag}`" in text, kind
+            for field in kind.__struct_fields__:
+                assert f"`{field}`" in text, (kind, field)
+    for reason in Reason:
+        assert f"| `{reason.value}` |" in text, reason
+    for reason in CancelReason:
+        assert f"`{reason.value}`" in text, reason
