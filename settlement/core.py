@@ -112,21 +112,17 @@ class Core:
     # -- orders ---------------------------------------------------------------------------------
 
     def _expire(self, ts: int, events: list[AnyEvent]) -> None:
-        ex_events: list[Event] = []
-        self.exchange.expire_due(ts, ex_events)
-        if ex_events:
-            self._release_closed(ex_events, 0)
-            events.extend(ex_events)
-
-    def _release_closed(self, events: list[Event], start: int) -> None:
-        ledger = self.ledger
-        for ev in events[start:]:
-            if type(ev) is Expired or type(ev) is Cancelled:
-                assert isinstance(ev, Expired | Cancelled)
-                if ev.side is BUY:
-                    ledger.release_cash(ev.order_id)
-                else:
-                    ledger.release_credits(ev.order_id)
+        """Expire due GTD orders into `events` and release their holds."""
+        n = len(events)
+        self.exchange.expire_due(ts, events)  # type: ignore[arg-type]
+        if len(events) != n:
+            ledger = self.ledger
+            for ev in events[n:]:
+                if type(ev) is Expired:
+                    if ev.side is BUY:  # type: ignore[union-attr]
+                        ledger.release_cash(ev.order_id)  # type: ignore[union-attr]
+                    else:
+                        ledger.release_credits(ev.order_id)  # type: ignore[union-attr]
 
     def _new_order(self, cmd: NewOrder) -> list[AnyEvent]:
         events: list[AnyEvent] = []
@@ -172,19 +168,22 @@ class Core:
     def _run(
         self, cmd: Command, events: list[AnyEvent], order_id: int, side: Side | None
     ) -> list[AnyEvent]:
-        """Apply a checked (and held) engine command; settle and release as its events say."""
-        ex_events: list[Event] = []
-        self.exchange.apply(cmd, ex_events)
+        """Apply a checked (and held) engine command; settle and release as its events say.
+
+        Each `Trade` is settled as it comes, in order; the `Settled` events follow the
+        engine's events (clients pair them by `trade_id`)."""
+        start = len(events)
+        self.exchange.apply(cmd, events)  # type: ignore[arg-type]
         ledger = self.ledger
         open_orders = self.exchange.open_orders
         buy_hold = self.fees.buy_hold
-        append = events.append
-        for ev in ex_events:
-            append(ev)
+        currency = self.currency
+        settled: list[AnyEvent] = []
+        for i in range(start, len(events)):
+            ev: Any = events[i]
             kind = type(ev)
             if kind is Trade:
-                assert isinstance(ev, Trade)
-                append(settle_fill(ledger, ev, self.currency[ev.series]))
+                settled.append(settle_fill(ledger, ev, currency[ev.series]))
                 # the maker traded at its own price: keep only what its open rest needs
                 maker_id = ev.maker_order_id
                 maker = open_orders.get(maker_id)
@@ -197,11 +196,12 @@ class Core:
                     if ledger.cash_holds[maker_id].amount > keep:
                         ledger.release_cash(maker_id, keep)
             elif kind is Cancelled or kind is Expired:
-                assert isinstance(ev, Cancelled | Expired)
                 if ev.side is BUY:
                     ledger.release_cash(ev.order_id)
                 else:
                     ledger.release_credits(ev.order_id)
+        if settled:
+            events.extend(settled)
         if side is not None:
             self._reconcile(order_id, side)
         return events
@@ -381,8 +381,6 @@ class Core:
             return Reject(Reason.ALREADY_LISTED, f"series {s.id} is already listed")
         if s.currency not in self.ledger.currencies:
             return Reject(Reason.UNKNOWN_CURRENCY, f"series {s.id}: no currency {s.currency!r}")
-        if s.project is not None and s.project not in self.projects:
-            return Reject(Reason.UNKNOWN_PROJECT, f"series {s.id}: no project {s.project!r}")
         return None
 
     def _list_project(self, p: Project) -> None:
@@ -458,7 +456,7 @@ class Core:
             accounts,
             sorted([o, h.account, h.currency, h.amount] for o, h in ledger.cash_holds.items()),
             sorted(
-                [o, h.account, h.series, h.qty, list(h.blocks)]
+                [o, h.account, h.series, h.qty, [[list(k), n] for k, n in h.parts]]
                 for o, h in ledger.credit_holds.items()
             ),
             sorted([list(k), r] for k, r in ledger.known.items() if r),
@@ -500,7 +498,7 @@ class Core:
             o, c = ex.open_orders[oid], ledger.credit_holds[oid]
             assert c.account == o.account and c.qty == o.qty, "sell hold = open quantity"
             keys = set(self.keys[o.series])
-            assert all((p, v) in keys for p, v, _, _ in c.blocks), "held credits are eligible"
+            assert all(k in keys for k, _ in c.parts), "held credits are eligible"
 
 
 def _order(o: Any) -> list[Any]:

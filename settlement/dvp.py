@@ -3,11 +3,12 @@
 Plan first, then apply:
 
 - *plan* (changes nothing): fees, the buyer's cost, the exact serial ranges to deliver
-  (oldest first from the front of the seller's hold, splitting the last block), and checks
-  that the holds cover both legs; any shortfall raises `SettlementError`.
+  (the seller's lowest serials of each key its hold reserves, in the hold's order,
+  splitting the last range), and checks that the holds cover both legs; any shortfall
+  raises `SettlementError`.
 - *apply*, six steps: (1) debit the buyer's held cash, (2) credit the seller the proceeds
-  less its fee, (3) credit the fee account both fees, (4) take the serials out of the
-  seller's hold, (5) add them to the buyer's available credits, (6) append the log record.
+  less its fee, (3) credit the fee account both fees, (4) take the serials (and the
+  reserved quantity) from the seller, (5) add them to the buyer's available credits, (6) append the log record.
   If any step raises, the steps already done are undone in reverse, so the ledger is
   exactly as before. `Ledger.fault = k` makes step k raise (k = 7: after the last step).
 """
@@ -19,8 +20,8 @@ from engine.events import Trade
 from settlement import serials
 from settlement.events import Settled
 from settlement.fees import BPS
-from settlement.ledger import Block, InjectedFault, Ledger, SettlementError
-from settlement.serials import SerialRange
+from settlement.ledger import InjectedFault, Ledger, SettlementError
+from settlement.serials import Key, SerialRange
 
 BUY = Side.BUY
 
@@ -31,11 +32,11 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
     if trade.aggressor is BUY:
         buy_id, sell_id = trade.taker_order_id, trade.maker_order_id
         buyer_id, seller_id = trade.taker_account, trade.maker_account
-        buyer_bps, seller_bps = ledger.fees.taker_bps, ledger.fees.maker_bps
+        buyer_bps, seller_bps = ledger.taker_bps, ledger.maker_bps
     else:
         buy_id, sell_id = trade.maker_order_id, trade.taker_order_id
         buyer_id, seller_id = trade.maker_account, trade.taker_account
-        buyer_bps, seller_bps = ledger.fees.maker_bps, ledger.fees.taker_bps
+        buyer_bps, seller_bps = ledger.maker_bps, ledger.taker_bps
 
     # -- plan ----------------------------------------------------------------------------
     notional = price * qty
@@ -54,23 +55,33 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
     fee_acct = accounts[ledger.fee_account]
     if cash_hold.account != buyer_id or credit_hold.account != seller_id:
         raise SettlementError(f"trade {trade.trade_id}: holds belong to other accounts")
-    blocks = credit_hold.blocks
-    take: list[Block] = []
-    split: Block | None = None  # what stays at the front of the hold after a partial block
+    # the seller's lowest serials of each held key, in the hold's delivery order
+    parts = credit_hold.parts
+    seller_credits = seller.credits
+    used: list[tuple[Key, int]] = []
+    take: list[tuple[str, int, int, int]] = []
     left = qty
-    i = 0
+    pi = 0
     while left:
-        block = blocks[i]
-        p, v, a, b = block
-        n = b - a + 1
-        if n <= left:
-            take.append(block)
-            left -= n
-            i += 1
-        else:
-            take.append((p, v, a, a + left - 1))
-            split = (p, v, a + left, b)
-            left = 0
+        key, n = parts[pi]
+        m = n if n <= left else left
+        used.append((key, m))
+        project, vintage = key
+        ranges = seller_credits[key]
+        need = m
+        j = 0
+        while need:
+            a, b = ranges[j]
+            c = b - a + 1
+            if c <= need:
+                take.append((project, vintage, a, b))
+                need -= c
+                j += 1
+            else:
+                take.append((project, vintage, a, a + need - 1))
+                need = 0
+        left -= m
+        pi += 1
     body = Settled(
         trade.trade_id,
         trade.series,
@@ -108,14 +119,17 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
         step = 3
         if fault == 4:
             raise InjectedFault(4)
-        for _ in range(i):
-            blocks.popleft()
-        if split is not None:
-            blocks[0] = split
-        credit_hold.qty -= qty
         seller_held = seller.credits_held
+        for key, m in used:
+            part = parts[0]
+            if part[1] == m:
+                del parts[0]
+            else:
+                part[1] -= m
+            seller_held[key] -= m
+        credit_hold.qty -= qty
         for p, v, a, b in take:
-            seller_held[(p, v)] -= b - a + 1
+            serials.remove(seller_credits[(p, v)], a, b)
         step = 4
         if fault == 5:
             raise InjectedFault(5)
@@ -147,14 +161,15 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
             serials.remove(buyer.credits[key], a, b)
             buyer.credit_qty[key] -= b - a + 1
         if step >= 4:
-            if split is not None:
-                blocks[0] = blocks[0][:2] + (take[-1][2], split[3])
-                blocks.extendleft(reversed(take[:-1]))
-            else:
-                blocks.extendleft(reversed(take))
-            credit_hold.qty += qty
             for p, v, a, b in take:
-                seller.credits_held[(p, v)] += b - a + 1
+                serials.add(seller_credits[(p, v)], a, b)
+            credit_hold.qty += qty
+            for key, m in reversed(used):
+                if parts and parts[0][0] == key:
+                    parts[0][1] += m
+                else:
+                    parts.insert(0, [key, m])
+                seller.credits_held[key] += m
         if step >= 3:
             fee_acct.cash[currency] -= buyer_fee + seller_fee
         if step >= 2:

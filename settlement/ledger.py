@@ -12,8 +12,7 @@ None or the movement event when they succeeded. A broken invariant is an `Assert
 
 from __future__ import annotations
 
-from collections import deque
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from engine.events import Reason
 from settlement import serials
@@ -40,9 +39,9 @@ class Account:
         self.id = account_id
         self.cash: dict[str, int] = dict.fromkeys(currencies, 0)  # total = available + held
         self.cash_held: dict[str, int] = dict.fromkeys(currencies, 0)
-        self.credits: dict[Key, list[Range]] = {}  # available (unheld) serials
-        self.credit_qty: dict[Key, int] = {}  # = serials.total(credits[key])
-        self.credits_held: dict[Key, int] = {}  # = sum of this account's credit-hold blocks
+        self.credits: dict[Key, list[Range]] = {}  # every serial owned, held or not
+        self.credit_qty: dict[Key, int] = {}  # available = total(credits[key]) - held
+        self.credits_held: dict[Key, int] = {}  # = sum of this account's credit-hold parts
 
 
 class CashHold:
@@ -56,18 +55,17 @@ class CashHold:
         self.amount = amount
 
 
-Block = tuple[str, int, int, int]  # (project, vintage, first, last), inclusive
-
-
 class CreditHold:
-    """Credits reserved by one sell order, oldest serials at the left (delivered first)."""
+    """Credits reserved by one sell order: a quantity per (project, vintage), in delivery
+    order. Holds are counts, not serials: credits of one project and vintage are fungible,
+    and a fill delivers the seller's lowest serials of the key (see settlement/README.md)."""
 
-    __slots__ = ("account", "series", "blocks", "qty")
+    __slots__ = ("account", "series", "parts", "qty")
 
     def __init__(self, account: int, series: str) -> None:
         self.account = account
         self.series = series
-        self.blocks: deque[Block] = deque()
+        self.parts: list[list[Any]] = []  # [[key, qty], ...]; the first part delivers first
         self.qty = 0
 
 
@@ -88,6 +86,8 @@ class Ledger:
     ) -> None:
         self.currencies = tuple(sorted(currencies))
         self.fees = fees or FeeSchedule()
+        self.maker_bps = self.fees.maker_bps  # plain copies for the fill path
+        self.taker_bps = self.fees.taker_bps
         self.fee_account = fee_account
         self.accounts: dict[int, Account] = {fee_account: Account(fee_account, self.currencies)}
         self.cash_holds: dict[int, CashHold] = {}  # order_id -> hold
@@ -225,19 +225,24 @@ class Ledger:
         self.credits_net[key] -= quantity
         return body
 
-    def check_available(self, acct: Account, key: Key, first: int, last: int) -> Reject | None:
-        """Why `first..last` of `key` is not available to `acct` (None when it is)."""
-        if serials.covers(acct.credits.get(key, []), first, last):
-            return None
+    def check_available(
+        self, acct: Account, key: Key, first: int, last: int, also: int = 0
+    ) -> Reject | None:
+        """Why `first..last` of `key` may not leave `acct` (None when it may): it must be
+        owned, and the account must keep enough to cover its holds (`also` more credits of
+        `key` leave in the same command)."""
         where = f"{key[0]}/{key[1]} {first}-{last}"
-        if serials.overlaps(self.retired.get(key, []), first, last):
-            return Reject(Reason.SERIALS_RETIRED, f"{where}: retired serials never move")
-        for hold in self.credit_holds.values():
-            if hold.account == acct.id and any(
-                (p, v) == key and a <= last and first <= b for p, v, a, b in hold.blocks
-            ):
-                return Reject(Reason.CREDITS_HELD, f"{where}: held by an open sell order")
-        return Reject(Reason.SERIALS_NOT_HELD, f"{where}: not all in account {acct.id}")
+        if not serials.covers(acct.credits.get(key, []), first, last):
+            if serials.overlaps(self.retired.get(key, []), first, last):
+                return Reject(Reason.SERIALS_RETIRED, f"{where}: retired serials never move")
+            return Reject(Reason.SERIALS_NOT_HELD, f"{where}: not all in account {acct.id}")
+        available = acct.credit_qty.get(key, 0)
+        if last - first + 1 + also > available:
+            return Reject(
+                Reason.CREDITS_HELD,
+                f"{where}: only {available} t are not held by open sell orders",
+            )
+        return None
 
     # -- holds ---------------------------------------------------------------------------------
 
@@ -266,12 +271,33 @@ class Ledger:
     def hold_credits(
         self, order_id: int, account: int, series: str, keys: list[Key], qty: int
     ) -> Reject | None:
-        """Reserve `qty` credits for a sell order (or add them, for an amend up), taking the
-        lowest serials of the first key in `keys` that has any, then the next."""
+        """Reserve `qty` credits for a sell order (or add them, for an amend up), from the
+        first key in `keys` that has any available, then the next."""
         acct = self.accounts.get(account)
         if acct is None:
             return Reject(Reason.UNKNOWN_ACCOUNT, f"no account {account}")
         credit_qty = acct.credit_qty
+        if len(keys) == 1:
+            key = keys[0]
+            have = credit_qty.get(key, 0)
+            if qty > have:
+                return Reject(
+                    Reason.INSUFFICIENT_CREDITS,
+                    f"needs {qty} t of {series}, has {have} t available",
+                )
+            hold = self.credit_holds.get(order_id)
+            if hold is None:
+                hold = self.credit_holds[order_id] = CreditHold(account, series)
+            parts = hold.parts
+            if parts and parts[-1][0] == key:
+                parts[-1][1] += qty
+            else:
+                parts.append([key, qty])
+            credit_qty[key] = have - qty
+            held = acct.credits_held
+            held[key] = held.get(key, 0) + qty
+            hold.qty += qty
+            return None
         available = 0
         for key in keys:
             available += credit_qty.get(key, 0)
@@ -283,16 +309,17 @@ class Ledger:
         hold = self.credit_holds.get(order_id)
         if hold is None:
             hold = self.credit_holds[order_id] = CreditHold(account, series)
-        blocks = hold.blocks
+        parts = hold.parts
         left = qty
         for key in keys:
             have = credit_qty.get(key, 0)
             if not have:
                 continue
             n = have if have < left else left
-            project, vintage = key
-            for a, b in serials.take_front(acct.credits[key], n):
-                blocks.append((project, vintage, a, b))
+            if parts and parts[-1][0] == key:
+                parts[-1][1] += n
+            else:
+                parts.append([key, n])
             credit_qty[key] = have - n
             acct.credits_held[key] = acct.credits_held.get(key, 0) + n
             left -= n
@@ -315,26 +342,28 @@ class Ledger:
             del self.cash_holds[order_id]
 
     def release_credits(self, order_id: int, keep: int = 0) -> None:
-        """Shrink a sell order's hold to `keep` credits, returning the newest-held serials
-        (the right end) to the account (0: release it entirely)."""
+        """Shrink a sell order's hold to `keep` credits, releasing the last-held parts first
+        (0: release it entirely)."""
         hold = self.credit_holds.get(order_id)
         if hold is None:
             return
-        assert 0 <= keep <= hold.qty, "a release never grows a hold"
-        acct = self.accounts[hold.account]
-        blocks = hold.blocks
         excess = hold.qty - keep
-        while excess:
-            project, vintage, a, b = blocks.pop()
-            n = b - a + 1
-            if n > excess:
-                blocks.append((project, vintage, a, b - excess))
-                a, n = b - excess + 1, excess
-            key = (project, vintage)
-            serials.add(acct.credits.setdefault(key, []), a, a + n - 1)
-            acct.credit_qty[key] = acct.credit_qty.get(key, 0) + n
-            acct.credits_held[key] -= n
-            excess -= n
+        assert 0 <= excess <= hold.qty, "a release never grows a hold"
+        if excess:
+            acct = self.accounts[hold.account]
+            parts = hold.parts
+            credit_qty, held = acct.credit_qty, acct.credits_held
+            while excess:
+                part = parts[-1]
+                key, n = part
+                if n > excess:
+                    part[1] = n - excess
+                    n = excess
+                else:
+                    parts.pop()
+                credit_qty[key] += n
+                held[key] -= n
+                excess -= n
         if keep:
             hold.qty = keep
         else:
@@ -359,15 +388,14 @@ class Ledger:
             assert hold.amount > 0, "a cash hold is positive"
             k = (hold.account, hold.currency)
             held_cash[k] = held_cash.get(k, 0) + hold.amount
-        place: dict[Key, list[Range]] = {}  # every live or retired serial, from where it sits
         held_credits: dict[tuple[int, Key], int] = {}
         for hold in self.credit_holds.values():
-            assert hold.qty == sum(b - a + 1 for _, _, a, b in hold.blocks) > 0, "hold qty"
-            for p, v, a, b in hold.blocks:
-                assert a <= b
-                place.setdefault((p, v), []).append((a, b))
-                hk = (hold.account, (p, v))
-                held_credits[hk] = held_credits.get(hk, 0) + b - a + 1
+            assert hold.qty == sum(n for _, n in hold.parts) > 0, "hold qty = its parts"
+            assert all(n > 0 for _, n in hold.parts), "no empty part"
+            for key, n in hold.parts:
+                hk = (hold.account, key)
+                held_credits[hk] = held_credits.get(hk, 0) + n
+        place: dict[Key, list[Range]] = {}  # every live or retired serial, from where it sits
         totals = dict.fromkeys(self.currencies, 0)
         live: dict[Key, int] = {}
         for acct in self.accounts.values():
@@ -376,20 +404,21 @@ class Ledger:
                 assert held == held_cash.get((acct.id, currency), 0), "held = sum of holds"
                 assert 0 <= held <= value, f"account {acct.id}: 0 <= held <= total {currency}"
                 totals[currency] += value
-            for key, ranges in acct.credits.items():
-                assert acct.credit_qty.get(key, 0) == serials.total(ranges), "credit count"
+            for key in set(acct.credits) | set(acct.credit_qty) | set(acct.credits_held):
+                ranges = acct.credits.get(key, [])
+                owned = serials.total(ranges)
+                available = acct.credit_qty.get(key, 0)
+                held = acct.credits_held.get(key, 0)
+                assert held == held_credits.get((acct.id, key), 0), "held credits = holds"
+                assert available >= 0 and held >= 0, "no negative credits"
+                assert available + held == owned, f"available + held = owned ({key})"
                 for i, (a, b) in enumerate(ranges):
                     assert a <= b and (i == 0 or ranges[i - 1][1] + 1 < a), "sorted, merged"
                 place.setdefault(key, []).extend(ranges)
-                live[key] = live.get(key, 0) + serials.total(ranges)
-            for key, n in acct.credits_held.items():
-                assert n == held_credits.get((acct.id, key), 0) and n >= 0, "held credits"
-                live[key] = live.get(key, 0) + n
-            for n in acct.credit_qty.values():
-                assert n >= 0
+                live[key] = live.get(key, 0) + owned
         assert totals == self.cash_net, f"cash conserved: {totals} != {self.cash_net}"
-        for key, n in self.credits_net.items():
-            assert live.get(key, 0) == n, f"credits of {key} conserved"
+        for key in set(self.credits_net) | set(live):
+            assert live.get(key, 0) == self.credits_net.get(key, 0), f"{key} conserved"
         for key, ranges in self.retired.items():
             place.setdefault(key, []).extend(ranges)
         for key, ranges in place.items():
@@ -401,5 +430,4 @@ class Ledger:
                 serials.add(merged, a, b)
             assert merged == self.known.get(key, []), f"every known serial of {key} has a place"
         for key, ranges in self.known.items():
-            if ranges:
-                assert key in place, f"known serials of {key} have a place"
+            assert not ranges or key in place, f"known serials of {key} have a place"

@@ -1,7 +1,8 @@
 """Retirement: credits leave circulation for a named beneficiary, for good.
 
-A retirement takes available (unheld) credits of one account, either a quantity of a series
-(oldest serials first, project by project in the order the caller gives) or exact serial
+A retirement takes credits of one account that its open sell orders do not need (holds are
+quantities, so the account keeps at least what it holds), either a quantity of a series
+(lowest serials first, project by project in the order the caller gives) or exact serial
 ranges. It is checked completely before anything changes, then produces one `Retired`
 record and one `RetirementCertificate` per (project, vintage). Retired serials stay in the
 ledger's `known` and `retired` range lists, so they can never be deposited, delivered,
@@ -56,12 +57,16 @@ def plan_by_quantity(
     plan: dict[Key, list[Range]] = {}
     left = qty
     for key in keys:
+        quota = min(acct.credit_qty.get(key, 0), left)  # what holds leave of this key
+        left -= quota
         for a, b in acct.credits.get(key, []):
-            n = min(b - a + 1, left)
+            if not quota:
+                break
+            n = min(b - a + 1, quota)
             plan.setdefault(key, []).append((a, a + n - 1))
-            left -= n
-            if not left:
-                return plan
+            quota -= n
+        if not left:
+            return plan
     raise AssertionError("credit_qty disagrees with the ranges")
 
 
@@ -75,10 +80,10 @@ def plan_by_ranges(
         if r.last < r.first:
             return Reject(Reason.INVALID_SERIAL_BLOCK, f"range {r} ends before it starts")
         key = (r.project, r.vintage)
-        rejected = ledger.check_available(acct, key, r.first, r.last)
+        chosen = plan.setdefault(key, [])
+        rejected = ledger.check_available(acct, key, r.first, r.last, serials.total(chosen))
         if rejected is not None:
             return rejected
-        chosen = plan.setdefault(key, [])
         if serials.overlaps(chosen, r.first, r.last):
             return Reject(Reason.INVALID_SERIAL_BLOCK, f"range {r} is given twice")
         serials.add(chosen, r.first, r.last)
