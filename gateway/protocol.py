@@ -297,8 +297,9 @@ class Balances(msgspec.Struct, **_server("balances")):
 
 
 class Holding(msgspec.Struct, frozen=True):
-    """Credits of one project and vintage: `available` tonnes in `serials` (exact ranges),
-    and `held` tonnes reserved by open sell orders."""
+    """Credits of one project and vintage: `serials` are every serial the account owns (exact
+    ranges); `held` tonnes of them are reserved by open sell orders (holds are counts, not
+    serials: a fill delivers the lowest serials), `available` = owned - held."""
 
     project: str
     vintage: int
