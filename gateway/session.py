@@ -6,19 +6,32 @@ The lifecycle is one table (h11's habit)::
     CONNECTED --close-----> CLOSED
 
 `Session` holds what is common (account, permissions, token bucket, subscriptions, pending
-outbound messages) and leaves the bytes to two subclasses in gateway/server.py: `TcpSession`
-(an asyncio Protocol writing msgpack frames) and `WsSession` (a websockets connection with a
+outbound messages) and leaves the bytes to two subclasses below: `TcpSession` (an asyncio
+Protocol reading and writing msgpack frames) and `WsSession` (a websockets connection with a
 writer task writing JSON). Both disconnect a slow consumer once what waits to be written
 exceeds `Limits.out_bytes_max`, before memory grows without bound.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections import deque
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from engine.events import Reason
+from gateway import protocol as p
+
+if TYPE_CHECKING:
+    from gateway.server import Server
+
+log = logging.getLogger("tonne.gateway")
 
 
 class State(str, Enum):
@@ -139,3 +152,154 @@ class Session:
         return (
             f"<{type(self).__name__} {self.session_id} {self.state.value} account={self.account}>"
         )
+
+
+# -- transports --------------------------------------------------------------------------
+
+
+class TcpSession(Session, asyncio.Protocol):
+    """msgpack frames over TCP, as an asyncio Protocol: every `data_received` is one read,
+    processed as one batch (later reads queue behind it, in order)."""
+
+    transport_name = "tcp"
+
+    def __init__(self, server: Server, session_id: int) -> None:
+        Session.__init__(self, session_id, server.limits)
+        self.server = server
+        self.reader = p.FrameReader(server.limits.frame_bytes_max)
+        self.transport: asyncio.Transport | None = None
+        self.inbox: list[bytes] = []
+        self.busy = False
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            frames = self.reader.feed(data)
+        except p.FrameTooLarge as exc:
+            self.server.count("frames_too_large")
+            self.server.goodbye(self, Reason.FRAME_TOO_LARGE, str(exc))
+            return
+        if not frames:
+            return
+        self.inbox.extend(frames)
+        if len(self.inbox) > self.limits.inbox_frames_max and not self.paused:
+            self.paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+        if not self.busy:
+            self.busy = True
+            self.server.spawn(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.inbox and not self.closed:
+                frames, self.inbox = self.inbox, []
+                if self.paused:
+                    self.paused = False
+                    assert self.transport is not None
+                    self.transport.resume_reading()
+                items: list[Any] = []
+                for frame in frames:
+                    try:
+                        items.extend(p.decode_client_msgpack(frame))
+                    except p.MalformedFrame as exc:
+                        items.append(exc)
+                await self.server.handle_read(self, items)
+        except Exception:  # a bug: drop this session, keep serving the others
+            log.exception("session %s failed", self.session_id)
+            self.abort("internal error")
+        finally:
+            self.busy = False
+
+    def write_out(self) -> None:
+        out = self.out
+        if not out or self.transport is None or self.transport.is_closing():
+            out.clear()
+            return
+        self.out = []
+        self.transport.write(p.encode_frame(out))
+        self.last_out = time.monotonic()
+        if self.transport.get_write_buffer_size() > self.limits.out_bytes_max:
+            self.server.count("slow_consumers")
+            self.close_reason = Reason.SLOW_CONSUMER.value
+            self.abort(Reason.SLOW_CONSUMER.value)
+
+    def abort(self, reason: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.close_reason = self.close_reason or reason
+            if reason == Reason.SLOW_CONSUMER.value or self.server.failed is not None:
+                self.transport.abort()
+            else:
+                self.transport.close()  # flushes a goodbye first
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.closed(self, "disconnected")
+
+
+class WsSession(Session):
+    """JSON over a websockets connection. Writes go through a bounded queue and one writer
+    task, because `send` may wait for the client to read."""
+
+    transport_name = "ws"
+
+    def __init__(self, server: Server, session_id: int, ws: ServerConnection) -> None:
+        super().__init__(session_id, server.limits)
+        self.server = server
+        self.ws = ws
+        self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self._ready = asyncio.Event()
+
+    def write_out(self) -> None:
+        out = self.out
+        if not out:
+            return
+        self.out = []
+        data = p.encode_json(out)
+        self.queue.append(data)
+        self.queued_bytes += len(data)
+        self.last_out = time.monotonic()
+        if self.queued_bytes > self.limits.out_bytes_max:
+            self.server.count("slow_consumers")
+            self.close_reason = Reason.SLOW_CONSUMER.value
+            self.abort(Reason.SLOW_CONSUMER.value)
+            return
+        self._ready.set()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    async def writer(self) -> None:
+        ws = self.ws
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self.queue:
+                    data = self.queue.popleft()
+                    self.queued_bytes -= len(data)
+                    await ws.send(data.decode())
+                if self.closed:
+                    await ws.close(1008 if self.close_reason else 1000, self.close_reason[:100])
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self.queue.clear()
+            self.queued_bytes = 0
+
+    def abort(self, reason: str) -> None:
+        self.close_reason = self.close_reason or reason
+        if reason == Reason.SLOW_CONSUMER.value or self.server.failed is not None:
+            self.queue.clear()
+            self.queued_bytes = 0
+            self.ws.transport.abort()
+        # else the writer task sends what is queued (a goodbye), then closes
+        self.server.closed(self, reason)
+        self._ready.set()
