@@ -1,0 +1,240 @@
+"""Operators' commands on a real data folder written through the journal by the real core:
+`tonne log tail [-f]`, `tonne log verify`, `tonne recover --check`; and the command feed."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sqlite3
+import threading
+
+import msgspec
+import pytest
+
+from bench.workload import generate
+from gateway import cli, logcmd, recover
+from gateway.journal import Journal, SettlementCodec
+from gateway.recovery import recover as recover_store
+from gateway.recovery import save_genesis
+from gateway.store import SQLiteStore, db_path, log_crc
+from settlement.bootstrap import funding_commands
+from settlement.commands import Retire
+from settlement.core import Core
+from settlement.log import decode_record, encode_record, format_record
+from tests.crash_harness import FeedClient, FeedProcess
+
+TIMEOUT_S = 10.0
+COMMANDS = 1_500
+
+
+def _build(folder, *, commands: int = COMMANDS, snapshot_every: int = 400) -> Core:
+    """A data folder with the standard workload journaled (and snapshotted) by the real core."""
+    workload = generate(commands, seed=3)
+    setup = list(funding_commands(workload.series, 50, ts=workload.commands[0].ts - 1))
+    retire = Retire(
+        account=1,
+        beneficiary="Acme Ltd",
+        period_start="2025-01-01",
+        period_end="2025-12-31",
+        series=workload.series[0].id,
+        qty=7,
+        ts=workload.commands[-1].ts + 1,
+    )
+    core = Core(series=workload.series)
+
+    async def main() -> None:
+        store = SQLiteStore(folder)
+        save_genesis(store, series=workload.series)
+        journal = Journal(store, core=core, snapshot_every=snapshot_every)
+        for cmd in [*setup, *workload.commands, retire]:
+            core.apply(cmd)
+            journal.append(cmd, core.drain_records())
+            if journal.backlog >= 100:
+                await asyncio.wait_for(journal.flush(), TIMEOUT_S)
+        await journal.close()
+        store.close()
+
+    asyncio.run(main())
+    return core
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data")
+    core = _build(path)
+    return path, core.state_hash()
+
+
+def _run(main, argv, capsys) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().out
+
+
+def test_log_verify_passes_and_prints_the_state_hash(folder, capsys):
+    path, state_hash = folder
+    code, out = _run(cli.main, ["log", "verify", "--data", str(path)], capsys)
+    assert code == 0
+    assert out.startswith("OK ") and out.count("\n") == 1
+    assert f"state hash {state_hash}" in out
+
+
+def test_log_tail_prints_one_readable_line_per_record(folder, capsys):
+    path, _ = folder
+    code, out = _run(logcmd.main, ["tail", "-n", "5", "--data", str(path)], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 5
+    with SQLiteStore(path, readonly=True) as store:
+        head = store.head()
+        last = decode_record(list(store.records(head.log_seq - 1))[0].record)
+    assert lines[-1] == format_record(last)
+    assert "retirement" in lines[-1] and "Acme Ltd" in lines[-1]
+
+
+def test_log_tail_follow_prints_records_as_they_are_committed(tmp_path):
+    _build(tmp_path, commands=200, snapshot_every=10_000)
+    seen = threading.Event()
+    lines: list[str] = []
+
+    class Out(io.StringIO):
+        def write(self, text: str) -> int:
+            lines.extend(text.splitlines())
+            if any("Late Ltd" in line for line in lines):
+                seen.set()
+            return len(text)
+
+    stop = threading.Event()
+    with SQLiteStore(tmp_path, readonly=True) as reader:
+        tailer = threading.Thread(
+            target=logcmd.tail,
+            args=(reader, Out()),
+            kwargs={"follow": True, "poll_s": 0.01, "stop": stop.is_set},
+        )
+        tailer.start()
+        try:
+            with SQLiteStore(tmp_path) as store:  # a later writer (a restarted server)
+                got = recover_store(store)
+                journal_cmd = Retire(
+                    account=2,
+                    beneficiary="Late Ltd",
+                    period_start="2025-01-01",
+                    period_end="2025-12-31",
+                    series="VCS-1340-2020",
+                    qty=3,
+                    ts=2 * 10**18,
+                )
+
+                async def append() -> None:
+                    journal = Journal(
+                        store, seq=got.seq, log_seq=got.log_seq, log_head=got.log_head
+                    )
+                    got.core.apply(journal_cmd)
+                    journal.append(journal_cmd, got.core.drain_records())
+                    await asyncio.wait_for(journal.flush(), TIMEOUT_S)
+                    await journal.close()
+
+                asyncio.run(append())
+            assert seen.wait(TIMEOUT_S), "tail -f did not print the new record"
+        finally:
+            stop.set()
+            tailer.join(TIMEOUT_S)
+    assert not tailer.is_alive()
+
+
+def test_recover_check_reports_snapshot_replay_and_hashes(folder, capsys):
+    path, state_hash = folder
+    code, out = _run(cli.main, ["recover", "--check", str(path), "--full"], capsys)
+    assert code == 0, out
+    assert "snapshot used   seq " in out
+    assert f"state hash      {state_hash}" in out
+    assert "full replay" in out and "matches" in out
+    assert "invariants      hold" in out
+
+
+def _copy(src, dst):
+    with sqlite3.connect(db_path(src)) as a, sqlite3.connect(db_path(dst)) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+
+
+def test_log_verify_fails_naming_the_first_bad_record(folder, tmp_path, capsys):
+    path, _ = folder
+    _copy(path, tmp_path)
+    with SQLiteStore(tmp_path) as store:  # a forged record whose row checksum still holds
+        row = next(store.records(99))
+        record = decode_record(row.record)
+        forged = msgspec.structs.replace(record, ts=record.ts + 1)
+        data = encode_record(forged)
+        store._db.execute(
+            "UPDATE log SET record = ?, crc = ? WHERE seq = 100",
+            (data, log_crc(100, data, row.hash)),
+        )
+    code, out = _run(logcmd.main, ["verify", "--data", str(tmp_path)], capsys)
+    assert code == 1
+    assert out.startswith("FAIL") and "record 100" in out
+
+
+def test_log_verify_and_recover_name_a_corrupt_journal_record(folder, tmp_path, capsys):
+    path, _ = folder
+    _copy(path, tmp_path)
+    with SQLiteStore(tmp_path, readonly=True) as store:
+        last = store.head().seq
+    with sqlite3.connect(db_path(tmp_path)) as db:
+        db.execute("UPDATE journal SET ts = ts + 1 WHERE seq = ?", (last,))
+    db.close()
+    code, out = _run(recover.main, ["--check", str(tmp_path)], capsys)
+    assert code == 1
+    assert f"journal record seq {last} is corrupt" in out and "REFUSE" in out
+    code, out = _run(logcmd.main, ["verify", "--data", str(tmp_path)], capsys)
+    assert code == 1 and f"journal record seq {last}" in out
+
+
+def test_the_operator_commands_say_when_there_is_no_store(tmp_path, capsys):
+    assert logcmd.main(["verify", "--data", str(tmp_path / "none")]) == 2
+    assert recover.main(["--check", str(tmp_path / "none")]) == 2
+    assert "no store at" in capsys.readouterr().err
+
+
+# -- the command feed -------------------------------------------------------------------------
+
+
+def test_the_feed_answers_after_commit_and_restarts_where_it_stopped(tmp_path):
+    workload = generate(300, seed=4)
+    with SQLiteStore(tmp_path) as store:
+        save_genesis(store, series=workload.series)
+    setup = list(funding_commands(workload.series, 50, ts=0))
+    codec = SettlementCodec()
+
+    async def session(feed: FeedProcess, commands) -> tuple[list, list]:
+        info = await feed.start()
+        client = FeedClient()
+        await client.connect(info["port"])
+        answers = []
+        try:
+            for cmd in commands:
+                client.send(codec.encode_command(msgspec.structs.replace(cmd, ts=0)))
+                answers.append(await client.answer())
+            client.send(b"\x00")  # does not decode: an error answer, nothing applied
+            bad = await client.answer()
+            client.send("hash")
+            hashed = await client.answer()
+        finally:
+            await client.close()
+            await feed.stop()  # SIGTERM: commit, final snapshot, exit 0
+        assert feed.proc is None
+        return answers, [bad, hashed, info]
+
+    async def main() -> None:
+        answers, (bad, hashed, info) = await session(FeedProcess(tmp_path), setup)
+        assert info["seq"] == 0
+        assert [a[1] for a in answers] == list(range(1, len(setup) + 1))
+        assert bad[1] == 0 and "bad request" in bad[2]
+        seq, state_hash = hashed[1], hashed[2]
+        assert seq == len(setup)
+        answers, (_, hashed, info) = await session(FeedProcess(tmp_path), workload.commands[:50])
+        assert (info["seq"], info["state_hash"]) == (seq, state_hash)
+        assert "from snapshot at seq" in info["recovery"]  # the clean stop wrote one
+        assert answers[0][1] == seq + 1
+
+    asyncio.run(main())
