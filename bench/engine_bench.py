@@ -237,13 +237,13 @@ def describe_workload(stats: WorkloadStats, seconds: float) -> list[str]:
 
 def describe_results(results: list[Result], commands: int) -> list[str]:
     lines = [
-        f"{'engine':<22}{'commands/s':>12}{'best s':>8}  {'runs s':<18}{'fills':>10}  "
+        f"{'engine':<22}{'commands/s':>12}{'best s':>8}  {'runs s':<20}{'fills':>10}  "
         "digest (SHA-256 of fills)"
     ]
     for r in results:
         runs = " ".join(f"{s:.2f}" for s in r.seconds)
         lines.append(
-            f"{r.name:<22}{r.rate(commands):>12,.0f}{r.best_s:>8.2f}  {runs:<18}{r.fills:>10,}  "
+            f"{r.name:<22}{r.rate(commands):>12,.0f}{r.best_s:>8.2f}  {runs:<20}{r.fills:>10,}  "
             f"{r.digest[:16]}"
         )
     by_name = {r.name: r for r in results}
