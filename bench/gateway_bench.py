@@ -53,14 +53,13 @@ MID = 1000
 ACCOUNTS = 8
 
 
-def make_core() -> Any:
-    from gateway.refdata import load_projects
+def funding() -> list[Any]:
+    """The operator commands that open and fund every benchmark account."""
     from settlement.commands import Deposit, DepositCredits, OpenAccount
-    from settlement.core import Core
 
-    core = Core([SERIES], [load_projects()["VCS1340"]])
+    cmds: list[Any] = []
     for a in range(1, ACCOUNTS + 1):
-        for cmd in (
+        cmds += [
             OpenAccount(account=a),
             Deposit(account=a, currency="USD", amount=10**14),
             DepositCredits(
@@ -71,9 +70,19 @@ def make_core() -> Any:
                 end=a * 10**9 + 10**8 - 1,
                 quantity=10**8,
             ),
-        ):
+        ]
+    return cmds
+
+
+def make_core(funded: bool = True) -> Any:
+    from gateway.refdata import load_projects
+    from settlement.core import Core
+
+    core = Core([SERIES], [load_projects()["VCS1340"]])
+    if funded:
+        for cmd in funding():
             core.apply(cmd)
-    core.drain_records()
+        core.drain_records()
     return core
 
 
@@ -135,7 +144,7 @@ class Bench:
         self.keys: list[tuple[str, str]] = []
 
     async def __aenter__(self) -> Bench:
-        core = make_core()
+        core = make_core(funded=False)
         store = KeyStore(secrets.token_bytes(32))
         self.keys = [store.add(a) for a in range(1, ACCOUNTS + 1)]
         self._tmp = None
@@ -155,6 +164,8 @@ class Bench:
         self.journal = journal
         limits = Limits(messages_per_s=10**7, burst_messages=10**7, open_orders_max=10**6)
         self.server = Server(core, journal, Authenticator(store), limits=limits)
+        for cmd in funding():  # journaled like any command
+            await self.server.operator(cmd)
         await self.server.start("127.0.0.1", 0, 0)
         return self
 

@@ -527,7 +527,12 @@ class Server:
                     )
                 )
             return -1
-        self.journal.append(cmd, self.core.drain_records())
+        try:
+            self.journal.append(cmd, self.core.drain_records())
+        except Exception as exc:  # applied but not journaled: the core is ahead, stop
+            log.exception("journal append failed on %r", cmd)
+            self._fail(exc)
+            return -1
         return self._route(events, s, batch, req_id)
 
     def _route(self, events: list[Any], s: Session | None, batch: _Batch, req_id: int) -> int:

@@ -12,7 +12,7 @@ from engine.commands import Side, TimeInForce
 from engine.events import CancelReason, Reason
 from gateway import protocol as p
 from gateway.auth import sign_logon
-from gateway.client import LocalBook, LogonFailed, RequestRejected
+from gateway.client import ConnectionLost, LocalBook, LogonFailed, RequestRejected
 
 TRANSPORTS = ["tcp", "ws"]
 
@@ -335,3 +335,28 @@ def test_the_protocol_reference_names_every_message_and_reason_code():
         assert f"| `{reason.value}` |" in text, reason
     for reason in CancelReason:
         assert f"`{reason.value}`" in text, reason
+
+
+@pytest.mark.parametrize("where", ["append", "flush"])
+def test_a_failing_journal_stops_the_server_without_acknowledging(where):
+    async def body():
+        async with running_server() as env:
+            c = await env.tcp(1)
+            boom = OSError("disk gone")
+
+            def failing_append(cmd, records):
+                raise boom
+
+            async def failing_flush():
+                raise boom
+
+            if where == "append":
+                env.journal.append = failing_append
+            else:
+                env.journal.flush = failing_flush
+            with pytest.raises(ConnectionLost):
+                await c.place(SERIES, Side.BUY, qty=1, price=500)
+            assert env.server.failed is boom
+            assert not any(isinstance(m, p.OrderAck) for m in c.history)
+
+    run(body)
