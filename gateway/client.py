@@ -136,6 +136,8 @@ class Client:
         self._closed: ClientError | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ws: ClientConnection | None = None
+        self._last_send = time.monotonic()
+        self._keepalive: asyncio.Task[None] | None = None
 
     # -- connecting ----------------------------------------------------------------------
 
@@ -156,6 +158,10 @@ class Client:
         return self
 
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(ConnectionError):
@@ -182,6 +188,7 @@ class Client:
         """Send messages in one frame (TCP) or one WebSocket message."""
         if self._closed is not None:
             raise self._closed
+        self._last_send = time.monotonic()
         try:
             if self._writer is not None:
                 self._writer.write(p.encode_frame(list(msgs)))
@@ -230,6 +237,7 @@ class Client:
         secret: str,
         *,
         cancel_on_disconnect: bool = False,
+        keepalive: bool = True,
         ts: int | None = None,
         nonce: str | None = None,
         timeout_s: float = 10.0,
@@ -248,7 +256,20 @@ class Client:
         if isinstance(answer, p.LogonReject):
             raise LogonFailed(answer.reason, answer.text)
         self.account = answer.account
+        if keepalive and self._keepalive is None:
+            self._keepalive = asyncio.create_task(self._heartbeats(answer.heartbeat_s))
         return answer  # type: ignore[no-any-return]
+
+    async def _heartbeats(self, interval_s: float) -> None:
+        """Send a heartbeat whenever nothing was sent for `interval_s`, so that an idle but
+        healthy session is not closed for idleness."""
+        while self._closed is None:
+            quiet_s = time.monotonic() - self._last_send
+            if quiet_s >= interval_s:
+                with contextlib.suppress(ClientError):
+                    await self.send(p.Heartbeat())
+                quiet_s = 0.0
+            await asyncio.sleep(interval_s - quiet_s)
 
     # -- orders --------------------------------------------------------------------------
 

@@ -156,6 +156,7 @@ def limits_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat-s", type=float, default=d.heartbeat_s)
     parser.add_argument("--idle-timeout-s", type=float, default=d.idle_timeout_s)
     parser.add_argument("--logon-skew-s", type=float, default=d.logon_skew_s)
+    parser.add_argument("--logon-timeout-s", type=float, default=d.logon_timeout_s)
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -168,6 +169,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         heartbeat_s=args.heartbeat_s,
         idle_timeout_s=args.idle_timeout_s,
         logon_skew_s=args.logon_skew_s,
+        logon_timeout_s=args.logon_timeout_s,
     )
 
 

@@ -249,12 +249,16 @@ class Server:
     async def _tick(self) -> None:
         """Heartbeats out, idle sessions closed."""
         lim = self.limits
-        period = max(0.01, min(lim.heartbeat_s, lim.idle_timeout_s) / 4)
+        period = max(0.01, min(lim.heartbeat_s, lim.idle_timeout_s, lim.logon_timeout_s) / 4)
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
             for s in list(self.sessions):
-                if now - s.last_in > lim.idle_timeout_s:
+                if not s.logged_on and now - s.opened_at > lim.logon_timeout_s:
+                    self.count("logon_timeouts")
+                    text = f"no logon within {lim.logon_timeout_s} s"
+                    self.goodbye(s, Reason.NOT_LOGGED_ON, text)
+                elif now - s.last_in > lim.idle_timeout_s:
                     self.count("idle_timeouts")
                     self.goodbye(
                         s, Reason.IDLE_TIMEOUT, f"nothing received for {lim.idle_timeout_s} s"

@@ -57,6 +57,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     - inbox_frames_max: frames read but not yet processed -> stop reading from the socket.
     - heartbeat_s: the server sends `heartbeat` after this long without writing.
     - idle_timeout_s: nothing received for this long -> `goodbye` IDLE_TIMEOUT, disconnect.
+    - logon_timeout_s: not logged on this long after connecting -> `goodbye` NOT_LOGGED_ON.
     - logon_skew_s: logon `ts` further than this from the server clock -> STALE_TIMESTAMP.
     """
 
@@ -68,6 +69,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     inbox_frames_max: int = 1_024
     heartbeat_s: float = 10.0
     idle_timeout_s: float = 30.0
+    logon_timeout_s: float = 10.0
     logon_skew_s: float = 30.0
 
 
@@ -123,6 +125,7 @@ class Session:
         self.subscriptions: set[str] = set()
         self.out: list[Any] = []  # messages to write at the next `write_out`
         now = time.monotonic()
+        self.opened_at = now
         self.last_in = now
         self.last_out = now
         self.close_reason = ""
@@ -177,7 +180,7 @@ class TcpSession(Session, asyncio.Protocol):
         self.server.opened(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self.transport is None or self.transport.is_closing():
             return
         try:
             frames = self.reader.feed(data)

@@ -90,11 +90,39 @@ def test_an_idle_session_gets_heartbeats_then_is_disconnected():
     async def body():
         limits = Limits(heartbeat_s=0.05, idle_timeout_s=0.3)
         async with running_server(limits=limits) as env:
-            c = await env.tcp(1)
+            c = await env.tcp(1, keepalive=False)
             hb = await c.wait_for(lambda m: isinstance(m, p.ServerHeartbeat) and not m.req_id)
             assert hb.ts > 0
             lost = await c.wait_closed()
             assert lost.reason == Reason.IDLE_TIMEOUT.value
+
+    run(body)
+
+
+def test_a_client_with_keepalive_outlives_the_idle_timeout():
+    async def body():
+        limits = Limits(heartbeat_s=0.02, idle_timeout_s=0.1)
+        async with running_server(limits=limits) as env:
+            c = await env.ws(1)  # keepalive is the default
+            beats = [0]
+
+            def tenth_beat(m):
+                beats[0] += isinstance(m, p.ServerHeartbeat)
+                return beats[0] >= 10
+
+            await c.wait_for(tenth_beat)  # >= 0.2 s, twice the idle timeout
+            assert c.connected and (await c.heartbeat()).ts > 0
+            assert env.server.counters.get("idle_timeouts", 0) == 0
+
+    run(body)
+
+
+def test_a_connection_that_never_logs_on_is_closed():
+    async def body():
+        async with running_server(limits=Limits(logon_timeout_s=0.1)) as env:
+            c = await env.tcp()
+            lost = await c.wait_closed()
+            assert lost.reason == Reason.NOT_LOGGED_ON.value
 
     run(body)
 
