@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -162,7 +163,10 @@ class Env:
 
 @contextlib.asynccontextmanager
 async def running_server(
-    accounts: int = 3, limits: Limits | None = None, permissions: Any = None
+    accounts: int = 3,
+    limits: Limits | None = None,
+    permissions: Any = None,
+    clock_ns: Callable[[], int] = time.time_ns,
 ) -> AsyncIterator[Env]:
     store = KeyStore(secrets.token_bytes(32))
     keys = {}
@@ -170,7 +174,9 @@ async def running_server(
         kw = {} if permissions is None else {"permissions": permissions}
         keys[account] = store.add(account, **kw)
     journal = MemoryJournal()
-    server = Server(make_core(), journal, Authenticator(store, skew_s=5.0), limits=limits)
+    server = Server(
+        make_core(), journal, Authenticator(store, skew_s=5.0), limits=limits, clock_ns=clock_ns
+    )
     for account in keys:
         await fund(server, account)
     journal.commands.clear()

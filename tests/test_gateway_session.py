@@ -360,3 +360,45 @@ def test_a_failing_journal_stops_the_server_without_acknowledging(where):
             assert not any(isinstance(m, p.OrderAck) for m in c.history)
 
     run(body)
+
+
+def test_an_operator_halt_reaches_subscribers_and_the_book_accepts_cancels_only():
+    from engine.commands import Halt, Resume
+
+    async def body():
+        async with running_server() as env:
+            c = await env.ws(1)
+            ack = await c.place(SERIES, Side.BUY, qty=1, price=500)
+            await c.subscribe(SERIES)
+            await env.server.operator(Halt(series=SERIES))
+            status = await c.wait_for(lambda m: isinstance(m, p.SeriesStatus))
+            assert status.halted and status.series == SERIES
+            with pytest.raises(RequestRejected) as e:
+                await c.place(SERIES, Side.BUY, qty=1, price=501)
+            assert e.value.reason is Reason.SERIES_HALTED
+            assert (await c.cancel(ack.order_id)).qty == 1
+            await env.server.operator(Resume(series=SERIES))
+            await c.wait_for(lambda m: isinstance(m, p.SeriesStatus) and not m.halted)
+            assert (await c.place(SERIES, Side.BUY, qty=1, price=501)).qty == 1
+
+    run(body)
+
+
+def test_a_gtd_order_expires_and_its_owner_is_told():
+    now = [time.time_ns()]
+
+    async def body():
+        async with running_server(clock_ns=lambda: now[0]) as env:
+            c = await env.tcp(1)
+            other = await env.tcp(2)
+            ack = await c.place(
+                SERIES, Side.BUY, qty=2, price=400, tif=TimeInForce.GTD, expire_ts=now[0] + 10**9
+            )
+            now[0] += 2 * 10**9
+            # the next command stamped after expire_ts sweeps it out of the book
+            await other.place(SERIES, Side.BUY, qty=1, price=300)
+            expired = await c.wait_for(lambda m: isinstance(m, p.Expired))
+            assert (expired.order_id, expired.qty) == (ack.order_id, 2)
+            assert expired.client_order_id == ack.client_order_id
+
+    run(body)
