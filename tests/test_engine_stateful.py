@@ -8,6 +8,8 @@ gapless per-series sequence numbers, every order's status sequence is a legal li
 
 from __future__ import annotations
 
+import random
+
 from engine_model import Model
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -20,6 +22,7 @@ from hypothesis.stateful import (
 )
 
 from engine import (
+    Accepted,
     Amend,
     BookDelta,
     Cancel,
@@ -381,3 +384,88 @@ class EngineMachine(RuleBasedStateMachine):
 
 EngineMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
 test_engine_matches_the_reference_model = EngineMachine.TestCase
+
+
+def test_a_long_seeded_session_with_deep_queues_matches_the_reference_model() -> None:
+    """Hundreds of orders on a few prices, most of them then cancelled: long queues full of
+    dead orders (which the book compacts) and many emptied levels (whose stale heap entries it
+    rebuilds away), which the short random sequences above never build."""
+    rng = random.Random(20_260_101)
+    machine = EngineMachine()
+    far = [*range(50, 96), *range(105, 150)]
+    for _cycle in range(4):
+        for _ in range(400):
+            ts = machine.tick(rng.randint(0, 1))
+            side = rng.choice([Side.BUY, Side.SELL])
+            near = rng.choice([97, 98]) if side is Side.BUY else rng.choice([102, 103])
+            gtd = rng.random() < 0.2
+            machine.step(
+                NewOrder(
+                    account=rng.randint(1, 3),
+                    client_order_id=machine.fresh_coid(),
+                    series="A",
+                    side=side,
+                    price=rng.choice(far) if rng.random() < 0.25 else near,
+                    qty=rng.randint(1, 5),
+                    tif=TimeInForce.GTD if gtd else TimeInForce.GTC,
+                    expire_ts=ts + rng.randint(100, 2_000) if gtd else 0,
+                    ts=ts,
+                )
+            )
+        for n in range(300):
+            ts = machine.tick(rng.randint(0, 1))
+            open_orders = machine.model.open_orders()
+            if not open_orders:
+                break
+            o = open_orders[rng.choice(sorted(open_orders))]
+            roll = rng.random()
+            cmd: Command
+            if roll < 0.85:
+                cmd = Cancel(account=o.account, order_id=o.order_id, ts=ts)
+            elif roll < 0.93:
+                cmd = Amend(account=o.account, order_id=o.order_id, qty=rng.randint(1, 6), ts=ts)
+            else:
+                cmd = NewOrder(
+                    account=rng.randint(1, 3),
+                    client_order_id=machine.fresh_coid(),
+                    series="A",
+                    side=rng.choice([Side.BUY, Side.SELL]),
+                    type=OrderType.MARKET,
+                    qty=rng.randint(1, 30),
+                    tif=rng.choice([TimeInForce.IOC, TimeInForce.FOK]),
+                    stp=rng.choice(list(SelfTrade)),
+                    ts=ts,
+                )
+            machine.step(cmd)
+            if n % 25 == 0:
+                machine.check_state()
+        for side, price in ((Side.BUY, 99), (Side.SELL, 101)):  # a best level that stays
+            machine.step(
+                NewOrder(
+                    account=1,
+                    client_order_id=machine.fresh_coid(),
+                    series="A",
+                    side=side,
+                    price=price,
+                    qty=1,
+                    ts=machine.tick(1),
+                )
+            )
+        for _ in range(100):  # levels that come and go below the best: stale heap entries
+            ts = machine.tick(1)
+            side = rng.choice([Side.BUY, Side.SELL])
+            account = rng.randint(1, 3)
+            events = machine.step(
+                NewOrder(
+                    account=account,
+                    client_order_id=machine.fresh_coid(),
+                    series="A",
+                    side=side,
+                    price=rng.choice(far[:46] if side is Side.BUY else far[46:]),
+                    qty=1,
+                    ts=ts,
+                )
+            )
+            (accepted,) = [e for e in events if isinstance(e, Accepted)]
+            machine.step(Cancel(account=account, order_id=accepted.order_id, ts=ts))
+        machine.check_state()
