@@ -1,10 +1,9 @@
 """Shared harness of the gateway tests: a real server on loopback port 0, real clients.
 
-The core is the settlement `Core` (every account opened and funded with cash and credits
-through the server's own operator pipeline) when it exists in the checkout; otherwise the
-engine's `Exchange` behind the same `apply`/`drain_records` shape (orders only), and the
-tests that need a ledger skip. The journal is a tiny in-memory one with the real interface,
-whose `flush` can be held shut to prove acks wait for it.
+The core is the settlement `Core`, every account opened and funded with cash and serial
+blocks through the server's own operator pipeline. The journal is a tiny in-memory one with
+the real interface, whose `flush` can be held shut to prove acks wait for it (the SQLite
+journal is exercised by test_gateway_serve.py).
 """
 
 from __future__ import annotations
@@ -18,20 +17,15 @@ from typing import Any
 
 import uvloop
 
-from engine import Exchange, Mitigation, Series
+from engine import Mitigation, Series
 from gateway.auth import Authenticator, KeyStore
 from gateway.client import Client
 from gateway.refdata import load_projects
 from gateway.server import Server
 from gateway.session import Limits
+from settlement.commands import Deposit, DepositCredits, OpenAccount
+from settlement.core import Core
 
-try:
-    from settlement.commands import Deposit, DepositCredits, OpenAccount
-    from settlement.core import Core
-except ImportError:  # the settlement core is not in this checkout yet
-    Core = None  # type: ignore[assignment,misc]
-
-HAS_LEDGER = Core is not None
 SERIES = "VCS-1340-2020"
 OTHER = "GS-11236-2021"
 CASH = 10**9  # USD cents each account starts with
@@ -65,30 +59,13 @@ def test_series() -> list[Series]:
 test_series.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
-class ExchangeCore:
-    """The engine behind the core's `apply(cmd) -> events` shape; no settlement."""
-
-    def __init__(self, series: list[Series]) -> None:
-        self.exchange = Exchange(series)
-
-    def apply(self, cmd: Any) -> list[Any]:
-        return self.exchange.submit(cmd)
-
-    def drain_records(self) -> list[Any]:
-        return []
-
-
 def make_core() -> Any:
-    if Core is None:
-        return ExchangeCore(test_series())
     projects = load_projects()
     return Core(test_series(), [projects["VCS1340"], projects["GS11236"]])
 
 
 async def fund(server: Server, account: int) -> None:
     """Open `account` and give it cash and a serial block of each series (disjoint)."""
-    if Core is None:
-        return
     for cmd in (
         OpenAccount(account=account),
         Deposit(account=account, currency="USD", amount=CASH),

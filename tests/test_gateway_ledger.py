@@ -4,14 +4,13 @@ carry their serials and fees, retirement certificates. Needs the settlement core
 from __future__ import annotations
 
 import pytest
-from test_gateway_harness import CASH, CREDITS, HAS_LEDGER, SERIES, run, running_server
+from test_gateway_harness import CASH, CREDITS, SERIES, run, running_server
 
 from engine.commands import Side
 from engine.events import Reason
 from gateway import protocol as p
 from gateway.client import RequestRejected
 
-pytestmark = pytest.mark.skipif(not HAS_LEDGER, reason="settlement core not in this checkout")
 ALL = frozenset({"trade", "retire", "fund"})
 
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from test_gateway_harness import HAS_LEDGER
 
 from gateway.load import main
-
-pytestmark = pytest.mark.skipif(not HAS_LEDGER, reason="settlement core not in this checkout")
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-from test_gateway_harness import HAS_LEDGER, run
+from test_gateway_harness import run
 
 from engine.commands import Side
 from gateway import protocol as p
 from gateway.accounts import add_key
 from gateway.client import Client
 from gateway.serve import serve
-
-pytestmark = pytest.mark.skipif(not HAS_LEDGER, reason="settlement core not in this checkout")
 
 
 async def _serving(data_dir, stop: asyncio.Event) -> tuple[asyncio.Task, dict]:
