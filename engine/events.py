@@ -61,6 +61,7 @@ class Reason(str, Enum):
     SLOW_CONSUMER = "SLOW_CONSUMER"
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     NOT_SUPPORTED = "NOT_SUPPORTED"
+    TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"
 
 
 class CancelReason(str, Enum):

@@ -157,6 +157,7 @@ def limits_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-timeout-s", type=float, default=d.idle_timeout_s)
     parser.add_argument("--logon-skew-s", type=float, default=d.logon_skew_s)
     parser.add_argument("--logon-timeout-s", type=float, default=d.logon_timeout_s)
+    parser.add_argument("--sessions-max", type=int, default=d.sessions_max)
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -170,6 +171,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         idle_timeout_s=args.idle_timeout_s,
         logon_skew_s=args.logon_skew_s,
         logon_timeout_s=args.logon_timeout_s,
+        sessions_max=args.sessions_max,
     )
 
 

@@ -206,8 +206,12 @@ class Server:
     # -- sessions --------------------------------------------------------------------------
 
     def opened(self, s: Session) -> None:
+        """A transport has a new connection: admit it, or say goodbye at `sessions_max`."""
         self.sessions.add(s)
         self.count("sessions_opened")
+        if len(self.sessions) > self.limits.sessions_max:
+            self.count("sessions_refused")
+            self.goodbye(s, Reason.TOO_MANY_SESSIONS, f"{self.limits.sessions_max} sessions open")
 
     def closed(self, s: Session, reason: str) -> None:
         """Called once by a transport when its connection is gone."""
@@ -325,7 +329,7 @@ class Server:
     def _fail(self, exc: BaseException) -> None:
         if self.failed is None:
             self.failed = exc
-            log.critical("journal failed, closing every session: %r", exc)
+            log.critical("core or journal failed, closing every session: %r", exc)
             for s in list(self.sessions):
                 s.abort("journal failed")
 

@@ -58,6 +58,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     - heartbeat_s: the server sends `heartbeat` after this long without writing.
     - idle_timeout_s: nothing received for this long -> `goodbye` IDLE_TIMEOUT, disconnect.
     - logon_timeout_s: not logged on this long after connecting -> `goodbye` NOT_LOGGED_ON.
+    - sessions_max: connections open at once (both ports) -> `goodbye` TOO_MANY_SESSIONS.
     - logon_skew_s: logon `ts` further than this from the server clock -> STALE_TIMESTAMP.
     """
 
@@ -70,6 +71,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_s: float = 10.0
     idle_timeout_s: float = 30.0
     logon_timeout_s: float = 10.0
+    sessions_max: int = 10_000
     logon_skew_s: float = 30.0
 
 

@@ -117,6 +117,20 @@ def test_a_client_with_keepalive_outlives_the_idle_timeout():
     run(body)
 
 
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_a_connection_over_sessions_max_is_refused_and_the_others_go_on(transport):
+    async def body():
+        async with running_server(limits=Limits(sessions_max=2)) as env:
+            a = await env.connect(transport, 1)
+            b = await env.connect(transport, 2)
+            c = await env.connect(transport)
+            lost = await c.wait_closed()
+            assert lost.reason == Reason.TOO_MANY_SESSIONS.value
+            assert (await a.heartbeat()).ts > 0 and (await b.heartbeat()).ts > 0
+
+    run(body)
+
+
 def test_a_connection_that_never_logs_on_is_closed():
     async def body():
         async with running_server(limits=Limits(logon_timeout_s=0.1)) as env:
