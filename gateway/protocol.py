@@ -17,7 +17,7 @@ reference for client writers; keep it true when this file changes.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -35,6 +35,17 @@ __all__ = [
 LENGTH = struct.Struct(">I")
 HEADER_BYTES = 4
 
+# Bounds on what a client may send, checked while decoding (a value outside is a
+# MALFORMED_MESSAGE): integers stay well inside int64 everywhere downstream (SQLite, other
+# languages), strings and lists stay small. Meaning (a positive price, a known series) is
+# the core's to check, with its own reason codes.
+INT_ABS_MAX = 1 << 62
+STR_CHARS_MAX = 256
+SERIES_PER_REQUEST_MAX = 256
+Int = Annotated[int, msgspec.Meta(ge=-INT_ABS_MAX, le=INT_ABS_MAX)]
+Str = Annotated[str, msgspec.Meta(max_length=STR_CHARS_MAX)]
+SeriesIds = Annotated[list[Str], msgspec.Meta(max_length=SERIES_PER_REQUEST_MAX)]
+
 
 def _client(tag: str) -> dict[str, Any]:
     return {"tag": tag, "tag_field": "type", "kw_only": True, "forbid_unknown_fields": True}
@@ -51,58 +62,58 @@ class Logon(msgspec.Struct, frozen=True, **_client("logon")):
     """Open an authenticated session. `signature` is lowercase hex of
     HMAC-SHA256(secret, f"{key_id}\\n{ts}\\n{nonce}".encode()) (see PROTOCOL.md)."""
 
-    key_id: str
-    ts: int
-    nonce: str
-    signature: str
+    key_id: Str
+    ts: Int
+    nonce: Str
+    signature: Str
     cancel_on_disconnect: bool = False
-    req_id: int = 0
+    req_id: Int = 0
 
 
 class NewOrder(msgspec.Struct, frozen=True, **_client("new_order")):
-    client_order_id: str
-    series: str
+    client_order_id: Str
+    series: Str
     side: Side
-    qty: int
-    price: int = 0
+    qty: Int
+    price: Int = 0
     order_type: OrderType = OrderType.LIMIT
     tif: TimeInForce = TimeInForce.GTC
-    expire_ts: int = 0
+    expire_ts: Int = 0
     post_only: bool = False
     stp: SelfTrade = SelfTrade.CANCEL_INCOMING
-    max_notional: int = 0
+    max_notional: Int = 0
 
 
 class Amend(msgspec.Struct, frozen=True, **_client("amend")):
-    order_id: int
-    price: int = 0
-    qty: int = 0
-    req_id: int = 0
+    order_id: Int
+    price: Int = 0
+    qty: Int = 0
+    req_id: Int = 0
 
 
 class Cancel(msgspec.Struct, frozen=True, **_client("cancel")):
-    order_id: int = 0
-    client_order_id: str = ""
-    req_id: int = 0
+    order_id: Int = 0
+    client_order_id: Str = ""
+    req_id: Int = 0
 
 
 class MassCancel(msgspec.Struct, frozen=True, **_client("mass_cancel")):
-    series: str = ""
-    req_id: int = 0
+    series: Str = ""
+    req_id: Int = 0
 
 
 class Deposit(msgspec.Struct, frozen=True, **_client("deposit")):
     """Cash in (only for keys with the `fund` permission)."""
 
-    currency: str
-    amount: int
-    req_id: int = 0
+    currency: Str
+    amount: Int
+    req_id: Int = 0
 
 
 class Withdraw(msgspec.Struct, frozen=True, **_client("withdraw")):
-    currency: str
-    amount: int
-    req_id: int = 0
+    currency: Str
+    amount: Int
+    req_id: Int = 0
 
 
 class Retire(msgspec.Struct, frozen=True, **_client("retire")):
@@ -110,48 +121,48 @@ class Retire(msgspec.Struct, frozen=True, **_client("retire")):
     account, for `beneficiary`. `purpose`: voluntary | corsia | article6 | other; periods are
     ISO dates `YYYY-MM-DD`. The answer is one `certificate` per project and vintage."""
 
-    series: str
-    qty: int
-    beneficiary: str
-    purpose: str = "voluntary"
-    claim: str = ""
-    period_start: str = ""
-    period_end: str = ""
-    req_id: int = 0
+    series: Str
+    qty: Int
+    beneficiary: Str
+    purpose: Str = "voluntary"
+    claim: Str = ""
+    period_start: Str = ""
+    period_end: Str = ""
+    req_id: Int = 0
 
 
 class QueryOpenOrders(msgspec.Struct, frozen=True, **_client("open_orders")):
-    series: str = ""
-    req_id: int = 0
+    series: Str = ""
+    req_id: Int = 0
 
 
 class QueryBalances(msgspec.Struct, frozen=True, **_client("balances")):
-    req_id: int = 0
+    req_id: Int = 0
 
 
 class QueryHoldings(msgspec.Struct, frozen=True, **_client("holdings")):
-    req_id: int = 0
+    req_id: Int = 0
 
 
 class QuerySeries(msgspec.Struct, frozen=True, **_client("series")):
-    req_id: int = 0
+    req_id: Int = 0
 
 
 class Subscribe(msgspec.Struct, frozen=True, **_client("subscribe")):
     """Start (or restart, after a gap) the L2 book and public trades of each series: the
     answer is a `book_snapshot` per series, then `book_update`s with seq > its seq."""
 
-    series: list[str]
-    req_id: int = 0
+    series: SeriesIds
+    req_id: Int = 0
 
 
 class Unsubscribe(msgspec.Struct, frozen=True, **_client("unsubscribe")):
-    series: list[str]
-    req_id: int = 0
+    series: SeriesIds
+    req_id: Int = 0
 
 
 class Heartbeat(msgspec.Struct, frozen=True, **_client("heartbeat")):
-    req_id: int = 0
+    req_id: Int = 0
 
 
 ClientMessage = (

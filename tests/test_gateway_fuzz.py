@@ -14,7 +14,8 @@ from test_gateway_harness import SERIES, run, running_server
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from engine.commands import Side
+from engine.commands import OrderType, Side, TimeInForce
+from gateway import protocol as p
 from gateway.session import Limits
 
 TAGS = [
@@ -147,5 +148,62 @@ def test_random_websocket_input_never_crashes_the_server(payloads):
                         await ws.send(payload)
             await _healthy(env)
             assert env.server.failed is None
+
+    run(body)
+
+
+big_ints = st.one_of(st.integers(-(2**62), 2**62), st.sampled_from([0, 1, -1, 2**62, -(2**62)]))
+names = st.one_of(st.sampled_from([SERIES, "GS-11236-2021", "USD", "HKD", ""]), st.text(max_size=8))
+wellformed = st.one_of(
+    st.builds(
+        p.NewOrder,
+        client_order_id=st.text(max_size=6),
+        series=names,
+        side=st.sampled_from(list(Side)),
+        qty=big_ints,
+        price=big_ints,
+        order_type=st.sampled_from(list(OrderType)),
+        tif=st.sampled_from(list(TimeInForce)),
+        expire_ts=big_ints,
+        post_only=st.booleans(),
+        max_notional=big_ints,
+    ),
+    st.builds(p.Amend, order_id=big_ints, price=big_ints, qty=big_ints),
+    st.builds(p.Cancel, order_id=big_ints, client_order_id=st.text(max_size=6)),
+    st.builds(p.MassCancel, series=names),
+    st.builds(p.Deposit, currency=names, amount=big_ints),
+    st.builds(p.Withdraw, currency=names, amount=big_ints),
+    st.builds(
+        p.Retire,
+        series=names,
+        qty=big_ints,
+        beneficiary=st.text(max_size=6),
+        purpose=st.sampled_from(["voluntary", "corsia", "x"]),
+        period_start=st.sampled_from(["", "2025-01-01", "2025-13-01", "junk"]),
+        period_end=st.sampled_from(["", "2025-12-31", "2024-01-01"]),
+    ),
+    st.builds(p.Subscribe, series=st.lists(names, max_size=3)),
+    st.builds(p.Unsubscribe, series=st.lists(names, max_size=3)),
+    st.builds(p.QueryOpenOrders, series=names),
+    st.just(p.QueryBalances()),
+    st.just(p.QueryHoldings()),
+)
+
+
+@FUZZ
+@given(
+    msgs=st.lists(wellformed, min_size=1, max_size=12),
+    transport=st.sampled_from(["tcp", "ws"]),
+)
+def test_wellformed_requests_with_extreme_values_never_break_the_core(msgs, transport):
+    async def body():
+        everything = frozenset({"trade", "fund", "retire"})
+        async with running_server(limits=LIMITS, permissions=everything) as env:
+            c = await env.connect(transport, 1)
+            await c.send(*msgs)
+            assert (await c.heartbeat()).ts > 0  # answered after everything before it
+            assert env.server.failed is None
+            env.server.core.check_invariants()
+            await _healthy(env)
 
     run(body)
