@@ -195,7 +195,7 @@ class Client:
                 await self._writer.drain()
             else:
                 assert self._ws is not None
-                await self._ws.send(p.encode_json(list(msgs)).decode())
+                await self._ws.send(p.encode_json(list(msgs)), text=True)
         except (ConnectionError, ConnectionClosed) as exc:
             raise ConnectionLost("send failed", str(exc)) from None
 

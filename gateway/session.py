@@ -289,7 +289,7 @@ class WsSession(Session):
                 while self.queue:
                     data = self.queue.popleft()
                     self.queued_bytes -= len(data)
-                    await ws.send(data.decode())
+                    await ws.send(data, text=True)  # UTF-8 JSON as a text frame, no decode
                 if self.closed:
                     await ws.close(1008 if self.close_reason else 1000, self.close_reason[:100])
                     break
