@@ -1,12 +1,18 @@
 """`tonne accounts`: provision accounts and API keys in a data folder.
 
     tonne accounts add  [--data DIR] [--account N] [--permissions trade,retire[,fund]] [--json]
+    tonne accounts import FILE [--data DIR]
     tonne accounts list [--data DIR]
 
 `add` prints the new key's id and secret once; only the sealed secret is stored
 (`accounts.json`, sealed with `master.key`, see gateway/auth.py). The server opens each
 provisioned account in the core when it starts. `fund` lets a key deposit and withdraw cash
 for its own account (test and demo markets; on a real exchange that is an operator's job).
+
+`import` provisions keys from a config file: JSON lines (or one JSON array) of
+`{"account": 7, "key_id": "...", "secret": "...", "permissions": ["trade", "retire"]}`,
+for deployments whose keys are issued elsewhere. The secrets are sealed on the way in;
+delete the file afterwards.
 """
 
 from __future__ import annotations
@@ -33,6 +39,23 @@ def add_key(
     return account, key_id, secret
 
 
+def import_keys(data_dir: Path, text: str) -> int:
+    """Provision every key of a config file's text (see the module docstring); how many."""
+    stripped = text.strip()
+    rows = (
+        json.loads(stripped)
+        if stripped.startswith("[")
+        else [json.loads(line) for line in stripped.splitlines() if line.strip()]
+    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = KeyStore.load(data_dir, create=True)
+    for row in rows:
+        perms = frozenset(row.get("permissions", ["trade", "retire"]))
+        store.put(int(row["account"]), str(row["key_id"]), str(row["secret"]), perms)
+    store.save(data_dir)
+    return len(rows)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="tonne accounts",
@@ -47,6 +70,9 @@ def main(argv: list[str]) -> int:
         "--permissions", default="trade,retire", help=f"comma-separated, of {sorted(PERMISSIONS)}"
     )
     add.add_argument("--json", action="store_true", help="print one JSON object")
+    imp = sub.add_parser("import", help="provision keys from a JSON config file")
+    imp.add_argument("file")
+    imp.add_argument("--data", default=default_data_dir())
     lst = sub.add_parser("list", help="accounts and their key ids (never secrets)")
     lst.add_argument("--data", default=default_data_dir())
     args = parser.parse_args(argv)
@@ -65,6 +91,14 @@ def main(argv: list[str]) -> int:
                 f"account {account}\nkey_id  {key_id}\nsecret  {secret}\n"
                 "(the secret is shown only this once)"
             )
+        return 0
+    if args.action == "import":
+        try:
+            n = import_keys(data_dir, Path(args.file).read_text())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"tonne accounts: {args.file}: {exc!r}", file=sys.stderr)
+            return 2
+        print(f"{n} keys provisioned in {data_dir}")
         return 0
     try:
         store = KeyStore.load(data_dir)

@@ -156,16 +156,22 @@ class KeyStore:
         self, account: int, permissions: frozenset[str] = frozenset({"trade", "retire"})
     ) -> tuple[str, str]:
         """Make a new key for `account`; returns (key_id, secret). The secret is shown once."""
+        key_id = "k" + secrets.token_hex(8)
+        secret = secrets.token_hex(32)
+        self.put(account, key_id, secret, permissions)
+        return key_id, secret
+
+    def put(self, account: int, key_id: str, secret: str, permissions: frozenset[str]) -> None:
+        """Store a key made elsewhere (a provisioning file); the secret is sealed here."""
         unknown = permissions - PERMISSIONS
         if unknown:
             raise ValueError(f"unknown permissions {sorted(unknown)}")
-        key_id = "k" + secrets.token_hex(8)
-        secret = secrets.token_hex(32)
+        if not key_id or len(key_id) > 64 or not secret:
+            raise ValueError("a key needs a key_id of 1 to 64 characters and a secret")
         self._stored[key_id] = StoredKey(
             key_id, account, sorted(permissions), seal(self._master, secret.encode())
         )
         self._records[key_id] = KeyRecord(key_id, account, secret, permissions)
-        return key_id, secret
 
     def get(self, key_id: str) -> KeyRecord | None:
         return self._records.get(key_id)

@@ -66,3 +66,21 @@ def test_the_accounts_command_prints_the_secret_once_and_lists_key_ids(tmp_path,
     listed = capsys.readouterr().out
     assert made["key_id"] in listed and made["secret"] not in listed
     assert accounts_main(["add", "--data", str(tmp_path), "--permissions", "root"]) == 2
+
+
+def test_keys_from_a_config_file_are_sealed_and_verify(tmp_path):
+    config = tmp_path / "keys.jsonl"
+    config.write_text(
+        '{"account": 5, "key_id": "desk-5", "secret": "s3cr3t", "permissions": ["trade"]}\n'
+        '{"account": 6, "key_id": "desk-6", "secret": "other"}\n'
+    )
+    data = tmp_path / "data"
+    assert accounts_main(["import", str(config), "--data", str(data)]) == 0
+    assert "s3cr3t" not in (data / "accounts.json").read_text()
+    keys = KeyStore.load(data)
+    record = keys.get("desk-5")
+    assert record is not None and record.account == 5 and record.permissions == {"trade"}
+    assert record.verify(NOW, "n", sign_logon("s3cr3t", "desk-5", NOW, "n"))
+    assert keys.get("desk-6").permissions == {"trade", "retire"}
+    config.write_text('{"account": 1, "key_id": "x", "secret": "y", "permissions": ["root"]}')
+    assert accounts_main(["import", str(config), "--data", str(data)]) == 2
