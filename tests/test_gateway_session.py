@@ -402,3 +402,22 @@ def test_a_gtd_order_expires_and_its_owner_is_told():
             assert expired.client_order_id == ack.client_order_id
 
     run(body)
+
+
+def test_every_session_of_an_account_hears_its_fills_but_only_the_sender_its_rejects():
+    async def body():
+        async with running_server() as env:
+            desk = await env.tcp(1)
+            monitor = await env.ws(1)
+            other = await env.tcp(2)
+            ack = await desk.place(SERIES, Side.SELL, qty=2, price=800)
+            await other.place(SERIES, Side.BUY, qty=2, price=800)
+            for c in (desk, monitor):
+                fill = await c.wait_for(lambda m: isinstance(m, p.Fill))
+                assert fill.order_id == ack.order_id and fill.leaves_qty == 0
+            with pytest.raises(RequestRejected):
+                await desk.cancel(ack.order_id)
+            await monitor.heartbeat()  # anything for the monitor has arrived by now
+            assert not any(isinstance(m, p.Reject) for m in monitor.history)
+
+    run(body)
