@@ -25,6 +25,7 @@ import gc
 import hashlib
 import importlib
 import pstats
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -251,7 +252,14 @@ def describe_results(results: list[Result], commands: int) -> list[str]:
     for r in results:
         if r is not reference:
             ratio = r.rate(commands) / reference.rate(commands)
-            lines.append(f"ratio {r.name}/reference: {ratio:.2f}x")
+            line = f"ratio {r.name}/reference: {ratio:.2f}x (best against best)"
+            if len(r.seconds) > 1:
+                # runs k of both engines were back to back, so each pair saw similar load
+                paired = zip(reference.seconds, r.seconds, strict=True)
+                pairs = sorted(ref_s / s for ref_s, s in paired)
+                line += f"; per repeat {' '.join(f'{p:.2f}' for p in pairs)}"
+                line += f", median {statistics.median(pairs):.2f}x"
+            lines.append(line)
     return lines
 
 
