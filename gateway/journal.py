@@ -21,19 +21,21 @@ flush. If a write fails, the journal is *failed*: every waiter and every later `
 raises `JournalFailed`, because the in-memory core is now ahead of the durable state and the
 process must stop rather than acknowledge anything (restart = recovery from the store).
 
-Snapshots: when `core` is given, `flush()` takes `core.snapshot()` every `snapshot_every`
-commands or `snapshot_interval_s` seconds (whichever first) at a point where the core state is
-exactly the appended commands, and queues it behind them; the writer stores it in the same
-transaction as the batch that ends at its sequence number, so a snapshot never covers a
-command the journal lost. `snapshot_pauses_s` records how long each one held the loop.
+Snapshots: when `core` is given, `flush()` takes a snapshot every `snapshot_every` commands or
+`snapshot_interval_s` seconds (whichever first) at a point where the core state is exactly the
+appended commands. It is queued behind the batch that ends at its sequence number, so it is
+never stored before the commands it covers are. By default a forked child serializes it, so
+matching pauses only for the fork (`snapshot_now`); `snapshot_pauses_s` records each pause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -47,6 +49,7 @@ SNAPSHOT_INTERVAL_S = 300.0  # seconds between snapshots (when commands arrive a
 SNAPSHOTS_KEPT = 3  # older snapshots are pruned after a new one is stored
 WINDOW_S_MAX = 1.0  # the time window may not be set longer than this
 PAUSES_KEPT = 1024  # snapshot pause measurements kept for reporting
+HASH_HEX_BYTES = 64  # a snapshot child sends its state hash (hex) before the data
 
 
 class JournalFailed(Exception):
@@ -125,6 +128,7 @@ class Journal:
         snapshot_every: int = SNAPSHOT_EVERY,
         snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
         snapshots_kept: int = SNAPSHOTS_KEPT,
+        snapshot_fork: bool = hasattr(os, "fork"),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_max < 1:
@@ -150,6 +154,9 @@ class Journal:
         self.batch_sizes: deque[int] = deque(maxlen=PAUSES_KEPT)
         self.snapshot_pauses_s: deque[float] = deque(maxlen=PAUSES_KEPT)
         self.snapshots_taken = 0
+        self.snapshot_failures = 0
+        self.snapshot_fork = snapshot_fork
+        self._snap_reader: threading.Thread | None = None
         self._snap_seq = seq
         self._snap_time = clock()
         self._buf_cmds: list[JournalRow] = []
@@ -210,22 +217,67 @@ class Journal:
         self._waiters.append((target, fut))
         await fut
 
-    def snapshot_now(self) -> None:
-        """Take a snapshot of `core` now and queue it behind the appended commands. Call only
-        where the core state is exactly the appended commands (not between apply and append)."""
+    def snapshot_now(self) -> bool:
+        """Take a snapshot of `core` now and queue it behind the appended commands; False when
+        one is still being written. Call only where the core state is exactly the appended
+        commands (not between apply and append).
+
+        With `snapshot_fork` (the default where `os.fork` exists) the loop pauses only for the
+        fork: a child process, holding a copy-on-write image of the core at this instant,
+        serializes and hashes it and sends the bytes back through a pipe; a reader thread
+        queues them to the writer, which stores them in a later transaction (after the batch
+        that ends at the snapshot's seq, which is already queued). Otherwise the loop pauses
+        for `core.snapshot()` and `core.state_hash()`."""
         if self.core is None:
             raise ValueError("the journal has no core to snapshot")
+        if self._snap_reader is not None and self._snap_reader.is_alive():
+            return False
+        if self._thread is None:
+            self.start()
+        seq, log_seq, log_head = self.seq, self.log_seq, self.log_head
+        self._cut()  # the commands the snapshot covers go first
+        self._snap_seq = seq
+        self._snap_time = self._clock()
+        self.snapshots_taken += 1
         started = time.perf_counter()
+        if self.snapshot_fork:
+            read_fd, pid = _fork_snapshot(self.core)
+            self.snapshot_pauses_s.append(time.perf_counter() - started)
+            self._snap_reader = threading.Thread(
+                target=self._collect_snapshot,
+                args=(read_fd, pid, seq, log_seq, log_head),
+                name="snapshot-reader",
+                daemon=True,
+            )
+            self._snap_reader.start()
+            return True
         data = self.core.snapshot()
         state_hash = self.core.state_hash()
         self.snapshot_pauses_s.append(time.perf_counter() - started)
-        info = SnapshotInfo(
-            self.seq, self.log_seq, self.log_head, state_hash, time.time_ns(), len(data)
-        )
-        self._snap_seq = self.seq
-        self._snap_time = self._clock()
-        self.snapshots_taken += 1
-        self._cut(Snapshot(info, data))
+        info = SnapshotInfo(seq, log_seq, log_head, state_hash, time.time_ns(), len(data))
+        self._queue.put(Batch([], [], Snapshot(info, data)))
+        return True
+
+    def _collect_snapshot(
+        self, read_fd: int, pid: int, seq: int, log_seq: int, log_head: str
+    ) -> None:
+        """Snapshot-reader thread: the child's bytes, then queue them to the writer. A child
+        that fails costs only this snapshot (the next one is tried at the next interval)."""
+        chunks: list[bytes] = []
+        try:
+            while chunk := os.read(read_fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(read_fd)
+            _, status = os.waitpid(pid, 0)
+        payload = b"".join(chunks)
+        if os.waitstatus_to_exitcode(status) != 0 or len(payload) < HASH_HEX_BYTES:
+            self.snapshot_failures += 1
+            return
+        state_hash = payload[:HASH_HEX_BYTES].decode()
+        data = payload[HASH_HEX_BYTES:]
+        info = SnapshotInfo(seq, log_seq, log_head, state_hash, time.time_ns(), len(data))
+        self._queue.put(Batch([], [], Snapshot(info, data)))
 
     async def close(self) -> None:
         """Commit what is buffered and stop the writer thread."""
@@ -236,9 +288,13 @@ class Journal:
                 await self.flush()
         finally:
             self._closed = True
+            loop = asyncio.get_running_loop()
+            if self._snap_reader is not None:
+                await loop.run_in_executor(None, self._snap_reader.join)
+                self._snap_reader = None
             if self._thread is not None:
                 self._queue.put(None)
-                await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+                await loop.run_in_executor(None, self._thread.join)
                 self._thread = None
 
     @property
@@ -334,3 +390,26 @@ class Journal:
             self.batch_sizes.append(len(batch.commands))
             if batch.commands:
                 loop.call_soon_threadsafe(self._committed, batch.commands[-1].seq)
+
+
+def _fork_snapshot(core: SnapshotSource) -> tuple[int, int]:
+    """Fork a child that writes `state_hash + snapshot` of `core` to a pipe and exits; the
+    read end and the child's pid. The child touches nothing but the core and the pipe (no
+    event loop, no store, no locks another thread may hold) and leaves by `os._exit`."""
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: see above
+        pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            os.close(read_fd)
+            data = core.state_hash().encode() + core.snapshot()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return read_fd, pid

@@ -91,9 +91,8 @@ def save_genesis(
 
 def genesis_core(store: Store) -> Any:
     """The core in its state before the first command: `Core(series, projects, **config)`."""
-    from settlement.core import Core
-
     from engine.reference import Project, Series
+    from settlement.core import Core
 
     series = [msgspec.msgpack.decode(d, type=Series) for _, d in store.reference(REF_SERIES)]
     projects = [msgspec.msgpack.decode(d, type=Project) for _, d in store.reference(REF_PROJECTS)]
@@ -119,16 +118,22 @@ def recover(
     restore: Callable[[bytes], Any] = restore_core,
     use_snapshots: bool = True,
     on_command: Callable[[int, Any, list[Any]], None] | None = None,
+    resume: Recovered | None = None,
 ) -> Recovered:
     """Rebuild the core from `store` (see the module docstring). `use_snapshots=False`
     replays the whole journal from genesis (the audit check). `on_command(seq, cmd,
-    events)` sees every replayed command and its events (the crash test uses it)."""
+    events)` sees every replayed command and its events (the crash test uses it).
+    `resume` continues an earlier result's replay with the commands stored since (its core
+    is taken over and moved on)."""
     started = time.perf_counter()
     codec = codec if codec is not None else SettlementCodec()
     skipped: list[str] = []
     core: Any = None
     start = SnapshotInfo(0, 0, "", "", 0, 0)
-    candidates = store.snapshots() if use_snapshots else []
+    candidates = store.snapshots() if use_snapshots and resume is None else []
+    if resume is not None:
+        core = resume.core
+        start = SnapshotInfo(resume.seq, resume.log_seq, resume.log_head, "", 0, 0)
     for info in candidates:
         reason = _try_snapshot(store, info, restore)
         if isinstance(reason, str):
@@ -182,8 +187,8 @@ def recover(
         raise RecoveryError(f"{exc.what} is corrupt: refusing to start") from exc
     state_hash = core.state_hash()
     checked = False
-    final = [s for s in candidates if s.seq == seq and s.seq != start.seq]
-    if start.seq == seq and start.seq:
+    final = [s for s in store.snapshots() if s.seq == seq and s.seq != start.seq]
+    if start.seq == seq and start.seq and resume is None:
         checked = True  # restored at the final command, hash checked in _try_snapshot
     elif final:
         if final[0].state_hash != state_hash:
@@ -194,9 +199,9 @@ def recover(
         checked = True
     return Recovered(
         core=core,
-        snapshot_seq=start.seq,
+        snapshot_seq=resume.snapshot_seq if resume is not None else start.seq,
         skipped=skipped,
-        replayed=replayed,
+        replayed=replayed + (resume.replayed if resume is not None else 0),
         seq=seq,
         log_seq=log_seq,
         log_head=log_head,

@@ -252,10 +252,16 @@ def test_the_null_journal_has_the_same_interface():
 # -- snapshots and recovery ---------------------------------------------------------------------
 
 
-def _fill(tmp_path, n: int, *, snapshot_every: int) -> tuple[ToyCore, Journal]:
+def _fill(tmp_path, n: int, *, snapshot_every: int, fork: bool = False) -> tuple[ToyCore, Journal]:
     async def main() -> Journal:
         store = SQLiteStore(tmp_path)
-        journal = Journal(store, codec=ToyCodec(), core=core, snapshot_every=snapshot_every)
+        journal = Journal(
+            store,
+            codec=ToyCodec(),
+            core=core,
+            snapshot_every=snapshot_every,
+            snapshot_fork=fork,
+        )
         await _run(core, journal, _adds(n))
         await journal.close()
         store.close()
@@ -275,6 +281,18 @@ def test_snapshots_are_taken_every_n_commands_and_old_ones_pruned(tmp_path):
     assert got.snapshot_seq == 20 and got.replayed == 3 and got.seq == 23
     assert got.state_hash == core.state_hash()
     assert got.log_head == core.log_head
+
+
+def test_a_forked_snapshot_is_stored_behind_its_commands_and_recovers(tmp_path):
+    core, journal = _fill(tmp_path, 30, snapshot_every=12, fork=True)
+    assert journal.snapshots_taken >= 1 and journal.snapshot_failures == 0
+    assert len(journal.snapshot_pauses_s) == journal.snapshots_taken
+    with SQLiteStore(tmp_path, readonly=True) as store:
+        snaps = store.snapshots()
+        assert snaps and snaps[0].seq >= 12
+        got = _recover(store)
+    assert got.snapshot_seq == snaps[0].seq
+    assert got.state_hash == core.state_hash()
 
 
 def test_recovery_from_snapshot_equals_replay_from_scratch(tmp_path):
