@@ -518,25 +518,24 @@ class Server:
             log.exception("core.apply failed on %r", cmd)
             self._fail(exc)
             return -1
-        if len(events) == 1 and type(events[0]) is Rejected:
-            ev = events[0]
-            if s is not None:
-                batch.items.append(
-                    (
-                        s,
-                        p.Reject(
-                            reason=ev.reason,
-                            text=ev.text,
-                            client_order_id=ev.client_order_id,
-                            order_id=ev.order_id,
-                            req_id=req_id,
-                            ts=ev.ts,
-                        ),
-                    )
-                )
-            return -1
         try:
-            self.journal.append(cmd, self.core.drain_records())
+            records = self.core.drain_records()
+            # A lone rejection changed nothing (the core's contract), so replay does not need
+            # it and the journal is spared; anything else, records included, is journaled.
+            if len(events) == 1 and type(events[0]) is Rejected and not records:
+                ev = events[0]
+                if s is not None:
+                    reject = p.Reject(
+                        reason=ev.reason,
+                        text=ev.text,
+                        client_order_id=ev.client_order_id,
+                        order_id=ev.order_id,
+                        req_id=req_id,
+                        ts=ev.ts,
+                    )
+                    batch.items.append((s, reject))
+                return -1
+            self.journal.append(cmd, records)
         except Exception as exc:  # applied but not journaled: the core is ahead, stop
             log.exception("journal append failed on %r", cmd)
             self._fail(exc)
@@ -544,6 +543,8 @@ class Server:
         return self._route(events, s, batch, req_id)
 
     def _route(self, events: list[Any], s: Session | None, batch: _Batch, req_id: int) -> int:
+        """Queue the messages of one command's events; the cancels it caused, -1 if the
+        command itself was rejected."""
         items = batch.items
         orders = self._orders
         public = MarketData.public
@@ -650,6 +651,7 @@ class Server:
                     )
                 )
             elif kind is Rejected:
+                cancels = -(1 << 62)  # the command itself was rejected (after expiries)
                 if s is not None:
                     items.append(
                         (
@@ -694,7 +696,7 @@ class Server:
                         req_id=req_id,
                     )
                     items.append((ev.account, cert))
-        return cancels
+        return max(cancels, -1)
 
     # -- queries and subscriptions (no core command) -------------------------------------
 
