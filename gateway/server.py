@@ -549,6 +549,7 @@ class Server:
         orders = self._orders
         public = MarketData.public
         cancels = 0
+        rejected = False
         fills: dict[int, list[p.Fill]] = {}  # trade id -> its reports, for the settlement
         for ev in events:
             kind = type(ev)
@@ -651,7 +652,7 @@ class Server:
                     )
                 )
             elif kind is Rejected:
-                cancels = -(1 << 62)  # the command itself was rejected (after expiries)
+                rejected = True  # the command itself, after any expiries
                 if s is not None:
                     items.append(
                         (
@@ -696,7 +697,7 @@ class Server:
                         req_id=req_id,
                     )
                     items.append((ev.account, cert))
-        return max(cancels, -1)
+        return -1 if rejected else cancels
 
     # -- queries and subscriptions (no core command) -------------------------------------
 
