@@ -183,9 +183,7 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         server.close()
         await server.wait_closed()
-        if journal.failed is None and journal.seq > journal.snapshot_seq:
-            journal.snapshot_now()
-        await journal.close()
+        await journal.close(snapshot=True)
         store.close()
     return 0
 

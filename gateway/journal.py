@@ -279,13 +279,20 @@ class Journal:
         info = SnapshotInfo(seq, log_seq, log_head, state_hash, time.time_ns(), len(data))
         self._queue.put(Batch([], [], Snapshot(info, data)))
 
-    async def close(self) -> None:
-        """Commit what is buffered and stop the writer thread."""
+    async def close(self, *, snapshot: bool = False) -> None:
+        """Commit what is buffered and stop the writer thread. With `snapshot`, first store
+        a snapshot of the final state (after any still being written), so that the next
+        start replays nothing."""
         if self._closed:
             return
         try:
             if self._error is None and self.seq > self.durable_seq:
                 await self.flush()
+            if snapshot and self.core is not None and self._error is None:
+                if self._snap_reader is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, self._snap_reader.join)
+                if self.seq > self._snap_seq:
+                    self.snapshot_now()
         finally:
             self._closed = True
             loop = asyncio.get_running_loop()

@@ -395,3 +395,20 @@ def test_a_log_record_without_a_command_refuses_to_start(tmp_path):
         pytest.raises(RecoveryError, match="no journal command produces it"),
     ):
         _recover(store)
+
+
+def test_closing_with_a_snapshot_leaves_nothing_to_replay(tmp_path):
+    core = ToyCore()
+
+    async def main() -> None:
+        store = SQLiteStore(tmp_path)
+        journal = Journal(store, codec=ToyCodec(), core=core, snapshot_every=4)
+        await _run(core, journal, _adds(10))
+        await journal.close(snapshot=True)
+        store.close()
+
+    asyncio.run(main())
+    with SQLiteStore(tmp_path, readonly=True) as store:
+        got = _recover(store)
+    assert (got.snapshot_seq, got.replayed, got.seq) == (10, 0, 10)
+    assert got.checked_state_hash and got.state_hash == core.state_hash()
