@@ -102,6 +102,8 @@ class EngineMachine(RuleBasedStateMachine):
         ]
         assert got == expected, f"{cmd}\nengine: {got}\nmodel:  {expected}"
         for e in events:
+            if isinstance(e, Rejected):
+                assert e.text, f"a rejection without a readable text: {e}"
             if isinstance(e, BookDelta):
                 assert e.seq == self.seq[e.series] + 1, f"gap in {e.series} deltas: {e}"
                 self.seq[e.series] = e.seq
@@ -138,6 +140,25 @@ class EngineMachine(RuleBasedStateMachine):
 
     @initialize()
     def start(self) -> None:
+        """Some resting liquidity on both sides of both books, so that most runs trade."""
+        for account, series, side, price, qty in [
+            (1, "A", Side.BUY, 99, 5),
+            (2, "A", Side.SELL, 101, 5),
+            (3, "A", Side.SELL, 102, 8),
+            (2, "B", Side.BUY, 98, 10),
+            (3, "B", Side.SELL, 102, 15),
+        ]:
+            self.step(
+                NewOrder(
+                    account=account,
+                    client_order_id=self.fresh_coid(),
+                    series=series,
+                    side=side,
+                    price=price,
+                    qty=qty,
+                    ts=self.ts,
+                )
+            )
         self.check_state()
 
     def limit_order(self, data: st.DataObject, series: str, tif: TimeInForce) -> None:
@@ -195,7 +216,14 @@ class EngineMachine(RuleBasedStateMachine):
         series=SERIES_IDS,
         side=SIDES,
         tif=st.sampled_from(
-            [TimeInForce.IOC, TimeInForce.FOK, TimeInForce.FOK, TimeInForce.IOC, TimeInForce.GTC]
+            [
+                TimeInForce.IOC,
+                TimeInForce.FOK,
+                TimeInForce.FOK,
+                TimeInForce.IOC,
+                TimeInForce.GTC,
+                TimeInForce.GTD,
+            ]
         ),
         lots=st.integers(1, 8),
         stp=STPS,
@@ -224,6 +252,7 @@ class EngineMachine(RuleBasedStateMachine):
                 type=OrderType.MARKET,
                 qty=lots * lot,
                 tif=tif,
+                expire_ts=ts + 5 if tif is TimeInForce.GTD else 0,
                 stp=stp,
                 max_notional=notional,
                 ts=ts,
@@ -354,6 +383,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.ex.check_invariants()
         assert self.ex.next_order_id == self.model.next_order_id
         assert self.ex.next_trade_id == self.model.next_trade_id
+        assert self.ex.coids_seen == self.model.coids_seen
         for sid, mbook in self.model.books.items():
             book = self.ex.books[sid]
             assert book.halted == mbook.halted
