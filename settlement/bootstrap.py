@@ -66,10 +66,10 @@ def funding_commands(
         for c in currencies:
             yield Deposit(account=a, currency=c, amount=cash, ref="funding", ts=ts)
         start = SERIAL_BASE + a * SPAN_PER_ACCOUNT
-        for project, vintage in keys:
+        for project_id, vintage in keys:
             yield DepositCredits(
                 account=a,
-                project=project,
+                project=project_id,
                 vintage=vintage,
                 start=start,
                 end=start + credits - 1,

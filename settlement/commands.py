@@ -133,4 +133,5 @@ def encode_command(cmd: AnyCommand) -> bytes:
 
 def decode_command(data: bytes) -> AnyCommand:
     """Back from the journal; raises `msgspec.ValidationError` on anything malformed."""
-    return _decoder.decode(data)
+    cmd: AnyCommand = _decoder.decode(data)
+    return cmd

@@ -118,11 +118,11 @@ class Core:
         if len(events) != n:
             ledger = self.ledger
             for ev in events[n:]:
-                if type(ev) is Expired:
-                    if ev.side is BUY:  # type: ignore[union-attr]
-                        ledger.release_cash(ev.order_id)  # type: ignore[union-attr]
+                if isinstance(ev, Expired):
+                    if ev.side is BUY:
+                        ledger.release_cash(ev.order_id)
                     else:
-                        ledger.release_credits(ev.order_id)  # type: ignore[union-attr]
+                        ledger.release_credits(ev.order_id)
 
     def _new_order(self, cmd: NewOrder) -> list[AnyEvent]:
         events: list[AnyEvent] = []

@@ -8,7 +8,8 @@ Plan first, then apply:
   raises `SettlementError`.
 - *apply*, six steps: (1) debit the buyer's held cash, (2) credit the seller the proceeds
   less its fee, (3) credit the fee account both fees, (4) take the serials (and the
-  reserved quantity) from the seller, (5) add them to the buyer's available credits, (6) append the log record.
+  reserved quantity) from the seller, (5) add them to the buyer's available credits,
+  (6) append the log record.
   If any step raises, the steps already done are undone in reverse, so the ledger is
   exactly as before. `Ledger.fault = k` makes step k raise (k = 7: after the last step).
 """
@@ -137,10 +138,10 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
         buyer_qty = buyer.credit_qty
         for p, v, a, b in take:
             key = (p, v)
-            ranges = buyer_credits.get(key)
-            if ranges is None:
-                ranges = buyer_credits[key] = []
-            serials.add(ranges, a, b)
+            got = buyer_credits.get(key)
+            if got is None:
+                got = buyer_credits[key] = []
+            serials.add(got, a, b)
             buyer_qty[key] = buyer_qty.get(key, 0) + b - a + 1
             added += 1
         step = 5

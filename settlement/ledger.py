@@ -389,11 +389,11 @@ class Ledger:
             k = (hold.account, hold.currency)
             held_cash[k] = held_cash.get(k, 0) + hold.amount
         held_credits: dict[tuple[int, Key], int] = {}
-        for hold in self.credit_holds.values():
-            assert hold.qty == sum(n for _, n in hold.parts) > 0, "hold qty = its parts"
-            assert all(n > 0 for _, n in hold.parts), "no empty part"
-            for key, n in hold.parts:
-                hk = (hold.account, key)
+        for ch in self.credit_holds.values():
+            assert ch.qty == sum(n for _, n in ch.parts) > 0, "hold qty = its parts"
+            assert all(n > 0 for _, n in ch.parts), "no empty part"
+            for key, n in ch.parts:
+                hk = (ch.account, key)
                 held_credits[hk] = held_credits.get(hk, 0) + n
         place: dict[Key, list[Range]] = {}  # every live or retired serial, from where it sits
         totals = dict.fromkeys(self.currencies, 0)

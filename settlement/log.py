@@ -58,7 +58,8 @@ class LogRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     def movement(self) -> Movement:
         """The decoded body."""
-        return _body_decoder.decode(self.body)
+        body: Movement = _body_decoder.decode(self.body)
+        return body
 
 
 def record_hash(seq: int, ts: int, kind: str, body: bytes, prev: str) -> str:
@@ -140,10 +141,15 @@ class Verdict(msgspec.Struct, kw_only=True):
         return f"BAD at record {self.first_bad}: {self.error} ({self.records} records read)"
 
 
-def verify(records: Iterable[LogRecord]) -> Verdict:
+def verify(records: Iterable[LogRecord], head: str | None = None) -> Verdict:
     """Recompute the chain from genesis and replay every record into a fresh ledger,
     checking conservation, no negative balance, every serial in one place and retired
-    serials never moving. Stops at the first bad record."""
+    serials never moving. Stops at the first bad record.
+
+    A chain proves order and integrity only up to its head: someone who rewrites every
+    record after a change and recomputes every hash makes a consistent new chain. Pass the
+    `head` hash kept elsewhere (a snapshot's log head, a published checkpoint, a
+    certificate's record hash) to pin the chain to it."""
     from settlement.replay import Replay, ReplayError
 
     replay = Replay()
@@ -185,6 +191,8 @@ def verify(records: Iterable[LogRecord]) -> Verdict:
         replay.check()  # O(state): once at the end; each apply already checked its own record
     except ReplayError as exc:
         return bad(expect - 1, str(exc))
+    if head is not None and head != prev:
+        return bad(expect - 1, f"the chain ends at {prev[:16]}, not at the expected {head[:16]}")
     return Verdict(
         ok=True,
         records=n,
