@@ -165,6 +165,10 @@ def recover(
                 cmd = codec.decode_command(row.cmd)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise RecoveryError(f"journal record seq {seq} does not decode: {exc}") from exc
+            if cmd.ts != row.ts:
+                raise RecoveryError(
+                    f"journal record seq {seq}: its command's ts {cmd.ts} is not the row's {row.ts}"
+                )
             try:
                 events = core.apply(cmd)
             except Exception as exc:  # a bug or a broken invariant: name where
@@ -224,6 +228,9 @@ def _first(rows: Iterable[Any]) -> Sequence[Any]:
 
 def _try_snapshot(store: Store, info: SnapshotInfo, restore: Callable[[bytes], Any]) -> Any:
     """The restored core, or a string saying why this snapshot cannot be used."""
+    head = store.head()
+    if info.seq > head.seq or info.log_seq > head.log_seq:
+        return f"it covers journal seq {info.seq}, beyond the stored journal (seq {head.seq})"
     try:
         snap = store.snapshot(info.seq)
     except CorruptRecord as exc:

@@ -412,3 +412,13 @@ def test_closing_with_a_snapshot_leaves_nothing_to_replay(tmp_path):
         got = _recover(store)
     assert (got.snapshot_seq, got.replayed, got.seq) == (10, 0, 10)
     assert got.checked_state_hash and got.state_hash == core.state_hash()
+
+
+def test_a_snapshot_beyond_the_stored_journal_is_set_aside(tmp_path):
+    core, _ = _fill(tmp_path, 12, snapshot_every=5)
+    _edit(tmp_path, "DELETE FROM log WHERE seq > (SELECT log_seq FROM snapshot WHERE seq = 5)")
+    _edit(tmp_path, "DELETE FROM journal WHERE seq > 5")
+    with SQLiteStore(tmp_path, readonly=True) as store:
+        got = _recover(store)
+    assert got.snapshot_seq == 5 and got.seq == 5
+    assert "beyond the stored journal" in got.skipped[0]
