@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 from bench.workload import ACCOUNTS, DEFAULT_SEED, generate
 from gateway import journal as journal_mod
 from gateway.journal import Journal, NullJournal, SettlementCodec
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
 
         def once(name: str, n: int, folder: Path | None, s: int, read: int, **extra: Any):
-            return asyncio.run(
+            return uvloop.run(
                 run_one(
                     name,
                     workload.commands[:n],
@@ -259,7 +261,7 @@ def recovery_run(
     workload = generate(args.recovery, args.seed + 1)
     setup = fund_commands(workload.series, ACCOUNTS, workload.commands[0].ts - 1)
     gen_s = time.perf_counter() - t0
-    out = asyncio.run(
+    out = uvloop.run(
         run_one(
             "recovery journal",
             workload.commands,

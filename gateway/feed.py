@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 import msgspec
+import uvloop
 
 from gateway import journal as journal_mod
 from gateway.journal import Journal, SettlementCodec
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         help="WRONG on purpose: answer before the commit (shows the crash test has teeth)",
     )
     args = parser.parse_args(argv)
-    return asyncio.run(serve(args))
+    return uvloop.run(serve(args))
 
 
 if __name__ == "__main__":
