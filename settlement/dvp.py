@@ -22,7 +22,7 @@ from settlement import serials
 from settlement.events import Settled
 from settlement.fees import BPS
 from settlement.ledger import InjectedFault, Ledger, SettlementError
-from settlement.serials import Key, SerialRange
+from settlement.serials import Key, Range, SerialRange
 
 BUY = Side.BUY
 
@@ -59,18 +59,30 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
     # the seller's lowest serials of each held key, in the hold's delivery order
     parts = credit_hold.parts
     seller_credits = seller.credits
-    used: list[tuple[Key, int]] = []
-    take: list[tuple[str, int, int, int]] = []
+    used: list[tuple[Key, int]] = []  # (key, qty) taken from the hold's parts, in order
     left = qty
     pi = 0
     while left:
         key, n = parts[pi]
         m = n if n <= left else left
         used.append((key, m))
+        left -= m
+        pi += 1
+    if pi > 1:  # a key may recur in a hold (amend up): take each key's serials once
+        want: dict[Key, int] = {}
+        for key, m in used:
+            want[key] = want.get(key, 0) + m
+        wanted = list(want.items())
+    else:
+        wanted = used
+    take: list[tuple[str, int, int, int]] = []
+    cuts: list[tuple[list[Range], int, Range | None]] = []  # (ranges, whole ones, split rest)
+    for key, m in wanted:
         project, vintage = key
         ranges = seller_credits[key]
         need = m
         j = 0
+        split: Range | None = None
         while need:
             a, b = ranges[j]
             c = b - a + 1
@@ -80,9 +92,9 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
                 j += 1
             else:
                 take.append((project, vintage, a, a + need - 1))
+                split = (a + need, b)
                 need = 0
-        left -= m
-        pi += 1
+        cuts.append((ranges, j, split))
     body = Settled(
         trade.trade_id,
         trade.series,
@@ -129,8 +141,11 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
                 part[1] -= m
             seller_held[key] -= m
         credit_hold.qty -= qty
-        for p, v, a, b in take:
-            serials.remove(seller_credits[(p, v)], a, b)
+        for ranges, whole, rest in cuts:  # the lowest serials: a prefix of each list
+            if whole:
+                del ranges[:whole]
+            if rest is not None:
+                ranges[0] = rest
         step = 4
         if fault == 5:
             raise InjectedFault(5)
