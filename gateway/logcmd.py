@@ -75,6 +75,11 @@ def verify(store: SQLiteStore, out: TextIO, *, codec: Codec | None = None) -> in
     from settlement.log import verify as verify_log
 
     codec = codec if codec is not None else SettlementCodec()
+    with store.reading():  # one consistent view, though a server may be writing
+        return _verify(store, out, codec, verify_log)
+
+
+def _verify(store: SQLiteStore, out: TextIO, codec: Codec, verify_log: Any) -> int:
     try:
         verdict = verify_log(_decoded(store, codec, 0))
     except CorruptRecord as exc:

@@ -120,11 +120,24 @@ def recover(
     on_command: Callable[[int, Any, list[Any]], None] | None = None,
     resume: Recovered | None = None,
 ) -> Recovered:
-    """Rebuild the core from `store` (see the module docstring). `use_snapshots=False`
-    replays the whole journal from genesis (the audit check). `on_command(seq, cmd,
-    events)` sees every replayed command and its events (the crash test uses it).
-    `resume` continues an earlier result's replay with the commands stored since (its core
-    is taken over and moved on)."""
+    """Rebuild the core from `store` (see the module docstring), reading one consistent view
+    of it (a server may be writing meanwhile). `use_snapshots=False` replays the whole
+    journal from genesis (the audit check). `on_command(seq, cmd, events)` sees every
+    replayed command and its events (the crash test uses it). `resume` continues an earlier
+    result's replay with the commands stored since (its core is taken over and moved on)."""
+    with store.reading():
+        return _recover(store, codec, genesis, restore, use_snapshots, on_command, resume)
+
+
+def _recover(
+    store: Store,
+    codec: Codec | None,
+    genesis: Callable[[Store], Any],
+    restore: Callable[[bytes], Any],
+    use_snapshots: bool,
+    on_command: Callable[[int, Any, list[Any]], None] | None,
+    resume: Recovered | None,
+) -> Recovered:
     started = time.perf_counter()
     codec = codec if codec is not None else SettlementCodec()
     skipped: list[str] = []
@@ -235,6 +248,8 @@ def _try_snapshot(store: Store, info: SnapshotInfo, restore: Callable[[bytes], A
         snap = store.snapshot(info.seq)
     except CorruptRecord as exc:
         return f"corrupt ({exc})"
+    except StoreError as exc:
+        return f"unreadable ({exc})"
     try:
         core = restore(snap.data)
     except Exception as exc:

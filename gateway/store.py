@@ -21,6 +21,7 @@ import sqlite3
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -105,6 +106,10 @@ class Store(Protocol):
         """Write a batch in one transaction; returns once it is durably committed."""
 
     def head(self) -> Head: ...
+
+    def reading(self) -> AbstractContextManager[None]:
+        """A consistent view of the store for the duration (a read transaction), so that a
+        reader never sees a journal and a log from different commits."""
 
     def commands(self, after_seq: int = 0) -> Iterator[JournalRow]:
         """Journal rows with seq > after_seq, in order, each checked (`CorruptRecord`)."""
@@ -272,6 +277,18 @@ class SQLiteStore:
             raise
 
     # -- reading -------------------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        db = self._db
+        if db.in_transaction:  # already inside one: it is the view
+            yield
+            return
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("ROLLBACK")
 
     def head(self) -> Head:
         seq = self._db.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
