@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import select
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import msgspec
@@ -139,6 +143,29 @@ def test_log_tail_follow_prints_records_as_they_are_committed(tmp_path):
             stop.set()
             tailer.join(TIMEOUT_S)
     assert not tailer.is_alive()
+
+
+def test_tonne_log_tail_follow_runs_until_interrupted(folder):
+    path, _ = folder
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "log", "tail", "-f", "-n", "2", "--data", str(path)]
+        + ["--poll-s", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], TIMEOUT_S)
+        assert ready, "no output from tail -f"
+        assert "retirement" in proc.stdout.readline() + proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
 
 
 def test_recover_check_reports_snapshot_replay_and_hashes(folder, capsys):
