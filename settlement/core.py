@@ -173,22 +173,28 @@ class Core:
         Each `Trade` is settled as it comes, in order; the `Settled` events follow the
         engine's events (clients pair them by `trade_id`)."""
         start = len(events)
-        self.exchange.apply(cmd, events)  # type: ignore[arg-type]
+        ex = self.exchange
+        ex.apply(cmd, events)  # type: ignore[arg-type]
+        open_orders = ex.open_orders
+        if len(events) - start == 2 and type(cmd) is NewOrder and order_id in open_orders:
+            return events  # Accepted + BookDelta: it rested untouched, holding what it needs
         ledger = self.ledger
-        open_orders = self.exchange.open_orders
         buy_hold = self.fees.buy_hold
         currency = self.currency
         settled: list[AnyEvent] = []
+        touched = False  # whether the command's own order traded or was cancelled
         for i in range(start, len(events)):
             ev: Any = events[i]
             kind = type(ev)
             if kind is Trade:
+                touched = True
                 settled.append(settle_fill(ledger, ev, currency[ev.series]))
                 # the maker traded at its own price: keep only what its open rest needs
                 maker_id = ev.maker_order_id
                 maker = open_orders.get(maker_id)
                 if ev.aggressor is BUY:
-                    ledger.release_credits(maker_id, maker.qty if maker is not None else 0)
+                    if maker is None:  # an open sell's hold already equals its open qty
+                        ledger.release_credits(maker_id)
                 elif maker is None:
                     ledger.release_cash(maker_id)
                 else:
@@ -196,13 +202,15 @@ class Core:
                     if ledger.cash_holds[maker_id].amount > keep:
                         ledger.release_cash(maker_id, keep)
             elif kind is Cancelled or kind is Expired:
+                touched = True
                 if ev.side is BUY:
                     ledger.release_cash(ev.order_id)
                 else:
                     ledger.release_credits(ev.order_id)
         if settled:
             events.extend(settled)
-        if side is not None:
+        # an order that rested untouched holds exactly what it needs
+        if side is not None and (touched or type(cmd) is not NewOrder):
             self._reconcile(order_id, side)
         return events
 
@@ -493,7 +501,7 @@ class Core:
         for oid in buys:
             o, h = ex.open_orders[oid], ledger.cash_holds[oid]
             assert h.account == o.account and h.currency == self.currency[o.series]
-            assert h.amount >= self.fees.buy_hold(o.price * o.qty), "buy hold covers the rest"
+            assert h.amount == self.fees.buy_hold(o.price * o.qty), "buy hold = what rest needs"
         for oid in sells:
             o, c = ex.open_orders[oid], ledger.credit_holds[oid]
             assert c.account == o.account and c.qty == o.qty, "sell hold = open quantity"

@@ -59,15 +59,21 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
     # the seller's lowest serials of each held key, in the hold's delivery order
     parts = credit_hold.parts
     seller_credits = seller.credits
-    used: list[tuple[Key, int]] = []  # (key, qty) taken from the hold's parts, in order
-    left = qty
-    pi = 0
-    while left:
-        key, n = parts[pi]
-        m = n if n <= left else left
-        used.append((key, m))
-        left -= m
-        pi += 1
+    used: list[tuple[Key, int]]  # (key, qty) taken from the hold's parts, in order
+    part = parts[0]
+    if part[1] >= qty:  # the common case: one key
+        used = [(part[0], qty)]
+        pi = 1
+    else:
+        used = []
+        left = qty
+        pi = 0
+        while left:
+            key, n = parts[pi]
+            m = n if n <= left else left
+            used.append((key, m))
+            left -= m
+            pi += 1
     if pi > 1:  # a key may recur in a hold (amend up): take each key's serials once
         want: dict[Key, int] = {}
         for key, m in used:

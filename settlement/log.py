@@ -46,6 +46,7 @@ _KIND: dict[type, str] = {
     t: t.__struct_config__.tag  # type: ignore[misc]
     for t in (CashDeposited, CashWithdrawn, CreditsDeposited, CreditsWithdrawn, Settled, Retired)
 }
+_KIND_B = {k: k.encode() for k in _KIND.values()}
 
 
 class LogRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -94,7 +95,7 @@ class SettlementLog:
         kind = _KIND[type(body)]
         ts = body.ts
         prev = self.head_hash
-        h = sha256(b"%s|%d|%d|%s|%s" % (prev.encode(), seq, ts, kind.encode(), data)).hexdigest()
+        h = sha256(b"%s|%d|%d|%s|%s" % (prev.encode(), seq, ts, _KIND_B[kind], data)).hexdigest()
         record = LogRecord(seq, ts, kind, data, prev, h)
         self.pending.append(record)
         self.head_seq = seq
