@@ -12,6 +12,14 @@ while the engine takes the chunk and while the chunk's results are released; it 
 the fills are read out of the results for the digest. The garbage collector stays on. With
 `--repeat K` the engines take turns (A B, B A, A B, ...) and each reports its best run.
 
+Why not take turns chunk by chunk within one run, which would pair the engines' exposure to
+the machine's load more tightly: all engines would then be alive at once and share the
+garbage collector (and the caches), so a collection triggered by one engine's allocations
+scans the others' objects (the settlement ledger's above all) on that engine's clock. Tried
+at 1M commands: the reference ran 2x slower and the ratio moved from 0.54x to 0.76x; at 300k
+with the collector off most of the reference's slowdown went away. A bias, not a steadier
+figure.
+
 A third line, "engine + settlement", runs the same commands through `settlement.core.Core`
 (a hold before each order, DvP settlement of each fill) with every account funded so that
 no hold is refused: its fills must be the engine's too.
@@ -191,57 +199,22 @@ def digest(fills: list[Fill]) -> str:
     return h.hexdigest()
 
 
-def timed_run_paired(
-    contenders: Sequence[Contender], workload: Workload, chunks: Sequence[list[Command]]
-) -> list[tuple[float, list[Fill]]]:
-    """Like `timed_run` for all contenders at once, taking turns chunk by chunk (A B, B A,
-    ...), so that a change of machine load within the run hits every engine alike."""
-    submits = [c.start(workload) for c in contenders]
-    elapsed = [0.0] * len(contenders)
-    fills: list[list[Fill]] = [[] for _ in contenders]
-    gc.collect()
-    gc.freeze()
-    try:
-        for n, chunk in enumerate(chunks):
-            turns = range(len(contenders)) if n % 2 == 0 else range(len(contenders) - 1, -1, -1)
-            for i in turns:
-                submit = submits[i]
-                t0 = time.perf_counter()
-                results = [submit(cmd) for cmd in chunk]
-                t1 = time.perf_counter()
-                fills_of = contenders[i].fills_of
-                for result in results:
-                    fills[i].extend(fills_of(result))
-                t2 = time.perf_counter()
-                del results
-                elapsed[i] += (t1 - t0) + (time.perf_counter() - t2)
-    finally:
-        gc.unfreeze()
-    return list(zip(elapsed, fills, strict=True))
-
-
-def run(
-    workload: Workload, contenders: list[Contender], repeat: int, paired: bool = False
-) -> list[Result]:
-    """Time every contender `repeat` times, taking turns run by run (or, when `paired`,
-    chunk by chunk within each run); fill counts and digests of each."""
+def run(workload: Workload, contenders: list[Contender], repeat: int) -> list[Result]:
+    """Time every contender `repeat` times, taking turns; fill counts and digests of each."""
     commands = workload.commands
     chunks = [commands[i : i + CHUNK_COMMANDS] for i in range(0, len(commands), CHUNK_COMMANDS)]
     results = {c.name: Result(c.name) for c in contenders}
     for k in range(repeat):
         order = contenders if k % 2 == 0 else contenders[::-1]
-        if paired:
-            timed = list(zip(order, timed_run_paired(order, workload, chunks), strict=True))
-        else:
-            timed = [(c, timed_run(c, workload, chunks)) for c in order]
-        for contender, (seconds, fills) in timed:
+        for contender in order:
+            seconds, fills = timed_run(contender, workload, chunks)
             result = results[contender.name]
             result.seconds.append(seconds)
             d = digest(fills)
             if result.digest and result.digest != d:
                 raise AssertionError(f"{contender.name}: fills differ between repeats")
             result.fills, result.digest = len(fills), d
-        del timed
+            del fills
     return [results[c.name] for c in contenders]
 
 
@@ -321,12 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=1, metavar="K", help="runs per engine; best of K reported"
     )
     parser.add_argument(
-        "--paired",
-        action="store_true",
-        help=f"engines take turns every {CHUNK_COMMANDS} commands within one run (steadier "
-        "on a busy machine; all engines are in memory at once)",
-    )
-    parser.add_argument(
         "--profile",
         type=int,
         default=0,
@@ -352,15 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     for line in describe_workload(workload.stats, generated_s):
         print(line)
     print()
-    results = run(workload, contenders, args.repeat, paired=args.paired)
+    results = run(workload, contenders, args.repeat)
     for line in describe_results(results, args.commands):
         print(line)
     if settlement is None:
         print(f"engine + settlement: not measured ({settlement_note})")
-    turns = f"every {CHUNK_COMMANDS:,} commands" if args.paired else "between repeats"
     print(
         "measured: time.perf_counter over all commands, each engine fresh, gc.collect() + "
-        f"gc.freeze() before each run, engines taking turns {turns}"
+        "gc.freeze() before each run, engines taking turns between repeats"
     )
     digests = {r.digest for r in results}
     if len(digests) != 1:

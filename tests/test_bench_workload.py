@@ -196,13 +196,3 @@ def test_bench_runs_both_engines_and_prints_rates_and_ratio(
     if engine_bench.settlement_contender()[0] is not None:
         assert any(line.startswith("engine + settlement ") for line in lines)
         assert "ratio engine + settlement/reference:" in out
-
-
-def test_paired_bench_takes_turns_within_a_run_and_agrees_on_fills(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert engine_bench.main(["--commands", "5000", "--repeat", "2", "--paired"]) == 0
-    out = capsys.readouterr().out
-    assert "taking turns every" in out
-    assert "per repeat" in out
-    assert "fill sequences identical" in out
