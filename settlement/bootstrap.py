@@ -5,13 +5,17 @@ series' currency and credits that no order of a workload is refused for want of 
 project the core may not know is listed first (a `ListProject`, harmlessly rejected as
 `ALREADY_LISTED` if it is known); a generic series gets one synthetic pool project per
 (standard, mitigation) so that it has eligible credits. Serials are synthetic, high and
-disjoint per account: `base + account * SPAN_PER_ACCOUNT`.
+disjoint per account: `base + account * SPAN_PER_ACCOUNT`. `with_cash_limits` gives the
+workload's market buys the cash limit the ledger requires.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
+import msgspec
+
+from engine.commands import Command, NewOrder, OrderType, Side
 from engine.reference import STANDARD_OF_REGISTRY, Project, Series
 from settlement.commands import (
     AnyCommand,
@@ -77,3 +81,20 @@ def funding_commands(
                 ref="funding",
                 ts=ts,
             )
+
+
+def with_cash_limits(commands: Iterable[Command], max_notional: int = 10**12) -> list[Command]:
+    """The commands with a cash limit on every market buy that lacks one (the core rejects
+    those with MARKET_BUY_NEEDS_CASH_LIMIT); a limit above any order's notional changes no
+    fill, so the engine alone makes the same trades."""
+    out: list[Command] = []
+    for c in commands:
+        if (
+            type(c) is NewOrder
+            and c.type is OrderType.MARKET
+            and c.side is Side.BUY
+            and not c.max_notional
+        ):
+            c = msgspec.structs.replace(c, max_notional=max_notional)
+        out.append(c)
+    return out
