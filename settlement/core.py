@@ -63,6 +63,7 @@ from settlement.retirement import (
     plan_by_ranges,
 )
 from settlement.serials import Key
+from settlement.state import canonical
 
 BUY = Side.BUY
 MARKET = OrderType.MARKET
@@ -429,50 +430,7 @@ class Core:
 
     def canonical(self) -> list[Any]:
         """The whole state as plain lists, ints and strings in a canonical order."""
-        ex, ledger = self.exchange, self.ledger
-        books = []
-        for sid in sorted(ex.books):
-            b = ex.books[sid]
-            sides = []
-            for levels, sign in ((b.bids, -1), (b.asks, 1)):
-                sides.append(
-                    [
-                        [key * sign, [_order(o) for o in levels[key].orders if o.qty]]
-                        for key in sorted(levels)
-                    ]
-                )
-            books.append([sid, b.series, b.halted, b.seq, b.ref_price, sides])
-        accounts = []
-        for aid in sorted(ledger.accounts):
-            a = ledger.accounts[aid]
-            accounts.append(
-                [
-                    aid,
-                    sorted(a.cash.items()),
-                    sorted(a.cash_held.items()),
-                    sorted([list(k), r] for k, r in a.credits.items() if r),
-                    sorted([list(k), n] for k, n in a.credits_held.items() if n),
-                ]
-            )
-        return [
-            "tonne-core-1",
-            [self.fees.maker_bps, self.fees.taker_bps, ledger.fee_account, ledger.currencies],
-            [self.projects[p] for p in sorted(self.projects)],
-            books,
-            [ex.next_order_id, ex.next_trade_id],
-            sorted([a, sorted(s)] for a, s in ex.coids_seen.items()),
-            accounts,
-            sorted([o, h.account, h.currency, h.amount] for o, h in ledger.cash_holds.items()),
-            sorted(
-                [o, h.account, h.series, h.qty, [[list(k), n] for k, n in h.parts]]
-                for o, h in ledger.credit_holds.items()
-            ),
-            sorted([list(k), r] for k, r in ledger.known.items() if r),
-            sorted([list(k), r] for k, r in ledger.retired.items() if r),
-            sorted(ledger.cash_net.items()),
-            sorted([list(k), n] for k, n in ledger.credits_net.items() if n),
-            [ledger.next_cert, ledger.log.head_seq, ledger.log.head_hash],
-        ]
+        return canonical(self)
 
     def state_hash(self) -> str:
         """Hex SHA-256 of `canonical()`: equal states give equal hashes in any process."""
@@ -507,21 +465,6 @@ class Core:
             assert c.account == o.account and c.qty == o.qty, "sell hold = open quantity"
             keys = set(self.keys[o.series])
             assert all(k in keys for k, _ in c.parts), "held credits are eligible"
-
-
-def _order(o: Any) -> list[Any]:
-    return [
-        o.order_id,
-        o.account,
-        o.client_order_id,
-        o.side.value,
-        o.price,
-        o.qty,
-        o.tif.value,
-        o.expire_ts,
-        o.stp.value,
-        o.post_only,
-    ]
 
 
 def _rejected(account: int, ref: str, order_id: int, refused: Reject, ts: int) -> Rejected:
