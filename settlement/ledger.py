@@ -1,8 +1,8 @@
 """The ledger: accounts, cash and credit holds, deposits and withdrawals, and its invariants.
 
 State lives here and only here: each account's cash per currency (total and held, integer
-minor units) and credits per (project, vintage) (available range lists plus the held count);
-each live order's hold; every serial ever deposited and not withdrawn (`known`, retired ones
+minor units) and credits per (project, vintage) (the owned serial ranges, with counts
+available and held); each live order's hold (cash amount, or credit quantity per key); every serial ever deposited and not withdrawn (`known`, retired ones
 included) and the retired ones. DvP (`settlement.dvp`) and retirement
 (`settlement.retirement`) are the other two writers, through the same attributes.
 
