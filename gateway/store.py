@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -163,6 +163,19 @@ CREATE TABLE IF NOT EXISTS reference (
 """
 
 
+def _text(raw: object) -> str:
+    """A TEXT column read as bytes (so that a damaged one cannot fail the read itself)."""
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _checks(crc_of: Any, crc: object, *fields: Any) -> bool:
+    """Whether a row's stored checksum matches its fields; False for fields of a wrong type."""
+    try:
+        return bool(crc_of(*fields) == crc)
+    except (TypeError, struct.error, AttributeError):
+        return False
+
+
 def default_data_dir() -> str:
     return os.environ.get(DATA_DIR_ENV) or DATA_DIR_DEFAULT
 
@@ -292,8 +305,10 @@ class SQLiteStore:
 
     def head(self) -> Head:
         seq = self._db.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
-        row = self._db.execute("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1").fetchone()
-        log_seq, log_head = (row[0], row[1]) if row else (0, "")
+        row = self._db.execute(
+            "SELECT seq, CAST(hash AS BLOB) FROM log ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        log_seq, log_head = (row[0], _text(row[1])) if row else (0, "")
         return Head(seq, log_seq, log_head)
 
     def count(self, table: str) -> int:
@@ -306,11 +321,12 @@ class SQLiteStore:
         seq = after_seq
         while True:
             rows = self._db.execute(
-                "SELECT seq, ts, cmd, crc FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, ts, CAST(cmd AS BLOB), crc FROM journal "
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
                 (seq, READ_CHUNK_ROWS),
             ).fetchall()
             for seq, ts, cmd, crc in rows:
-                if not isinstance(cmd, bytes) or journal_crc(seq, ts, cmd) != crc:
+                if not _checks(journal_crc, crc, seq, ts, cmd):
                     raise CorruptRecord(f"journal record seq {seq}", "checksum mismatch")
                 yield JournalRow(seq, ts, cmd)
             if len(rows) < READ_CHUNK_ROWS:
@@ -320,11 +336,13 @@ class SQLiteStore:
         seq = after_seq
         while True:
             rows = self._db.execute(
-                "SELECT seq, record, hash, crc FROM log WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, CAST(record AS BLOB), CAST(hash AS BLOB), crc FROM log "
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
                 (seq, READ_CHUNK_ROWS),
             ).fetchall()
-            for seq, record, hash_hex, crc in rows:
-                if not isinstance(record, bytes) or log_crc(seq, record, hash_hex) != crc:
+            for seq, record, hash_raw, crc in rows:
+                hash_hex = _text(hash_raw)
+                if not _checks(log_crc, crc, seq, record, hash_hex):
                     raise CorruptRecord(f"settlement log record seq {seq}", "checksum mismatch")
                 yield LogRow(seq, record, hash_hex)
             if len(rows) < READ_CHUNK_ROWS:
@@ -332,24 +350,26 @@ class SQLiteStore:
 
     def snapshots(self) -> list[SnapshotInfo]:
         rows = self._db.execute(
-            "SELECT seq, log_seq, log_head, state_hash, ts, length(data) FROM snapshot "
+            "SELECT seq, log_seq, CAST(log_head AS BLOB), CAST(state_hash AS BLOB), ts, "
+            "length(CAST(data AS BLOB)) FROM snapshot "
             "ORDER BY seq DESC"
         ).fetchall()
-        return [SnapshotInfo(*row) for row in rows]
+        return [SnapshotInfo(a, b, _text(c), _text(d), e, f) for a, b, c, d, e, f in rows]
 
     def snapshot(self, seq: int) -> Snapshot:
         row = self._db.execute(
-            "SELECT seq, log_seq, log_head, state_hash, ts, data, digest FROM snapshot "
+            "SELECT seq, log_seq, CAST(log_head AS BLOB), CAST(state_hash AS BLOB), ts, "
+            "CAST(data AS BLOB), CAST(digest AS BLOB) FROM snapshot "
             "WHERE seq = ?",
             (seq,),
         ).fetchone()
         if row is None:
             raise StoreError(f"no snapshot at seq {seq}")
-        *fields, data, digest = row
-        if not isinstance(data, bytes):
-            raise CorruptRecord(f"snapshot seq {seq}", "data is not a blob")
-        info = SnapshotInfo(*fields, len(data))
-        if snapshot_digest(info, data) != digest:
+        seq_, log_seq, log_head, state_hash, ts, data, digest = row
+        if not isinstance(data, bytes) or not isinstance(ts, int) or not isinstance(log_seq, int):
+            raise CorruptRecord(f"snapshot seq {seq}", "a column has the wrong type")
+        info = SnapshotInfo(seq_, log_seq, _text(log_head), _text(state_hash), ts, len(data))
+        if snapshot_digest(info, data) != _text(digest):
             raise CorruptRecord(f"snapshot seq {seq}", "checksum mismatch")
         return Snapshot(info, data)
 

@@ -185,6 +185,21 @@ def _copy(src, dst):
     b.close()
 
 
+def test_recover_sets_a_corrupt_snapshot_aside_and_uses_an_older_one(folder, tmp_path, capsys):
+    path, state_hash = folder
+    _copy(path, tmp_path)
+    with SQLiteStore(tmp_path, readonly=True) as store:
+        newest, older = store.snapshots()[:2]
+    with sqlite3.connect(db_path(tmp_path)) as db:
+        db.execute("UPDATE snapshot SET data = X'00' || data WHERE seq = ?", (newest.seq,))
+    db.close()
+    code, out = _run(recover.main, ["--check", str(tmp_path)], capsys)
+    assert code == 0, out
+    assert f"set aside       snapshot seq {newest.seq}: corrupt" in out
+    assert f"snapshot used   seq {older.seq}" in out
+    assert f"state hash      {state_hash}" in out
+
+
 def test_log_verify_fails_naming_the_first_bad_record(folder, tmp_path, capsys):
     path, _ = folder
     _copy(path, tmp_path)

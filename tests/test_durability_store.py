@@ -71,6 +71,25 @@ def test_an_edited_journal_row_is_named(tmp_path):
             next(rows)
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE journal SET cmd = CAST(X'FF00FE' AS TEXT) WHERE seq = 3",
+        "UPDATE journal SET ts = 'yesterday' WHERE seq = 3",
+        "UPDATE journal SET crc = 'x' WHERE seq = 3",
+    ],
+)
+def test_a_journal_row_of_the_wrong_type_is_named_not_a_crash(tmp_path, edit):
+    with SQLiteStore(tmp_path) as store:
+        store.write(_batch(1, 5))
+    _edit(tmp_path, edit)
+    with (
+        SQLiteStore(tmp_path, readonly=True) as store,
+        pytest.raises(CorruptRecord, match="journal record seq 3"),
+    ):
+        list(store.commands())
+
+
 def test_an_edited_log_row_is_named(tmp_path):
     with SQLiteStore(tmp_path) as store:
         store.write(_batch(1, 5))
@@ -92,10 +111,13 @@ def test_snapshots_are_listed_newest_first_checked_and_pruned(tmp_path):
         assert store.prune_snapshots(2) == 1
         assert [s.seq for s in store.snapshots()] == [6, 4]
     _edit(tmp_path, "UPDATE snapshot SET data = ? WHERE seq = 6", b"abd")
+    _edit(tmp_path, "UPDATE snapshot SET state_hash = CAST(X'FF' AS TEXT) WHERE seq = 4")
     with SQLiteStore(tmp_path, readonly=True) as store:
         with pytest.raises(CorruptRecord, match="snapshot seq 6"):
             store.snapshot(6)
-        assert store.snapshot(4).info.state_hash == "state4"
+        with pytest.raises(CorruptRecord, match="snapshot seq 4"):
+            store.snapshot(4)
+        assert [s.seq for s in store.snapshots()] == [6, 4]
 
 
 def test_reference_data_round_trips(tmp_path):
