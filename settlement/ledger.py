@@ -2,9 +2,10 @@
 
 State lives here and only here: each account's cash per currency (total and held, integer
 minor units) and credits per (project, vintage) (the owned serial ranges, with counts
-available and held); each live order's hold (cash amount, or credit quantity per key); every serial ever deposited and not withdrawn (`known`, retired ones
-included) and the retired ones. DvP (`settlement.dvp`) and retirement
-(`settlement.retirement`) are the other two writers, through the same attributes.
+available and held); each live order's hold (a cash amount, or a credit quantity per key);
+every serial ever deposited and not withdrawn (`known`, retired ones included) and the
+retired ones. DvP (`settlement.dvp`) and retirement (`settlement.retirement`) are the
+other two writers, through the same attributes.
 
 Methods that can refuse return a `Reject` (reason, text) and change nothing; they return
 None or the movement event when they succeeded. A broken invariant is an `AssertionError`.
