@@ -331,10 +331,16 @@ def check_store(
     started = time.perf_counter()
     codec = SettlementCodec()
     encode = msgspec.msgpack.encode
+    from engine.events import Trade
+
     by_seq = {a.seq: (cmd, a) for cmd, a in acked[checked:]}
     found: set[int] = set()
+    trades: dict[int, Any] = {}  # trade id -> the engine's Trade, from the replay
 
     def on_command(seq: int, cmd: Any, events: list[Any]) -> None:
+        for event in events:
+            if type(event) is Trade:
+                trades[event.trade_id] = event
         item = by_seq.get(seq)
         if item is None:
             return
@@ -351,6 +357,7 @@ def check_store(
         missing = sorted(set(by_seq) - found)
         assert not missing, f"acknowledged commands lost: journal seqs {missing[:10]}"
         scratch.core.check_invariants()
+        check_fills_settled(store, codec, trades, replay.log_seq if replay is not None else 0)
         fast = recover(store, codec=codec)
         assert (fast.seq, fast.state_hash) == (scratch.seq, scratch.state_hash), (
             f"snapshot recovery {fast.summary()} differs from a replay from scratch "
@@ -364,6 +371,33 @@ def check_store(
     tally.journal_seq = scratch.seq
     tally.check_s += time.perf_counter() - started
     return scratch
+
+
+def check_fills_settled(
+    store: SQLiteStore, codec: Any, trades: dict[int, Any], after_log_seq: int
+) -> None:
+    """Both legs or neither: every fill the replay made has exactly one DvP record in the
+    stored log (buyer, seller, price, quantity, and serials adding up to the quantity), and
+    every DvP record belongs to a fill."""
+    settled: set[int] = set()
+    for row in store.records(after_log_seq):
+        record = codec.decode_record(row.record)
+        if record.kind != "fill":
+            continue
+        fill = record.movement()
+        trade = trades.get(fill.trade_id)
+        assert trade is not None, f"log record {record.seq} settles no fill of the journal"
+        assert fill.trade_id not in settled, f"fill {fill.trade_id} settled twice"
+        settled.add(fill.trade_id)
+        assert (fill.buyer, fill.seller, fill.price, fill.qty) == (
+            trade.buyer,
+            trade.seller,
+            trade.price,
+            trade.qty,
+        ), f"log record {record.seq} differs from fill {fill.trade_id}"
+        assert sum(r.qty for r in fill.ranges) == fill.qty, f"fill {fill.trade_id}: serials"
+    unsettled = sorted(set(trades) - settled)
+    assert not unsettled, f"fills without their DvP record: {unsettled[:10]}"
 
 
 async def run_cycles(
