@@ -34,7 +34,7 @@ import msgspec
 import uvloop
 
 from gateway import journal as journal_mod
-from gateway.journal import Journal, SettlementCodec
+from gateway.journal import Journal, JournalFailed, SettlementCodec
 from gateway.recovery import RecoveryError, recover
 from gateway.store import SQLiteStore, StoreError
 
@@ -57,7 +57,8 @@ class Feed:
         self.last_ts = 0
         self.encode = msgspec.msgpack.Encoder().encode
         self.decode_request = msgspec.msgpack.Decoder(tuple[int, Any]).decode
-        self.connections: set[asyncio.Task[None]] = set()
+        self.stop = asyncio.Event()
+        self.failed: BaseException | None = None
 
     def stamp(self) -> int:
         """Strictly increasing command time (ns), so that replay order equals time order."""
@@ -119,6 +120,9 @@ class Feed:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except JournalFailed as exc:  # the core is ahead of the store: answer nothing more
+            self.failed = exc
+            self.stop.set()
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
@@ -175,7 +179,7 @@ async def serve(args: argparse.Namespace) -> int:
         "recovery": got.summary(),
     }
     print(json.dumps(line), flush=True)
-    stop = asyncio.Event()
+    stop = feed.stop
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -184,8 +188,11 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         server.close()
         await server.wait_closed()
-        await journal.close(snapshot=True)
+        await journal.close(snapshot=feed.failed is None)
         store.close()
+    if feed.failed is not None:
+        print(f"feed: stopping, the journal failed: {feed.failed}", file=sys.stderr)
+        return 1
     return 0
 
 
