@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
 
-        def once(name: str, n: int, folder: Path | None, s: int, read: int, **extra: Any):
+        def once(
+            name: str, n: int, folder: Path | None, s: int, read: int, **extra: Any
+        ) -> Outcome:
             return uvloop.run(
                 run_one(
                     name,
