@@ -22,6 +22,8 @@ from collections import deque
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from engine.commands import SelfTrade, Side, TimeInForce
 from engine.events import BookDelta, Cancelled, CancelReason, Event, Trade
 from engine.reference import Series
@@ -35,52 +37,26 @@ CANCEL_RESTING = SelfTrade.CANCEL_RESTING
 CANCEL_BOTH = SelfTrade.CANCEL_BOTH
 
 NO_LIMIT = 1 << 62  # a limit key that every level satisfies (market orders without a band)
+MAX_PRICE = 1 << 53  # the highest price any order may carry, band or no band
 _DEAD_COMPACT_MIN = 64  # a level compacts once it holds this many dead orders...
 _HEAP_SLACK = 64  # ...and a side's heap is rebuilt past 2 x levels + this many entries
 
 
-class Order:
-    """An open order. Mutable, slotted: the engine's only per-order allocation."""
+class Order(msgspec.Struct, gc=False):
+    """An open order: the engine's only per-order allocation. A mutable C-level struct that
+    the garbage collector does not track (it refers to no container), built positionally."""
 
-    __slots__ = (
-        "order_id",
-        "series",
-        "account",
-        "client_order_id",
-        "side",
-        "price",
-        "qty",
-        "tif",
-        "expire_ts",
-        "stp",
-        "post_only",
-    )
-
-    def __init__(
-        self,
-        order_id: int,
-        series: str,
-        account: int,
-        client_order_id: str,
-        side: Side,
-        price: int,
-        qty: int,
-        tif: TimeInForce,
-        expire_ts: int,
-        stp: SelfTrade,
-        post_only: bool,
-    ) -> None:
-        self.order_id = order_id
-        self.series = series
-        self.account = account
-        self.client_order_id = client_order_id
-        self.side = side
-        self.price = price
-        self.qty = qty
-        self.tif = tif
-        self.expire_ts = expire_ts
-        self.stp = stp
-        self.post_only = post_only
+    order_id: int
+    series: str
+    account: int
+    client_order_id: str
+    side: Side
+    price: int
+    qty: int
+    tif: TimeInForce
+    expire_ts: int
+    stp: SelfTrade
+    post_only: bool
 
 
 class Level:
@@ -118,7 +94,7 @@ class OrderBook:
             width = price * self.series.band_bps // 10_000
             self.band_low, self.band_high = price - width, price + width
         else:
-            self.band_low, self.band_high = 1, NO_LIMIT
+            self.band_low, self.band_high = 1, MAX_PRICE
 
     # -- queries -------------------------------------------------------------------------
 
@@ -251,6 +227,7 @@ class OrderBook:
         notional_left = max_notional
         stopped: CancelReason | None = None
         append = events.append
+        trade_id = ex.next_trade_id - 1
         while remaining:
             while heap and heap[0] not in levels:
                 heappop(heap)
@@ -304,8 +281,7 @@ class OrderBook:
                             stopped = CancelReason.NOTIONAL_LIMIT
                             break
                     notional_left -= q * price
-                trade_id = ex.next_trade_id
-                ex.next_trade_id = trade_id + 1
+                trade_id += 1
                 append(
                     Trade(
                         trade_id,
@@ -339,6 +315,7 @@ class OrderBook:
                 heappop(heap)
             if stopped is not None:
                 break
+        ex.next_trade_id = trade_id + 1
         taker.qty = remaining
         return stopped
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from heapq import heappop, heappush
 
-from engine.book import Order, OrderBook
+from engine.book import MAX_PRICE, Order, OrderBook
 from engine.commands import (
     Amend,
     Cancel,
@@ -76,6 +76,22 @@ class Exchange:
         events: list[Event] = []
         if self._gtd and self._gtd[0][0] <= cmd.ts:
             self.expire_due(cmd.ts, events)
+        kind = type(cmd)
+        if kind is NewOrder:  # the hot path, dispatched without the generic layers
+            rejected = self._check_new(cmd)  # type: ignore[arg-type]
+            if rejected is None:
+                self._apply_new(cmd, events)  # type: ignore[arg-type]
+            else:
+                events.append(rejected)
+            return events
+        if kind is Cancel:  # looked up once, not once to check and once to apply
+            assert isinstance(cmd, Cancel)
+            order = self._find(cmd.account, cmd.order_id, cmd.client_order_id)
+            if order is None:
+                events.append(self._unknown_order(cmd))
+            else:
+                self._cancel(order, CancelReason.USER, cmd.ts, events)
+            return events
         rejected = self.check(cmd)
         if rejected is not None:
             events.append(rejected)
@@ -171,6 +187,32 @@ class Exchange:
     # -- new orders --------------------------------------------------------------------------------
 
     def _check_new(self, cmd: NewOrder) -> Rejected | None:
+        """None if the order may enter. The common order (a valid limit GTC/IOC) passes one
+        combined test; anything else gets the complete, reason-giving validation."""
+        book = self.books.get(cmd.series)
+        if book is not None and not book.halted and cmd.type is LIMIT and not cmd.post_only:
+            tif = cmd.tif
+            qty = cmd.qty
+            price = cmd.price
+            series = book.series
+            coid = cmd.client_order_id
+            seen = self.coids_seen.get(cmd.account)
+            if (
+                (tif is GTC or tif is IOC)
+                and coid
+                and (seen is None or coid not in seen)
+                and 0 < qty <= series.max_order_qty
+                and not qty % series.lot
+                and book.band_low <= price <= book.band_high
+                and not price % series.tick
+                and not cmd.expire_ts
+                and cmd.max_notional >= 0
+            ):
+                return None
+        return self._validate_new(cmd)
+
+    def _validate_new(self, cmd: NewOrder) -> Rejected | None:
+        """The complete validation of a new order, in the order a client would fix things."""
         book = self.books.get(cmd.series)
         account, coid, ts = cmd.account, cmd.client_order_id, cmd.ts
         if book is None:
@@ -259,42 +301,42 @@ class Exchange:
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
         account = cmd.account
+        coid = cmd.client_order_id
         seen = self.coids_seen.get(account)
         if seen is None:
             seen = self.coids_seen[account] = set()
-        seen.add(cmd.client_order_id)
+        seen.add(coid)
         side = cmd.side
+        qty = cmd.qty
+        market = cmd.type is MARKET
+        if market:
+            price = 0
+            limit_key = book.band_high if side is BUY else -book.band_low
+        else:
+            price = cmd.price
+            limit_key = price if side is BUY else -price
         order = Order(
             order_id,
             book.id,
             account,
-            cmd.client_order_id,
+            coid,
             side,
-            cmd.price,
-            cmd.qty,
+            price,
+            qty,
             cmd.tif,
             cmd.expire_ts,
             cmd.stp,
             cmd.post_only,
         )
-        events.append(
-            Accepted(
-                order_id, account, cmd.client_order_id, book.id, side, cmd.price, cmd.qty, cmd.ts
-            )
-        )
-        limit_key = _limit_key(book, side, cmd.type, cmd.price)
-        if (
-            cmd.tif is FOK
-            and book.fillable(side, account, cmd.stp, cmd.qty, limit_key, cmd.max_notional)
-            < cmd.qty
+        events.append(Accepted(order_id, account, coid, book.id, side, price, qty, cmd.ts))
+        if cmd.tif is FOK and (
+            book.fillable(side, account, cmd.stp, qty, limit_key, cmd.max_notional) < qty
         ):
             events.append(
-                Cancelled(
-                    order_id, account, book.id, side, cmd.qty, CancelReason.FILL_OR_KILL, cmd.ts
-                )
+                Cancelled(order_id, account, book.id, side, qty, CancelReason.FILL_OR_KILL, cmd.ts)
             )
             return
-        self._enter(book, order, limit_key, cmd.max_notional, cmd.type is MARKET, cmd.ts, events)
+        self._enter(book, order, limit_key, cmd.max_notional, market, cmd.ts, events)
 
     def _enter(
         self,
@@ -305,22 +347,26 @@ class Exchange:
         market: bool,
         ts: int,
         events: list[Event],
+        gtd_indexed: bool = False,
     ) -> None:
-        """Match an order on arrival, then rest what is left or cancel it as its TIF says."""
-        stopped = (
-            book.match(order, limit_key, max_notional, ts, events)
-            if book.crosses(order.side, limit_key)
-            else None
-        )
-        if not order.qty:
-            return
+        """Match an order on arrival, then rest what is left or cancel it as its TIF says.
+        `gtd_indexed`: the order's expiry is already in the GTD heap (an amended order)."""
+        if order.side is BUY:
+            levels, heap = book.asks, book._ask_heap
+        else:
+            levels, heap = book.bids, book._bid_heap
+        while heap and heap[0] not in levels:  # drop stale tops, as OrderBook.best_key does
+            heappop(heap)
+        stopped = None
+        if heap and heap[0] <= limit_key:
+            stopped = book.match(order, limit_key, max_notional, ts, events)
+            if not order.qty:
+                return
         tif = order.tif
         if stopped is not None or market or tif is IOC or tif is FOK:
             if stopped is None:
                 stopped = (
-                    CancelReason.MARKET_NO_LIQUIDITY
-                    if market
-                    else (CancelReason.IMMEDIATE_OR_CANCEL)
+                    CancelReason.MARKET_NO_LIQUIDITY if market else CancelReason.IMMEDIATE_OR_CANCEL
                 )
             events.append(
                 Cancelled(
@@ -334,7 +380,7 @@ class Exchange:
         if by_coid is None:
             by_coid = self.open_by_coid[order.account] = {}
         by_coid[order.client_order_id] = order
-        if tif is GTD:
+        if tif is GTD and not gtd_indexed:
             heappush(self._gtd, (order.expire_ts, order.order_id))
 
     # -- cancel and amend ---------------------------------------------------------------
@@ -349,16 +395,20 @@ class Exchange:
 
     def _check_cancel(self, cmd: Cancel) -> Rejected | None:
         if self._find(cmd.account, cmd.order_id, cmd.client_order_id) is None:
-            name = f"{cmd.order_id}" if cmd.order_id else f"{cmd.client_order_id!r}"
-            return _reject(
-                cmd.account,
-                cmd.client_order_id,
-                cmd.order_id,
-                Reason.UNKNOWN_ORDER,
-                f"no open order {name} for this account",
-                cmd.ts,
-            )
+            return self._unknown_order(cmd)
         return None
+
+    @staticmethod
+    def _unknown_order(cmd: Cancel) -> Rejected:
+        name = f"{cmd.order_id}" if cmd.order_id else f"{cmd.client_order_id!r}"
+        return _reject(
+            cmd.account,
+            cmd.client_order_id,
+            cmd.order_id,
+            Reason.UNKNOWN_ORDER,
+            f"no open order {name} for this account",
+            cmd.ts,
+        )
 
     def _remove(self, order: Order, events: list[Event]) -> None:
         """Take an open order out of its book and the indexes (no event of its own)."""
@@ -503,7 +553,14 @@ class Exchange:
             order.post_only,
         )
         self._enter(
-            book, fresh, _limit_key(book, fresh.side, LIMIT, price), 0, False, cmd.ts, events
+            book,
+            fresh,
+            _limit_key(book, fresh.side, LIMIT, price),
+            0,
+            False,
+            cmd.ts,
+            events,
+            gtd_indexed=True,
         )
 
     # -- shared validation ---------------------------------------------------------------------
@@ -554,6 +611,15 @@ class Exchange:
                 order_id,
                 Reason.INVALID_PRICE,
                 f"price {price} is not a positive multiple of the tick {tick}",
+                ts,
+            )
+        if price > MAX_PRICE:
+            return _reject(
+                account,
+                coid,
+                order_id,
+                Reason.INVALID_PRICE,
+                f"price {price} is above the highest price {MAX_PRICE}",
                 ts,
             )
         if not book.band_low <= price <= book.band_high:
