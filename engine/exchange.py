@@ -85,10 +85,9 @@ class Exchange:
                 events.append(rejected)
             return events
         if kind is Cancel:  # looked up once, not once to check and once to apply
-            assert isinstance(cmd, Cancel)
-            order = self._find(cmd.account, cmd.order_id, cmd.client_order_id)
+            order = self._find(cmd.account, cmd.order_id, cmd.client_order_id)  # type: ignore[union-attr]
             if order is None:
-                events.append(self._unknown_order(cmd))
+                events.append(self._unknown_order(cmd))  # type: ignore[arg-type]
             else:
                 self._cancel(order, CancelReason.USER, cmd.ts, events)
             return events
