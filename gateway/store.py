@@ -351,7 +351,7 @@ class SQLiteStore:
     def snapshots(self) -> list[SnapshotInfo]:
         rows = self._db.execute(
             "SELECT seq, log_seq, CAST(log_head AS BLOB), CAST(state_hash AS BLOB), ts, "
-            "length(CAST(data AS BLOB)) FROM snapshot "
+            "length(data) FROM snapshot "
             "ORDER BY seq DESC"
         ).fetchall()
         return [SnapshotInfo(a, b, _text(c), _text(d), e, f) for a, b, c, d, e, f in rows]
