@@ -220,6 +220,25 @@ def test_the_time_window_gathers_late_arrivals_and_is_bounded(tmp_path):
     asyncio.run(main())
 
 
+def test_a_full_batch_does_not_wait_for_the_window(tmp_path):
+    window_s = 1.0
+
+    async def main() -> None:
+        store = GatedStore(tmp_path)
+        journal = Journal(store, codec=ToyCodec(), window_s=window_s, batch_max=3)
+        core = ToyCore()
+        started = time.monotonic()
+        for cmd in _adds(3):
+            core.apply(cmd)
+            journal.append(cmd, core.drain_records())
+        await asyncio.wait_for(journal.flush(), TIMEOUT_S)
+        assert store.commit_times[0] - started < window_s / 2
+        await journal.close()
+        store.close()
+
+    asyncio.run(main())
+
+
 def test_a_failed_commit_fails_every_waiter_and_later_appends(tmp_path):
     class BrokenStore(SQLiteStore):
         def write(self, batch: Batch) -> None:
