@@ -139,6 +139,8 @@ class Journal:
             raise ValueError("snapshot_every, snapshot_interval_s, snapshots_kept must be > 0")
         self.store = store
         self.codec: Codec = codec if codec is not None else SettlementCodec()
+        self._encode_command = self.codec.encode_command
+        self._encode_record = self.codec.encode_record
         self.batch_max = batch_max
         self.window_s = window_s
         self.core = core
@@ -185,19 +187,20 @@ class Journal:
             raise JournalFailed("the journal is closed or failed; nothing more is accepted")
         seq = self.seq + 1
         self.seq = seq
-        self._buf_cmds.append(JournalRow(seq, cmd.ts, self.codec.encode_command(cmd)))
+        buf = self._buf_cmds
+        buf.append(JournalRow(seq, cmd.ts, self._encode_command(cmd)))
         if records:
-            encode = self.codec.encode_record
-            buf = self._buf_recs
+            encode = self._encode_record
+            recs = self._buf_recs
             log_seq = self.log_seq
             for record in records:
                 log_seq += 1
                 if record.seq != log_seq:
                     raise AssertionError(f"settlement record seq {record.seq}, expected {log_seq}")
-                buf.append(LogRow(log_seq, encode(record), record.hash))
+                recs.append(LogRow(log_seq, encode(record), record.hash))
             self.log_seq = log_seq
             self.log_head = records[-1].hash
-        if len(self._buf_cmds) >= self.batch_max:
+        if len(buf) >= self.batch_max:
             self._cut()
         return seq
 
