@@ -1,6 +1,6 @@
 """`tonne log`: operators follow and audit the settlement log in a data folder.
 
-    tonne log tail [-f] [-n N] [--data DIR]   one readable line per record; -f follows
+    tonne log tail [-f] [-n N] [--after SEQ] [--data DIR]   one line per record; -f follows
     tonne log verify [--data DIR]             chain + ledger replay + invariants, state hash
 
 `tail -f` polls the store (a read-only connection, so it never gets in the writer's way)
@@ -37,19 +37,21 @@ def tail(
     out: TextIO,
     *,
     last: int = 0,
+    after_seq: int = 0,
     follow: bool = False,
     poll_s: float = POLL_S,
     stop: Callable[[], bool] = lambda: False,
     codec: Codec | None = None,
 ) -> int:
-    """Print the log (the last `last` records when > 0), then with `follow` keep printing new
-    records until `stop()` says so; returns the seq of the last record printed."""
+    """Print the log after record `after_seq` (only the last `last` records when > 0), then
+    with `follow` keep printing new records until `stop()` says so; returns the seq of the
+    last record printed."""
     from settlement.log import format_record
 
     codec = codec if codec is not None else SettlementCodec()
-    seq = 0
+    seq = max(0, after_seq)
     if last > 0:
-        seq = max(0, store.head().log_seq - last)
+        seq = max(seq, store.head().log_seq - last)
     lines: deque[str] = deque()
     for record in _decoded(store, codec, seq):
         out.write(format_record(record) + "\n")
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p_tail = sub.add_parser("tail", help="print the settlement log, one line per record")
     p_tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     p_tail.add_argument("-n", "--lines", type=int, default=0, help="only the last N records")
+    p_tail.add_argument("--after", type=int, default=0, help="only records after seq N")
     p_tail.add_argument("--poll-s", type=float, default=POLL_S, help="follow: poll interval")
     p_verify = sub.add_parser("verify", help="audit the settlement log and print the state hash")
     for p in (p_tail, p_verify):
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 store,
                 sys.stdout,
                 last=max(0, args.lines),
+                after_seq=args.after,
                 follow=args.follow,
                 poll_s=max(POLL_S_MIN, args.poll_s),
             )

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tonne recover: REFUSE to start: {exc}")
             return 1
         print(f"data folder     {folder}")
+        stored = ", ".join(f"seq {s.seq} ({s.size_bytes:,} bytes)" for s in store.snapshots())
+        print(f"snapshots       {stored or 'none'}")
         print(f"snapshot used   {f'seq {got.snapshot_seq}' if got.snapshot_seq else 'none'}")
         for reason in got.skipped:
             print(f"set aside       {reason}")

@@ -93,6 +93,10 @@ def test_log_tail_prints_one_readable_line_per_record(folder, capsys):
         last = decode_record(list(store.records(head.log_seq - 1))[0].record)
     assert lines[-1] == format_record(last)
     assert "retirement" in lines[-1] and "Acme Ltd" in lines[-1]
+    code, out = _run(
+        logcmd.main, ["tail", "--after", str(head.log_seq - 3), "--data", str(path)], capsys
+    )
+    assert code == 0 and out.splitlines() == lines[-3:]
 
 
 def test_log_tail_follow_prints_records_as_they_are_committed(tmp_path):
