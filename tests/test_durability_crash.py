@@ -18,7 +18,7 @@ CYCLES = int(os.environ.get("TONNE_CRASH_CYCLES", "5"))
 
 def test_sigkill_loses_nothing_acknowledged_and_half_applies_nothing(tmp_path):
     tally = asyncio.run(
-        run_cycles(tmp_path, CYCLES, seed=11, feed_args=["--snapshot-every", "700"])
+        run_cycles(tmp_path, CYCLES, seed=11, feed_args=["--snapshot-every", "300"])
     )
     assert tally.cycles == CYCLES
     assert tally.acked > 0 and tally.fills > 0 and tally.retirements > 0
