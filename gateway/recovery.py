@@ -165,6 +165,9 @@ def _recover(
 
     seq, log_seq, log_head = start.seq, start.log_seq, start.log_head
     replayed = 0
+    # Snapshots the replay passes: their recorded state hash must be the replay's there.
+    checkpoints = {s.seq: s for s in store.snapshots() if s.seq > seq}
+    checked = False
     encode_record = codec.encode_record
     stored = store.records(log_seq)
     try:
@@ -194,6 +197,8 @@ def _recover(
                 assert row_log is not None
                 log_seq, log_head = row_log.seq, row_log.hash
             replayed += 1
+            if seq in checkpoints:
+                checked = _check_checkpoint(store, checkpoints[seq], core, log_seq, log_head)
         extra = next(stored, None)
         if extra is not None:
             raise RecoveryError(
@@ -203,17 +208,8 @@ def _recover(
     except CorruptRecord as exc:
         raise RecoveryError(f"{exc.what} is corrupt: refusing to start") from exc
     state_hash = core.state_hash()
-    checked = False
-    final = [s for s in store.snapshots() if s.seq == seq and s.seq != start.seq]
-    if start.seq == seq and start.seq and resume is None:
-        checked = True  # restored at the final command, hash checked in _try_snapshot
-    elif final:
-        if final[0].state_hash != state_hash:
-            raise RecoveryError(
-                f"state hash after replay to seq {seq} is {state_hash[:16]}, but snapshot "
-                f"seq {seq} recorded {final[0].state_hash[:16]}"
-            )
-        checked = True
+    if seq not in checkpoints:  # the last checkpoint, if any, was not at the final command
+        checked = bool(start.seq == seq and start.seq and resume is None)
     return Recovered(
         core=core,
         snapshot_seq=resume.snapshot_seq if resume is not None else start.seq,
@@ -266,6 +262,26 @@ def _try_snapshot(store: Store, info: SnapshotInfo, restore: Callable[[bytes], A
             return f"stored log at seq {info.log_seq} does not match its head hash"
     core.drain_records()
     return core
+
+
+def _check_checkpoint(
+    store: Store, info: SnapshotInfo, core: Any, log_seq: int, log_head: str
+) -> bool:
+    """At a snapshot's command, the replayed core must have the state hash and log head the
+    snapshot recorded (a difference means the core that wrote it diverged from its journal).
+    A snapshot whose own checksum fails is no evidence either way: False."""
+    try:
+        store.snapshot(info.seq)
+    except StoreError:
+        return False
+    state_hash = core.state_hash()
+    if (state_hash, log_seq, log_head) != (info.state_hash, info.log_seq, info.log_head):
+        raise RecoveryError(
+            f"replay to journal seq {info.seq} gives state hash {state_hash[:16]} and log "
+            f"head {log_seq}/{log_head[:16]}, but snapshot seq {info.seq} recorded "
+            f"{info.state_hash[:16]} and {info.log_seq}/{info.log_head[:16]}"
+        )
+    return True
 
 
 def _check_record(

@@ -479,3 +479,22 @@ def test_recovery_reads_a_consistent_view_while_a_server_writes(tmp_path):
     finally:
         thread.join(TIMEOUT_S)
     assert recoveries >= 1 and not thread.is_alive()
+
+
+def test_a_replay_that_misses_a_snapshots_state_hash_refuses_and_names_it(tmp_path):
+    """The snapshots are checkpoints of the replay: a core that wrote a state its journal
+    does not reproduce (nondeterminism) is found by the audit replay."""
+    _fill(tmp_path, 12, snapshot_every=5)
+    with SQLiteStore(tmp_path) as store:
+        good = store.snapshot(5)
+        info = msgspec.structs.replace(good.info, seq=7, state_hash="0" * 64)
+        store.write(Batch([], [], msgspec.structs.replace(good, info=info)))
+        with pytest.raises(RecoveryError, match="snapshot seq 7 recorded"):
+            recover(
+                store,
+                codec=ToyCodec(),
+                genesis=lambda s: ToyCore(),
+                restore=ToyCore.restore,
+                use_snapshots=False,
+            )
+        assert _recover(store).snapshot_seq == 10  # the newest is sound and passes no checkpoint
