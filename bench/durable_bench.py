@@ -51,6 +51,16 @@ def fund_commands(series: Sequence[Any], accounts: int, ts: int) -> list[Any]:
     return list(funding_commands(series, accounts, ts))
 
 
+def workload_commands(n: int, seed: int) -> Any:
+    """The standard workload, market buys given the cash limit the core requires (as in
+    `tonne bench`), so that the core makes the engine's fills."""
+    from settlement.bootstrap import with_cash_limits
+
+    workload = generate(n, seed)
+    workload.commands = with_cash_limits(workload.commands)
+    return workload
+
+
 class Run:
     """One durable (or not) pass over the commands: rate and arrival-to-commit latencies."""
 
@@ -189,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     sessions = [int(x) for x in str(args.sessions).split(",") if x]
 
     t0 = time.perf_counter()
-    workload = generate(max(args.commands, args.per_command), args.seed)
+    workload = workload_commands(max(args.commands, args.per_command), args.seed)
     series = workload.series
     setup = fund_commands(series, ACCOUNTS, workload.commands[0].ts - 1)
     print(
@@ -260,7 +270,7 @@ def recovery_run(
 ) -> None:
     """Journal `args.recovery` commands durably (with snapshots), then time the recovery."""
     t0 = time.perf_counter()
-    workload = generate(args.recovery, args.seed + 1)
+    workload = workload_commands(args.recovery, args.seed + 1)
     setup = fund_commands(workload.series, ACCOUNTS, workload.commands[0].ts - 1)
     gen_s = time.perf_counter() - t0
     out = uvloop.run(
