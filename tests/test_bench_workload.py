@@ -10,13 +10,15 @@ from collections import Counter
 import pytest
 
 from bench import engine_bench
-from bench.reference_engine import ReferenceEngine
+from bench.reference_engine import Fill, ReferenceEngine
 from bench.workload import Workload, generate, standard_series
 from engine import (
     Amend,
+    BookDelta,
     Cancel,
     Cancelled,
     CancelReason,
+    Event,
     Exchange,
     NewOrder,
     OrderType,
@@ -182,17 +184,84 @@ def test_reference_stops_at_its_own_order_and_drops_the_rest() -> None:
 # -- the runner ---------------------------------------------------------------------------------
 
 
-def test_bench_runs_both_engines_and_prints_rates_and_ratio(
+def test_bench_runs_every_engine_and_prints_rates_and_ratios(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert engine_bench.main(["--commands", "20000"]) == 0
     out = capsys.readouterr().out
     assert "commands/s" in out
     lines = out.splitlines()
+    assert any(line.startswith("matcher only (no validation, fills only) ") for line in lines)
+    assert any(line.startswith("reference (full: validation + events) ") for line in lines)
     assert any(line.startswith("reference ") for line in lines)
     assert any(line.startswith("engine ") for line in lines)
-    assert "ratio engine/reference:" in out
+    assert any(line.startswith("engine / reference: ") for line in lines)
+    assert any(line.startswith("engine / matcher only: ") for line in lines)
     assert "fill sequences identical" in out
+    assert "event streams identical (reference (full: validation + events) and engine" in out
     if engine_bench.settlement_contender()[0] is not None:
         assert any(line.startswith("engine + settlement ") for line in lines)
-        assert "ratio engine + settlement/reference:" in out
+        assert any(line.startswith("engine + settlement / reference: ") for line in lines)
+
+
+def test_the_headline_ratio_is_the_engine_against_the_full_reference() -> None:
+    def result(name: str, seconds: float) -> engine_bench.Result:
+        return engine_bench.Result(name, [seconds], 1, "f" * 64, 5, "e" * 64)
+
+    lines = engine_bench.describe_results(
+        [
+            result(engine_bench.MATCHER_ONLY, 1.0),
+            result(engine_bench.FULL_REFERENCE, 3.0),
+            result(engine_bench.ENGINE, 1.5),
+            result(engine_bench.ENGINE_SETTLEMENT, 6.0),
+        ],
+        commands=1_000,
+    )
+    ratios = {
+        line.split(":")[0]: line.split(":")[1].split()[0]
+        for line in lines
+        if " / " in line.split(":")[0]
+    }
+    assert ratios == {
+        "engine / reference": "2.00x",
+        "engine / matcher only": "0.67x",
+        "engine + settlement / reference": "0.50x",
+        "engine + settlement / matcher only": "0.17x",
+    }
+    headline = next(i for i, line in enumerate(lines) if " / " in line.split(":")[0])
+    assert lines[headline].startswith("engine / reference:")
+
+
+def test_bench_fails_when_the_event_streams_differ(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same fills, but the full reference's L2 updates go missing: exit 1."""
+    honest = engine_bench.full_reference_contender()
+
+    def lossy() -> engine_bench.Contender:
+        def events_of(events: list[Event]) -> list[Event]:
+            return [e for e in events if not isinstance(e, BookDelta)]
+
+        return engine_bench.Contender(honest.name, honest.start, honest.fills_of, events_of)
+
+    monkeypatch.setattr(engine_bench, "full_reference_contender", lossy)
+    assert engine_bench.main(["--commands", "3000"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: the event streams of" in out
+    assert "event streams identical" not in out
+
+
+def test_bench_fails_when_the_fills_differ(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest = engine_bench.matcher_only_contender()
+
+    def short() -> engine_bench.Contender:
+        def fills_of(fills: list[Fill]) -> list[Fill]:
+            return fills[1:]
+
+        return engine_bench.Contender(honest.name, honest.start, fills_of)
+
+    monkeypatch.setattr(engine_bench, "matcher_only_contender", short)
+    assert engine_bench.main(["--commands", "3000"]) == 1
+    assert "FAIL: the engines' fill sequences differ" in capsys.readouterr().out
