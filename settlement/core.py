@@ -104,10 +104,12 @@ class Core:
 
     def apply(self, cmd: AnyCommand) -> list[AnyEvent]:
         """Apply one command; its events, in order. Deterministic: no clock, no I/O."""
-        if type(cmd) is NewOrder:  # the hot path: skip the dispatch table
-            return self._new_order(cmd)
-        handler = _DISPATCH[type(cmd)]
-        return handler(self, cmd)
+        kind = type(cmd)
+        if kind is NewOrder:  # the hot paths skip the dispatch table
+            return self._new_order(cmd)  # type: ignore[arg-type]
+        if kind is Cancel:
+            return self._cancel(cmd)  # type: ignore[arg-type]
+        return _DISPATCH[kind](self, cmd)
 
     def drain_records(self) -> list[LogRecord]:
         """Settlement-log records appended since the last drain, oldest first."""
@@ -174,21 +176,57 @@ class Core:
         if refused is not None:
             events.append(_rejected(cmd.account, cmd.client_order_id, 0, refused, cmd.ts))
             return events
-        return self._run(cmd, events, order_id, cmd.side)
+        start = len(events)
+        ex.apply(cmd, events)  # type: ignore[arg-type]
+        if len(events) - start == 2 and order_id in ex.open_orders:
+            return events  # Accepted + BookDelta: it rested untouched, holding what it needs
+        return self._settle(cmd, events, start, order_id, cmd.side)
+
+    def _cancel(self, cmd: Cancel) -> list[AnyEvent]:
+        """`_engine` for one cancel, without the generic steps: it trades nothing, and only
+        the order it cancels (and any order that expired first) gives its hold back."""
+        events: list[AnyEvent] = []
+        ex = self.exchange
+        ex.expire_due(cmd.ts, events)  # type: ignore[arg-type]
+        if events:
+            self._release_expired(events)
+        rejected = ex.check(cmd)
+        if rejected is not None:
+            events.append(rejected)
+            return events
+        start = len(events)
+        ex.apply(cmd, events)  # type: ignore[arg-type]
+        ledger = self.ledger
+        for i in range(start, len(events)):
+            ev: Any = events[i]
+            if type(ev) is Cancelled:
+                if ev.side is BUY:
+                    ledger.release_cash(ev.order_id)
+                else:
+                    ledger.release_credits(ev.order_id)
+        return events
 
     def _run(
         self, cmd: Command, events: list[AnyEvent], order_id: int, side: Side | None
     ) -> list[AnyEvent]:
-        """Apply a checked (and held) engine command; settle and release as its events say.
+        """Apply a checked (and held) engine command, then `_settle` its events."""
+        start = len(events)
+        self.exchange.apply(cmd, events)  # type: ignore[arg-type]
+        return self._settle(cmd, events, start, order_id, side)
+
+    def _settle(
+        self,
+        cmd: Command,
+        events: list[AnyEvent],
+        start: int,
+        order_id: int,
+        side: Side | None,
+    ) -> list[AnyEvent]:
+        """Settle and release as the engine's events from `start` on say.
 
         Each `Trade` is settled as it comes, in order; the `Settled` events follow the
         engine's events (clients pair them by `trade_id`)."""
-        start = len(events)
-        ex = self.exchange
-        ex.apply(cmd, events)  # type: ignore[arg-type]
-        open_orders = ex.open_orders
-        if len(events) - start == 2 and type(cmd) is NewOrder and order_id in open_orders:
-            return events  # Accepted + BookDelta: it rested untouched, holding what it needs
+        open_orders = self.exchange.open_orders
         ledger = self.ledger
         buy_hold = self.fees.buy_hold
         currency = self.currency
@@ -484,7 +522,7 @@ def _rejected(account: int, ref: str, order_id: int, refused: Reject, ts: int) -
 _DISPATCH: dict[type, Callable[[Core, Any], list[AnyEvent]]] = {
     NewOrder: Core._new_order,
     Amend: Core._amend,
-    Cancel: Core._engine,
+    Cancel: Core._cancel,
     MassCancel: Core._engine,
     Halt: Core._engine,
     Resume: Core._engine,
