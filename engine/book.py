@@ -92,7 +92,9 @@ class OrderBook:
         self.ref_price = price
         if self.series.band_bps and price:
             width = price * self.series.band_bps // 10_000
-            self.band_low, self.band_high = price - width, price + width
+            # Clamped, so that a band test alone also proves 0 < price <= MAX_PRICE.
+            self.band_low = max(1, price - width)
+            self.band_high = min(MAX_PRICE, price + width)
         else:
             self.band_low, self.band_high = 1, MAX_PRICE
 

@@ -145,7 +145,7 @@ SERIES = [
         mitigation=Mitigation.REMOVAL,
         vintage=2021,
         ref_price=100,
-        band_bps=9_000,
+        band_bps=12_000,
     ),
     Series(id="D", standard="CAR", mitigation=Mitigation.AVOIDANCE, vintage=2019, band_bps=1_000),
 ]
@@ -395,7 +395,7 @@ def test_status_changes_name_the_halt_and_the_reference_price() -> None:
     assert ref.submit(Resume(series="B", ts=3)) == [StatusChanged("B", False, 102, 3)]
 
 
-# -- disagreements found: engine bugs, pinned until fixed ---------------------------------------
+# -- disagreements once found: engine bugs, fixed by clamping the band to [1, MAX_PRICE] --
 
 WIDE = Series(
     id="W",
@@ -417,14 +417,15 @@ def first_events(series: Series, commands: list[Command]) -> tuple[list[Event], 
 
 def limit_buy(series: str, price: int) -> NewOrder:
     return NewOrder(
-        account=1, client_order_id="a", series=series, side=Side.BUY, price=price, qty=1
+        account=1,
+        client_order_id="a",
+        series=series,
+        side=Side.BUY,
+        price=price,
+        qty=LOT.get(series, 1),
     )
 
 
-BUG = "engine bug: Exchange._check_new's fast path trusts the band alone for the price check"
-
-
-@pytest.mark.xfail(strict=True, reason=BUG)
 @pytest.mark.parametrize("price", [0, -2])
 def test_a_price_not_above_zero_is_invalid_when_the_band_reaches_below_zero(price: int) -> None:
     ours, theirs = first_events(WIDE, [limit_buy("W", price)])
@@ -432,7 +433,6 @@ def test_a_price_not_above_zero_is_invalid_when_the_band_reaches_below_zero(pric
     assert ours == theirs
 
 
-@pytest.mark.xfail(strict=True, reason=BUG)
 def test_a_price_above_the_cap_is_invalid_when_the_band_reaches_above_it() -> None:
     high = 1 << 60
     ours, theirs = first_events(
