@@ -16,6 +16,8 @@ Plan first, then apply:
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from engine.commands import Side
 from engine.events import Trade
 from settlement import serials
@@ -59,11 +61,10 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
     # the seller's lowest serials of each held key, in the hold's delivery order
     parts = credit_hold.parts
     seller_credits = seller.credits
-    used: list[tuple[Key, int]]  # (key, qty) taken from the hold's parts, in order
     part = parts[0]
+    used: list[tuple[Key, int]]  # (key, qty) taken from the hold's parts, in order
     if part[1] >= qty:  # the common case: one key
-        used = [(part[0], qty)]
-        pi = 1
+        used = wanted = [(part[0], qty)]
     else:
         used = []
         left = qty
@@ -74,33 +75,48 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
             used.append((key, m))
             left -= m
             pi += 1
-    if pi > 1:  # a key may recur in a hold (amend up): take each key's serials once
+        # a key may recur in a hold (amend up): take each key's serials once
         want: dict[Key, int] = {}
         for key, m in used:
             want[key] = want.get(key, 0) + m
         wanted = list(want.items())
-    else:
-        wanted = used
-    take: list[tuple[str, int, int, int]] = []
-    cuts: list[tuple[list[Range], int, Range | None]] = []  # (ranges, whole ones, split rest)
+    # per key: (key, qty, the seller's ranges, how many whole ranges go, the rest of the
+    # range split last, the pieces delivered: a sorted, merged range list of their own)
+    moves: list[tuple[Key, int, list[Range], int, Range | None, list[Range]]] = []
+    delivered: list[SerialRange] = []
     for key, m in wanted:
-        project, vintage = key
         ranges = seller_credits[key]
-        need = m
-        j = 0
-        split: Range | None = None
-        while need:
-            a, b = ranges[j]
-            c = b - a + 1
-            if c <= need:
-                take.append((project, vintage, a, b))
-                need -= c
-                j += 1
-            else:
-                take.append((project, vintage, a, a + need - 1))
-                split = (a + need, b)
-                need = 0
-        cuts.append((ranges, j, split))
+        rest: Range | None = None
+        a, b = ranges[0]
+        c = b - a + 1
+        if c > m:  # the lowest range alone is enough: split it
+            whole = 0
+            pieces = [(a, a + m - 1)]
+            rest = (a + m, b)
+        elif c == m:
+            whole = 1
+            pieces = ranges[:1]
+        else:
+            need = m - c
+            whole = 1
+            while True:
+                a, b = ranges[whole]
+                c = b - a + 1
+                if c < need:
+                    need -= c
+                    whole += 1
+                    continue
+                if c == need:
+                    whole += 1
+                    pieces = ranges[:whole]
+                else:
+                    pieces = ranges[:whole]
+                    pieces.append((a, a + need - 1))
+                    rest = (a + need, b)
+                break
+        project, vintage = key
+        delivered += [SerialRange(project, vintage, x, y) for x, y in pieces]
+        moves.append((key, m, ranges, whole, rest, pieces))
     body = Settled(
         trade.trade_id,
         trade.series,
@@ -112,14 +128,14 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
         buyer_fee,
         seller_fee,
         ledger.fee_account,
-        tuple([SerialRange(p, v, a, b) for p, v, a, b in take]),
+        tuple(delivered),
         trade.ts,
     )
 
     # -- apply ---------------------------------------------------------------------------
     fault = ledger.fault
     step = 0
-    added = 0
+    added = 0  # keys delivered to the buyer (step 5's progress)
     record = None
     try:
         if fault == 1:
@@ -147,23 +163,39 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
                 part[1] -= m
             seller_held[key] -= m
         credit_hold.qty -= qty
-        for ranges, whole, rest in cuts:  # the lowest serials: a prefix of each list
-            if whole:
+        for _, _, ranges, whole, rest, _ in moves:  # the lowest serials: a prefix of each list
+            if rest is None:
                 del ranges[:whole]
-            if rest is not None:
+            elif whole:
+                ranges[: whole + 1] = (rest,)
+            else:
                 ranges[0] = rest
         step = 4
         if fault == 5:
             raise InjectedFault(5)
         buyer_credits = buyer.credits
         buyer_qty = buyer.credit_qty
-        for p, v, a, b in take:
-            key = (p, v)
+        for key, m, _, _, _, pieces in moves:
             got = buyer_credits.get(key)
-            if got is None:
-                got = buyer_credits[key] = []
-            serials.add(got, a, b)
-            buyer_qty[key] = buyer_qty.get(key, 0) + b - a + 1
+            if got:
+                # insert each piece, merging with an adjacent neighbour; the pieces ascend,
+                # so each search starts where the last one ended
+                i = 0
+                for a, b in pieces:
+                    i = bisect_left(got, (a,), i)  # (a,) sorts just before (a, b)
+                    if i and got[i - 1][1] + 1 == a:
+                        if i < len(got) and got[i][0] == b + 1:
+                            got[i - 1 : i + 1] = ((got[i - 1][0], got[i][1]),)
+                        else:
+                            got[i - 1] = (got[i - 1][0], b)
+                    elif i < len(got) and got[i][0] == b + 1:
+                        got[i] = (a, got[i][1])
+                    else:
+                        got.insert(i, (a, b))
+                        i += 1
+            else:
+                buyer_credits[key] = list(pieces)  # a list of its own: the undo reads `pieces`
+            buyer_qty[key] = buyer_qty.get(key, 0) + m
             added += 1
         step = 5
         if fault == 6:
@@ -178,13 +210,15 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
         if step >= 6:
             assert record is not None
             ledger.log.unappend(record)
-        for p, v, a, b in take[:added]:
-            key = (p, v)
-            serials.remove(buyer.credits[key], a, b)
-            buyer.credit_qty[key] -= b - a + 1
+        for key, m, _, _, _, pieces in moves[:added]:
+            got = buyer.credits[key]
+            for a, b in pieces:
+                serials.remove(got, a, b)
+            buyer.credit_qty[key] -= m
         if step >= 4:
-            for p, v, a, b in take:
-                serials.add(seller_credits[(p, v)], a, b)
+            for _, _, ranges, _, _, pieces in moves:
+                for a, b in pieces:
+                    serials.add(ranges, a, b)
             credit_hold.qty += qty
             for key, m in reversed(used):
                 if parts and parts[0][0] == key:
