@@ -84,6 +84,41 @@ def test_consecutive_fills_deliver_consecutive_serials_oldest_first(core: Core) 
     ]
 
 
+def test_serials_that_close_a_gap_join_the_buyers_ranges_into_one(core: Core) -> None:
+    core.apply(order(1, "s", Side.SELL, 1_000, 100))
+    core.apply(order(2, "b1", Side.BUY, 1_000, 10))  # FIRST .. +9 to 2
+    core.apply(order(3, "b2", Side.BUY, 1_000, 10))  # +10 .. +19 to 3
+    core.apply(order(2, "b3", Side.BUY, 1_000, 5))  # +20 .. +24 to 2
+    core.apply(order(3, "s3", Side.SELL, 990, 10))  # ahead of what is left of 1's sell
+    (s,) = settled(core.apply(order(2, "b4", Side.BUY, 990, 10)))
+    assert s.ranges == (SerialRange("VCS1340", 2020, FIRST + 10, FIRST + 19),)
+    assert core.ledger.accounts[2].credits[("VCS1340", 2020)] == [(FIRST, FIRST + 24)]
+    assert core.ledger.accounts[3].credits[("VCS1340", 2020)] == []
+    core.check_invariants()
+
+
+def test_pieces_from_a_fragmented_seller_arrive_exact_and_merge_where_they_touch(
+    core: Core,
+) -> None:
+    # 2 holds FIRST..+9 and +20..+24; 3 holds +10..+19 and +25..+34: sold on by 3 in one
+    # fill, its two pieces fill both of 2's gaps and 2 holds one range
+    core.apply(order(1, "s", Side.SELL, 1_000, 35))
+    for i, (buyer, qty) in enumerate(((2, 10), (3, 10), (2, 5), (3, 10))):
+        core.apply(order(buyer, f"b{i}", Side.BUY, 1_000, qty))
+    assert core.ledger.accounts[3].credits[("VCS1340", 2020)] == [
+        (FIRST + 10, FIRST + 19),
+        (FIRST + 25, FIRST + 34),
+    ]
+    core.apply(order(3, "s3", Side.SELL, 1_000, 20))
+    (s,) = settled(core.apply(order(2, "all", Side.BUY, 1_000, 20)))
+    assert s.ranges == (
+        SerialRange("VCS1340", 2020, FIRST + 10, FIRST + 19),
+        SerialRange("VCS1340", 2020, FIRST + 25, FIRST + 34),
+    )
+    assert core.ledger.accounts[2].credits[("VCS1340", 2020)] == [(FIRST, FIRST + 34)]
+    core.check_invariants()
+
+
 def test_a_buy_filled_at_a_better_price_releases_the_unused_hold(core: Core) -> None:
     core.apply(order(1, "s", Side.SELL, 900, 50))
     core.apply(order(2, "b", Side.BUY, 1_000, 80))  # 50 fill at 900, 30 rest at 1000
