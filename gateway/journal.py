@@ -50,6 +50,7 @@ SNAPSHOTS_KEPT = 3  # older snapshots are pruned after a new one is stored
 WINDOW_S_MAX = 1.0  # the time window may not be set longer than this
 PAUSES_KEPT = 1024  # snapshot pause measurements kept for reporting
 HASH_HEX_BYTES = 64  # a snapshot child sends its state hash (hex) before the data
+FDS_MAX = 1 << 16  # a snapshot child closes every descriptor below this but its pipe
 
 
 class JournalFailed(Exception):
@@ -413,7 +414,10 @@ def _fork_snapshot(core: SnapshotSource) -> tuple[int, int]:
     if pid == 0:  # the child
         code = 1
         try:
-            os.close(read_fd)
+            # Keep only the pipe: the listening socket, client connections and the store
+            # must not outlive a parent that is killed while this child still works.
+            os.closerange(3, write_fd)
+            os.closerange(write_fd + 1, FDS_MAX)
             data = core.state_hash().encode() + core.snapshot()
             view = memoryview(data)
             while view:
