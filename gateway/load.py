@@ -71,7 +71,18 @@ async def participant(
     tick = series.tick
     low = max(series.band_low, tick)
     high = min(series.band_high, ref_price * 2 or 1000 * tick)
+    seen = client.received
     while budget[0] > 0 and time.monotonic() < deadline:
+        # forget orders that filled or left the book since the last look (bounded scan)
+        first = client.received - len(client.history)
+        done = {
+            m.order_id
+            for m in list(client.history)[max(0, seen - first) :]
+            if (type(m) is p.Fill and not m.leaves_qty) or type(m) is p.Cancelled
+        }
+        seen = client.received
+        if done:
+            mine = [o for o in mine if o not in done]
         started = time.perf_counter_ns()
         try:
             if len(mine) >= open_max:
