@@ -4,7 +4,7 @@
                 [--messages-per-s N] [--frame-bytes-max N] [--open-orders-max N]
                 [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
 
-On an empty data folder it stores the genesis reference data (the demo's series on real
+On an empty data folder it stores the genesis reference data (the fee schedule, the demo's series on real
 projects from data/, and every project), then recovers the core from the store (snapshot +
 journal replay, checked), opens every account provisioned with `tonne accounts add`, and
 serves. It prints one JSON line when ready ({"tcp_port", "ws_port", "seq", "recovery"}),
@@ -31,6 +31,11 @@ from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
 from gateway.server import Server
 from gateway.session import Limits
 from gateway.store import SQLiteStore, StoreError, default_data_dir
+
+
+# The fee schedule a new exchange starts with (basis points of the notional, rounded down;
+# settlement/README.md). Part of the genesis reference data, so replay always agrees.
+GENESIS_FEES = {"maker_fee_bps": 5, "taker_fee_bps": 15}
 
 
 def genesis_listing() -> tuple[list[Any], list[Any]]:
@@ -81,7 +86,7 @@ async def running(
     try:
         if not store.head().seq and not store.reference(REF_SERIES):
             series, projects = genesis_listing()
-            save_genesis(store, series=series, projects=projects)
+            save_genesis(store, series=series, projects=projects, config=dict(GENESIS_FEES))
         got = recover(store)
     except BaseException:
         store.close()
