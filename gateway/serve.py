@@ -4,11 +4,12 @@
                 [--messages-per-s N] [--frame-bytes-max N] [--open-orders-max N]
                 [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
 
-On an empty data folder it stores the genesis reference data (the fee schedule, the demo's series on real
-projects from data/, and every project), then recovers the core from the store (snapshot +
-journal replay, checked), opens every account provisioned with `tonne accounts add`, and
-serves. It prints one JSON line when ready ({"tcp_port", "ws_port", "seq", "recovery"}),
-and on SIGINT/SIGTERM stops accepting, commits, snapshots and exits 0.
+On an empty data folder it stores the genesis reference data (the fee schedule, the demo's
+series on real projects from data/, and every project), then recovers the core from the
+store (snapshot + journal replay, checked), opens every account provisioned with
+`tonne accounts add`, and serves. It prints one JSON line when ready ({"tcp_port",
+"ws_port", "seq", "recovery"}), and on SIGINT/SIGTERM stops accepting, commits, snapshots
+and exits 0.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
 from gateway.server import Server
 from gateway.session import Limits
 from gateway.store import SQLiteStore, StoreError, default_data_dir
-
 
 # The fee schedule a new exchange starts with (basis points of the notional, rounded down;
 # settlement/README.md). Part of the genesis reference data, so replay always agrees.
