@@ -7,7 +7,8 @@
 `add` prints the new key's id and secret once; only the sealed secret is stored
 (`accounts.json`, sealed with `master.key`, see gateway/auth.py). The server opens each
 provisioned account in the core when it starts. `fund` lets a key deposit and withdraw cash
-for its own account (test and demo markets; on a real exchange that is an operator's job).
+and deposit registry blocks of credits for its own account (test and demo markets; on a
+real exchange that is an operator's job).
 
 `import` provisions keys from a config file: JSON lines (or one JSON array) of
 `{"account": 7, "key_id": "...", "secret": "...", "permissions": ["trade", "retire"]}`,

@@ -110,6 +110,21 @@ class Deposit(msgspec.Struct, frozen=True, **_client("deposit")):
     req_id: Int = 0
 
 
+class DepositCredits(msgspec.Struct, frozen=True, **_client("deposit_credits")):
+    """A registry block in (only for keys with the `fund` permission), as the registry
+    writes it: `start`, `end` and `quantity` are checked against each other under
+    `convention` (`inclusive`: `end` is the last serial; `half_open`: one past it)."""
+
+    project: Str
+    vintage: Int
+    start: Int
+    end: Int
+    quantity: Int
+    convention: Str = "inclusive"
+    ref: Str = ""
+    req_id: Int = 0
+
+
 class Withdraw(msgspec.Struct, frozen=True, **_client("withdraw")):
     currency: Str
     amount: Int
@@ -172,6 +187,7 @@ ClientMessage = (
     | Cancel
     | MassCancel
     | Deposit
+    | DepositCredits
     | Withdraw
     | Retire
     | QueryOpenOrders
@@ -288,7 +304,7 @@ class Amended(msgspec.Struct, **_server("amended")):
 
 class Done(msgspec.Struct, **_server("done")):
     """A request with no other answer of its own was applied (mass cancel, subscribe,
-    unsubscribe, deposit, withdraw); `count` is how many items it touched."""
+    unsubscribe, deposit, deposit_credits, withdraw); `count` is how many items it touched."""
 
     request: str
     count: int = 0

@@ -815,14 +815,31 @@ class Server:
 
 
 def _settlement_command(msg: Any, account: int, ts: int) -> Any:
-    """The settlement command for a deposit, withdrawal or retirement request, or the text of
-    why it cannot be one."""
+    """The settlement command for a deposit (cash or credits), withdrawal or retirement
+    request, or the text of why it cannot be one."""
     import settlement.commands as sc
     from settlement.events import Purpose
+    from settlement.serials import RangeConvention
 
     kind = type(msg)
     if kind is p.Deposit:
         return sc.Deposit(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
+    if kind is p.DepositCredits:
+        try:
+            convention = RangeConvention(msg.convention)
+        except ValueError:
+            return f"convention must be one of {[x.value for x in RangeConvention]}"
+        return sc.DepositCredits(
+            account=account,
+            project=msg.project,
+            vintage=msg.vintage,
+            start=msg.start,
+            end=msg.end,
+            quantity=msg.quantity,
+            convention=convention,
+            ref=msg.ref,
+            ts=ts,
+        )
     if kind is p.Withdraw:
         return sc.Withdraw(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
     try:
@@ -862,6 +879,7 @@ _HANDLERS: dict[type, Callable[[Server, Session, Any, _Batch], None]] = {
     p.Cancel: Server._cancel,
     p.MassCancel: Server._mass_cancel,
     p.Deposit: Server._settlement,
+    p.DepositCredits: Server._settlement,
     p.Withdraw: Server._settlement,
     p.Retire: Server._settlement,
     p.QueryOpenOrders: Server._open_orders,

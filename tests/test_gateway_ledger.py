@@ -119,3 +119,70 @@ def test_retire_needs_holdings_and_a_known_purpose():
                 await c.place(SERIES, Side.SELL, qty=CREDITS + 1, price=100)
 
     run(body)
+
+
+def _deposit_credits(c, start: int, end: int, quantity: int, **fields) -> p.DepositCredits:
+    return p.DepositCredits(
+        project="GS11236",
+        vintage=2021,
+        start=start,
+        end=end,
+        quantity=quantity,
+        req_id=c.next_req_id(),
+        **fields,
+    )
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_a_fund_key_deposits_a_registry_block_into_its_own_account(transport):
+    async def body():
+        async with running_server(permissions=ALL) as env:
+            c = await env.connect(transport, 2)
+            start = 9 * 10**6  # above every block the harness deposited
+            msg = _deposit_credits(c, start, start + 50, 50, convention="half_open", ref="r-1")
+            done = await c.request(msg)
+            assert isinstance(done, p.Done), done
+            assert (done.request, done.count, done.req_id) == ("deposit_credits", 1, msg.req_id)
+            (gs,) = [h for h in (await c.holdings()).holdings if h.project == "GS11236"]
+            assert gs.available == CREDITS + 50
+            assert p.SerialRange("GS11236", 2021, start, start + 49) in gs.serials
+            cmd = env.journal.commands[-1]
+            assert (type(cmd).__name__, cmd.account, cmd.ref) == ("DepositCredits", 2, "r-1")
+
+    run(body)
+
+
+def test_deposit_credits_needs_the_fund_permission():
+    async def body():
+        async with running_server() as env:  # keys with trade and retire only
+            c = await env.tcp(1)
+            answer = await c.request(_deposit_credits(c, 9 * 10**6, 9 * 10**6 + 9, 10))
+            assert isinstance(answer, p.Reject) and answer.reason is Reason.NOT_PERMITTED
+            assert not env.journal.commands
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "quantity", "convention", "reason"),
+    [
+        (9 * 10**6, 9 * 10**6 + 9, 11, "inclusive", Reason.INVALID_SERIAL_BLOCK),
+        (10**6 + 5, 10**6 + 14, 10, "inclusive", Reason.SERIALS_OVERLAP),  # account 1's
+        (9 * 10**6, 9 * 10**6 + 9, 10, "backwards", Reason.MALFORMED_MESSAGE),
+    ],
+)
+def test_a_bad_block_is_rejected_with_its_settlement_reason(
+    start, end, quantity, convention, reason
+):
+    async def body():
+        async with running_server(permissions=ALL) as env:
+            c = await env.tcp(2)
+            msg = _deposit_credits(c, start, end, quantity, convention=convention)
+            answer = await c.request(msg)
+            assert isinstance(answer, p.Reject), answer
+            assert (answer.reason, answer.req_id) == (reason, msg.req_id)
+            assert not env.journal.commands
+            (gs,) = [h for h in (await c.holdings()).holdings if h.project == "GS11236"]
+            assert gs.available == CREDITS
+
+    run(body)
