@@ -446,32 +446,15 @@ class Exchange:
                 f"{book.id} is halted: cancels only",
                 ts,
             )
+        # 0 means "unchanged"; anything else, negative included, is checked like a new order's.
         if cmd.qty:
             rejected = self._check_qty(book, cmd.qty, account, coid, order.order_id, ts)
             if rejected is not None:
                 return rejected
-        elif cmd.qty < 0:
-            return _reject(
-                account,
-                coid,
-                order.order_id,
-                Reason.INVALID_QUANTITY,
-                f"quantity {cmd.qty} must be positive",
-                ts,
-            )
         if cmd.price:
             rejected = self._check_price(book, cmd.price, account, coid, order.order_id, ts)
             if rejected is not None:
                 return rejected
-        elif cmd.price < 0:
-            return _reject(
-                account,
-                coid,
-                order.order_id,
-                Reason.INVALID_PRICE,
-                f"price {cmd.price} must be positive",
-                ts,
-            )
         price = cmd.price or order.price
         qty = cmd.qty or order.qty
         if price == order.price and qty == order.qty:
