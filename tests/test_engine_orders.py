@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 import pytest
+from engine_series import SERIES
 
 from engine import (
     Accepted,
@@ -21,14 +22,12 @@ from engine import (
     Expired,
     Halt,
     MassCancel,
-    Mitigation,
     NewOrder,
     OrderType,
     Reason,
     Rejected,
     Resume,
     SelfTrade,
-    Series,
     SetReferencePrice,
     Side,
     TimeInForce,
@@ -39,22 +38,6 @@ BUY, SELL = Side.BUY, Side.SELL
 E = TypeVar("E")
 GTC, IOC, FOK, GTD = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD
 MARKET = OrderType.MARKET
-
-# A: tick 1, lot 1, no band. B: tick 5, lot 10, band +/-10% around 100 (90..110), max 500 t.
-SERIES = [
-    Series(id="A", standard="VCS", mitigation=Mitigation.AVOIDANCE, vintage=2020),
-    Series(
-        id="B",
-        standard="GS",
-        mitigation=Mitigation.REMOVAL,
-        vintage=2023,
-        tick=5,
-        lot=10,
-        ref_price=100,
-        band_bps=1_000,
-        max_order_qty=500,
-    ),
-]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from engine_series import SERIES
 
 from engine import (
     Accepted,
@@ -20,14 +21,12 @@ from engine import (
     Exchange,
     Halt,
     MassCancel,
-    Mitigation,
     NewOrder,
     OrderType,
     Reason,
     Rejected,
     Resume,
     SelfTrade,
-    Series,
     SetReferencePrice,
     Side,
     TimeInForce,
@@ -37,22 +36,6 @@ BUY, SELL = Side.BUY, Side.SELL
 GTC, IOC, FOK, GTD = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD
 MARKET = OrderType.MARKET
 TS = 1_000
-
-# A: tick 1, lot 1, no band. B: tick 5, lot 10, band +/-10% around 100 (90..110), max 500 t.
-SERIES = [
-    Series(id="A", standard="VCS", mitigation=Mitigation.AVOIDANCE, vintage=2020),
-    Series(
-        id="B",
-        standard="GS",
-        mitigation=Mitigation.REMOVAL,
-        vintage=2023,
-        tick=5,
-        lot=10,
-        ref_price=100,
-        band_bps=1_000,
-        max_order_qty=500,
-    ),
-]
 
 
 def new(**kw: Any) -> NewOrder:
