@@ -1,9 +1,9 @@
 """Shared harness of the gateway tests: a real server on loopback port 0, real clients.
 
 The core is the settlement `Core`, every account opened and funded with cash and serial
-blocks through the server's own operator pipeline. The journal is a tiny in-memory one with
-the real interface, whose `flush` can be held shut to prove acks wait for it (the SQLite
-journal is exercised by test_gateway_serve.py).
+blocks through the server's own operator pipeline. The journal is the real group-commit
+journal on a real SQLite store in a temporary folder, wrapped so that tests can see what was
+appended and hold a flush shut to prove that acks wait for the commit.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -20,9 +22,11 @@ import uvloop
 from engine import Mitigation, Series
 from gateway.auth import Authenticator, KeyStore
 from gateway.client import Client
+from gateway.journal import Journal
 from gateway.refdata import load_projects
 from gateway.server import Server
 from gateway.session import Limits
+from gateway.store import SQLiteStore
 from settlement.commands import Deposit, DepositCredits, OpenAccount
 from settlement.core import Core
 
@@ -90,29 +94,40 @@ async def fund(server: Server, account: int) -> None:
         assert events and type(events[-1]).__name__ != "Rejected", events
 
 
-class MemoryJournal:
-    """`append(cmd, records)` + `await flush()`, in memory. `gate` (an Event) holds every
-    flush until it is set, so a test can see that nothing is acknowledged before."""
+class RecordingJournal:
+    """The real group-commit `Journal` on a real SQLite store in a temporary folder, which also
+    records every command appended; `gate` (an Event) holds every flush until it is set, so a
+    test can see that nothing is acknowledged before the commit."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path) -> None:
+        self.store = SQLiteStore(data_dir)
+        self.real = Journal(self.store, snapshot_fork=False)
         self.commands: list[Any] = []
         self.flushes = 0
         self.gate: asyncio.Event | None = None
         self.waiting = asyncio.Event()
 
+    def start(self) -> None:
+        self.real.start()
+
     def append(self, cmd: Any, records: list[Any]) -> int:
         self.commands.append(cmd)
-        return len(self.commands)
+        return self.real.append(cmd, records)
 
     async def flush(self) -> None:
         self.flushes += 1
         if self.gate is not None:
             self.waiting.set()
             await self.gate.wait()
+        await self.real.flush()
+
+    async def close(self) -> None:
+        await self.real.close()
+        self.store.close()
 
 
 class Env:
-    def __init__(self, server: Server, journal: MemoryJournal, keys: dict[int, tuple[str, str]]):
+    def __init__(self, server: Server, journal: RecordingJournal, keys: dict[int, tuple[str, str]]):
         self.server = server
         self.journal = journal
         self.keys = keys
@@ -150,21 +165,32 @@ async def running_server(
     for account in range(1, accounts + 1):
         kw = {} if permissions is None else {"permissions": permissions}
         keys[account] = store.add(account, **kw)
-    journal = MemoryJournal()
-    server = Server(
-        make_core(), journal, Authenticator(store, skew_s=5.0), limits=limits, clock_ns=clock_ns
-    )
-    for account in keys:
-        await fund(server, account)
-    journal.commands.clear()
-    await server.start("127.0.0.1", 0, 0)
-    env = Env(server, journal, keys)
-    try:
-        yield env
-    finally:
-        for c in env.clients:
-            await c.close()
-        await server.close()
+    with tempfile.TemporaryDirectory(prefix="tonne-gateway-test-") as data_dir:
+        journal = RecordingJournal(Path(data_dir))
+        journal.start()
+        server = Server(
+            make_core(),
+            journal,
+            Authenticator(store, skew_s=5.0),
+            limits=limits,
+            clock_ns=clock_ns,
+        )
+        try:
+            for account in keys:
+                await fund(server, account)
+            journal.commands.clear()
+            await server.start("127.0.0.1", 0, 0)
+            env = Env(server, journal, keys)
+            try:
+                yield env
+            finally:
+                for c in env.clients:
+                    await c.close()
+                await server.close()
+        finally:
+            if journal.gate is not None:
+                journal.gate.set()
+            await journal.close()
 
 
 def run(body: Callable[[], Awaitable[None]], timeout_s: float = TEST_TIMEOUT_S) -> None:
