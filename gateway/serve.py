@@ -3,13 +3,15 @@
     tonne serve [--data DIR] [--host 127.0.0.1] [--tcp-port 7001] [--ws-port 7002]
                 [--messages-per-s N] [--frame-bytes-max N] [--open-orders-max N]
                 [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
+                [--snapshot-every N]
 
 On an empty data folder it stores the genesis reference data (the fee schedule, the demo's
 series on real projects from data/, and every project), then recovers the core from the
 store (snapshot + journal replay, checked), opens every account provisioned with
 `tonne accounts add`, and serves. It prints one JSON line when ready ({"tcp_port",
-"ws_port", "seq", "recovery"}), and on SIGINT/SIGTERM stops accepting, commits, snapshots
-and exits 0.
+"ws_port", "seq", "state_hash", "recovery"}), and on SIGINT/SIGTERM stops accepting,
+commits, snapshots and exits 0. `--snapshot-every N` snapshots after every N commands as
+well as every 300 s (the default N is the journal's, 100 000).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import uvloop
 
 from gateway.auth import Authenticator, KeyStore
-from gateway.journal import Journal
+from gateway.journal import SNAPSHOT_EVERY, Journal
 from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
 from gateway.server import Server
 from gateway.session import Limits
@@ -77,6 +79,7 @@ async def running(
     tcp_port: int | None = 7001,
     ws_port: int | None = 7002,
     limits: Limits | None = None,
+    snapshot_every: int = SNAPSHOT_EVERY,
 ) -> AsyncIterator[Running]:
     """Genesis (on an empty folder), recovery, journal, accounts opened, server started;
     on exit: server closed, journal committed and snapshotted, store closed. Raises
@@ -91,7 +94,14 @@ async def running(
     except BaseException:
         store.close()
         raise
-    journal = Journal(store, seq=got.seq, log_seq=got.log_seq, log_head=got.log_head, core=got.core)
+    journal = Journal(
+        store,
+        seq=got.seq,
+        log_seq=got.log_seq,
+        log_head=got.log_head,
+        core=got.core,
+        snapshot_every=snapshot_every,
+    )
     journal.start()
     keys = KeyStore.load(data_dir, create=True)
     limits = limits or Limits()
@@ -105,6 +115,7 @@ async def running(
             "tcp_port": server.tcp_port if tcp_port is not None else None,
             "ws_port": server.ws_port if ws_port is not None else None,
             "seq": journal.seq,
+            "state_hash": got.core.state_hash(),
             "accounts_opened": opened,
             "recovery": got.summary(),
         }
@@ -126,12 +137,18 @@ async def serve(
     limits: Limits | None = None,
     ready: Callable[[dict[str, Any]], None] | None = None,
     stop: asyncio.Event | None = None,
+    snapshot_every: int = SNAPSHOT_EVERY,
 ) -> int:
     """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop."""
     stop = stop or asyncio.Event()
     try:
         async with running(
-            data_dir, host=host, tcp_port=tcp_port, ws_port=ws_port, limits=limits
+            data_dir,
+            host=host,
+            tcp_port=tcp_port,
+            ws_port=ws_port,
+            limits=limits,
+            snapshot_every=snapshot_every,
         ) as ex:
             if ready is not None:
                 ready(ex.info)
@@ -190,6 +207,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--tcp-port", type=int, default=7001)
     parser.add_argument("--ws-port", type=int, default=7002)
+    parser.add_argument("--snapshot-every", type=int, default=SNAPSHOT_EVERY)
     limits_arguments(parser)
     args = parser.parse_args(argv)
     return uvloop.run(
@@ -199,5 +217,6 @@ def main(argv: list[str]) -> int:
             tcp_port=args.tcp_port,
             ws_port=args.ws_port,
             limits=limits_from(args),
+            snapshot_every=args.snapshot_every,
         )
     )
