@@ -1,11 +1,11 @@
 """The crash test: a real server process, a real SIGKILL, and a check that nothing
 acknowledged is lost and nothing unacknowledged is half-applied.
 
-Each cycle starts the command feed (`python -m gateway.feed`, the durable core on loopback;
-the real gateway can take its place through `FeedProcess`) on the same data folder, so it
-recovers from whatever the last kill left. Simulated participants trade through it and record
-every acknowledged command with the events it was answered with. At a random moment (from
-the seed) the process gets SIGKILL. Then, with the process dead:
+Each cycle starts the command feed (`python -m gateway.feed`, the durable core on loopback)
+on the same data folder, so it recovers from whatever the last kill left. Simulated
+participants trade through it and record every acknowledged command with the events it was
+answered with. At a random moment (from the seed) the process gets SIGKILL. Then, with the
+process dead:
 
 - the journal replays from scratch through the real core, and every acknowledged command is
   there, at its sequence number, producing exactly the events it was acknowledged with
@@ -19,6 +19,8 @@ the seed) the process gets SIGKILL. Then, with the process dead:
     python -m tests.crash_harness --cycles 50 [--seed N] [--data DIR]
 
 CI runs a few cycles (tests/test_durability_crash.py); TONNE_CRASH_CYCLES sets how many.
+tests/test_durability_crash_serve.py does the same to the real server, `tonne serve`, with
+its clients, using `FeedProcess` and `check_recovery` from here.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +58,19 @@ RETIREMENT_TAGS = frozenset({"certificate"})  # one per project and vintage reti
 
 
 class FeedProcess:
-    """The server under test, as a child process on loopback."""
+    """The server under test, as a child process on loopback: `python -m <command> --data
+    DIR <args>`, which prints one JSON line when it is ready (the feed by default; the real
+    server is `command=("gateway.cli", "serve")`)."""
 
-    def __init__(self, data_dir: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, data_dir: Path, args: Sequence[str] = (), command: Sequence[str] = ("gateway.feed",)
+    ) -> None:
         self.data_dir = data_dir
         self.args = list(args)
+        self.command = list(command)
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
+        self.returncode: int | None = None
 
     async def start(self) -> dict[str, Any]:
         log = open(self.data_dir / "feed.stderr", "ab")  # noqa: SIM115 - closed below
@@ -70,7 +78,7 @@ class FeedProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "gateway.feed",
+                *self.command,
                 "--data",
                 str(self.data_dir),
                 *self.args,
@@ -85,7 +93,9 @@ class FeedProcess:
         if not line:
             await self.proc.wait()
             err = (self.data_dir / "feed.stderr").read_text()[-2000:]
-            raise RuntimeError(f"feed did not start (exit {self.proc.returncode}):\n{err}")
+            raise RuntimeError(
+                f"{self.command} did not start (exit {self.proc.returncode}):\n{err}"
+            )
         self.info = json.loads(line)
         return self.info
 
@@ -109,6 +119,7 @@ class FeedProcess:
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
+        self.returncode = self.proc.returncode
         if self.proc.stdout is not None:
             with contextlib.suppress(Exception):
                 await self.proc.stdout.read()
@@ -326,21 +337,13 @@ def check_store(
     replay from scratch so far (None at first): it goes on from where the last check left
     it, over the commands stored since; returned for the next check and the restart.
     `acked[:checked]` were checked before."""
-    from gateway.logcmd import verify as log_verify
-
     started = time.perf_counter()
     codec = SettlementCodec()
     encode = msgspec.msgpack.encode
-    from engine.events import Trade
-
     by_seq = {a.seq: (cmd, a) for cmd, a in acked[checked:]}
     found: set[int] = set()
-    trades: dict[int, Any] = {}  # trade id -> the engine's Trade, from the replay
 
     def on_command(seq: int, cmd: Any, events: list[Any]) -> None:
-        for event in events:
-            if type(event) is Trade:
-                trades[event.trade_id] = event
         item = by_seq.get(seq)
         if item is None:
             return
@@ -350,12 +353,42 @@ def check_store(
         assert encode(events) == ack.events, f"journal seq {seq} replays to other events"
         found.add(seq)
 
+    scratch = check_recovery(data_dir, codec, replay, on_command)
+    missing = sorted(set(by_seq) - found)
+    assert not missing, f"acknowledged commands lost: journal seqs {missing[:10]}"
+    for _, ack in acked[checked:]:
+        count_events(msgspec.msgpack.decode(ack.events), tally)
+    tally.journal_seq = scratch.seq
+    tally.check_s += time.perf_counter() - started
+    return scratch
+
+
+def check_recovery(
+    data_dir: Path,
+    codec: Any,
+    replay: Any,
+    on_command: Callable[[int, Any, list[Any]], None] | None = None,
+) -> Any:
+    """The checks of the module docstring that need no list of acknowledgements, with the
+    server process dead: the replay from scratch (going on from `replay`, the result of the
+    last check, or from genesis when None) with `on_command` seeing every command replayed,
+    the invariants of the rebuilt core, every fill settled exactly once, recovery from the
+    newest snapshot equal to the replay, and `tonne log verify`. The replay, for the next
+    check."""
+    from engine.events import Trade
+    from gateway.logcmd import verify as log_verify
+
+    trades: dict[int, Any] = {}  # trade id -> the engine's Trade, from the replay
+
+    def seen(seq: int, cmd: Any, events: list[Any]) -> None:
+        for event in events:
+            if type(event) is Trade:
+                trades[event.trade_id] = event
+        if on_command is not None:
+            on_command(seq, cmd, events)
+
     with SQLiteStore(data_dir) as store:
-        scratch = recover(
-            store, codec=codec, use_snapshots=False, on_command=on_command, resume=replay
-        )
-        missing = sorted(set(by_seq) - found)
-        assert not missing, f"acknowledged commands lost: journal seqs {missing[:10]}"
+        scratch = recover(store, codec=codec, use_snapshots=False, on_command=seen, resume=replay)
         scratch.core.check_invariants()
         check_fills_settled(store, codec, trades, replay.log_seq if replay is not None else 0)
         fast = recover(store, codec=codec)
@@ -366,10 +399,6 @@ def check_store(
         out = io.StringIO()  # settlement.log.verify over every record, and the state hash
         assert log_verify(store, out) == 0, out.getvalue()
         assert scratch.state_hash in out.getvalue()
-    for _, ack in acked[checked:]:
-        count_events(msgspec.msgpack.decode(ack.events), tally)
-    tally.journal_seq = scratch.seq
-    tally.check_s += time.perf_counter() - started
     return scratch
 
 
