@@ -183,9 +183,9 @@ class OrderBook:
                 heap[:] = levels
                 heapify(heap)
         level.orders.append(order)
-        level.qty += order.qty
-        self.seq += 1
-        events.append(BookDelta(self.id, self.seq, order.side, order.price, level.qty))
+        total = level.qty = level.qty + order.qty
+        seq = self.seq = self.seq + 1
+        events.append(BookDelta(self.id, seq, order.side, order.price, total))
 
     def reduce(self, order: Order, qty_t: int, events: list[Event]) -> None:
         """Take `qty_t` tonnes off a resting order in place (keeps its priority). Reducing
@@ -204,8 +204,8 @@ class OrderBook:
             elif level.dead >= _DEAD_COMPACT_MIN and level.dead * 2 > len(level.orders):
                 level.orders = deque(o for o in level.orders if o.qty)
                 level.dead = 0
-        self.seq += 1
-        events.append(BookDelta(self.id, self.seq, order.side, order.price, level.qty))
+        seq = self.seq = self.seq + 1
+        events.append(BookDelta(self.id, seq, order.side, order.price, level.qty))
 
     def match(
         self, taker: Order, limit_key: int, max_notional: int, ts: int, events: list[Event]
