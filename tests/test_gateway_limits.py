@@ -31,10 +31,11 @@ def test_token_bucket_allows_the_burst_then_the_rate():
     assert sum(bucket.take() for _ in range(10)) == 3
 
 
-def test_messages_over_the_rate_are_rejected_as_rate_limited():
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_messages_over_the_rate_are_rejected_as_rate_limited(transport):
     async def body():
         async with running_server(limits=Limits(messages_per_s=1, burst_messages=5)) as env:
-            c = await env.tcp()
+            c = await env.connect(transport)
             mark = c.received
             await c.send(*[p.Heartbeat(req_id=100 + i) for i in range(8)])
             last = await c.wait_for(lambda m: getattr(m, "req_id", 0) == 107, since=mark)
@@ -46,10 +47,11 @@ def test_messages_over_the_rate_are_rejected_as_rate_limited():
     run(body)
 
 
-def test_open_orders_over_the_limit_are_rejected():
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_open_orders_over_the_limit_are_rejected(transport):
     async def body():
         async with running_server(limits=Limits(open_orders_max=2)) as env:
-            c = await env.tcp(1)
+            c = await env.connect(transport, 1)
             await c.place(SERIES, Side.BUY, qty=1, price=10)
             await c.place(SERIES, Side.BUY, qty=1, price=11)
             with pytest.raises(RequestRejected) as e:

@@ -123,10 +123,11 @@ def test_an_order_lives_from_ack_through_partial_fill_amend_and_cancel(transport
     run(body)
 
 
-def test_an_invalid_order_gets_the_engines_reason_and_is_not_journaled():
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_invalid_order_gets_the_engines_reason_and_is_not_journaled(transport):
     async def body():
         async with running_server() as env:
-            c = await env.tcp(1)
+            c = await env.connect(transport, 1)
             with pytest.raises(RequestRejected) as e:
                 await c.place(OTHER, Side.BUY, qty=1, price=1001)  # tick is 5
             assert e.value.reason is Reason.INVALID_PRICE
@@ -138,11 +139,12 @@ def test_an_invalid_order_gets_the_engines_reason_and_is_not_journaled():
     run(body)
 
 
-def test_another_accounts_order_is_unknown_to_cancel_and_amend():
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_another_accounts_order_is_unknown_to_cancel_and_amend(transport):
     async def body():
         async with running_server() as env:
-            owner = await env.tcp(1)
-            thief = await env.tcp(2)
+            owner = await env.connect(transport, 1)
+            thief = await env.connect(transport, 2)
             ack = await owner.place(SERIES, Side.BUY, qty=3, price=900)
             with pytest.raises(RequestRejected) as e:
                 await thief.cancel(ack.order_id)
@@ -189,11 +191,12 @@ def test_no_ack_is_sent_before_the_journal_flush_returns():
     run(body)
 
 
-def test_mass_cancel_cancels_only_the_sessions_account():
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_mass_cancel_cancels_only_the_sessions_account(transport):
     async def body():
         async with running_server() as env:
-            a = await env.tcp(1)
-            b = await env.tcp(2)
+            a = await env.connect(transport, 1)
+            b = await env.connect(transport, 2)
             for price in (100, 101, 102):
                 await a.place(SERIES, Side.BUY, qty=1, price=price)
             await b.place(SERIES, Side.BUY, qty=1, price=99)
@@ -241,11 +244,12 @@ def test_snapshot_and_increments_reproduce_the_book(transport):
     run(body)
 
 
-def test_a_gap_in_sequence_numbers_brings_a_fresh_snapshot():
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_gap_in_sequence_numbers_brings_a_fresh_snapshot(transport):
     async def body():
         async with running_server() as env:
-            maker = await env.tcp(1)
-            watcher = await env.tcp(3)
+            maker = await env.connect(transport, 1)
+            watcher = await env.connect(transport, 3)
             book = (await watcher.subscribe(SERIES))[SERIES]
             await maker.place(SERIES, Side.SELL, qty=5, price=1010)
             await watcher.wait_for(lambda m: isinstance(m, p.BookUpdate))
@@ -384,13 +388,14 @@ def test_an_operator_halt_reaches_subscribers_and_the_book_accepts_cancels_only(
     run(body)
 
 
-def test_a_gtd_order_expires_and_its_owner_is_told():
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_gtd_order_expires_and_its_owner_is_told(transport):
     now = [time.time_ns()]
 
     async def body():
         async with running_server(clock_ns=lambda: now[0]) as env:
-            c = await env.tcp(1)
-            other = await env.tcp(2)
+            c = await env.connect(transport, 1)
+            other = await env.connect(transport, 2)
             ack = await c.place(
                 SERIES, Side.BUY, qty=2, price=400, tif=TimeInForce.GTD, expire_ts=now[0] + 10**9
             )
