@@ -42,9 +42,24 @@ HEADER_BYTES = 4
 INT_ABS_MAX = 1 << 62
 STR_CHARS_MAX = 256
 SERIES_PER_REQUEST_MAX = 256
+SERIAL_RANGES_MAX = 256
 Int = Annotated[int, msgspec.Meta(ge=-INT_ABS_MAX, le=INT_ABS_MAX)]
 Str = Annotated[str, msgspec.Meta(max_length=STR_CHARS_MAX)]
 SeriesIds = Annotated[list[Str], msgspec.Meta(max_length=SERIES_PER_REQUEST_MAX)]
+
+
+class SerialRange(msgspec.Struct, frozen=True, array_like=True):
+    """[first, last] inclusive serials of one project and vintage: last - first + 1 tonnes.
+    On the wire an array: [project, vintage, first, last]. Sent both ways (`retire`
+    `serials`; fills, holdings, certificates), so its fields carry the client bounds."""
+
+    project: Str
+    vintage: Int
+    first: Int
+    last: Int
+
+
+SerialRanges = Annotated[list[SerialRange], msgspec.Meta(max_length=SERIAL_RANGES_MAX)]
 
 
 def _client(tag: str) -> dict[str, Any]:
@@ -131,14 +146,30 @@ class Withdraw(msgspec.Struct, frozen=True, **_client("withdraw")):
     req_id: Int = 0
 
 
+class WithdrawCredits(msgspec.Struct, frozen=True, **_client("withdraw_credits")):
+    """Exact available serials out to the registry (only for keys with the `fund`
+    permission); the block is written as for `deposit_credits`."""
+
+    project: Str
+    vintage: Int
+    start: Int
+    end: Int
+    quantity: Int
+    convention: Str = "inclusive"
+    ref: Str = ""
+    req_id: Int = 0
+
+
 class Retire(msgspec.Struct, frozen=True, **_client("retire")):
     """Retire `qty` available tonnes of `series` (oldest serials first) held by the session's
-    account, for `beneficiary`. `purpose`: voluntary | corsia | article6 | other; periods are
-    ISO dates `YYYY-MM-DD`. The answer is one `certificate` per project and vintage."""
+    account or, with `serials` (and no `series`, `qty` 0), exactly those inclusive ranges, for
+    `beneficiary`. `purpose`: voluntary | corsia | article6 | other; periods are ISO dates
+    `YYYY-MM-DD`. The answer is one `certificate` per project and vintage."""
 
-    series: Str
-    qty: Int
     beneficiary: Str
+    series: Str = ""
+    qty: Int = 0
+    serials: SerialRanges = []
     purpose: Str = "voluntary"
     claim: Str = ""
     period_start: Str = ""
@@ -189,6 +220,7 @@ ClientMessage = (
     | Deposit
     | DepositCredits
     | Withdraw
+    | WithdrawCredits
     | Retire
     | QueryOpenOrders
     | QueryBalances
@@ -239,16 +271,6 @@ class Reject(msgspec.Struct, **_server("reject")):
     order_id: int = 0
     req_id: int = 0
     ts: int = 0
-
-
-class SerialRange(msgspec.Struct, frozen=True, array_like=True):
-    """[first, last] inclusive serials of one project and vintage: last - first + 1 tonnes.
-    On the wire an array: [project, vintage, first, last]."""
-
-    project: str
-    vintage: int
-    first: int
-    last: int
 
 
 class Fill(msgspec.Struct, **_server("fill")):
@@ -304,7 +326,8 @@ class Amended(msgspec.Struct, **_server("amended")):
 
 class Done(msgspec.Struct, **_server("done")):
     """A request with no other answer of its own was applied (mass cancel, subscribe,
-    unsubscribe, deposit, deposit_credits, withdraw); `count` is how many items it touched."""
+    unsubscribe, deposit, deposit_credits, withdraw, withdraw_credits); `count` is how many
+    items it touched."""
 
     request: str
     count: int = 0

@@ -819,17 +819,18 @@ def _settlement_command(msg: Any, account: int, ts: int) -> Any:
     request, or the text of why it cannot be one."""
     import settlement.commands as sc
     from settlement.events import Purpose
-    from settlement.serials import RangeConvention
+    from settlement.serials import RangeConvention, SerialRange
 
     kind = type(msg)
     if kind is p.Deposit:
         return sc.Deposit(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
-    if kind is p.DepositCredits:
+    if kind is p.DepositCredits or kind is p.WithdrawCredits:
         try:
             convention = RangeConvention(msg.convention)
         except ValueError:
             return f"convention must be one of {[x.value for x in RangeConvention]}"
-        return sc.DepositCredits(
+        block = sc.DepositCredits if kind is p.DepositCredits else sc.WithdrawCredits
+        return block(
             account=account,
             project=msg.project,
             vintage=msg.vintage,
@@ -855,6 +856,7 @@ def _settlement_command(msg: Any, account: int, ts: int) -> Any:
         period_end=msg.period_end,
         series=msg.series,
         qty=msg.qty,
+        ranges=tuple(SerialRange(r.project, r.vintage, r.first, r.last) for r in msg.serials),
         ts=ts,
     )
 
@@ -881,6 +883,7 @@ _HANDLERS: dict[type, Callable[[Server, Session, Any, _Batch], None]] = {
     p.Deposit: Server._settlement,
     p.DepositCredits: Server._settlement,
     p.Withdraw: Server._settlement,
+    p.WithdrawCredits: Server._settlement,
     p.Retire: Server._settlement,
     p.QueryOpenOrders: Server._open_orders,
     p.QueryBalances: Server._balances,

@@ -186,3 +186,176 @@ def test_a_bad_block_is_rejected_with_its_settlement_reason(
             assert gs.available == CREDITS
 
     run(body)
+
+
+PERIOD = {"period_start": "2025-01-01", "period_end": "2025-12-31"}
+
+
+def _vcs(holdings: p.Holdings) -> p.Holding:
+    (vcs,) = [h for h in holdings.holdings if h.project == "VCS1340"]
+    return vcs
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_retire_exact_serial_ranges_certifies_exactly_those(transport):
+    async def body():
+        async with running_server() as env:
+            c = await env.connect(transport, 1)
+            base = 1 * 10**6  # account 1's VCS block starts here
+            wanted = [
+                p.SerialRange("VCS1340", 2020, base + 500, base + 509),
+                p.SerialRange("VCS1340", 2020, base + 700, base + 704),
+            ]
+            msg = p.Retire(
+                serials=wanted, beneficiary="Harbour Airlines", req_id=c.next_req_id(), **PERIOD
+            )
+            cert = await c.request(msg)
+            assert isinstance(cert, p.Certificate), cert
+            assert (cert.qty, cert.project, cert.vintage, cert.req_id) == (
+                15,
+                "VCS1340",
+                2020,
+                msg.req_id,
+            )
+            assert cert.serials == wanted
+            vcs = _vcs(await c.holdings())
+            assert vcs.available == CREDITS - 15
+            owned = {(r.first, r.last) for r in vcs.serials}
+            for r in wanted:
+                assert not any(a <= r.last and r.first <= b for a, b in owned)
+            cmd = env.journal.commands[-1]
+            assert (type(cmd).__name__, cmd.account, cmd.series, cmd.qty) == ("Retire", 1, "", 0)
+            assert [(r.first, r.last) for r in cmd.ranges] == [(r.first, r.last) for r in wanted]
+
+    run(body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("another_accounts", Reason.SERIALS_NOT_HELD),
+        ("unknown", Reason.SERIALS_NOT_HELD),
+        ("retired_already", Reason.SERIALS_RETIRED),
+        ("with_qty", Reason.INVALID_RETIREMENT),
+        ("neither", Reason.INVALID_QUANTITY),
+    ],
+)
+def test_retire_of_ranges_not_held_is_rejected_and_changes_nothing(transport, case, reason):
+    async def body():
+        async with running_server() as env:
+            c = await env.connect(transport, 1)
+            mine = p.SerialRange("VCS1340", 2020, 10**6, 10**6 + 9)
+            if case == "retired_already":
+                first = p.Retire(serials=[mine], beneficiary="x", req_id=c.next_req_id(), **PERIOD)
+                assert isinstance(await c.request(first), p.Certificate)
+            before = await c.holdings()
+            journaled = len(env.journal.commands)
+            fields: dict = {
+                "another_accounts": {
+                    "serials": [p.SerialRange("VCS1340", 2020, 2 * 10**6, 2 * 10**6 + 4)]
+                },
+                "unknown": {"serials": [p.SerialRange("VCS1340", 2020, 8 * 10**6, 8 * 10**6)]},
+                "retired_already": {"serials": [mine]},
+                "with_qty": {"serials": [mine], "series": SERIES, "qty": 10},
+                "neither": {"series": SERIES},
+            }[case]
+            msg = p.Retire(beneficiary="x", req_id=c.next_req_id(), **PERIOD, **fields)
+            answer = await c.request(msg)
+            assert isinstance(answer, p.Reject), answer
+            assert (answer.reason, answer.req_id) == (reason, msg.req_id)
+            assert len(env.journal.commands) == journaled
+            assert (await c.holdings()).holdings == before.holdings
+
+    run(body)
+
+
+def _withdraw_credits(c, start: int, end: int, quantity: int, **fields) -> p.WithdrawCredits:
+    return p.WithdrawCredits(
+        project="VCS1340",
+        vintage=2020,
+        start=start,
+        end=end,
+        quantity=quantity,
+        req_id=c.next_req_id(),
+        **fields,
+    )
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_a_fund_key_withdraws_exact_serials_back_to_the_registry(transport):
+    async def body():
+        async with running_server(permissions=ALL) as env:
+            c = await env.connect(transport, 2)
+            start = 2 * 10**6 + 100  # inside account 2's VCS block
+            msg = _withdraw_credits(c, start, start + 20, 20, convention="half_open", ref="w-1")
+            done = await c.request(msg)
+            assert isinstance(done, p.Done), done
+            assert (done.request, done.count, done.req_id) == ("withdraw_credits", 1, msg.req_id)
+            vcs = _vcs(await c.holdings())
+            assert vcs.available == CREDITS - 20
+            assert [(r.first, r.last) for r in vcs.serials] == [
+                (2 * 10**6, start - 1),
+                (start + 20, 2 * 10**6 + CREDITS - 1),
+            ]
+            cmd = env.journal.commands[-1]
+            assert (type(cmd).__name__, cmd.account, cmd.ref) == ("WithdrawCredits", 2, "w-1")
+
+    run(body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_withdraw_credits_needs_the_fund_permission(transport):
+    async def body():
+        async with running_server() as env:  # keys with trade and retire only
+            c = await env.connect(transport, 1)
+            answer = await c.request(_withdraw_credits(c, 10**6, 10**6 + 9, 10))
+            assert isinstance(answer, p.Reject) and answer.reason is Reason.NOT_PERMITTED
+            assert not env.journal.commands
+            assert _vcs(await c.holdings()).available == CREDITS
+
+    run(body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+@pytest.mark.parametrize(
+    ("start", "quantity", "reason"),
+    [
+        (10**6, 10, Reason.SERIALS_NOT_HELD),  # account 1's
+        (8 * 10**6, 10, Reason.SERIALS_NOT_HELD),  # nobody's
+        (2 * 10**6 + 10, 11, Reason.INVALID_SERIAL_BLOCK),  # quantity disagrees
+        (2 * 10**6, 10, Reason.CREDITS_HELD),  # held by an open sell of all the rest
+    ],
+)
+def test_withdrawing_serials_not_available_is_rejected(transport, start, quantity, reason):
+    async def body():
+        async with running_server(permissions=ALL) as env:
+            c = await env.connect(transport, 2)
+            if reason is Reason.CREDITS_HELD:
+                await c.place(SERIES, Side.SELL, qty=CREDITS - 5, price=900)
+            before = await c.holdings()
+            journaled = len(env.journal.commands)
+            msg = _withdraw_credits(c, start, start + 9, quantity)
+            answer = await c.request(msg)
+            assert isinstance(answer, p.Reject), answer
+            assert (answer.reason, answer.req_id) == (reason, msg.req_id)
+            assert len(env.journal.commands) == journaled
+            assert (await c.holdings()).holdings == before.holdings
+
+    run(body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_withdrawing_retired_serials_is_rejected(transport):
+    async def body():
+        async with running_server(permissions=ALL) as env:
+            c = await env.connect(transport, 2)
+            gone = p.SerialRange("VCS1340", 2020, 2 * 10**6, 2 * 10**6 + 9)
+            retire = p.Retire(serials=[gone], beneficiary="x", req_id=c.next_req_id(), **PERIOD)
+            cert = await c.request(retire)
+            assert isinstance(cert, p.Certificate), cert
+            answer = await c.request(_withdraw_credits(c, gone.first, gone.last, 10))
+            assert isinstance(answer, p.Reject) and answer.reason is Reason.SERIALS_RETIRED
+            assert _vcs(await c.holdings()).available == CREDITS - 10
+
+    run(body)
