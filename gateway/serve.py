@@ -3,7 +3,7 @@
     tonne serve [--data DIR] [--host 127.0.0.1] [--tcp-port 7001] [--ws-port 7002]
                 [--messages-per-s N] [--frame-bytes-max N] [--open-orders-max N]
                 [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
-                [--snapshot-every N]
+                [--snapshot-every N] [--batch-max N] [--window-ms MS]
 
 On an empty data folder it stores the genesis reference data (the fee schedule, the demo's
 series on real projects from data/, and every project), then recovers the core from the
@@ -11,7 +11,8 @@ store (snapshot + journal replay, checked), opens every account provisioned with
 `tonne accounts add`, and serves. It prints one JSON line when ready ({"tcp_port",
 "ws_port", "seq", "state_hash", "recovery"}), and on SIGINT/SIGTERM stops accepting,
 commits, snapshots and exits 0. `--snapshot-every N` snapshots after every N commands as
-well as every 300 s (the default N is the journal's, 100 000).
+well as every 300 s (the default N is the journal's, 100 000); `--batch-max` and
+`--window-ms` bound each group commit (defaults 2 048 commands, no extra wait).
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
 from gateway.auth import Authenticator, KeyStore
-from gateway.journal import SNAPSHOT_EVERY, Journal
+from gateway.journal import BATCH_MAX, SNAPSHOT_EVERY, WINDOW_S, WINDOW_S_MAX, Journal
 from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
 from gateway.server import Server
 from gateway.session import Limits
@@ -61,6 +63,15 @@ async def open_accounts(server: Server, keys: KeyStore) -> int:
     return opened
 
 
+@dataclass(frozen=True)
+class JournalSettings:
+    """How the server journals: group-commit batch bounds and snapshot cadence."""
+
+    batch_max: int = BATCH_MAX  # commands per transaction, at most
+    window_s: float = WINDOW_S  # extra wait for more commands before a commit
+    snapshot_every: int = SNAPSHOT_EVERY  # commands between snapshots (also every 300 s)
+
+
 class Running:
     """An exchange open on a data folder: the recovered core, its journal and the server."""
 
@@ -79,7 +90,7 @@ async def running(
     tcp_port: int | None = 7001,
     ws_port: int | None = 7002,
     limits: Limits | None = None,
-    snapshot_every: int = SNAPSHOT_EVERY,
+    journaling: JournalSettings = JournalSettings(),
 ) -> AsyncIterator[Running]:
     """Genesis (on an empty folder), recovery, journal, accounts opened, server started;
     on exit: server closed, journal committed and snapshotted, store closed. Raises
@@ -100,7 +111,9 @@ async def running(
         log_seq=got.log_seq,
         log_head=got.log_head,
         core=got.core,
-        snapshot_every=snapshot_every,
+        batch_max=journaling.batch_max,
+        window_s=journaling.window_s,
+        snapshot_every=journaling.snapshot_every,
     )
     journal.start()
     keys = KeyStore.load(data_dir, create=True)
@@ -137,7 +150,7 @@ async def serve(
     limits: Limits | None = None,
     ready: Callable[[dict[str, Any]], None] | None = None,
     stop: asyncio.Event | None = None,
-    snapshot_every: int = SNAPSHOT_EVERY,
+    journaling: JournalSettings = JournalSettings(),
 ) -> int:
     """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop."""
     stop = stop or asyncio.Event()
@@ -148,7 +161,7 @@ async def serve(
             tcp_port=tcp_port,
             ws_port=ws_port,
             limits=limits,
-            snapshot_every=snapshot_every,
+            journaling=journaling,
         ) as ex:
             if ready is not None:
                 ready(ex.info)
@@ -207,9 +220,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--tcp-port", type=int, default=7001)
     parser.add_argument("--ws-port", type=int, default=7002)
-    parser.add_argument("--snapshot-every", type=int, default=SNAPSHOT_EVERY)
+    parser.add_argument("--snapshot-every", type=int, default=SNAPSHOT_EVERY, metavar="N")
+    parser.add_argument(
+        "--batch-max",
+        type=int,
+        default=BATCH_MAX,
+        metavar="N",
+        help="commands per group commit, at most",
+    )
+    parser.add_argument(
+        "--window-ms",
+        type=float,
+        default=WINDOW_S * 1000,
+        metavar="MS",
+        help=f"wait this long for more commands before a commit (<= {WINDOW_S_MAX * 1000:.0f})",
+    )
     limits_arguments(parser)
     args = parser.parse_args(argv)
+    if args.batch_max < 1:
+        parser.error("--batch-max must be at least 1")
+    if not 0 <= args.window_ms <= WINDOW_S_MAX * 1000:
+        parser.error(f"--window-ms must be within [0, {WINDOW_S_MAX * 1000:.0f}]")
     return uvloop.run(
         serve(
             Path(args.data),
@@ -217,6 +248,10 @@ def main(argv: list[str]) -> int:
             tcp_port=args.tcp_port,
             ws_port=args.ws_port,
             limits=limits_from(args),
-            snapshot_every=args.snapshot_every,
+            journaling=JournalSettings(
+                batch_max=args.batch_max,
+                window_s=args.window_ms / 1000,
+                snapshot_every=args.snapshot_every,
+            ),
         )
     )

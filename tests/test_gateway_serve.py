@@ -55,3 +55,30 @@ def test_an_acknowledged_order_survives_a_restart(tmp_path):
         assert await task == 0
 
     run(body, 40)
+
+
+def test_the_group_commit_bounds_are_set_from_the_command_line(tmp_path):
+    from gateway.serve import JournalSettings, running
+
+    async def body():
+        settings = JournalSettings(batch_max=7, window_s=0.002, snapshot_every=50)
+        async with running(tmp_path, tcp_port=0, ws_port=0, journaling=settings) as ex:
+            assert (ex.journal.batch_max, ex.journal.window_s, ex.journal.snapshot_every) == (
+                7,
+                0.002,
+                50,
+            )
+
+    run(body)
+
+
+def test_out_of_range_group_commit_bounds_are_refused_with_a_message(tmp_path, capsys):
+    import pytest
+
+    from gateway.serve import main
+
+    for argv in (["--batch-max", "0"], ["--window-ms", "5000"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--data", str(tmp_path), *argv])
+        assert exit_info.value.code == 2
+        assert "must be" in capsys.readouterr().err
