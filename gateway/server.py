@@ -17,7 +17,8 @@ command before it is durable. The core is synchronous and runs on the loop threa
 commands are serialized by construction.
 
 `Server` is transport-agnostic; `TcpSession` and `WsSession` (gateway/session.py) only move
-bytes.
+bytes. What a command's events tell whom is gateway/routing.py; the queries and subscriptions
+that are not core commands are answered by gateway/queries.py.
 """
 
 from __future__ import annotations
@@ -36,26 +37,15 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 import engine.commands as ec
-from engine.commands import Side
-from engine.events import (
-    Accepted,
-    Amended,
-    BookDelta,
-    Cancelled,
-    Expired,
-    Reason,
-    Rejected,
-    StatusChanged,
-    Trade,
-)
+from engine.events import Reason, Rejected
 from gateway import protocol as p
 from gateway.auth import Authenticator
 from gateway.marketdata import MarketData
+from gateway.queries import ANSWERS, Queries
+from gateway.routing import OrderInfo, reject_for, route
 from gateway.session import Limits, Session, State, TcpSession, WsSession
 
 log = logging.getLogger("tonne.gateway")
-
-BUY = Side.BUY
 
 
 class Core(Protocol):
@@ -66,19 +56,6 @@ class Core(Protocol):
 class JournalLike(Protocol):
     def append(self, cmd: Any, records: list[Any]) -> Any: ...
     async def flush(self) -> None: ...
-
-
-class _OrderInfo:
-    """What the gateway remembers of an open order to write reports: owner, client order id,
-    side and open quantity. Dropped when the order ends."""
-
-    __slots__ = ("account", "client_order_id", "side", "leaves")
-
-    def __init__(self, account: int, coid: str, side: Side, leaves: int) -> None:
-        self.account = account
-        self.client_order_id = coid
-        self.side = side
-        self.leaves = leaves
 
 
 class _Batch:
@@ -119,7 +96,7 @@ class Server:
         self._batch_no = 0
         self._pending: deque[_Batch] = deque()
         self._last_ts = 0
-        self._orders: dict[int, _OrderInfo] = {}
+        self._orders: dict[int, OrderInfo] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tcp: asyncio.Server | None = None
         self._ws: Any = None
@@ -127,8 +104,9 @@ class Server:
         self.failed: BaseException | None = None
         self.exchange = getattr(core, "exchange", core)
         self.ledger = getattr(core, "ledger", None)  # None: an order-only core (benchmarks)
+        self.queries = Queries(self.exchange, self.ledger, self.md)
         for order in getattr(self.exchange, "open_orders", {}).values():
-            self._orders[order.order_id] = _OrderInfo(
+            self._orders[order.order_id] = OrderInfo(
                 order.account, order.client_order_id, order.side, order.qty
             )
 
@@ -312,7 +290,7 @@ class Server:
                 continue
             if not s.bucket.take():
                 self.count("rate_limited")
-                batch.items.append((s, _reject_for(item, Reason.RATE_LIMITED, "rate limit")))
+                batch.items.append((s, reject_for(item, Reason.RATE_LIMITED, "rate limit")))
                 continue
             self._handle(s, item, batch)
         await self._commit_and_release(batch)
@@ -366,11 +344,15 @@ class Server:
             self._logon(s, msg, batch)
             return
         if not s.logged_on:
-            batch.items.append((s, _reject_for(msg, Reason.NOT_LOGGED_ON, "log on first")))
+            batch.items.append((s, reject_for(msg, Reason.NOT_LOGGED_ON, "log on first")))
             return
         handler = _HANDLERS.get(kind)
-        assert handler is not None, f"no handler for {kind.__name__}"
-        handler(self, s, msg, batch)
+        if handler is not None:
+            handler(self, s, msg, batch)
+            return
+        answer = ANSWERS.get(kind)
+        assert answer is not None, f"no handler for {kind.__name__}"
+        answer(self.queries, s, msg, batch.items)
 
     def _logon(self, s: Session, msg: p.Logon, batch: _Batch) -> None:
         if s.logged_on:
@@ -422,7 +404,7 @@ class Server:
         if perm in s.permissions:
             return True
         batch.items.append(
-            (s, _reject_for(msg, Reason.NOT_PERMITTED, f"this API key lacks {perm!r}"))
+            (s, reject_for(msg, Reason.NOT_PERMITTED, f"this API key lacks {perm!r}"))
         )
         return False
 
@@ -435,7 +417,7 @@ class Server:
             batch.items.append(
                 (
                     s,
-                    _reject_for(
+                    reject_for(
                         msg,
                         Reason.TOO_MANY_OPEN_ORDERS,
                         f"{open_now} open orders, the limit is {self.limits.open_orders_max}",
@@ -494,12 +476,12 @@ class Server:
             return
         if self.ledger is None:
             batch.items.append(
-                (s, _reject_for(msg, Reason.NOT_SUPPORTED, "this core has no settlement"))
+                (s, reject_for(msg, Reason.NOT_SUPPORTED, "this core has no settlement"))
             )
             return
         cmd = _settlement_command(msg, s.account, self._stamp())
         if isinstance(cmd, str):
-            batch.items.append((s, _reject_for(msg, Reason.MALFORMED_MESSAGE, cmd)))
+            batch.items.append((s, reject_for(msg, Reason.MALFORMED_MESSAGE, cmd)))
             return
         n = self._apply(cmd, s, batch, msg.req_id)
         if n >= 0 and type(msg) is not p.Retire:
@@ -540,256 +522,7 @@ class Server:
             log.exception("journal append failed on %r", cmd)
             self._fail(exc)
             return -1
-        return self._route(events, s, batch, req_id)
-
-    def _route(self, events: list[Any], s: Session | None, batch: _Batch, req_id: int) -> int:
-        """Queue the messages of one command's events; the cancels it caused, -1 if the
-        command itself was rejected."""
-        items = batch.items
-        orders = self._orders
-        public = MarketData.public
-        cancels = 0
-        rejected = False
-        fills: dict[int, list[p.Fill]] = {}  # trade id -> its reports, for the settlement
-        for ev in events:
-            kind = type(ev)
-            if kind is BookDelta or kind is StatusChanged:
-                items.append(public(ev))  # type: ignore[arg-type]
-            elif kind is Trade:
-                items.append(public(ev))  # type: ignore[arg-type]
-                for order_id, liquidity in (
-                    (ev.maker_order_id, "maker"),
-                    (ev.taker_order_id, "taker"),
-                ):
-                    info = orders.get(order_id)
-                    if info is None:
-                        continue
-                    info.leaves -= ev.qty
-                    fill = p.Fill(
-                        trade_id=ev.trade_id,
-                        order_id=order_id,
-                        client_order_id=info.client_order_id,
-                        series=ev.series,
-                        side=info.side,
-                        price=ev.price,
-                        qty=ev.qty,
-                        leaves_qty=info.leaves,
-                        liquidity=liquidity,
-                        ts=ev.ts,
-                    )
-                    fills.setdefault(ev.trade_id, []).append(fill)
-                    items.append((info.account, fill))
-                    if info.leaves <= 0:
-                        del orders[order_id]
-            elif kind is Accepted:
-                orders[ev.order_id] = _OrderInfo(ev.account, ev.client_order_id, ev.side, ev.qty)
-                items.append(
-                    (
-                        ev.account,
-                        p.OrderAck(
-                            order_id=ev.order_id,
-                            client_order_id=ev.client_order_id,
-                            series=ev.series,
-                            side=ev.side,
-                            price=ev.price,
-                            qty=ev.qty,
-                            ts=ev.ts,
-                        ),
-                    )
-                )
-            elif kind is Cancelled:
-                cancels += 1
-                info = orders.pop(ev.order_id, None)
-                items.append(
-                    (
-                        ev.account,
-                        p.Cancelled(
-                            order_id=ev.order_id,
-                            client_order_id=info.client_order_id if info else "",
-                            series=ev.series,
-                            side=ev.side,
-                            qty=ev.qty,
-                            reason=ev.reason,
-                            ts=ev.ts,
-                            req_id=req_id,
-                        ),
-                    )
-                )
-            elif kind is Expired:
-                info = orders.pop(ev.order_id, None)
-                items.append(
-                    (
-                        ev.account,
-                        p.Expired(
-                            order_id=ev.order_id,
-                            client_order_id=info.client_order_id if info else "",
-                            series=ev.series,
-                            side=ev.side,
-                            qty=ev.qty,
-                            ts=ev.ts,
-                        ),
-                    )
-                )
-            elif kind is Amended:
-                info = orders.get(ev.order_id)
-                if info is not None:
-                    info.leaves = ev.qty
-                items.append(
-                    (
-                        ev.account,
-                        p.Amended(
-                            order_id=ev.order_id,
-                            series=ev.series,
-                            side=ev.side,
-                            old_price=ev.old_price,
-                            old_qty=ev.old_qty,
-                            price=ev.price,
-                            qty=ev.qty,
-                            priority_kept=ev.priority_kept,
-                            ts=ev.ts,
-                            req_id=req_id,
-                        ),
-                    )
-                )
-            elif kind is Rejected:
-                rejected = True  # the command itself, after any expiries
-                if s is not None:
-                    items.append(
-                        (
-                            s,
-                            p.Reject(
-                                reason=ev.reason,
-                                text=ev.text,
-                                client_order_id=ev.client_order_id,
-                                order_id=ev.order_id,
-                                req_id=req_id,
-                                ts=ev.ts,
-                            ),
-                        )
-                    )
-            else:
-                tag = ev.__struct_config__.tag
-                if tag == "fill":  # settlement.events.Settled: fees and serials of a trade
-                    ranges = [
-                        p.SerialRange(r.project, r.vintage, r.first, r.last) for r in ev.ranges
-                    ]
-                    for fill in fills.get(ev.trade_id, ()):
-                        fill.fee = ev.buyer_fee if fill.side is BUY else ev.seller_fee
-                        fill.serials = ranges
-                elif tag == "certificate":  # settlement.events.RetirementCertificate
-                    cert = p.Certificate(
-                        cert_id=ev.cert_id,
-                        account=ev.account,
-                        project=ev.project,
-                        vintage=ev.vintage,
-                        qty=ev.qty,
-                        serials=[
-                            p.SerialRange(r.project, r.vintage, r.first, r.last) for r in ev.ranges
-                        ],
-                        beneficiary=ev.beneficiary,
-                        purpose=ev.purpose.value,
-                        claim=ev.claim,
-                        period_start=ev.period_start,
-                        period_end=ev.period_end,
-                        ts=ev.ts,
-                        record_seq=ev.record_seq,
-                        record_hash=ev.record_hash,
-                        req_id=req_id,
-                    )
-                    items.append((ev.account, cert))
-        return -1 if rejected else cancels
-
-    # -- queries and subscriptions (no core command) -------------------------------------
-
-    def _open_orders(self, s: Session, msg: p.QueryOpenOrders, batch: _Batch) -> None:
-        mine = getattr(self.exchange, "open_by_coid", {}).get(s.account, {})
-        orders = [
-            p.OpenOrder(o.order_id, o.client_order_id, o.series, o.side, o.price, o.qty, o.tif)
-            for o in sorted(mine.values(), key=lambda o: o.order_id)
-            if not msg.series or o.series == msg.series
-        ]
-        batch.items.append((s, p.OpenOrders(orders=orders, req_id=msg.req_id)))
-
-    def _ledger_account(self, s: Session, msg: Any, batch: _Batch) -> Any:
-        """The session's ledger account, or None after queueing a reject."""
-        if self.ledger is None:
-            batch.items.append((s, _reject_for(msg, Reason.NOT_SUPPORTED, "no ledger")))
-            return None
-        acct = self.ledger.accounts.get(s.account)
-        if acct is None:
-            batch.items.append((s, _reject_for(msg, Reason.UNKNOWN_ACCOUNT, "no such account")))
-        return acct
-
-    def _balances(self, s: Session, msg: p.QueryBalances, batch: _Batch) -> None:
-        acct = self._ledger_account(s, msg, batch)
-        if acct is not None:
-            cash = [p.CashBalance(c, acct.cash[c], acct.cash_held[c]) for c in sorted(acct.cash)]
-            batch.items.append((s, p.Balances(account=s.account, cash=cash, req_id=msg.req_id)))
-
-    def _holdings(self, s: Session, msg: p.QueryHoldings, batch: _Batch) -> None:
-        acct = self._ledger_account(s, msg, batch)
-        if acct is None:
-            return
-        out = []
-        for key in sorted(set(acct.credits) | set(acct.credits_held)):
-            project, vintage = key
-            ranges = acct.credits.get(key, [])
-            out.append(
-                p.Holding(
-                    project=project,
-                    vintage=vintage,
-                    available=acct.credit_qty.get(key, 0),
-                    held=acct.credits_held.get(key, 0),
-                    serials=[p.SerialRange(project, vintage, a, b) for a, b in ranges],
-                )
-            )
-        batch.items.append((s, p.Holdings(account=s.account, holdings=out, req_id=msg.req_id)))
-
-    def _series(self, s: Session, msg: p.QuerySeries, batch: _Batch) -> None:
-        out = []
-        for book in self.exchange.books.values():
-            se = book.series
-            out.append(
-                p.SeriesInfo(
-                    id=se.id,
-                    standard=se.standard,
-                    mitigation=se.mitigation.value,
-                    vintage=se.vintage,
-                    project=se.project,
-                    currency=se.currency,
-                    tick=se.tick,
-                    lot=se.lot,
-                    band_low=book.band_low,
-                    band_high=book.band_high,
-                    max_order_qty=se.max_order_qty,
-                    halted=book.halted,
-                )
-            )
-        batch.items.append((s, p.SeriesList(series=out, req_id=msg.req_id)))
-
-    def _subscribe(self, s: Session, msg: p.Subscribe, batch: _Batch) -> None:
-        books = self.exchange.books
-        unknown = [x for x in msg.series if x not in books]
-        if unknown:
-            batch.items.append(
-                (s, _reject_for(msg, Reason.UNKNOWN_SERIES, f"no series {unknown[0]!r}"))
-            )
-            return
-        md = self.md
-        for series in dict.fromkeys(msg.series):
-            batch.items.append((s, md.snapshot(books[series], msg.req_id)))
-            batch.items.append((None, lambda series=series: md.subscribe(s, series)))
-        batch.items.append(
-            (s, p.Done(request="subscribe", count=len(msg.series), req_id=msg.req_id))
-        )
-
-    def _unsubscribe(self, s: Session, msg: p.Unsubscribe, batch: _Batch) -> None:
-        md = self.md
-        for series in msg.series:
-            batch.items.append((None, lambda series=series: md.unsubscribe(s, series)))
-        batch.items.append(
-            (s, p.Done(request="unsubscribe", count=len(msg.series), req_id=msg.req_id))
-        )
+        return route(events, s, batch.items, self._orders, req_id)
 
     # -- WebSocket ---------------------------------------------------------------------
 
@@ -865,16 +598,6 @@ def _tag(msg: Any) -> str:
     return str(msg.__struct_config__.tag)
 
 
-def _reject_for(msg: Any, reason: Reason, text: str) -> p.Reject:
-    return p.Reject(
-        reason=reason,
-        text=text,
-        client_order_id=getattr(msg, "client_order_id", ""),
-        order_id=getattr(msg, "order_id", 0),
-        req_id=getattr(msg, "req_id", 0),
-    )
-
-
 _HANDLERS: dict[type, Callable[[Server, Session, Any, _Batch], None]] = {
     p.NewOrder: Server._new_order,
     p.Amend: Server._amend,
@@ -885,12 +608,6 @@ _HANDLERS: dict[type, Callable[[Server, Session, Any, _Batch], None]] = {
     p.Withdraw: Server._settlement,
     p.WithdrawCredits: Server._settlement,
     p.Retire: Server._settlement,
-    p.QueryOpenOrders: Server._open_orders,
-    p.QueryBalances: Server._balances,
-    p.QueryHoldings: Server._holdings,
-    p.QuerySeries: Server._series,
-    p.Subscribe: Server._subscribe,
-    p.Unsubscribe: Server._unsubscribe,
 }
 
 

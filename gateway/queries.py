@@ -1,0 +1,125 @@
+"""Queries and subscriptions: requests the server answers itself, without a core command.
+
+Open orders, balances, holdings and the series list are read from the exchange and the
+ledger as they stand when the request is handled (after every command before it in the same
+read). Subscribe and unsubscribe queue a snapshot and a callable that changes the
+subscription when the batch is released (gateway/server.py), so a subscriber gets exactly
+the updates after its snapshot. Nothing here is journaled: it changes no state of the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.events import Reason
+from gateway import protocol as p
+from gateway.marketdata import MarketData
+from gateway.routing import reject_for
+from gateway.session import Session
+
+# (target, message) pairs of a batch, as gateway/server.py releases them
+Items = list[tuple[Any, Any]]
+
+
+class Queries:
+    """Answers the queries and subscription requests of logged-on sessions."""
+
+    def __init__(self, exchange: Any, ledger: Any, md: MarketData) -> None:
+        self.exchange = exchange
+        self.ledger = ledger  # None: an order-only core (benchmarks)
+        self.md = md
+
+    def open_orders(self, s: Session, msg: p.QueryOpenOrders, items: Items) -> None:
+        mine = getattr(self.exchange, "open_by_coid", {}).get(s.account, {})
+        orders = [
+            p.OpenOrder(o.order_id, o.client_order_id, o.series, o.side, o.price, o.qty, o.tif)
+            for o in sorted(mine.values(), key=lambda o: o.order_id)
+            if not msg.series or o.series == msg.series
+        ]
+        items.append((s, p.OpenOrders(orders=orders, req_id=msg.req_id)))
+
+    def ledger_account(self, s: Session, msg: Any, items: Items) -> Any:
+        """The session's ledger account, or None after queueing a reject."""
+        if self.ledger is None:
+            items.append((s, reject_for(msg, Reason.NOT_SUPPORTED, "no ledger")))
+            return None
+        acct = self.ledger.accounts.get(s.account)
+        if acct is None:
+            items.append((s, reject_for(msg, Reason.UNKNOWN_ACCOUNT, "no such account")))
+        return acct
+
+    def balances(self, s: Session, msg: p.QueryBalances, items: Items) -> None:
+        acct = self.ledger_account(s, msg, items)
+        if acct is not None:
+            cash = [p.CashBalance(c, acct.cash[c], acct.cash_held[c]) for c in sorted(acct.cash)]
+            items.append((s, p.Balances(account=s.account, cash=cash, req_id=msg.req_id)))
+
+    def holdings(self, s: Session, msg: p.QueryHoldings, items: Items) -> None:
+        acct = self.ledger_account(s, msg, items)
+        if acct is None:
+            return
+        out = []
+        for key in sorted(set(acct.credits) | set(acct.credits_held)):
+            project, vintage = key
+            ranges = acct.credits.get(key, [])
+            out.append(
+                p.Holding(
+                    project=project,
+                    vintage=vintage,
+                    available=acct.credit_qty.get(key, 0),
+                    held=acct.credits_held.get(key, 0),
+                    serials=[p.SerialRange(project, vintage, a, b) for a, b in ranges],
+                )
+            )
+        items.append((s, p.Holdings(account=s.account, holdings=out, req_id=msg.req_id)))
+
+    def series(self, s: Session, msg: p.QuerySeries, items: Items) -> None:
+        out = []
+        for book in self.exchange.books.values():
+            se = book.series
+            out.append(
+                p.SeriesInfo(
+                    id=se.id,
+                    standard=se.standard,
+                    mitigation=se.mitigation.value,
+                    vintage=se.vintage,
+                    project=se.project,
+                    currency=se.currency,
+                    tick=se.tick,
+                    lot=se.lot,
+                    band_low=book.band_low,
+                    band_high=book.band_high,
+                    max_order_qty=se.max_order_qty,
+                    halted=book.halted,
+                )
+            )
+        items.append((s, p.SeriesList(series=out, req_id=msg.req_id)))
+
+    def subscribe(self, s: Session, msg: p.Subscribe, items: Items) -> None:
+        books = self.exchange.books
+        unknown = [x for x in msg.series if x not in books]
+        if unknown:
+            items.append((s, reject_for(msg, Reason.UNKNOWN_SERIES, f"no series {unknown[0]!r}")))
+            return
+        md = self.md
+        for series in dict.fromkeys(msg.series):
+            items.append((s, md.snapshot(books[series], msg.req_id)))
+            items.append((None, lambda series=series: md.subscribe(s, series)))
+        items.append((s, p.Done(request="subscribe", count=len(msg.series), req_id=msg.req_id)))
+
+    def unsubscribe(self, s: Session, msg: p.Unsubscribe, items: Items) -> None:
+        md = self.md
+        for series in msg.series:
+            items.append((None, lambda series=series: md.unsubscribe(s, series)))
+        items.append((s, p.Done(request="unsubscribe", count=len(msg.series), req_id=msg.req_id)))
+
+
+ANSWERS: dict[type, Callable[[Queries, Session, Any, Items], None]] = {
+    p.QueryOpenOrders: Queries.open_orders,
+    p.QueryBalances: Queries.balances,
+    p.QueryHoldings: Queries.holdings,
+    p.QuerySeries: Queries.series,
+    p.Subscribe: Queries.subscribe,
+    p.Unsubscribe: Queries.unsubscribe,
+}
