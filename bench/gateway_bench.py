@@ -1,7 +1,7 @@
 """The gateway benchmark: the same seeded orders through the network and straight into the core.
 
     python -m bench.gateway_bench [--orders 20000] [--clients 4] [--window 64]
-                                  [--journal null|sqlite] [--seed 7]
+                                  [--journal null|sqlite] [--seed 7] [--same-process]
 
 Three measurements, each printed beside an in-memory run of the same core (`Core.apply`
 in a loop, no network, no journal) measured in the same process, as a ratio:
@@ -11,29 +11,46 @@ in a loop, no network, no journal) measured in the same process, as a ratio:
 (b) `--clients` TCP clients pipelining `--window` orders per frame: orders/s;
 (c) the same over WebSocket (JSON): messages/s.
 
+By default the load clients of (a), (b) and (c) run in a separate OS process (one child
+process, `multiprocessing` spawn, started per measurement) connecting over loopback to the
+server in this process, so on a 2-core machine client and server each have a core; the
+child measures and sends back its timings (the round trips, or the seconds from the first
+send to the last ack). `--same-process` runs the clients in the server's own event loop, as
+the benchmark originally did (client and server share one core, which understates the
+server). Every wait on the child is bounded; the child is always joined, or killed.
+
 `--journal null` (default) measures the gateway alone; `sqlite` adds the real group-commit
 journal on a temporary folder (acks after COMMIT, synchronous=FULL), which is what
 `tonne serve` runs.
 
-Measured 2026-11-25 on the 2-core development VM (another benchmark running on the other
-core), client and server in one process on loopback, uvloop:
+Measured 2026-11-25 on the 2-core development VM (no other benchmark running), 20 000
+orders, uvloop, loopback; clients in a separate process (the default) / `--same-process`:
 
-    journal null,   20 000 orders: (a) p50 33 us / p99 64 us vs 2.0 / 6.1 us in memory;
-                                   (b) 66 500 orders/s vs 147 000/s (2.2x slower);
-                                   (c) 57 900 messages/s vs 114 000/s (2.0x slower)
-    journal sqlite, 10 000 orders: (a) p50 215 us / p99 348 us (a COMMIT per order);
-                                   (b) 42 900 orders/s (3.4x); (c) 49 400 messages/s (3.0x)
+    journal null:   (a) p50 82 us / p99 123 us  (same process: 34 / 67 us) vs 2.1 / 6.2 in memory
+                    (b) 84 700 orders/s, 1.6x slower than in memory (same process: 62 800, 2.2x)
+                    (c) 91 400 messages/s, 1.5x slower (same process: 53 100, 2.0x)
+    journal sqlite: (a) p50 272 us / p99 545 us (same process: 237 / 428 us; a COMMIT per order)
+                    (b) 50 700 orders/s, 2.8x slower (same process: 43 800, 3.2x)
+                    (c) 44 800 messages/s, 3.2x slower (same process: 46 100, 3.0x)
+
+With one order in flight, (a) is slower across processes: each round trip wakes the other
+process from its poll twice, where one event loop turns it around without sleeping. In
+(b) and (c) the clients no longer take the server's core; with sqlite the journal's writer
+thread now shares the second core with the client process, so the gain there is smaller
+(and (c) within run-to-run noise).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import random
 import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +77,13 @@ SERIES = Series(
 )
 MID = 1000
 ACCOUNTS = 8
+HOST = "127.0.0.1"  # loopback only
+CHILD_START_S = 60.0  # spawn, imports, connects and logons of the client process, at most
+CHILD_PER_ORDER_S = 0.005  # and this much per order on top, at most
+CHILD_EXIT_S = 10.0  # for the client process to exit after its result, before a kill
+
+# (client index, WebSocket?) -> a logged-on client
+Connect = Callable[[int, bool], Awaitable[Client]]
 
 
 def funding() -> list[Any]:
@@ -175,7 +199,7 @@ class Bench:
         self.server = Server(core, journal, Authenticator(store), limits=limits)
         for cmd in funding():  # journaled like any command
             await self.server.operator(cmd)
-        await self.server.start("127.0.0.1", 0, 0)
+        await self.server.start(HOST, 0, 0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -187,17 +211,30 @@ class Bench:
         if self._tmp is not None:
             self._tmp.cleanup()
 
+    @property
+    def endpoint(self) -> dict[str, Any]:
+        """What a client process needs to connect and log on."""
+        return {
+            "tcp_port": self.server.tcp_port,
+            "ws_port": self.server.ws_port,
+            "keys": list(self.keys),
+        }
+
     async def client(self, i: int, ws: bool = False) -> Client:
-        if ws:
-            c = await Client.connect_ws(f"ws://127.0.0.1:{self.server.ws_port}")
-        else:
-            c = await Client.connect_tcp("127.0.0.1", self.server.tcp_port)
-        await c.logon(*self.keys[i])
-        return c
+        return await connect_client(self.endpoint, i, ws)
 
 
-async def one_in_flight(b: Bench, orders: list[p.NewOrder]) -> list[int]:
-    c = await b.client(0)
+async def connect_client(endpoint: dict[str, Any], i: int, ws: bool) -> Client:
+    if ws:
+        c = await Client.connect_ws(f"ws://{HOST}:{endpoint['ws_port']}")
+    else:
+        c = await Client.connect_tcp(HOST, endpoint["tcp_port"])
+    await c.logon(*endpoint["keys"][i])
+    return c
+
+
+async def one_in_flight(connect: Connect, orders: list[p.NewOrder]) -> list[int]:
+    c = await connect(0, False)
     rtt = []
     for o in orders:
         fut = c.order_future(o.client_order_id)
@@ -209,8 +246,10 @@ async def one_in_flight(b: Bench, orders: list[p.NewOrder]) -> list[int]:
     return rtt
 
 
-async def pipelined(b: Bench, per_client: list[list[p.NewOrder]], window: int, ws: bool) -> float:
-    clients = [await b.client(i, ws) for i in range(len(per_client))]
+async def pipelined(
+    connect: Connect, per_client: list[list[p.NewOrder]], window: int, ws: bool
+) -> float:
+    clients = [await connect(i, ws) for i in range(len(per_client))]
 
     async def drive(c: Client, orders: list[p.NewOrder]) -> None:
         for start in range(0, len(orders), window):
@@ -227,6 +266,91 @@ async def pipelined(b: Bench, per_client: list[list[p.NewOrder]], window: int, w
     return elapsed
 
 
+# -- the load clients in a separate process ----------------------------------------------
+
+
+async def client_job(job: dict[str, Any]) -> Any:
+    """Run one measurement's clients against the server at job["endpoint"]: the round trips
+    (ns) for "latency", the elapsed seconds for "pipelined"."""
+
+    async def connect(i: int, ws: bool) -> Client:
+        return await connect_client(job["endpoint"], i, ws)
+
+    if job["kind"] == "latency":
+        return await one_in_flight(connect, job["orders"])
+    return await pipelined(connect, job["per_client"], job["window"], job["ws"])
+
+
+def client_main(job: dict[str, Any], conn: Any) -> None:
+    """The client process: run the job (bounded by job["timeout_s"]) and send back
+    ("ok", result) or ("error", text) on `conn`."""
+    try:
+        result = uvloop.run(asyncio.wait_for(client_job(job), job["timeout_s"]))
+        conn.send(("ok", result))
+    except BaseException as exc:  # reported to the parent, which raises
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def child_timeout_s(orders: int) -> float:
+    return CHILD_START_S + orders * CHILD_PER_ORDER_S
+
+
+async def in_child(job: dict[str, Any], timeout_s: float) -> Any:
+    """Run `client_main(job)` in a new process (spawn) while this event loop keeps serving;
+    its result, or RuntimeError/TimeoutError. The child is always joined, or killed."""
+    ctx = multiprocessing.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=client_main, args=(dict(job, timeout_s=timeout_s), send))
+    loop = asyncio.get_running_loop()
+    try:
+        proc.start()
+        send.close()  # the child holds the only write end: EOF if it dies without a word
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(recv.fileno(), ready)
+        try:
+            # a little longer than the child's own bound, so that it reports first
+            await asyncio.wait_for(readable, timeout_s + CHILD_EXIT_S)
+        except TimeoutError:
+            raise TimeoutError(f"client process: no result in {timeout_s:.0f} s") from None
+        finally:
+            loop.remove_reader(recv.fileno())
+        try:
+            status, value = recv.recv()
+        except EOFError:
+            proc.join(CHILD_EXIT_S)
+            raise RuntimeError(
+                f"client process exited (code {proc.exitcode}) without a result"
+            ) from None
+        if status != "ok":
+            raise RuntimeError(f"client process failed: {value}")
+        return value
+    finally:
+        if not send.closed:
+            send.close()
+        if proc.pid is not None:  # started
+            deadline = time.monotonic() + CHILD_EXIT_S
+            while proc.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # keep serving while it closes its connections
+            if proc.is_alive():
+                proc.kill()
+            proc.join(CHILD_EXIT_S)
+        recv.close()
+
+
+async def measure(b: Bench, job: dict[str, Any], same_process: bool, orders: int) -> Any:
+    """One measurement's client side, in this process or in a client process."""
+    if same_process:
+        return await client_job(dict(job, endpoint=b.endpoint))
+    return await in_child(dict(job, endpoint=b.endpoint), child_timeout_s(orders))
+
+
 def pct(values: list[int], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] / 1000
@@ -234,12 +358,23 @@ def pct(values: list[int], q: float) -> float:
 
 async def run(args: argparse.Namespace) -> list[str]:
     n = args.orders
-    lines = [f"gateway bench: {n} orders, journal {args.journal}, seed {args.seed}"]
+    if args.same_process:
+        mode = "same process: clients share the server's process and event loop"
+    else:
+        mode = (
+            "separate process: (a), (b) and (c) clients in one spawned client process, "
+            "server in this one, loopback"
+        )
+    lines = [
+        f"gateway bench: {n} orders, journal {args.journal}, seed {args.seed}",
+        f"mode: {mode}",
+    ]
     # (a) latency
     latency_orders = workload(min(n, 5000), args.seed, "a")
     mem_times, _ = in_memory([(1, o) for o in latency_orders])
     async with Bench(args.journal) as b:
-        rtt = await one_in_flight(b, latency_orders)
+        job = {"kind": "latency", "orders": latency_orders}
+        rtt = await measure(b, job, args.same_process, len(latency_orders))
     for q in (0.5, 0.99):
         g, m = pct(rtt, q), pct(mem_times, q)
         lines.append(
@@ -261,7 +396,8 @@ async def run(args: argparse.Namespace) -> list[str]:
         ]
         _, mem_s = in_memory(flat)
         async with Bench(args.journal) as b:
-            elapsed = await pipelined(b, per_client, args.window, ws)
+            job = {"kind": "pipelined", "per_client": per_client, "window": args.window, "ws": ws}
+            elapsed = await measure(b, job, args.same_process, len(flat))
         g_rate, m_rate = len(flat) / elapsed, len(flat) / mem_s
         unit = "messages/s" if ws else "orders/s"
         lines.append(
@@ -284,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--journal", choices=["null", "sqlite"], default="null")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="run the clients in the server's process (the old way) instead of a child process",
+    )
     args = parser.parse_args(argv)
     for line in uvloop.run(run(args)):
         print(line)
