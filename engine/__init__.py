@@ -31,7 +31,7 @@ from engine.events import (
     Trade,
 )
 from engine.exchange import Exchange
-from engine.reference import Basis, Mitigation, Project, Series, SeriesStatus
+from engine.reference import Basis, Mitigation, Project, Series
 
 __all__ = [
     "Accepted",
@@ -57,7 +57,6 @@ __all__ = [
     "Resume",
     "SelfTrade",
     "Series",
-    "SeriesStatus",
     "SetReferencePrice",
     "Side",
     "TimeInForce",

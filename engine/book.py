@@ -36,7 +36,6 @@ SELL = Side.SELL
 CANCEL_RESTING = SelfTrade.CANCEL_RESTING
 CANCEL_BOTH = SelfTrade.CANCEL_BOTH
 
-NO_LIMIT = 1 << 62  # a limit key that every level satisfies (market orders without a band)
 MAX_PRICE = 1 << 53  # the highest price any order may carry, band or no band
 _DEAD_COMPACT_MIN = 64  # a level compacts once it holds this many dead orders...
 _HEAP_SLACK = 64  # ...and a side's heap is rebuilt past 2 x levels + this many entries

@@ -28,11 +28,6 @@ class Basis(str, Enum):
     TECH = "tech"
 
 
-class SeriesStatus(str, Enum):
-    TRADING = "trading"
-    HALTED = "halted"
-
-
 # Standards as they appear in series ids, keyed by the registry names of the reference data.
 STANDARD_OF_REGISTRY: dict[str, str] = {
     "VERRA": "VCS",
