@@ -50,6 +50,7 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -252,11 +253,20 @@ async def pipelined(
     clients = [await connect(i, ws) for i in range(len(per_client))]
 
     async def drive(c: Client, orders: list[p.NewOrder]) -> None:
-        for start in range(0, len(orders), window):
-            chunk = orders[start : start + window]
-            futs = [c.order_future(o.client_order_id) for o in chunk]
-            await c.send(*chunk)
-            await asyncio.gather(*futs)
+        # A sliding window: `window` orders in flight; each time acks arrive, as many new
+        # orders go out, in one frame.
+        inflight: deque[asyncio.Future[Any]] = deque()
+        sent = 0
+        while sent < len(orders) or inflight:
+            room = window - len(inflight)
+            if room and sent < len(orders):
+                chunk = orders[sent : sent + room]
+                sent += len(chunk)
+                inflight.extend(c.order_future(o.client_order_id) for o in chunk)
+                await c.send(*chunk)
+            await inflight.popleft()
+            while inflight and inflight[0].done():
+                inflight.popleft().result()
 
     started = time.perf_counter()
     await asyncio.gather(*[drive(c, o) for c, o in zip(clients, per_client, strict=True)])

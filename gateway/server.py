@@ -59,10 +59,12 @@ class JournalLike(Protocol):
 
 
 class _Batch:
-    __slots__ = ("no", "items")
+    __slots__ = ("no", "items", "session", "done")
 
-    def __init__(self, no: int) -> None:
+    def __init__(self, no: int, session: Session | None) -> None:
         self.no = no
+        self.session = session  # whose read this is (None: operator, cancel on disconnect)
+        self.done: asyncio.Future[None] | None = None  # set when someone awaits the release
         # (target, message), released in order: target is a Session (that session), an int
         # (every session of that account), a str (subscribers of that series), or None
         # (the message is a callable to run at that point: a subscription change, so that
@@ -95,6 +97,7 @@ class Server:
         self._ids = itertools.count(1)
         self._batch_no = 0
         self._pending: deque[_Batch] = deque()
+        self._committing = False  # the commit loop is running
         self._last_ts = 0
         self._orders: dict[int, OrderInfo] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -218,7 +221,7 @@ class Server:
         cmd = msgspec.structs.replace(cmd, ts=self._stamp())
         events: list[Any] = []
         self._apply(cmd, None, batch, 0, events)
-        await self._commit_and_release(batch)
+        await self._released(batch)
         return events
 
     async def _cancel_on_disconnect(self, account: int) -> None:
@@ -226,7 +229,7 @@ class Server:
         cmd = ec.MassCancel(account=account, ts=self._stamp())
         self._apply(cmd, None, batch, 0)
         self.count("cancel_on_disconnect")
-        await self._commit_and_release(batch)
+        await self._released(batch)
 
     async def _tick(self) -> None:
         """Heartbeats out, idle sessions closed."""
@@ -267,9 +270,9 @@ class Server:
         self._last_ts = ts
         return ts
 
-    def _new_batch(self) -> _Batch:
+    def _new_batch(self, session: Session | None = None) -> _Batch:
         self._batch_no += 1
-        batch = _Batch(self._batch_no)
+        batch = _Batch(self._batch_no, session)
         self._pending.append(batch)
         return batch
 
@@ -278,7 +281,8 @@ class Server:
         if self.failed is not None or s.closed:
             return
         s.last_in = time.monotonic()
-        batch = self._new_batch()
+        batch = self._new_batch(s)
+        s.reads_in_flight += 1
         for item in items:
             if self.failed is not None:
                 return
@@ -293,16 +297,42 @@ class Server:
                 batch.items.append((s, reject_for(item, Reason.RATE_LIMITED, "rate limit")))
                 continue
             self._handle(s, item, batch)
-        await self._commit_and_release(batch)
+        self._commit_soon()
+        if s.reads_in_flight > self.limits.reads_in_flight_max:
+            await self._released(batch)  # back-pressure: this session reads no further
 
-    async def _commit_and_release(self, batch: _Batch) -> None:
+    def _commit_soon(self) -> None:
+        """Make sure the commit loop runs: everything applied so far gets committed and
+        released, without the caller waiting for it."""
+        if not self._committing and self.failed is None:
+            self._committing = True
+            self.spawn(self._commit_loop())
+
+    async def _commit_loop(self) -> None:
+        """One journal flush in flight at a time: while it commits, sessions keep applying
+        (their commands join the next flush); when it returns, every batch applied before it
+        began is released, in order. This is group commit across sessions and reads."""
         try:
-            await self.journal.flush()
-        except Exception as exc:  # the core is ahead of the durable state: stop serving
-            self._fail(exc)
+            while self._pending and self.failed is None:
+                upto = self._pending[-1].no
+                try:
+                    await self.journal.flush()
+                except Exception as exc:  # the core is ahead of the durable state: stop serving
+                    self._fail(exc)
+                    return
+                if self.failed is None:
+                    self._release(upto)
+        finally:
+            self._committing = False
+
+    async def _released(self, batch: _Batch) -> None:
+        """Return once `batch` is committed and released (or the server has failed)."""
+        if self.failed is not None or not self._pending or self._pending[0].no > batch.no:
             return
-        if self.failed is None:
-            self._release(batch.no)
+        if batch.done is None:
+            batch.done = asyncio.get_running_loop().create_future()
+        self._commit_soon()
+        await batch.done
 
     def _fail(self, exc: BaseException) -> None:
         if self.failed is None:
@@ -310,6 +340,9 @@ class Server:
             log.critical("core or journal failed, closing every session: %r", exc)
             for s in list(self.sessions):
                 s.abort("journal failed")
+            for batch in self._pending:  # nothing more is released; wake who waits
+                if batch.done is not None and not batch.done.done():
+                    batch.done.set_result(None)
 
     def _release(self, upto: int) -> None:
         touched: set[Session] = set()
@@ -318,6 +351,8 @@ class Server:
         by_account = self.by_account
         while pending and pending[0].no <= upto:
             batch = pending.popleft()
+            if batch.session is not None:
+                batch.session.reads_in_flight -= 1
             for target, msg in batch.items:
                 kind = type(target)
                 if kind is str:
@@ -331,6 +366,8 @@ class Server:
                 elif not target.closed:
                     target.out.append(msg)
                     touched.add(target)
+            if batch.done is not None:
+                batch.done.set_result(None)
         for s in touched:
             if not s.closed:
                 s.write_out()

@@ -55,6 +55,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     - open_orders_max: per account -> `reject` TOO_MANY_OPEN_ORDERS.
     - out_bytes_max: bytes waiting to be written to one session -> disconnect (SLOW_CONSUMER).
     - inbox_frames_max: frames read but not yet processed -> stop reading from the socket.
+    - reads_in_flight_max: reads of one session applied but not yet committed and answered;
+      past it the session's next read waits for its oldest to be released (its socket is
+      then paused by `inbox_frames_max`). Reads are applied while earlier ones commit.
     - heartbeat_s: the server sends `heartbeat` after this long without writing.
     - idle_timeout_s: nothing received for this long -> `goodbye` IDLE_TIMEOUT, disconnect.
     - logon_timeout_s: not logged on this long after connecting -> `goodbye` NOT_LOGGED_ON.
@@ -68,6 +71,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     open_orders_max: int = 10_000
     out_bytes_max: int = 8 << 20
     inbox_frames_max: int = 1_024
+    reads_in_flight_max: int = 8
     heartbeat_s: float = 10.0
     idle_timeout_s: float = 30.0
     logon_timeout_s: float = 10.0
@@ -126,6 +130,7 @@ class Session:
         self.bucket = TokenBucket(limits.messages_per_s, limits.burst_messages)
         self.subscriptions: set[str] = set()
         self.out: list[Any] = []  # messages to write at the next `write_out`
+        self.reads_in_flight = 0  # reads applied, not yet committed and released
         now = time.monotonic()
         self.opened_at = now
         self.last_in = now

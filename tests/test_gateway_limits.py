@@ -236,3 +236,37 @@ def test_a_closed_client_raises_connection_lost():
                 await c.heartbeat()
 
     run(body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_reads_are_applied_while_earlier_ones_commit_up_to_reads_in_flight_max(transport):
+    """With every commit held back: a session's reads keep being applied (and journaled)
+    until `reads_in_flight_max` are waiting; the next waits too, and nothing is answered
+    until the commit; then all are."""
+
+    async def body():
+        async with running_server(limits=Limits(reads_in_flight_max=2)) as env:
+            c = await env.connect(transport, 1)
+            env.journal.gate = asyncio.Event()
+            journaled = env.journal.commands
+            acks = []
+            for i in range(5):  # one read each: the next is sent once this one is applied
+                o = p.NewOrder(
+                    client_order_id=f"r{i}", series=SERIES, side=Side.BUY, qty=1, price=10 + i
+                )
+                acks.append(c.order_future(o.client_order_id))
+                await c.send(o)
+                if i < 3:  # reads 1..3 are applied: 3 in flight is the first past the limit
+                    async with asyncio.timeout(5):
+                        while len(journaled) < i + 1:
+                            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.1)
+            assert len(journaled) == 3  # reads 4 and 5 wait for the first commit
+            assert not any(f.done() for f in acks)  # and nothing is answered yet
+            env.journal.gate.set()
+            async with asyncio.timeout(5):
+                done = await asyncio.gather(*acks)
+            assert [a.client_order_id for a in done] == [f"r{i}" for i in range(5)]
+            assert len(journaled) == 5
+
+    run(body)
