@@ -189,7 +189,7 @@ class Bench:
 
             self._tmp = tempfile.TemporaryDirectory(prefix="tonne-bench-")
             self._store = SQLiteStore(Path(self._tmp.name))
-            journal: Any = Journal(self._store)
+            journal: Any = Journal(self._store, writer_process=True)
             journal.start()
         else:
             from gateway.journal import NullJournal

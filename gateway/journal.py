@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gateway.store import Batch, JournalRow, LogRow, Snapshot, SnapshotInfo, Store
+from gateway.writer_process import WriterProcess
 
 BATCH_MAX = 2048  # commands per transaction, at most
 WINDOW_S = 0.0  # extra wait for more commands after the first batch arrives
@@ -130,6 +131,7 @@ class Journal:
         snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
         snapshots_kept: int = SNAPSHOTS_KEPT,
         snapshot_fork: bool = hasattr(os, "fork"),
+        writer_process: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_max < 1:
@@ -138,7 +140,11 @@ class Journal:
             raise ValueError(f"window_s must be within [0, {WINDOW_S_MAX}]")
         if snapshot_every < 1 or snapshot_interval_s <= 0 or snapshots_kept < 1:
             raise ValueError("snapshot_every, snapshot_interval_s, snapshots_kept must be > 0")
+        if writer_process and not isinstance(getattr(store, "path", None), os.PathLike):
+            raise ValueError("writer_process needs a store with a path (SQLiteStore)")
         self.store = store
+        self.writer_process = writer_process
+        self._process: WriterProcess | None = None
         self.codec: Codec = codec if codec is not None else SettlementCodec()
         self._encode_command = self.codec.encode_command
         self._encode_record = self.codec.encode_record
@@ -174,12 +180,42 @@ class Journal:
     # -- the loop side ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writer thread; call from inside the running event loop."""
-        if self._thread is not None:
+        """Start the writer (thread or process); call from inside the running event loop."""
+        if self._started:
             return
         self._loop = asyncio.get_running_loop()
+        if self.writer_process:
+            self._process = WriterProcess(
+                str(self.store.path.parent),  # type: ignore[attr-defined]
+                batch_max=self.batch_max,
+                window_s=self.window_s,
+                snapshots_kept=self.snapshots_kept,
+                on_commit=self._process_committed,
+                on_failure=lambda why: self._failed(JournalFailed(why)),
+            )
+            self._process.start()
+            return
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def _started(self) -> bool:
+        return self._thread is not None or self._process is not None
+
+    def _submit(self, batch: Batch, *, threadsafe: bool = False) -> None:
+        """Hand a batch to the writer, in order (`threadsafe` from another thread)."""
+        if self._process is None:
+            self._queue.put(batch)
+        elif threadsafe:
+            self._process.send_threadsafe(batch)
+        else:
+            self._process.send(batch)
+
+    def _process_committed(self, last_seq: int, commands: int) -> None:
+        self.commits += 1
+        self.batch_sizes.append(commands)
+        if commands:
+            self._committed(last_seq)
 
     def append(self, cmd: Any, records: Sequence[Any]) -> int:
         """Buffer one accepted command (with its timestamp `cmd.ts`) and the settlement
@@ -212,7 +248,7 @@ class Journal:
         target = self.seq
         if self.durable_seq >= target:
             return
-        if self._thread is None:
+        if not self._started:
             self.start()
         self._maybe_snapshot()
         self._cut()
@@ -236,7 +272,7 @@ class Journal:
             raise ValueError("the journal has no core to snapshot")
         if self._snap_reader is not None and self._snap_reader.is_alive():
             return False
-        if self._thread is None:
+        if not self._started:
             self.start()
         seq, log_seq, log_head = self.seq, self.log_seq, self.log_head
         self._cut()  # the commands the snapshot covers go first
@@ -259,7 +295,7 @@ class Journal:
         state_hash = self.core.state_hash()
         self.snapshot_pauses_s.append(time.perf_counter() - started)
         info = SnapshotInfo(seq, log_seq, log_head, state_hash, time.time_ns(), len(data))
-        self._queue.put(Batch([], [], Snapshot(info, data)))
+        self._submit(Batch([], [], Snapshot(info, data)))
         return True
 
     def _collect_snapshot(
@@ -281,7 +317,7 @@ class Journal:
         state_hash = payload[:HASH_HEX_BYTES].decode()
         data = payload[HASH_HEX_BYTES:]
         info = SnapshotInfo(seq, log_seq, log_head, state_hash, time.time_ns(), len(data))
-        self._queue.put(Batch([], [], Snapshot(info, data)))
+        self._submit(Batch([], [], Snapshot(info, data)), threadsafe=True)
 
     async def close(self, *, snapshot: bool = False) -> None:
         """Commit what is buffered and stop the writer thread. With `snapshot`, first store
@@ -307,6 +343,9 @@ class Journal:
                 self._queue.put(None)
                 await loop.run_in_executor(None, self._thread.join)
                 self._thread = None
+            if self._process is not None:
+                await asyncio.sleep(0)  # a snapshot the reader just handed over goes first
+                await self._process.close()
 
     @property
     def failed(self) -> BaseException | None:
@@ -336,9 +375,9 @@ class Journal:
         writer."""
         if not self._buf_cmds and snapshot is None:
             return
-        if self._thread is None:
+        if not self._started:
             self.start()
-        self._queue.put(Batch(self._buf_cmds, self._buf_recs, snapshot))
+        self._submit(Batch(self._buf_cmds, self._buf_recs, snapshot))
         self._buf_cmds = []
         self._buf_recs = []
 
