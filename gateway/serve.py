@@ -70,6 +70,7 @@ class JournalSettings:
     batch_max: int = BATCH_MAX  # commands per transaction, at most
     window_s: float = WINDOW_S  # extra wait for more commands before a commit
     snapshot_every: int = SNAPSHOT_EVERY  # commands between snapshots (also every 300 s)
+    writer_process: bool = True  # commit in a writer process (False: a thread of this one)
 
 
 class Running:
@@ -114,6 +115,7 @@ async def running(
         batch_max=journaling.batch_max,
         window_s=journaling.window_s,
         snapshot_every=journaling.snapshot_every,
+        writer_process=journaling.writer_process,
     )
     journal.start()
     keys = KeyStore.load(data_dir, create=True)
@@ -193,6 +195,8 @@ def limits_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logon-skew-s", type=float, default=d.logon_skew_s)
     parser.add_argument("--logon-timeout-s", type=float, default=d.logon_timeout_s)
     parser.add_argument("--sessions-max", type=int, default=d.sessions_max)
+    parser.add_argument("--inbox-frames-max", type=int, default=d.inbox_frames_max)
+    parser.add_argument("--reads-in-flight-max", type=int, default=d.reads_in_flight_max)
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -207,6 +211,8 @@ def limits_from(args: argparse.Namespace) -> Limits:
         logon_skew_s=args.logon_skew_s,
         logon_timeout_s=args.logon_timeout_s,
         sessions_max=args.sessions_max,
+        inbox_frames_max=args.inbox_frames_max,
+        reads_in_flight_max=args.reads_in_flight_max,
     )
 
 
@@ -235,6 +241,13 @@ def main(argv: list[str]) -> int:
         metavar="MS",
         help=f"wait this long for more commands before a commit (<= {WINDOW_S_MAX * 1000:.0f})",
     )
+    parser.add_argument(
+        "--journal-writer",
+        choices=["process", "thread"],
+        default="process",
+        help="commit in a writer process (default: SQLite work never holds this process's "
+        "GIL) or in a thread of this process",
+    )
     limits_arguments(parser)
     args = parser.parse_args(argv)
     if args.batch_max < 1:
@@ -252,6 +265,7 @@ def main(argv: list[str]) -> int:
                 batch_max=args.batch_max,
                 window_s=args.window_ms / 1000,
                 snapshot_every=args.snapshot_every,
+                writer_process=args.journal_writer == "process",
             ),
         )
     )

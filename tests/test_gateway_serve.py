@@ -72,6 +72,22 @@ def test_the_group_commit_bounds_are_set_from_the_command_line(tmp_path):
     run(body)
 
 
+def test_the_journal_commits_in_a_writer_process_unless_told_a_thread(tmp_path):
+    from gateway.serve import JournalSettings, running
+
+    async def body():
+        async with running(tmp_path, tcp_port=0, ws_port=0) as ex:
+            assert ex.journal._process is not None and ex.journal._process.pid
+            c = await Client.connect_tcp("127.0.0.1", ex.server.tcp_port)
+            await c.heartbeat()
+            await c.close()
+        thread = JournalSettings(writer_process=False)
+        async with running(tmp_path, tcp_port=0, ws_port=0, journaling=thread) as ex:
+            assert ex.journal._process is None and ex.journal._thread is not None
+
+    run(body)
+
+
 def test_out_of_range_group_commit_bounds_are_refused_with_a_message(tmp_path, capsys):
     import pytest
 
