@@ -62,6 +62,7 @@ from engine.reference import Mitigation, Series
 from gateway import protocol as p
 from gateway.auth import Authenticator, KeyStore
 from gateway.client import Client
+from gateway.gcpolicy import serving, tune_for_serving
 from gateway.server import Server
 from gateway.session import Limits
 
@@ -294,6 +295,7 @@ async def client_job(job: dict[str, Any]) -> Any:
 def client_main(job: dict[str, Any], conn: Any) -> None:
     """The client process: run the job (bounded by job["timeout_s"]) and send back
     ("ok", result) or ("error", text) on `conn`."""
+    tune_for_serving()  # a load client is a serving process too
     try:
         result = uvloop.run(asyncio.wait_for(client_job(job), job["timeout_s"]))
         conn.send(("ok", result))
@@ -436,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run the clients in the server's process (the old way) instead of a child process",
     )
     args = parser.parse_args(argv)
-    for line in uvloop.run(run(args)):
+    with serving():  # the GC policy of `tonne serve`, for the server and the in-memory runs
+        lines = uvloop.run(run(args))
+    for line in lines:
         print(line)
     return 0
 

@@ -34,6 +34,7 @@ import uvloop
 from engine.commands import Side
 from gateway import protocol as p
 from gateway.client import Client, ClientError, RequestRejected
+from gateway.gcpolicy import serving
 
 CASH_EACH = 10**10  # minor units deposited per participant (own exchange)
 CREDITS_EACH = 1_000_000  # tonnes deposited per participant (own exchange)
@@ -320,9 +321,11 @@ def main(argv: list[str]) -> int:
             parser.error("--connect needs --keys")
         if args.transport == "ws" and args.ws_port is None:
             args.ws_port = int(args.connect.rpartition(":")[2])
-        return uvloop.run(remote(args))
+        with serving():  # a load client is a serving process: gateway/gcpolicy.py
+            return uvloop.run(remote(args))
     try:
-        return uvloop.run(own_exchange(args))
+        with serving():
+            return uvloop.run(own_exchange(args))
     except ImportError as exc:
         print(f"tonne load: needs the settlement core ({exc})", file=sys.stderr)
         return 2

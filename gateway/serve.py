@@ -31,6 +31,7 @@ from typing import Any
 import uvloop
 
 from gateway.auth import Authenticator, KeyStore
+from gateway.gcpolicy import tune_for_serving
 from gateway.journal import BATCH_MAX, SNAPSHOT_EVERY, WINDOW_S, WINDOW_S_MAX, Journal
 from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
 from gateway.server import Server
@@ -153,8 +154,10 @@ async def serve(
     ready: Callable[[dict[str, Any]], None] | None = None,
     stop: asyncio.Event | None = None,
     journaling: JournalSettings = JournalSettings(),
+    tune_gc: bool = False,
 ) -> int:
-    """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop."""
+    """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop. `tune_gc`: this
+    process only serves, so use the serving GC policy (gateway/gcpolicy.py) once started."""
     stop = stop or asyncio.Event()
     try:
         async with running(
@@ -165,6 +168,8 @@ async def serve(
             limits=limits,
             journaling=journaling,
         ) as ex:
+            if tune_gc:
+                tune_for_serving()
             if ready is not None:
                 ready(ex.info)
             else:
@@ -267,5 +272,6 @@ def main(argv: list[str]) -> int:
                 snapshot_every=args.snapshot_every,
                 writer_process=args.journal_writer == "process",
             ),
+            tune_gc=True,
         )
     )

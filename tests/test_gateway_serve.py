@@ -98,3 +98,15 @@ def test_out_of_range_group_commit_bounds_are_refused_with_a_message(tmp_path, c
             main(["--data", str(tmp_path), *argv])
         assert exit_info.value.code == 2
         assert "must be" in capsys.readouterr().err
+
+
+def test_the_serving_gc_policy_is_applied_for_a_while_and_undone():
+    import gc
+
+    from gateway.gcpolicy import YOUNG, serving
+
+    before = gc.get_threshold()
+    with serving():
+        assert gc.get_threshold()[0] == YOUNG
+        assert gc.get_freeze_count() > 0  # what existed is frozen
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
