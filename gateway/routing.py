@@ -34,15 +34,19 @@ BUY = Side.BUY
 
 class OrderInfo:
     """What the gateway remembers of an open order to write reports: owner, client order id,
-    side and open quantity. Dropped when the order ends."""
+    side, open quantity, and the session that entered it (0: none alive, e.g. an order
+    recovered at start), which cancel-on-disconnect needs. Dropped when the order ends."""
 
-    __slots__ = ("account", "client_order_id", "side", "leaves")
+    __slots__ = ("account", "client_order_id", "side", "leaves", "session_id")
 
-    def __init__(self, account: int, coid: str, side: Side, leaves: int) -> None:
+    def __init__(
+        self, account: int, coid: str, side: Side, leaves: int, session_id: int = 0
+    ) -> None:
         self.account = account
         self.client_order_id = coid
         self.side = side
         self.leaves = leaves
+        self.session_id = session_id
 
 
 def route(
@@ -89,7 +93,10 @@ def route(
                 if info.leaves <= 0:
                     del orders[order_id]
         elif kind is Accepted:
-            orders[ev.order_id] = OrderInfo(ev.account, ev.client_order_id, ev.side, ev.qty)
+            entered_by = s.session_id if s is not None and s.account == ev.account else 0
+            orders[ev.order_id] = OrderInfo(
+                ev.account, ev.client_order_id, ev.side, ev.qty, entered_by
+            )
             items.append(
                 (
                     ev.account,

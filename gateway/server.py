@@ -212,7 +212,7 @@ class Server:
                     del self.by_account[s.account]
         self.count("sessions_closed")
         if was_logged_on and s.cancel_on_disconnect and self.failed is None:
-            self.spawn(self._cancel_on_disconnect(s.account))
+            self.spawn(self._cancel_on_disconnect(s))
 
     async def operator(self, cmd: Any) -> list[Any]:
         """Apply an operator command (stamped here) through the same pipeline as a
@@ -224,10 +224,16 @@ class Server:
         await self._released(batch)
         return events
 
-    async def _cancel_on_disconnect(self, account: int) -> None:
+    async def _cancel_on_disconnect(self, s: Session) -> None:
+        """Cancel the open orders this session entered (not those of the account's other
+        sessions), as journaled cancels in one batch; the account's other sessions get the
+        reports. A scan of the open orders: disconnects are rare, orders many."""
         batch = self._new_batch()
-        cmd = ec.MassCancel(account=account, ts=self._stamp())
-        self._apply(cmd, None, batch, 0)
+        mine = [oid for oid, info in self._orders.items() if info.session_id == s.session_id]
+        for order_id in mine:
+            self._apply(
+                ec.Cancel(account=s.account, order_id=order_id, ts=self._stamp()), None, batch, 0
+            )
         self.count("cancel_on_disconnect")
         await self._released(batch)
 

@@ -264,13 +264,16 @@ def test_a_gap_in_sequence_numbers_brings_a_fresh_snapshot(transport):
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_cancel_on_disconnect_cancels_the_accounts_orders(transport):
+def test_cancel_on_disconnect_cancels_the_orders_that_session_entered(transport):
     async def body():
         async with running_server() as env:
             leaver = await env.connect(transport, 1, cancel_on_disconnect=True)
+            sibling = await env.connect(transport, 1)  # the same account, another session
             stayer = await env.connect(transport, 2)
             keeper = await env.connect(transport, 3, cancel_on_disconnect=False)
-            await leaver.place(SERIES, Side.BUY, qty=2, price=700)
+            gone = await leaver.place(SERIES, Side.BUY, qty=2, price=700)
+            await leaver.place(SERIES, Side.BUY, qty=1, price=701)
+            await sibling.place(SERIES, Side.BUY, qty=3, price=690)
             await keeper.place(SERIES, Side.BUY, qty=2, price=650)
             await stayer.subscribe(SERIES)
             await leaver.close()
@@ -280,7 +283,14 @@ def test_cancel_on_disconnect_cancels_the_accounts_orders(transport):
                 lambda m: isinstance(m, p.BookUpdate) and m.price == 700 and m.qty == 0
             )
             assert update.series == SERIES
-            assert stayer.books[SERIES].bids == {650: 2}
+            await stayer.wait_for(lambda m: isinstance(m, p.BookUpdate) and m.price == 701)
+            assert stayer.books[SERIES].bids == {690: 3, 650: 2}
+            report = await sibling.wait_for(
+                lambda m: isinstance(m, p.Cancelled) and m.order_id == gone.order_id
+            )
+            assert report.client_order_id == gone.client_order_id
+            left = await sibling.open_orders()
+            assert [(o.price, o.qty) for o in left.orders] == [(690, 3)]
 
     run(body)
 
