@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import random
 import secrets
 import statistics
@@ -213,6 +214,18 @@ class Bench:
         if self._tmp is not None:
             self._tmp.cleanup()
 
+    def writer_cpu_s(self) -> float:
+        """CPU seconds used so far by the journal's writer process (0 without one)."""
+        process = getattr(self.journal, "_process", None)
+        pid = process.pid if process is not None else None
+        if pid is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime+stime
+
     @property
     def endpoint(self) -> dict[str, Any]:
         """What a client process needs to connect and log on."""
@@ -250,7 +263,9 @@ async def one_in_flight(connect: Connect, orders: list[p.NewOrder]) -> list[int]
 
 async def pipelined(
     connect: Connect, per_client: list[list[p.NewOrder]], window: int, ws: bool
-) -> float:
+) -> tuple[float, float]:
+    """Seconds from the first send to the last ack, and the CPU seconds this process spent
+    meanwhile."""
     clients = [await connect(i, ws) for i in range(len(per_client))]
 
     async def drive(c: Client, orders: list[p.NewOrder]) -> None:
@@ -269,12 +284,12 @@ async def pipelined(
             while inflight and inflight[0].done():
                 inflight.popleft().result()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*[drive(c, o) for c, o in zip(clients, per_client, strict=True)])
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     for c in clients:
         await c.close()
-    return elapsed
+    return elapsed, cpu
 
 
 # -- the load clients in a separate process ----------------------------------------------
@@ -282,7 +297,7 @@ async def pipelined(
 
 async def client_job(job: dict[str, Any]) -> Any:
     """Run one measurement's clients against the server at job["endpoint"]: the round trips
-    (ns) for "latency", the elapsed seconds for "pipelined"."""
+    (ns) for "latency", (elapsed seconds, CPU seconds) for "pipelined"."""
 
     async def connect(i: int, ws: bool) -> Client:
         return await connect_client(job["endpoint"], i, ws)
@@ -363,6 +378,18 @@ async def measure(b: Bench, job: dict[str, Any], same_process: bool, orders: int
     return await in_child(dict(job, endpoint=b.endpoint), child_timeout_s(orders))
 
 
+def cpu_budget(orders: int, server_s: float, writer_s: float, client_s: float) -> str:
+    """CPU per order of each process, and the rate their sum allows on this machine's cores:
+    what the machine can do at best with this code, however the work is overlapped."""
+    us = [x / orders * 1e6 for x in (server_s, writer_s, client_s)]
+    cores = os.cpu_count() or 1
+    return (
+        f"    CPU per order: server {us[0]:.1f} us, journal writer {us[1]:.1f} us, "
+        f"clients {us[2]:.1f} us; sum {sum(us):.1f} us -> at most "
+        f"{cores / sum(us) * 1e6:,.0f}/s on {cores} cores"
+    )
+
+
 def pct(values: list[int], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] / 1000
@@ -409,7 +436,11 @@ async def run(args: argparse.Namespace) -> list[str]:
         _, mem_s = in_memory(flat)
         async with Bench(args.journal) as b:
             job = {"kind": "pipelined", "per_client": per_client, "window": args.window, "ws": ws}
-            elapsed = await measure(b, job, args.same_process, len(flat))
+            writer_cpu = b.writer_cpu_s()
+            server_cpu = time.process_time()
+            elapsed, client_cpu = await measure(b, job, args.same_process, len(flat))
+            server_cpu = time.process_time() - server_cpu
+            writer_cpu = b.writer_cpu_s() - writer_cpu
         g_rate, m_rate = len(flat) / elapsed, len(flat) / mem_s
         unit = "messages/s" if ws else "orders/s"
         lines.append(
@@ -417,6 +448,8 @@ async def run(args: argparse.Namespace) -> list[str]:
             f"{g_rate:,.0f} {unit}, in-memory {m_rate:,.0f}/s, "
             f"ratio {m_rate / g_rate:,.1f}x slower"
         )
+        if not args.same_process:
+            lines.append(cpu_budget(len(flat), server_cpu, writer_cpu, client_cpu))
     lines.append(f"(in-memory per-command mean {statistics.fmean(mem_times) / 1000:.1f} us)")
     return lines
 
