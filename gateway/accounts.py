@@ -3,12 +3,19 @@
     tonne accounts add  [--data DIR] [--account N] [--permissions trade,retire[,fund]] [--json]
     tonne accounts import FILE [--data DIR]
     tonne accounts list [--data DIR]
+    tonne accounts revoke KEY_ID [--data DIR]
 
 `add` prints the new key's id and secret once; only the sealed secret is stored
 (`accounts.json`, sealed with `master.key`, see gateway/auth.py). The server opens each
 provisioned account in the core when it starts. `fund` lets a key deposit and withdraw cash
 and deposit registry blocks of credits for its own account (test and demo markets; on a
 real exchange that is an operator's job).
+
+`list` shows every key's id, account, permissions and whether it is revoked, never a secret.
+`revoke` refuses the key's logons from then on (UNKNOWN_KEY) and erases its sealed secret;
+the account and its other keys stay. A running server read the keys when it started: it
+refuses a revoked key only once restarted, and sessions already logged on with the key stay
+logged on until then.
 
 `import` provisions keys from a config file: JSON lines (or one JSON array) of
 `{"account": 7, "key_id": "...", "secret": "...", "permissions": ["trade", "retire"]}`,
@@ -23,7 +30,7 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.auth import PERMISSIONS, KeyStore
+from gateway.auth import PERMISSIONS, KeyStore, KeyStoreError, UnknownKeyId
 from gateway.store import default_data_dir
 
 
@@ -57,6 +64,26 @@ def import_keys(data_dir: Path, text: str) -> int:
     return len(rows)
 
 
+def revoke_key(data_dir: Path, key_id: str) -> tuple[int, bool]:
+    """Revoke a key: (its account, whether it was revoked now rather than already).
+    Raises `UnknownKeyId` when the folder has no such key."""
+    store = KeyStore.load(data_dir)
+    revoked = store.revoke(key_id)
+    if revoked:
+        store.save(data_dir)
+    account = next(k.account for k in store.describe() if k.key_id == key_id)
+    return account, revoked
+
+
+def list_lines(data_dir: Path) -> list[str]:
+    """`tonne accounts list`: a header and one line per key, never a secret."""
+    lines = [f"{'key_id':<24} {'account':>7}  {'permissions':<18} status"]
+    for k in KeyStore.load(data_dir).describe():
+        status = "active" if k.revoked_at is None else f"revoked {k.revoked_at}"
+        lines.append(f"{k.key_id:<24} {k.account:>7}  {','.join(k.permissions):<18} {status}")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="tonne accounts",
@@ -74,8 +101,13 @@ def main(argv: list[str]) -> int:
     imp = sub.add_parser("import", help="provision keys from a JSON config file")
     imp.add_argument("file")
     imp.add_argument("--data", default=default_data_dir())
-    lst = sub.add_parser("list", help="accounts and their key ids (never secrets)")
+    lst = sub.add_parser(
+        "list", help="every key: id, account, permissions, revoked or not (never secrets)"
+    )
     lst.add_argument("--data", default=default_data_dir())
+    rev = sub.add_parser("revoke", help="refuse a key's logons from now on (at server restart)")
+    rev.add_argument("key_id")
+    rev.add_argument("--data", default=default_data_dir())
     args = parser.parse_args(argv)
     data_dir = Path(args.data)
     if args.action == "add":
@@ -85,6 +117,9 @@ def main(argv: list[str]) -> int:
         except ValueError as exc:
             print(f"tonne accounts: {exc}", file=sys.stderr)
             return 2
+        except KeyStoreError as exc:
+            print(f"tonne accounts: {exc}", file=sys.stderr)
+            return 1
         if args.json:
             print(json.dumps({"account": account, "key_id": key_id, "secret": secret}))
         else:
@@ -96,16 +131,35 @@ def main(argv: list[str]) -> int:
     if args.action == "import":
         try:
             n = import_keys(data_dir, Path(args.file).read_text())
+        except KeyStoreError as exc:
+            print(f"tonne accounts: {exc}", file=sys.stderr)
+            return 1
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"tonne accounts: {args.file}: {exc!r}", file=sys.stderr)
             return 2
         print(f"{n} keys provisioned in {data_dir}")
         return 0
+    if args.action == "revoke":
+        try:
+            account, revoked = revoke_key(data_dir, args.key_id)
+        except UnknownKeyId as exc:
+            print(f"tonne accounts: {exc.args[0]} in {data_dir}", file=sys.stderr)
+            return 1
+        except (OSError, KeyStoreError) as exc:
+            print(f"tonne accounts: {exc}", file=sys.stderr)
+            return 1
+        if revoked:
+            print(
+                f"revoked key {args.key_id} of account {account}; a running server refuses it "
+                "once restarted"
+            )
+        else:
+            print(f"key {args.key_id} of account {account} was already revoked")
+        return 0
     try:
-        store = KeyStore.load(data_dir)
-    except FileNotFoundError as exc:
+        lines = list_lines(data_dir)
+    except (OSError, KeyStoreError) as exc:
         print(f"tonne accounts: {exc}", file=sys.stderr)
         return 1
-    for account, keys in sorted(store.accounts().items()):
-        print(f"{account}\t{' '.join(keys)}")
+    print("\n".join(lines))
     return 0

@@ -7,17 +7,35 @@ is made (`tonne accounts add`). A logon proves possession of the secret without 
 
 `ts` is the client's clock in integer nanoseconds; the server rejects a logon whose `ts` is
 more than `skew_s` away from its own clock (STALE_TIMESTAMP) and any nonce already used with
-the key inside that window (REUSED_NONCE), so a captured logon cannot be replayed.
+the key inside that window (REUSED_NONCE), so a captured logon cannot be replayed. A revoked
+key is refused like an unknown one (UNKNOWN_KEY, text "API key revoked").
 
 At rest, secrets are encrypted (the server needs them to check an HMAC, so a one-way hash is
-not an option): `accounts.json` holds each secret sealed with a 32-byte master key kept in a
-separate file (`master.key`, mode 0600) or the TONNE_MASTER_KEY environment variable. The
-cipher is HMAC-SHA256 in counter mode as a keystream, with an encrypt-then-MAC tag (stdlib
-only). Secrets are never logged; `KeyRecord`'s repr leaves them out.
+not an option). `accounts.json` (version 2) holds each secret sealed with AES-256-GCM
+(`cryptography`): the AES key is derived with HKDF-SHA256 from a 32-byte master key kept in a
+separate file (`master.key`, mode 0600) or the TONNE_MASTER_KEY environment variable (hex);
+each secret gets a fresh random 96-bit nonce, and the key's id, account and permissions are
+the associated data, so a sealed secret copied to another key, or a key whose account or
+permissions were edited in the file, does not open. `secret_sealed` is
+hex(nonce || ciphertext || tag). Revoking a key erases its sealed secret and records when;
+the key id stays, so it cannot be issued again. A version 1 file (the earlier HMAC-keystream
+sealing) is refused, not read: its keys must be provisioned again.
+
+Errors::
+
+    StoreError (gateway/store.py: something is wrong with the data folder)
+     └── KeyStoreError            the key file or the master key cannot be used
+          ├── KeyFileFormatError  accounts.json of another version, or not a key file
+          └── SealedSecretError   a sealed secret does not open: edited, moved to another key,
+                                  or another master key
+    UnknownKeyId (LookupError)    revoking a key id the store does not have
+
+Secrets are never logged; `KeyRecord`'s repr leaves them out.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -27,13 +45,37 @@ from collections import OrderedDict
 from pathlib import Path
 
 import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.events import Reason
+from gateway.store import StoreError
 
 ACCOUNTS_FILE = "accounts.json"
+KEY_FILE_VERSION = 2
 MASTER_KEY_FILE = "master.key"
 MASTER_KEY_ENV = "TONNE_MASTER_KEY"
+MASTER_KEY_BYTES = 32
 PERMISSIONS = frozenset({"trade", "fund", "retire"})
+
+
+class KeyStoreError(StoreError):
+    """The key file or the master key cannot be used; the message names which."""
+
+
+class KeyFileFormatError(KeyStoreError):
+    """`accounts.json` is of a version this tonne does not read, or not a key file at all."""
+
+
+class SealedSecretError(KeyStoreError):
+    """A sealed secret does not open: its bytes or its key's fields were edited, it was moved
+    to another key id, or the master key is not the one it was sealed with."""
+
+
+class UnknownKeyId(LookupError):
+    """A key id the store does not have."""
 
 
 def logon_payload(key_id: str, ts: int, nonce: str) -> bytes:
@@ -66,41 +108,57 @@ class KeyRecord:
 
 # -- sealing secrets at rest -----------------------------------------------------------------
 
-_NONCE_BYTES = 16
-_TAG_BYTES = 16
+_NONCE_BYTES = 12  # 96 bits, the size AES-GCM is specified for
+_HKDF_INFO = b"tonne accounts.json v2 AES-256-GCM"
 
 
-def _keystream(master: bytes, nonce: bytes, size: int) -> bytes:
-    blocks = []
-    for counter in range((size + 31) // 32):
-        blocks.append(
-            hmac.new(master, b"enc" + nonce + counter.to_bytes(4, "big"), hashlib.sha256).digest()
-        )
-    return b"".join(blocks)[:size]
+def _aead(master: bytes) -> AESGCM:
+    # A derived key, so the master key is never used directly by two algorithms (version 1
+    # used it as an HMAC key).
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO)
+    return AESGCM(hkdf.derive(master))
 
 
-def seal(master: bytes, plaintext: bytes) -> str:
+def associated_data(key_id: str, account: int, permissions: list[str]) -> bytes:
+    """What a sealed secret is bound to: its key's id, account and permissions."""
+    fields = {"key_id": key_id, "account": account, "permissions": sorted(permissions)}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def seal(aead: AESGCM, plaintext: bytes, aad: bytes) -> str:
+    """hex(nonce || ciphertext || tag), with a fresh random nonce."""
     nonce = secrets.token_bytes(_NONCE_BYTES)
-    ct = bytes(
-        a ^ b for a, b in zip(plaintext, _keystream(master, nonce, len(plaintext)), strict=True)
-    )
-    tag = hmac.new(master, b"mac" + nonce + ct, hashlib.sha256).digest()[:_TAG_BYTES]
-    return (nonce + ct + tag).hex()
+    return (nonce + aead.encrypt(nonce, plaintext, aad)).hex()
 
 
-def unseal(master: bytes, sealed_hex: str) -> bytes:
-    raw = bytes.fromhex(sealed_hex)
-    nonce, ct, tag = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:-_TAG_BYTES], raw[-_TAG_BYTES:]
-    expected = hmac.new(master, b"mac" + nonce + ct, hashlib.sha256).digest()[:_TAG_BYTES]
-    if not hmac.compare_digest(tag, expected):
-        raise ValueError("sealed secret fails its tag: wrong master key or edited file")
-    return bytes(a ^ b for a, b in zip(ct, _keystream(master, nonce, len(ct)), strict=True))
+def unseal(aead: AESGCM, sealed_hex: str, aad: bytes) -> bytes:
+    """The plaintext, or `SealedSecretError` when the seal does not open with `aad`."""
+    try:
+        raw = bytes.fromhex(sealed_hex)
+    except ValueError:
+        raise SealedSecretError("sealed secret is not hex") from None
+    try:
+        return aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], aad)
+    except InvalidTag:
+        raise SealedSecretError(
+            "sealed secret does not open: edited, moved to another key, or another master key"
+        ) from None
+
+
+def _master_key_from_hex(text: str, where: str) -> bytes:
+    try:
+        master = bytes.fromhex(text.strip())
+    except ValueError:
+        raise KeyStoreError(f"{where}: master key is not hex") from None
+    if len(master) != MASTER_KEY_BYTES:
+        raise KeyStoreError(f"{where}: master key must be {MASTER_KEY_BYTES} bytes")
+    return master
 
 
 def load_master_key(data_dir: Path, create: bool = False) -> bytes:
     env = os.environ.get(MASTER_KEY_ENV)
     if env:
-        return bytes.fromhex(env)
+        return _master_key_from_hex(env, f"${MASTER_KEY_ENV}")
     path = data_dir / MASTER_KEY_FILE
     if not path.exists():
         if not create:
@@ -108,49 +166,110 @@ def load_master_key(data_dir: Path, create: bool = False) -> bytes:
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-    return bytes.fromhex(path.read_text().strip())
+            f.write(secrets.token_hex(MASTER_KEY_BYTES) + "\n")
+    return _master_key_from_hex(path.read_text(), str(path))
 
 
 class StoredKey(msgspec.Struct, frozen=True):
+    """One key as `accounts.json` holds it. A revoked key has no secret, only when."""
+
     key_id: str
     account: int
     permissions: list[str]
-    secret_sealed: str
+    secret_sealed: str | None
+    revoked_at: str | None = None  # UTC, ISO 8601
+
+
+class KeyInfo(msgspec.Struct, frozen=True):
+    """What may be shown about a key: everything but its secret."""
+
+    key_id: str
+    account: int
+    permissions: list[str]
+    revoked_at: str | None
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 class KeyStore:
-    """The API keys of all accounts: in memory for the server, `accounts.json` at rest."""
+    """The API keys of all accounts: in memory for the server, `accounts.json` at rest.
+
+    The server loads it once when it starts: a key added or revoked in the file afterwards
+    takes effect at the next start (`revoke` on this object takes effect at once)."""
 
     def __init__(self, master: bytes, keys: list[StoredKey] | None = None) -> None:
-        self._master = master
+        self._aead = _aead(master)
         self._stored: dict[str, StoredKey] = {k.key_id: k for k in keys or ()}
         self._records: dict[str, KeyRecord] = {}
         for k in self._stored.values():
-            secret = unseal(master, k.secret_sealed).decode()
+            if k.revoked_at is not None:
+                continue
+            if k.secret_sealed is None:
+                raise SealedSecretError(f"key {k.key_id}: neither a sealed secret nor revoked")
+            aad = associated_data(k.key_id, k.account, k.permissions)
+            try:
+                secret = unseal(self._aead, k.secret_sealed, aad).decode()
+            except SealedSecretError as exc:
+                raise SealedSecretError(f"key {k.key_id}: {exc}") from None
             self._records[k.key_id] = KeyRecord(
                 k.key_id, k.account, secret, frozenset(k.permissions)
             )
 
     @classmethod
     def load(cls, data_dir: Path, create: bool = False) -> KeyStore:
+        """The keys of a data folder; the master key is made when `create` and missing.
+        Raises `KeyStoreError` (naming the file) when the file cannot be used."""
         master = load_master_key(data_dir, create=create)
         path = data_dir / ACCOUNTS_FILE
         if not path.exists():
             return cls(master)
-        raw = json.loads(path.read_text())
-        return cls(master, msgspec.convert(raw["keys"], list[StoredKey]))
+        try:
+            raw = json.loads(path.read_text())
+        except ValueError as exc:
+            raise KeyFileFormatError(f"{path}: not a key file: {exc}") from None
+        version = raw.get("version") if isinstance(raw, dict) else None
+        if version == 1:
+            raise KeyFileFormatError(
+                f"{path}: key file version 1 (secrets sealed with the retired HMAC keystream) "
+                f"is not read any more; this tonne reads version {KEY_FILE_VERSION}. Move the "
+                "file aside and provision the keys again (`tonne accounts add`, or "
+                "`tonne accounts import` from the file they were issued in)"
+            )
+        if version != KEY_FILE_VERSION:
+            raise KeyFileFormatError(
+                f"{path}: key file version {version!r} is not {KEY_FILE_VERSION}, the one "
+                "this tonne reads"
+            )
+        try:
+            keys = msgspec.convert(raw["keys"], list[StoredKey])
+        except (KeyError, msgspec.ValidationError) as exc:
+            raise KeyFileFormatError(f"{path}: not a key file: {exc!r}") from None
+        try:
+            return cls(master, keys)
+        except SealedSecretError as exc:
+            raise SealedSecretError(f"{path}: {exc}") from None
 
     def save(self, data_dir: Path) -> None:
+        """Write `accounts.json` atomically and durably (a revocation must not be lost)."""
         path = data_dir / ACCOUNTS_FILE
         tmp = path.with_suffix(".tmp")
-        body = {"version": 1, "keys": msgspec.to_builtins(list(self._stored.values()))}
+        body = {
+            "version": KEY_FILE_VERSION,
+            "keys": msgspec.to_builtins(list(self._stored.values())),
+        }
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(body, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        dir_fd = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def add(
         self, account: int, permissions: frozenset[str] = frozenset({"trade", "retire"})
@@ -168,15 +287,44 @@ class KeyStore:
             raise ValueError(f"unknown permissions {sorted(unknown)}")
         if not key_id or len(key_id) > 64 or not secret:
             raise ValueError("a key needs a key_id of 1 to 64 characters and a secret")
-        self._stored[key_id] = StoredKey(
-            key_id, account, sorted(permissions), seal(self._master, secret.encode())
-        )
+        if self.is_revoked(key_id):
+            raise ValueError(f"key {key_id} was revoked; a revoked key id is never reused")
+        perms = sorted(permissions)
+        sealed = seal(self._aead, secret.encode(), associated_data(key_id, account, perms))
+        self._stored[key_id] = StoredKey(key_id, account, perms, sealed)
         self._records[key_id] = KeyRecord(key_id, account, secret, permissions)
 
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key: its logons are refused and its sealed secret is erased. False when it
+        was revoked already; `UnknownKeyId` when there is no such key."""
+        stored = self._stored.get(key_id)
+        if stored is None:
+            raise UnknownKeyId(f"no API key {key_id!r}")
+        if stored.revoked_at is not None:
+            return False
+        self._stored[key_id] = msgspec.structs.replace(
+            stored, secret_sealed=None, revoked_at=_utc_now()
+        )
+        del self._records[key_id]
+        return True
+
     def get(self, key_id: str) -> KeyRecord | None:
+        """The key that may log on, or None (unknown or revoked)."""
         return self._records.get(key_id)
 
+    def is_revoked(self, key_id: str) -> bool:
+        stored = self._stored.get(key_id)
+        return stored is not None and stored.revoked_at is not None
+
+    def describe(self) -> list[KeyInfo]:
+        """Every key, revoked ones too, by account then key id; never a secret."""
+        return [
+            KeyInfo(k.key_id, k.account, list(k.permissions), k.revoked_at)
+            for k in sorted(self._stored.values(), key=lambda k: (k.account, k.key_id))
+        ]
+
     def accounts(self) -> dict[int, list[str]]:
+        """Account -> its key ids, revoked ones too (the account itself stays open)."""
         out: dict[int, list[str]] = {}
         for k in self._stored.values():
             out.setdefault(k.account, []).append(k.key_id)
@@ -199,6 +347,8 @@ class Authenticator:
         nonce, so a failed logon cannot burn someone's nonces."""
         record = self.keys.get(key_id)
         if record is None:
+            if self.keys.is_revoked(key_id):
+                return None, Reason.UNKNOWN_KEY, "API key revoked"
             return None, Reason.UNKNOWN_KEY, "no such API key"
         if not nonce or len(nonce) > 64:
             return None, Reason.BAD_SIGNATURE, "nonce must be 1 to 64 characters"

@@ -9,7 +9,7 @@ import pytest
 from engine.events import Reason
 from gateway.accounts import add_key
 from gateway.accounts import main as accounts_main
-from gateway.auth import Authenticator, KeyStore, sign_logon
+from gateway.auth import Authenticator, KeyStore, SealedSecretError, sign_logon
 
 NOW = 1_700_000_000 * 10**9
 
@@ -37,8 +37,9 @@ def test_an_edited_sealed_secret_is_refused_at_load(tmp_path):
         sealed[:40] + ("0" if sealed[40] != "0" else "1") + sealed[41:]
     )
     path.write_text(json.dumps(body))
-    with pytest.raises(ValueError, match="tag"):
+    with pytest.raises(SealedSecretError, match="does not open") as caught:
         KeyStore.load(tmp_path)
+    assert str(path) in str(caught.value)
 
 
 def test_logon_checks_key_signature_time_and_nonce_in_that_order(tmp_path):
