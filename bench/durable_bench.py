@@ -6,7 +6,8 @@ same run, as `gateway.feed` would: sessions apply each read's commands to the co
 them to the journal, and await one `flush()` before answering.
 
 - in-memory: `NullJournal`; the yardstick.
-- group commit: `Journal` on SQLite (WAL, synchronous=FULL) with the default batch limits.
+- group commit: `Journal` on SQLite (WAL, synchronous=FULL) with the default batch limits,
+  committing in a writer thread and in a writer process (what `tonne serve` runs), each.
 - per command: the same store, one session, one transaction per command (`batch_max=1`).
   fsync-bound, so it runs on a prefix of the workload (`--per-command`).
 
@@ -238,16 +239,24 @@ def main(argv: list[str] | None = None) -> int:
         print(_row(mem.run, mem.run))
         groups = []
         for n in sessions:
-            g = once(f"group commit, {n} sessions", len(cmds), root / f"g{n}", n, args.read)
-            groups.append(g)
-            print(_row(g.run, mem.run))
-            assert g.journal is not None
-            print(_journal_line(g.journal))
+            for writer in ("thread", "process"):
+                g = once(
+                    f"group commit, {n} sessions, writer {writer}",
+                    len(cmds),
+                    root / f"g{n}{writer}",
+                    n,
+                    args.read,
+                    writer_process=writer == "process",
+                )
+                groups.append(g)
+                print(_row(g.run, mem.run))
+                assert g.journal is not None
+                print(_journal_line(g.journal))
         single = once("commit per command", args.per_command, root / "single", 1, 1, batch_max=1)
         print(_row(single.run, mem.run))
         best = max(groups, key=lambda g: g.run.rate)
         print(
-            f"group commit ({best.run.name.split(', ')[1]}) / commit per command: "
+            f"group commit ({best.run.name.split(', ', 1)[1]}) / commit per command: "
             f"{best.run.rate / single.run.rate:.1f}x"
         )
         core = groups[-1].core

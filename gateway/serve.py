@@ -104,6 +104,7 @@ async def running(
             series, projects = genesis_listing()
             save_genesis(store, series=series, projects=projects, config=dict(GENESIS_FEES))
         got = recover(store)
+        keys = KeyStore.load(data_dir, create=True)  # a bad key file: refuse before starting
     except BaseException:
         store.close()
         raise
@@ -119,7 +120,6 @@ async def running(
         writer_process=journaling.writer_process,
     )
     journal.start()
-    keys = KeyStore.load(data_dir, create=True)
     limits = limits or Limits()
     server = Server(
         got.core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits

@@ -110,3 +110,21 @@ def test_the_serving_gc_policy_is_applied_for_a_while_and_undone():
         assert gc.get_threshold()[0] == YOUNG
         assert gc.get_freeze_count() > 0  # what existed is frozen
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_serve_refuses_a_bad_key_file_before_starting_anything(tmp_path, capsys):
+    """A key file it cannot read stops `tonne serve` with a message, before the journal's
+    writer process or the ports exist."""
+    import multiprocessing
+
+    (tmp_path / "accounts.json").write_text('{"version": 1, "keys": []}')
+
+    async def body():
+        before = set(multiprocessing.active_children())
+        code = await serve(tmp_path, tcp_port=0, ws_port=0, ready=lambda info: None)
+        assert code == 1
+        assert set(multiprocessing.active_children()) == before  # no writer left behind
+
+    run(body)
+    err = capsys.readouterr().err
+    assert "refusing to start" in err and "accounts.json" in err
