@@ -324,7 +324,9 @@ def child_timeout_s(orders: int) -> float:
     return CHILD_START_S + orders * CHILD_PER_ORDER_S
 
 
-async def in_child(job: dict[str, Any], timeout_s: float) -> Any:
+async def in_child(
+    job: dict[str, Any], timeout_s: float, started: Callable[[], None] = lambda: None
+) -> Any:
     """Run `client_main(job)` in a new process (spawn) while this event loop keeps serving;
     its result, or RuntimeError/TimeoutError. The child is always joined, or killed."""
     ctx = multiprocessing.get_context("spawn")
@@ -333,6 +335,7 @@ async def in_child(job: dict[str, Any], timeout_s: float) -> Any:
     loop = asyncio.get_running_loop()
     try:
         proc.start()
+        started()  # the job has been handed over (pickled): what follows is serving it
         send.close()  # the child holds the only write end: EOF if it dies without a word
         readable: asyncio.Future[None] = loop.create_future()
 
@@ -371,11 +374,31 @@ async def in_child(job: dict[str, Any], timeout_s: float) -> Any:
         recv.close()
 
 
-async def measure(b: Bench, job: dict[str, Any], same_process: bool, orders: int) -> Any:
+async def measure(
+    b: Bench,
+    job: dict[str, Any],
+    same_process: bool,
+    orders: int,
+    started: Callable[[], None] = lambda: None,
+) -> Any:
     """One measurement's client side, in this process or in a client process."""
     if same_process:
         return await client_job(dict(job, endpoint=b.endpoint))
-    return await in_child(dict(job, endpoint=b.endpoint), child_timeout_s(orders))
+    return await in_child(dict(job, endpoint=b.endpoint), child_timeout_s(orders), started)
+
+
+class CpuMark:
+    """CPU seconds of this (server) process and of its journal writer since `mark()`."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.mark()
+
+    def mark(self) -> None:
+        self.server, self.writer = time.process_time(), self.bench.writer_cpu_s()
+
+    def since(self) -> tuple[float, float]:
+        return time.process_time() - self.server, self.bench.writer_cpu_s() - self.writer
 
 
 def cpu_budget(orders: int, server_s: float, writer_s: float, client_s: float) -> str:
@@ -436,11 +459,9 @@ async def run(args: argparse.Namespace) -> list[str]:
         _, mem_s = in_memory(flat)
         async with Bench(args.journal) as b:
             job = {"kind": "pipelined", "per_client": per_client, "window": args.window, "ws": ws}
-            writer_cpu = b.writer_cpu_s()
-            server_cpu = time.process_time()
-            elapsed, client_cpu = await measure(b, job, args.same_process, len(flat))
-            server_cpu = time.process_time() - server_cpu
-            writer_cpu = b.writer_cpu_s() - writer_cpu
+            cpu_from = CpuMark(b)  # server, writer: from when the client process has its job
+            elapsed, client_cpu = await measure(b, job, args.same_process, len(flat), cpu_from.mark)
+            server_cpu, writer_cpu = cpu_from.since()
         g_rate, m_rate = len(flat) / elapsed, len(flat) / mem_s
         unit = "messages/s" if ws else "orders/s"
         lines.append(
