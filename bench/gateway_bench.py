@@ -8,7 +8,8 @@ in a loop, no network, no journal) measured in the same process, as a ratio:
 
 (a) one TCP client, one order in flight: round trip p50/p99 (send -> ack), against the
     in-memory per-command p50/p99;
-(b) `--clients` TCP clients pipelining `--window` orders per frame: orders/s;
+(b) `--clients` TCP clients, each keeping `--window` orders in flight (a sliding window: as
+    acks arrive, as many new orders go out in one frame): orders/s;
 (c) the same over WebSocket (JSON): messages/s.
 
 By default the load clients of (a), (b) and (c) run in a separate OS process (one child
@@ -24,20 +25,26 @@ journal on a temporary folder (acks after COMMIT, synchronous=FULL), which is wh
 `tonne serve` runs.
 
 Measured 2026-11-25 on the 2-core development VM (no other benchmark running), 20 000
-orders, uvloop, loopback; clients in a separate process (the default) / `--same-process`:
+orders, uvloop, loopback, the serving GC policy (gateway/gcpolicy.py) for server, in-memory
+runs and clients alike; clients in a separate process (the default) / `--same-process`:
 
-    journal null:   (a) p50 82 us / p99 123 us  (same process: 34 / 67 us) vs 2.1 / 6.2 in memory
-                    (b) 84 700 orders/s, 1.6x slower than in memory (same process: 62 800, 2.2x)
-                    (c) 91 400 messages/s, 1.5x slower (same process: 53 100, 2.0x)
-    journal sqlite: (a) p50 272 us / p99 545 us (same process: 237 / 428 us; a COMMIT per order)
-                    (b) 50 700 orders/s, 2.8x slower (same process: 43 800, 3.2x)
-                    (c) 44 800 messages/s, 3.2x slower (same process: 46 100, 3.0x)
+    journal sqlite (the writer process, as `tonne serve`):
+        (a) p50 251-288 us / p99 467-499 us   (same process: 249 / 409 us; fsync-bound)
+        (b) 70 300-78 900 orders/s, 1.9-2.1x slower than in memory   (same process: 55 900)
+        (c) 56 000-62 500 messages/s, 2.4-2.6x slower                (same process: 44 400)
+    journal null:
+        (a) p50 87 us / p99 145 us            (same process: 39 / 68 us)
+        (b) 91 400-103 800 orders/s, 1.4-1.6x slower                  (same process: 81 500)
+        (c) 90 200-93 600 messages/s, 1.4-1.6x slower                 (same process: 61 700)
+
+The CPU line under (b) and (c) is the budget: CPU seconds per order of the server process
+(from the moment the client process has its job), of the journal's writer process and of
+the client process. With sqlite over TCP: server 11.4-12.8 us (the core itself is ~6.7 us of
+it), writer 3.5-4.5 us, clients 2.2-2.4 us, so at most ~105 000-114 000 orders/s fit on two
+cores however well the work overlaps; the server's one thread alone caps it near 80 000.
 
 With one order in flight, (a) is slower across processes: each round trip wakes the other
-process from its poll twice, where one event loop turns it around without sleeping. In
-(b) and (c) the clients no longer take the server's core; with sqlite the journal's writer
-thread now shares the second core with the client process, so the gain there is smaller
-(and (c) within run-to-run noise).
+process from its poll twice, where one event loop turns it around without sleeping.
 """
 
 from __future__ import annotations
