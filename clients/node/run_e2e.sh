@@ -9,7 +9,7 @@ TONNE=${TONNE:-$REPO/.venv/bin/tonne}
 NODE=${NODE:-node}
 TCP_PORT=${1:-17101}
 WS_PORT=${2:-17102}
-DIR=$(mktemp -d /tmp/tonne-node-e2e.XXXXXX)
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/tonne-node-e2e.XXXXXX")
 DATA=$DIR/data
 
 # keys must exist before the server starts: it opens provisioned accounts at start
