@@ -221,8 +221,13 @@ class KeyStore:
     def load(cls, data_dir: Path, create: bool = False) -> KeyStore:
         """The keys of a data folder; the master key is made when `create` and missing.
         Raises `KeyStoreError` (naming the file) when the file cannot be used."""
-        master = load_master_key(data_dir, create=create)
         path = data_dir / ACCOUNTS_FILE
+        # A new master key only for a folder with no keys yet: keys sealed with a master key
+        # that is missing now (say, it came from $TONNE_MASTER_KEY) must not gain a second one.
+        try:
+            master = load_master_key(data_dir, create=create and not path.exists())
+        except FileNotFoundError as exc:
+            raise KeyStoreError(f"{path} has sealed keys but {exc}") from None
         if not path.exists():
             return cls(master)
         try:

@@ -252,6 +252,8 @@ class Journal:
             self.start()
         self._maybe_snapshot()
         self._cut()
+        if self._error is not None:  # the hand-over itself found the writer gone
+            raise JournalFailed(f"the journal failed: {self._error!r}") from self._error
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
         self._waiters.append((target, fut))

@@ -121,10 +121,11 @@ async def running(
     )
     journal.start()
     limits = limits or Limits()
-    server = Server(
-        got.core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits
-    )
+    server: Server | None = None
     try:
+        server = Server(
+            got.core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits
+        )
         opened = await open_accounts(server, keys)
         await server.start(host, tcp_port, ws_port)
         info = {
@@ -137,7 +138,8 @@ async def running(
         }
         yield Running(store, journal, server, info)
     finally:
-        await server.close()
+        if server is not None:
+            await server.close()
         if journal.failed is None and journal.seq > journal.snapshot_seq:
             journal.snapshot_now()
         await journal.close()
@@ -257,6 +259,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.batch_max < 1:
         parser.error("--batch-max must be at least 1")
+    if args.reads_in_flight_max < 1 or args.inbox_frames_max < 1:
+        parser.error("--reads-in-flight-max and --inbox-frames-max must be at least 1")
     if not 0 <= args.window_ms <= WINDOW_S_MAX * 1000:
         parser.error(f"--window-ms must be within [0, {WINDOW_S_MAX * 1000:.0f}]")
     return uvloop.run(

@@ -222,6 +222,8 @@ class Server:
         events: list[Any] = []
         self._apply(cmd, None, batch, 0, events)
         await self._released(batch)
+        if self.failed is not None:
+            raise RuntimeError(f"the server has failed: {self.failed!r}") from self.failed
         return events
 
     async def _cancel_on_disconnect(self, s: Session) -> None:
@@ -305,7 +307,9 @@ class Server:
             self._handle(s, item, batch)
         self._commit_soon()
         if s.reads_in_flight > self.limits.reads_in_flight_max:
-            await self._released(batch)  # back-pressure: this session reads no further
+            # back-pressure: this session reads no further until its oldest read is answered
+            oldest = next(b for b in self._pending if b.session is s)
+            await self._released(oldest)
 
     def _commit_soon(self) -> None:
         """Make sure the commit loop runs: everything applied so far gets committed and
@@ -327,7 +331,12 @@ class Server:
                     self._fail(exc)
                     return
                 if self.failed is None:
-                    self._release(upto)
+                    try:
+                        self._release(upto)
+                    except Exception as exc:  # a bug: what was released is out of order now
+                        log.exception("releasing committed batches failed")
+                        self._fail(exc)
+                        return
         finally:
             self._committing = False
 

@@ -108,7 +108,10 @@ def writer_main(
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before the line above took effect
         os._exit(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server; it stops us
+    # Ctrl-C, or a SIGTERM sent to the whole process group (systemd), stops the server, which
+    # then closes our socket: we commit what we have and exit at EOF, or die with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     decode = msgspec.msgpack.Decoder(Batch).decode
     encode = msgspec.msgpack.Encoder().encode
     sock.setblocking(True)
@@ -185,6 +188,7 @@ class WriterProcess:
         self._in = bytearray()
         self._closing = False
         self._gone = False
+        self._failed = False  # on_failure has been called
         self._sock: socket.socket | None = None
         self._proc: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -213,16 +217,24 @@ class WriterProcess:
 
     def send(self, batch: Batch) -> None:
         """Queue a batch to the writer (in order); written as the socket takes it."""
-        if self._gone or self._sock is None:
-            return
-        was_empty = not self._out
-        self._out += frame(self._encode(batch))
-        if was_empty:
-            self._write()
+        self._send_bytes(frame(self._encode(batch)))
 
     def send_threadsafe(self, batch: Batch) -> None:
+        """`send` from another thread: the (large, snapshot) batch is encoded there, and only
+        the bytes are handed to the loop."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.send, batch)
+        self._loop.call_soon_threadsafe(self._send_bytes, frame(self._encode(batch)))
+
+    def _send_bytes(self, data: bytes) -> None:
+        if self._gone:
+            return
+        if self._sock is None:  # never started, or closed: a batch must not vanish
+            self._lost("the writer process is not running")
+            return
+        was_empty = not self._out
+        self._out += data
+        if was_empty:
+            self._write()
 
     def _write(self) -> None:
         sock = self._sock
@@ -245,32 +257,39 @@ class WriterProcess:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_WR)
 
-    def _readable(self) -> None:
+    def _readable(self) -> bool:
+        """Read and act on what the writer sent; whether there was anything to read."""
         assert self._sock is not None
         try:
             data = self._sock.recv(RECV_BYTES)
         except BlockingIOError:
-            return
+            return False
         except OSError as exc:
             self._lost(f"the writer process went away: {exc}")
-            return
-        if not data:
-            self._lost("the writer process went away (it exited)")
-            return
+            return False
+        if not data:  # expected only once close() has let it finish
+            self._lost("the writer process went away (it exited)", expected=self._closing)
+            return False
         self._in += data
         for f in split_frames(self._in):
             last, n, error = self._decode(f)
             if error:
                 self._lost(f"the writer process failed: {error}")
-                return
+                return False
             self._on_commit(last, n)
+        return True
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, *, expected: bool = False) -> None:
         if self._gone:
             return
         self._gone = True
         self._detach()
-        if not self._closing:
+        if not expected:
+            self._fail(why)
+
+    def _fail(self, why: str) -> None:
+        if not self._failed:
+            self._failed = True
             self._on_failure(why)
 
     def _detach(self) -> None:
@@ -293,9 +312,13 @@ class WriterProcess:
         if self._proc.is_alive():
             self._proc.kill()
         await loop.run_in_executor(None, self._proc.join, JOIN_S)
+        while not self._gone and self._readable():  # replies unread when it exited
+            pass
         self._detach()
         self._sock.close()
         self._sock = None
+        if self._proc.exitcode != 0:  # a closing commit (or snapshot) that did not happen
+            self._fail(f"the writer process exited with code {self._proc.exitcode}")
 
     def kill(self) -> None:
         """Kill the writer (tests of a writer that dies)."""

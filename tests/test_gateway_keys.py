@@ -324,3 +324,13 @@ def test_tonne_serve_sees_a_revocation_in_the_key_file_when_it_restarts(tmp_path
         assert await task == 0
 
     run(body, 40)
+
+
+def test_keys_whose_master_key_is_missing_are_refused_and_no_second_master_key_is_made(
+    tmp_path,
+):
+    add_key(tmp_path)
+    (tmp_path / "master.key").unlink()  # e.g. it lived in $TONNE_MASTER_KEY, now unset
+    with pytest.raises(KeyStoreError, match="master key"):
+        KeyStore.load(tmp_path, create=True)
+    assert not (tmp_path / "master.key").exists()

@@ -93,7 +93,12 @@ def test_out_of_range_group_commit_bounds_are_refused_with_a_message(tmp_path, c
 
     from gateway.serve import main
 
-    for argv in (["--batch-max", "0"], ["--window-ms", "5000"]):
+    for argv in (
+        ["--batch-max", "0"],
+        ["--window-ms", "5000"],
+        ["--reads-in-flight-max", "0"],
+        ["--inbox-frames-max", "0"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(["--data", str(tmp_path), *argv])
         assert exit_info.value.code == 2
@@ -128,3 +133,28 @@ def test_serve_refuses_a_bad_key_file_before_starting_anything(tmp_path, capsys)
     run(body)
     err = capsys.readouterr().err
     assert "refusing to start" in err and "accounts.json" in err
+
+
+def test_the_session_limits_and_the_journal_writer_are_read_from_the_command_line():
+    import argparse
+
+    from gateway.serve import limits_arguments, limits_from
+
+    parser = argparse.ArgumentParser()
+    limits_arguments(parser)
+    limits = limits_from(
+        parser.parse_args(["--reads-in-flight-max", "3", "--inbox-frames-max", "17"])
+    )
+    assert (limits.reads_in_flight_max, limits.inbox_frames_max) == (3, 17)
+
+
+def test_a_journal_writer_process_needs_a_store_with_a_path():
+    import pytest
+
+    from gateway.journal import Journal
+
+    class NoPath:
+        pass
+
+    with pytest.raises(ValueError, match="path"):
+        Journal(NoPath(), writer_process=True)  # type: ignore[arg-type]

@@ -376,6 +376,31 @@ def test_a_failing_journal_stops_the_server_without_acknowledging(where):
     run(body)
 
 
+def test_a_failure_while_releasing_answers_stops_the_server_rather_than_hang():
+    """Once committed answers cannot all go out in order, the server stops serving: every
+    session is closed and operator commands are refused, nobody waits forever."""
+
+    async def body():
+        async with running_server() as env:
+            c = await env.tcp(1)
+            (mine,) = [s for s in env.server.sessions if s.account == 1]
+            boom = RuntimeError("a bug while writing")
+
+            def broken_write_out():
+                raise boom
+
+            mine.write_out = broken_write_out
+            with pytest.raises(ConnectionLost):
+                await c.place(SERIES, Side.BUY, qty=1, price=500)
+            assert env.server.failed is boom
+            from settlement.commands import Deposit
+
+            with pytest.raises(RuntimeError, match="has failed"):
+                await env.server.operator(Deposit(account=1, currency="USD", amount=1))
+
+    run(body)
+
+
 def test_an_operator_halt_reaches_subscribers_and_the_book_accepts_cancels_only():
     from engine.commands import Halt, Resume
 
