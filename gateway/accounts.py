@@ -26,24 +26,43 @@ delete the file afterwards.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.auth import PERMISSIONS, KeyStore, KeyStoreError, UnknownKeyId
 from gateway.store import default_data_dir
+
+LOCK_FILE = "accounts.lock"
+
+
+@contextlib.contextmanager
+def key_file_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the folder's key-file lock: `add`, `import` and `revoke` each read, change and
+    rewrite `accounts.json`, so two at once would lose one's change (a revocation, say)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def add_key(
     data_dir: Path, account: int = 0, permissions: frozenset[str] = frozenset({"trade", "retire"})
 ) -> tuple[int, str, str]:
     """Provision a key (for a new account when `account` is 0): (account, key_id, secret)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = KeyStore.load(data_dir, create=True)
-    if not account:
-        account = max(store.accounts(), default=0) + 1
-    key_id, secret = store.add(account, permissions)
-    store.save(data_dir)
+    with key_file_lock(data_dir):
+        store = KeyStore.load(data_dir, create=True)
+        if not account:
+            account = max(store.accounts(), default=0) + 1
+        key_id, secret = store.add(account, permissions)
+        store.save(data_dir)
     return account, key_id, secret
 
 
@@ -55,22 +74,23 @@ def import_keys(data_dir: Path, text: str) -> int:
         if stripped.startswith("[")
         else [json.loads(line) for line in stripped.splitlines() if line.strip()]
     )
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = KeyStore.load(data_dir, create=True)
-    for row in rows:
-        perms = frozenset(row.get("permissions", ["trade", "retire"]))
-        store.put(int(row["account"]), str(row["key_id"]), str(row["secret"]), perms)
-    store.save(data_dir)
+    with key_file_lock(data_dir):
+        store = KeyStore.load(data_dir, create=True)
+        for row in rows:
+            perms = frozenset(row.get("permissions", ["trade", "retire"]))
+            store.put(int(row["account"]), str(row["key_id"]), str(row["secret"]), perms)
+        store.save(data_dir)
     return len(rows)
 
 
 def revoke_key(data_dir: Path, key_id: str) -> tuple[int, bool]:
     """Revoke a key: (its account, whether it was revoked now rather than already).
     Raises `UnknownKeyId` when the folder has no such key."""
-    store = KeyStore.load(data_dir)
-    revoked = store.revoke(key_id)
-    if revoked:
-        store.save(data_dir)
+    with key_file_lock(data_dir):
+        store = KeyStore.load(data_dir)
+        revoked = store.revoke(key_id)
+        if revoked:
+            store.save(data_dir)
     account = next(k.account for k in store.describe() if k.key_id == key_id)
     return account, revoked
 

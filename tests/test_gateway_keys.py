@@ -334,3 +334,32 @@ def test_keys_whose_master_key_is_missing_are_refused_and_no_second_master_key_i
     with pytest.raises(KeyStoreError, match="master key"):
         KeyStore.load(tmp_path, create=True)
     assert not (tmp_path / "master.key").exists()
+
+
+def test_changes_to_the_key_file_wait_for_each_other():
+    """`add`, `import` and `revoke` hold the folder's lock while they read, change and write
+    accounts.json; a revocation made while another change holds it is not lost."""
+    import fcntl
+    import os
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from gateway.accounts import LOCK_FILE, key_file_lock, revoke_key
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        _, key_id, _ = add_key(folder)
+        done = threading.Event()
+        with key_file_lock(folder):
+            worker = threading.Thread(target=lambda: (revoke_key(folder, key_id), done.set()))
+            worker.start()
+            assert not done.wait(0.2)  # it waits for the lock held here
+        worker.join(10)
+        assert done.is_set()
+        assert KeyStore.load(folder).describe()[0].revoked_at is not None
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR)
+        try:  # and nothing holds the lock afterwards
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
