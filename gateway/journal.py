@@ -3,9 +3,11 @@
 The server applies each command to the in-memory core at once, `append`s it with the
 settlement records it produced (cheap, no I/O), and before it tells anyone about a read's
 results awaits `flush()`, which returns once everything appended before the call is durably
-committed. All SQLite work runs in one dedicated writer thread, so the event loop never
-waits on an fsync, and every awaiter whose commands are in the same transaction is released
-by the same COMMIT:
+committed. All SQLite work runs in one dedicated writer, so the event loop never waits on an
+fsync, and every awaiter whose commands are in the same transaction is released by the same
+COMMIT. The writer is a thread (below), or with `writer_process=True` a separate process
+(gateway/writer_process.py: the same batches, gathered and committed the same way, over a
+socket pair, so that SQLite never holds this process's GIL):
 
     loop thread                                  writer thread
     append(cmd, records) -> buffer
@@ -109,7 +111,8 @@ class NullJournal:
 
 
 class Journal:
-    """Group commit to a `Store` through one writer thread. See the module docstring.
+    """Group commit to a `Store` through one writer (thread or process). See the module
+    docstring.
 
     `seq`, `log_seq` and `log_head` say where the journal starts (from recovery); they are
     the sequence number of the last command, the last settlement record and that record's
@@ -322,7 +325,7 @@ class Journal:
         self._submit(Batch([], [], Snapshot(info, data)), threadsafe=True)
 
     async def close(self, *, snapshot: bool = False) -> None:
-        """Commit what is buffered and stop the writer thread. With `snapshot`, first store
+        """Commit what is buffered and stop the writer. With `snapshot`, first store
         a snapshot of the final state (after any still being written), so that the next
         start replays nothing."""
         if self._closed:

@@ -9,8 +9,8 @@ snapshots), so that a flipped bit or an edited row is found by whoever reads it,
 `CorruptRecord` says which table and which sequence number. The store only moves bytes: it
 never decodes a command or a record, so it depends on nothing else of ours.
 
-Ownership: one `SQLiteStore` object per connection. The journal's writer thread owns the one
-that writes; readers (`tonne log tail -f`, recovery) open their own.
+Ownership: one `SQLiteStore` object per connection. The journal's writer (thread or process)
+owns the one that writes; readers (`tonne log tail -f`, recovery) open their own.
 """
 
 from __future__ import annotations
