@@ -1,7 +1,7 @@
 """`tonne load`: simulated participants against a server; throughput, latency, end check.
 
-    tonne load [--participants 8] [--orders 2000] [--seconds 20] [--transport tcp|ws]
-               [--seed 1] [--connect HOST:PORT --keys FILE]
+    tonne load [--participants 8] [--in-flight 1] [--orders 2000] [--seconds 20]
+               [--transport tcp|ws] [--seed 1] [--connect HOST:PORT --keys FILE]
 
 Without `--connect` it opens its own exchange on a temporary data folder (the real SQLite
 store, journal and settlement core, exactly what `tonne serve` runs), provisions the
@@ -9,8 +9,9 @@ participants, funds each with cash and a serial block of the first series throug
 operator pipeline, and runs them. With `--connect`, `--keys` is a file of JSON lines
 `{"account", "key_id", "secret"}` (as `tonne accounts add --json` prints) of funded accounts.
 
-Each participant keeps one request in flight (a closed loop): a limit order around the
-reference price, or a cancel of its oldest open order once it has `--open-max` open. The run
+Each participant keeps `--in-flight` requests in flight (closed loops on one connection;
+1 by default): a limit order around the reference price, or a cancel of its oldest open
+order once it has `--open-max` open. The run
 stops after `--orders` orders in total or `--seconds`, whichever comes first. Printed: orders
 and requests per second, the round-trip latency percentiles (send -> ack or reject), and the
 end check: with its own exchange, cash and credits conserved in the ledger (every account
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import sys
@@ -66,24 +68,58 @@ async def participant(
     budget: list[int],
     deadline: float,
     open_max: int,
+    in_flight: int = 1,
 ) -> None:
-    """Quote and trade around `ref_price` until the shared order `budget` or time runs out."""
-    mine: list[int] = []
+    """Quote and trade around `ref_price` until the shared order `budget` or time runs out,
+    with `in_flight` requests outstanding at a time on this participant's connection."""
+    state = _Quoting(client)
+    await asyncio.gather(
+        *[
+            _lane(client, series, ref_price, rng, stats, budget, deadline, open_max, state)
+            for _ in range(in_flight)
+        ]
+    )
+
+
+class _Quoting:
+    """What a participant's lanes share: its open orders, and how far it has read."""
+
+    def __init__(self, client: Client) -> None:
+        self.mine: list[int] = []
+        self.seen = client.received
+
+    def forget_ended(self, client: Client) -> None:
+        """Drop orders that filled or left the book since the last look (bounded scan)."""
+        history = client.history
+        new = min(client.received - self.seen, len(history))  # the newest, at the right end
+        done = {
+            m.order_id
+            for m in itertools.islice(reversed(history), new)
+            if (type(m) is p.Fill and not m.leaves_qty) or type(m) is p.Cancelled
+        }
+        self.seen = client.received
+        if done:
+            self.mine[:] = [o for o in self.mine if o not in done]  # in place: lanes share it
+
+
+async def _lane(
+    client: Client,
+    series: p.SeriesInfo,
+    ref_price: int,
+    rng: random.Random,
+    stats: Stats,
+    budget: list[int],
+    deadline: float,
+    open_max: int,
+    state: _Quoting,
+) -> None:
+    """One closed loop: one request in flight at a time."""
     tick = series.tick
     low = max(series.band_low, tick)
     high = min(series.band_high, ref_price * 2 or 1000 * tick)
-    seen = client.received
     while budget[0] > 0 and time.monotonic() < deadline:
-        # forget orders that filled or left the book since the last look (bounded scan)
-        first = client.received - len(client.history)
-        done = {
-            m.order_id
-            for m in list(client.history)[max(0, seen - first) :]
-            if (type(m) is p.Fill and not m.leaves_qty) or type(m) is p.Cancelled
-        }
-        seen = client.received
-        if done:
-            mine = [o for o in mine if o not in done]
+        state.forget_ended(client)
+        mine = state.mine  # the one list, changed in place by every lane
         started = time.perf_counter_ns()
         try:
             if len(mine) >= open_max:
@@ -129,6 +165,7 @@ async def run_load(
     seconds: float,
     seed: int,
     open_max: int,
+    in_flight: int = 1,
 ) -> tuple[Stats, float]:
     stats = Stats()
     budget = [orders]
@@ -145,6 +182,7 @@ async def run_load(
                 budget,
                 deadline,
                 open_max,
+                in_flight,
             )
             for i, c in enumerate(clients)
         ]
@@ -153,11 +191,14 @@ async def run_load(
     return stats, elapsed
 
 
-def report(stats: Stats, elapsed: float, transport: str, participants: int) -> list[str]:
+def report(
+    stats: Stats, elapsed: float, transport: str, participants: int, in_flight: int = 1
+) -> list[str]:
     rtt = sorted(stats.rtt_ns)
     requests = len(rtt)
     lines = [
-        f"transport {transport}, {participants} participants, {elapsed:.2f} s",
+        f"transport {transport}, {participants} participants x {in_flight} in flight, "
+        f"{elapsed:.2f} s",
         f"orders {stats.orders} ({stats.orders / elapsed:,.0f}/s), cancels {stats.cancels}, "
         f"requests {requests} ({requests / elapsed:,.0f}/s), fills {stats.fills}, "
         f"rejects {dict(sorted(stats.rejects.items())) or 0}, errors {stats.errors}",
@@ -228,13 +269,14 @@ async def own_exchange(args: argparse.Namespace) -> int:
                 seconds=args.seconds,
                 seed=args.seed,
                 open_max=args.open_max,
+                in_flight=args.in_flight,
             )
             for c in clients:
                 await c.mass_cancel()
             _collect_fills(clients, stats)
             for c in clients:
                 await c.close()
-            for line in report(stats, elapsed, args.transport, args.participants):
+            for line in report(stats, elapsed, args.transport, args.participants, args.in_flight):
                 print(line)
             core.check_invariants()
             cash_after = sum(a.cash.get(se.currency, 0) for a in ledger.accounts.values())
@@ -277,6 +319,7 @@ async def remote(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         seed=args.seed,
         open_max=args.open_max,
+        in_flight=args.in_flight,
     )
     for c in clients:
         await c.mass_cancel()
@@ -284,7 +327,7 @@ async def remote(args: argparse.Namespace) -> int:
     after = [await c.balances() for c in clients]
     for c in clients:
         await c.close()
-    for line in report(stats, elapsed, args.transport, len(clients)):
+    for line in report(stats, elapsed, args.transport, len(clients), args.in_flight):
         print(line)
 
     def total(bs: list[p.Balances]) -> int:
@@ -304,6 +347,9 @@ def main(argv: list[str]) -> int:
         prog="tonne load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--participants", type=int, default=8)
+    parser.add_argument(
+        "--in-flight", type=int, default=1, help="requests outstanding per participant"
+    )
     parser.add_argument("--orders", type=int, default=2000, help="orders in total, at most")
     parser.add_argument("--seconds", type=float, default=20.0, help="run time, at most")
     parser.add_argument("--transport", choices=["tcp", "ws"], default="tcp")
@@ -314,8 +360,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keys", help="JSON lines of funded accounts' keys (with --connect)")
     parser.add_argument("--series", default="", help="series id (with --connect)")
     args = parser.parse_args(argv)
-    if args.participants < 1 or args.orders < 1 or args.seconds <= 0:
-        parser.error("--participants, --orders and --seconds must be positive")
+    if args.participants < 1 or args.orders < 1 or args.seconds <= 0 or args.in_flight < 1:
+        parser.error("--participants, --in-flight, --orders and --seconds must be positive")
     if args.connect:
         if not args.keys:
             parser.error("--connect needs --keys")

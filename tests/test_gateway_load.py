@@ -15,3 +15,18 @@ def test_load_runs_bounded_and_conserves_cash_and_credits(transport, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "orders 150 " in out and "OK" in out and "p99" in out
+
+
+def test_load_with_several_requests_in_flight_per_participant(capsys):
+    code = main(["--participants", "2", "--in-flight", "8", "--orders", "400", "--seconds", "20"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 participants x 8 in flight" in out and "orders 400 " in out and "OK" in out
+
+
+def test_load_refuses_a_non_positive_in_flight(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["--in-flight", "0"])
+    assert "--in-flight" in capsys.readouterr().err
