@@ -6,10 +6,13 @@ One read is one batch. For each batch the server, in order:
 2. checks the session: logged on, permission, rate limit, open-order limit;
 3. turns each request into a core command, with `account` from the session and `ts` from
    the clock (stamped once per command, nanoseconds), and applies it (`core.apply`);
-4. appends `(cmd, core.drain_records())` to the journal, then awaits `journal.flush()` once;
-5. releases the batch: the answers, the private reports of every account it touched and the
-   public market data are queued to their sessions, and each touched session is written
-   once.
+4. appends `(cmd, core.drain_records())` to the journal and makes sure the commit loop runs;
+   the session goes on to its next read (unless `reads_in_flight_max` of its reads are still
+   unanswered: then it waits for its oldest);
+5. the commit loop keeps one `journal.flush()` in flight; when it returns it releases every
+   batch applied before it began: the answers, the private reports of every account they
+   touched and the public market data are queued to their sessions, and each touched
+   session is written once.
 
 Batches are released strictly in the order they were applied (a deque of pending batches),
 so market data sequence numbers reach subscribers in order, and nothing is sent about a
