@@ -133,17 +133,18 @@ def writer_main(
         buf.extend(data)
         pending.extend(decode(f) for f in split_frames(buf))
 
-    store = SQLiteStore(data_dir)
+    store: SQLiteStore | None = None
     try:
+        store = SQLiteStore(data_dir)  # a store that cannot open is reported like a failed write
         while True:
             if not pending:
                 if eof:
                     return
                 receive(None)
                 continue
-            if not eof:  # what else has arrived: it joins this transaction
+            if not eof:  # what else has arrived (up to a full batch) joins this transaction
                 deadline = time.monotonic() + window_s
-                while not eof:
+                while not eof and sum(len(b.commands) for b in pending) < batch_max:
                     before = len(pending)
                     receive(max(0.0, deadline - time.monotonic()))
                     if len(pending) == before:
@@ -159,7 +160,8 @@ def writer_main(
             sock.sendall(frame(encode((-1, 0, f"{type(exc).__name__}: {exc}"))))
         raise SystemExit(1) from None
     finally:
-        store.close()
+        if store is not None:
+            store.close()
         sock.close()
 
 

@@ -295,6 +295,29 @@ def test_cancel_on_disconnect_cancels_the_orders_that_session_entered(transport)
     run(body)
 
 
+def test_cancel_on_disconnect_covers_a_partly_filled_order_a_sibling_amended():
+    """What the session entered is what it cancels: partly filled since, or amended by
+    another session of the account, the order is still the leaving session's."""
+
+    async def body():
+        async with running_server() as env:
+            leaver = await env.tcp(1, cancel_on_disconnect=True)
+            sibling = await env.tcp(1)
+            seller = await env.tcp(2)
+            order = await leaver.place(SERIES, Side.BUY, qty=5, price=700)
+            await seller.place(SERIES, Side.SELL, qty=2, price=700)  # 3 t left open
+            await sibling.amend(order.order_id, qty=2)  # down: keeps priority
+            await leaver.close()
+            await env.server.wait_counter("cancel_on_disconnect", 1)
+            cancelled = await sibling.wait_for(
+                lambda m: isinstance(m, p.Cancelled) and m.order_id == order.order_id
+            )
+            assert cancelled.qty == 2
+            assert (await sibling.open_orders()).orders == []
+
+    run(body)
+
+
 def test_heartbeat_is_answered():
     async def body():
         async with running_server() as env:
