@@ -62,6 +62,7 @@ class Reason(str, Enum):
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     NOT_SUPPORTED = "NOT_SUPPORTED"
     TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"
+    KEY_REVOKED = "KEY_REVOKED"
 
 
 class CancelReason(str, Enum):

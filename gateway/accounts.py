@@ -13,9 +13,9 @@ real exchange that is an operator's job).
 
 `list` shows every key's id, account, permissions and whether it is revoked, never a secret.
 `revoke` refuses the key's logons from then on (UNKNOWN_KEY) and erases its sealed secret;
-the account and its other keys stay. A running server read the keys when it started: it
-refuses a revoked key only once restarted, and sessions already logged on with the key stay
-logged on until then.
+the account and its other keys stay. A running server looks at the key file every second
+(`tonne serve --keys-check-s`): it then ends the sessions logged on with the revoked key
+(`goodbye` KEY_REVOKED), and lets keys added meanwhile log on (opening new accounts).
 
 `import` provisions keys from a config file: JSON lines (or one JSON array) of
 `{"account": 7, "key_id": "...", "secret": "...", "permissions": ["trade", "retire"]}`,
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
         "list", help="every key: id, account, permissions, revoked or not (never secrets)"
     )
     lst.add_argument("--data", default=default_data_dir())
-    rev = sub.add_parser("revoke", help="refuse a key's logons from now on (at server restart)")
+    rev = sub.add_parser("revoke", help="refuse a key's logons and end its sessions, from now on")
     rev.add_argument("key_id")
     rev.add_argument("--data", default=default_data_dir())
     args = parser.parse_args(argv)
@@ -170,8 +170,8 @@ def main(argv: list[str]) -> int:
             return 1
         if revoked:
             print(
-                f"revoked key {args.key_id} of account {account}; a running server refuses it "
-                "once restarted"
+                f"revoked key {args.key_id} of account {account}; a running server ends its "
+                "sessions at its next look at the key file (every --keys-check-s)"
             )
         else:
             print(f"key {args.key_id} of account {account} was already revoked")

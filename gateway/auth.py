@@ -196,8 +196,8 @@ def _utc_now() -> str:
 class KeyStore:
     """The API keys of all accounts: in memory for the server, `accounts.json` at rest.
 
-    The server loads it once when it starts: a key added or revoked in the file afterwards
-    takes effect at the next start (`revoke` on this object takes effect at once)."""
+    The server loads it when it starts and again whenever the file changes (`KeyFile`,
+    `Server.replace_keys`); `revoke` on this object takes effect at once."""
 
     def __init__(self, master: bytes, keys: list[StoredKey] | None = None) -> None:
         self._aead = _aead(master)
@@ -336,6 +336,35 @@ class KeyStore:
         return out
 
 
+class KeyFile:
+    """A data folder's key file, watched: `changed()` says whether it was written since the
+    last `load()` (by its size, time and inode: `save` replaces it whole), `load()` reads it.
+    A running server uses it to see keys added and revoked without a restart."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / ACCOUNTS_FILE
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def changed(self) -> bool:
+        return self._stamp() != self._seen
+
+    def load(self, create: bool = False) -> KeyStore:
+        """The keys as they are now (`KeyStoreError` when the file cannot be used; `create`:
+        as `KeyStore.load`)."""
+        stamp = self._stamp()
+        keys = KeyStore.load(self.data_dir, create=create)
+        self._seen = stamp
+        return keys
+
+
 class Authenticator:
     """Checks logons: known key, valid signature, fresh timestamp, unused nonce."""
 
@@ -344,6 +373,16 @@ class Authenticator:
         self.skew_ns = int(skew_s * 1e9)
         self.nonces_per_key_max = nonces_per_key_max
         self._nonces: dict[str, OrderedDict[str, int]] = {}  # key_id -> nonce -> ts seen
+
+    def replace_keys(self, keys: KeyStore) -> set[str]:
+        """Check logons against `keys` from now on; the key ids that were usable and are not
+        any more (revoked, or gone from the file), whose sessions must end."""
+        before = {k.key_id for k in self.keys.describe() if k.revoked_at is None}
+        after = {k.key_id for k in keys.describe() if k.revoked_at is None}
+        self.keys = keys
+        for key_id in before - after:
+            self._nonces.pop(key_id, None)
+        return before - after
 
     def check(
         self, key_id: str, ts: int, nonce: str, signature: str, now_ns: int

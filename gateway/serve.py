@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -30,13 +31,16 @@ from typing import Any
 
 import uvloop
 
-from gateway.auth import Authenticator, KeyStore
+from gateway.auth import Authenticator, KeyFile, KeyStore, KeyStoreError
 from gateway.gcpolicy import tune_for_serving
 from gateway.journal import BATCH_MAX, SNAPSHOT_EVERY, WINDOW_S, WINDOW_S_MAX, Journal
 from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
 from gateway.server import Server
 from gateway.session import Limits
 from gateway.store import SQLiteStore, StoreError, default_data_dir
+
+log = logging.getLogger("tonne.serve")
+KEYS_CHECK_S = 1.0  # how often the key file is looked at for added and revoked keys
 
 # The fee schedule a new exchange starts with (basis points of the notional, rounded down;
 # settlement/README.md). Part of the genesis reference data, so replay always agrees.
@@ -57,11 +61,32 @@ async def open_accounts(server: Server, keys: KeyStore) -> int:
     from engine.events import Rejected
     from settlement.commands import OpenAccount
 
+    known = server.ledger.accounts if server.ledger is not None else {}
     opened = 0
-    for account in sorted(keys.accounts()):
+    for account in sorted(set(keys.accounts()) - set(known)):
         events = await server.operator(OpenAccount(account=account))
         opened += not (len(events) == 1 and isinstance(events[0], Rejected))
     return opened
+
+
+async def watch_keys(server: Server, key_file: KeyFile, every_s: float) -> None:
+    """Every `every_s`, if the key file was written: reload it, open the accounts of new keys,
+    and end the sessions of revoked ones (`Server.replace_keys`). A file that cannot be read
+    keeps the keys in use (logged, and counted as `key_reload_failed`)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every_s)
+        if not key_file.changed():
+            continue
+        try:
+            keys = await loop.run_in_executor(None, key_file.load)
+        except KeyStoreError as exc:
+            log.error("key file not reloaded, the keys in use stay: %s", exc)
+            server.count("key_reload_failed")
+            continue
+        await open_accounts(server, keys)
+        ended = server.replace_keys(keys)
+        log.info("key file reloaded: %d keys, %d sessions ended", len(keys.describe()), ended)
 
 
 @dataclass(frozen=True)
@@ -93,6 +118,7 @@ async def running(
     ws_port: int | None = 7002,
     limits: Limits | None = None,
     journaling: JournalSettings = JournalSettings(),
+    keys_check_s: float = KEYS_CHECK_S,
 ) -> AsyncIterator[Running]:
     """Genesis (on an empty folder), recovery, journal, accounts opened, server started;
     on exit: server closed, journal committed and snapshotted, store closed. Raises
@@ -104,7 +130,8 @@ async def running(
             series, projects = genesis_listing()
             save_genesis(store, series=series, projects=projects, config=dict(GENESIS_FEES))
         got = recover(store)
-        keys = KeyStore.load(data_dir, create=True)  # a bad key file: refuse before starting
+        key_file = KeyFile(data_dir)
+        keys = key_file.load(create=True)  # a bad key file: refuse before starting
     except BaseException:
         store.close()
         raise
@@ -122,12 +149,14 @@ async def running(
     journal.start()
     limits = limits or Limits()
     server: Server | None = None
+    watcher: asyncio.Task[None] | None = None
     try:
         server = Server(
             got.core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits
         )
         opened = await open_accounts(server, keys)
         await server.start(host, tcp_port, ws_port)
+        watcher = asyncio.create_task(watch_keys(server, key_file, keys_check_s))
         info = {
             "tcp_port": server.tcp_port if tcp_port is not None else None,
             "ws_port": server.ws_port if ws_port is not None else None,
@@ -138,6 +167,10 @@ async def running(
         }
         yield Running(store, journal, server, info)
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         if server is not None:
             await server.close()
         if journal.failed is None and journal.seq > journal.snapshot_seq:
@@ -157,6 +190,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     journaling: JournalSettings = JournalSettings(),
     tune_gc: bool = False,
+    keys_check_s: float = KEYS_CHECK_S,
 ) -> int:
     """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop. `tune_gc`: this
     process only serves, so use the serving GC policy (gateway/gcpolicy.py) once started."""
@@ -169,6 +203,7 @@ async def serve(
             ws_port=ws_port,
             limits=limits,
             journaling=journaling,
+            keys_check_s=keys_check_s,
         ) as ex:
             if tune_gc:
                 tune_for_serving()
@@ -249,6 +284,13 @@ def main(argv: list[str]) -> int:
         help=f"wait this long for more commands before a commit (<= {WINDOW_S_MAX * 1000:.0f})",
     )
     parser.add_argument(
+        "--keys-check-s",
+        type=float,
+        default=KEYS_CHECK_S,
+        metavar="S",
+        help="look at the key file this often: new keys can log on, revoked keys' sessions end",
+    )
+    parser.add_argument(
         "--journal-writer",
         choices=["process", "thread"],
         default="process",
@@ -259,6 +301,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.batch_max < 1:
         parser.error("--batch-max must be at least 1")
+    if args.keys_check_s <= 0:
+        parser.error("--keys-check-s must be positive")
     if args.reads_in_flight_max < 1 or args.inbox_frames_max < 1:
         parser.error("--reads-in-flight-max and --inbox-frames-max must be at least 1")
     if not 0 <= args.window_ms <= WINDOW_S_MAX * 1000:
@@ -277,5 +321,6 @@ def main(argv: list[str]) -> int:
                 writer_process=args.journal_writer == "process",
             ),
             tune_gc=True,
+            keys_check_s=args.keys_check_s,
         )
     )

@@ -263,6 +263,19 @@ class Server:
                     s.out.append(p.ServerHeartbeat(ts=self.clock_ns()))
                     s.write_out()
 
+    def replace_keys(self, keys: Any) -> int:
+        """Check logons against `keys` (a reloaded key file) from now on, and end every
+        session logged on with a key that is no longer usable (`goodbye` KEY_REVOKED; its
+        cancel-on-disconnect applies). How many sessions ended."""
+        gone = self.auth.replace_keys(keys)
+        ended = 0
+        for s in list(self.sessions):
+            if s.logged_on and s.key_id in gone:
+                self.goodbye(s, Reason.KEY_REVOKED, "this session's API key was revoked")
+                ended += 1
+        self.count("keys_reloaded")
+        return ended
+
     def goodbye(self, s: Session, reason: Reason, text: str) -> None:
         """Say why, then close."""
         if s.closed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from test_gateway_harness import run
 
 from engine.commands import Side
@@ -158,3 +159,59 @@ def test_a_journal_writer_process_needs_a_store_with_a_path():
 
     with pytest.raises(ValueError, match="path"):
         Journal(NoPath(), writer_process=True)  # type: ignore[arg-type]
+
+
+def test_a_running_server_sees_keys_added_and_revoked_without_a_restart(tmp_path):
+    """The operator provisions and revokes keys with `tonne accounts` while `tonne serve`
+    runs: a new key (of a new account) can log on and trade within a check, and the
+    sessions of a revoked key end with `goodbye` KEY_REVOKED; it cannot log on again."""
+    from engine.events import Reason
+    from gateway.accounts import revoke_key
+    from gateway.client import ConnectionLost, LogonFailed
+    from gateway.serve import running
+
+    _, old_key, old_secret = add_key(tmp_path)
+
+    async def body():
+        async with running(tmp_path, tcp_port=0, ws_port=0, keys_check_s=0.02) as ex:
+            port = ex.server.tcp_port
+            old = await Client.connect_tcp("127.0.0.1", port)
+            await old.logon(old_key, old_secret)
+            account, new_key, new_secret = add_key(tmp_path)  # while it runs
+            revoke_key(tmp_path, old_key)
+            bye = await old.wait_for(lambda m: isinstance(m, p.Goodbye), timeout_s=5)
+            assert bye.reason is Reason.KEY_REVOKED
+            with pytest.raises(ConnectionLost):
+                await old.heartbeat()
+            await old.close()
+            again = await Client.connect_tcp("127.0.0.1", port)
+            with pytest.raises(LogonFailed) as refused:
+                await again.logon(old_key, old_secret)
+            assert refused.value.reason is Reason.UNKNOWN_KEY
+            await again.close()
+            new = await Client.connect_tcp("127.0.0.1", port)
+            ack = await new.logon(new_key, new_secret)
+            assert ack.account == account
+            assert (await new.balances()).account == account  # its account was opened
+            await new.close()
+            assert ex.server.counters["keys_reloaded"] >= 1
+
+    run(body)
+
+
+def test_a_key_file_that_cannot_be_read_keeps_the_keys_in_use(tmp_path):
+    from gateway.serve import running
+
+    _, key_id, secret = add_key(tmp_path)
+
+    async def body():
+        async with running(tmp_path, tcp_port=0, ws_port=0, keys_check_s=0.02) as ex:
+            (tmp_path / "accounts.json").write_text("{not json")
+            async with asyncio.timeout(5):
+                while not ex.server.counters.get("key_reload_failed"):
+                    await asyncio.sleep(0.01)
+            c = await Client.connect_tcp("127.0.0.1", ex.server.tcp_port)
+            await c.logon(key_id, secret)  # the keys loaded before still hold
+            await c.close()
+
+    run(body)

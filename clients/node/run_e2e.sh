@@ -12,7 +12,7 @@ WS_PORT=${2:-17102}
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/tonne-node-e2e.XXXXXX")
 DATA=$DIR/data
 
-# keys must exist before the server starts: it opens provisioned accounts at start
+# keys provisioned before the server starts (it would also see them within --keys-check-s)
 "$TONNE" accounts add --data "$DATA" --permissions trade,fund --json  > "$DIR/keys.jsonl" || exit 2
 "$TONNE" accounts add --data "$DATA" --permissions trade,fund --json >> "$DIR/keys.jsonl" || exit 2
 
