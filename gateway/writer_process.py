@@ -88,7 +88,11 @@ def merge(pending: deque[Batch], batch_max: int) -> Batch:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies; elsewhere, do nothing."""
+    """Ask Linux to SIGKILL this process when its parent dies; elsewhere, do nothing.
+
+    Linux sends the signal when the parent *thread* that created this process exits, not
+    only the whole parent: `WriterProcess.start` runs on the event loop's thread, which lives
+    as long as the server does."""
     name = ctypes.util.find_library("c")
     if name is None:
         return
