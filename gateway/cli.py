@@ -8,6 +8,7 @@ turns a missing piece into a clear message instead of a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # subcommand -> (module, what it does)
@@ -45,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tonne: `{name}` is not built yet (see README, 'Not done yet')", file=sys.stderr)
         return 2
-    result: int = module.main(rest)
+    try:
+        result: int = module.main(rest)
+    except BrokenPipeError:
+        # The reader went away (`tonne log tail | head`): stop quietly, as Unix tools do.
+        # Point stdout at /dev/null so that the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     return result
 
 

@@ -174,6 +174,23 @@ def test_tonne_log_tail_follow_runs_until_interrupted(folder):
     assert proc.returncode == 0, err
 
 
+def test_tonne_log_tail_into_a_reader_that_stops_early_ends_quietly(folder):
+    """`tonne log tail | head -1`: the reader closes the pipe; tonne stops with no traceback."""
+    path, _ = folder
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "log", "tail", "--data", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert tail.stdout is not None and tail.stderr is not None
+    first = tail.stdout.readline()
+    tail.stdout.close()  # what `head -1` does after its line
+    err = tail.stderr.read().decode()
+    tail.stderr.close()
+    assert tail.wait(30) == 0, err
+    assert first and "Traceback" not in err and "BrokenPipe" not in err
+
+
 def test_recover_check_reports_snapshot_replay_and_hashes(folder, capsys):
     path, state_hash = folder
     code, out = _run(cli.main, ["recover", "--check", str(path), "--full"], capsys)
