@@ -331,6 +331,11 @@ class Client:
     async def series(self) -> p.SeriesList:
         return await self._answered(p.QuerySeries(req_id=self.next_req_id()), 10.0)  # type: ignore[no-any-return]
 
+    async def projects(self, *ids: str) -> p.ProjectList:
+        """The registry projects behind the series (all when no id is given)."""
+        msg = p.QueryProjects(ids=list(ids), req_id=self.next_req_id())
+        return await self._answered(msg, 10.0)  # type: ignore[no-any-return]
+
     async def heartbeat(self) -> p.ServerHeartbeat:
         return await self._answered(p.Heartbeat(req_id=self.next_req_id()), 10.0)  # type: ignore[no-any-return]
 

@@ -205,6 +205,13 @@ class QuerySeries(msgspec.Struct, frozen=True, **_client("series")):
     req_id: Int = 0
 
 
+class QueryProjects(msgspec.Struct, frozen=True, **_client("projects")):
+    """The registry projects behind the series (what a buyer screens on); `ids` empty: all."""
+
+    ids: SeriesIds = []
+    req_id: Int = 0
+
+
 class Subscribe(msgspec.Struct, frozen=True, **_client("subscribe")):
     """Start (or restart, after a gap) the L2 book and public trades of each series: the
     answer is a `book_snapshot` per series, then `book_update`s with seq > its seq."""
@@ -237,6 +244,7 @@ ClientMessage = (
     | QueryBalances
     | QueryHoldings
     | QuerySeries
+    | QueryProjects
     | Subscribe
     | Unsubscribe
     | Heartbeat
@@ -410,6 +418,29 @@ class SeriesList(msgspec.Struct, **_server("series_list")):
     req_id: int = 0
 
 
+class ProjectInfo(msgspec.Struct, frozen=True):
+    """A registry project as the exchange lists it: the attributes buyers' guides screen on.
+    Empty strings, an empty list or a null rating where the registry export says nothing."""
+
+    id: str
+    registry: str
+    name: str
+    country: str
+    category: str
+    project_type: str
+    mitigation: str | None  # avoidance | removal
+    basis: str | None  # nature | tech
+    methodology: str
+    sdgs: list[int]
+    labels: list[str]
+    rating: str | None
+
+
+class ProjectList(msgspec.Struct, **_server("project_list")):
+    projects: list[ProjectInfo]
+    req_id: int = 0
+
+
 class Certificate(msgspec.Struct, **_server("certificate")):
     """A retirement certificate: these serials can never trade again. `record_seq` and
     `record_hash` locate its settlement-log record, which proves it."""
@@ -494,6 +525,7 @@ ServerMessage = (
     | Holdings
     | OpenOrders
     | SeriesList
+    | ProjectList
     | Certificate
     | PublicTrade
     | BookSnapshot

@@ -25,10 +25,13 @@ Items = list[tuple[Any, Any]]
 class Queries:
     """Answers the queries and subscription requests of logged-on sessions."""
 
-    def __init__(self, exchange: Any, ledger: Any, md: MarketData) -> None:
+    def __init__(
+        self, exchange: Any, ledger: Any, md: MarketData, projects: dict[str, Any] | None = None
+    ) -> None:
         self.exchange = exchange
         self.ledger = ledger  # None: an order-only core (benchmarks)
         self.md = md
+        self.projects = projects if projects is not None else {}  # id -> engine Project
 
     def open_orders(self, s: Session, msg: p.QueryOpenOrders, items: Items) -> None:
         mine = getattr(self.exchange, "open_by_coid", {}).get(s.account, {})
@@ -96,6 +99,31 @@ class Queries:
             )
         items.append((s, p.SeriesList(series=out, req_id=msg.req_id)))
 
+    def project_list(self, s: Session, msg: p.QueryProjects, items: Items) -> None:
+        known = self.projects
+        unknown = [x for x in msg.ids if x not in known]
+        if unknown:
+            items.append((s, reject_for(msg, Reason.UNKNOWN_PROJECT, f"no project {unknown[0]!r}")))
+            return
+        out = [
+            p.ProjectInfo(
+                id=pr.id,
+                registry=pr.registry,
+                name=pr.name,
+                country=pr.country,
+                category=pr.category,
+                project_type=pr.project_type,
+                mitigation=pr.mitigation.value if pr.mitigation is not None else None,
+                basis=pr.basis.value if pr.basis is not None else None,
+                methodology=pr.methodology,
+                sdgs=list(pr.sdgs),
+                labels=list(pr.labels),
+                rating=pr.rating,
+            )
+            for pr in (known[x] for x in (msg.ids or sorted(known)))
+        ]
+        items.append((s, p.ProjectList(projects=out, req_id=msg.req_id)))
+
     def subscribe(self, s: Session, msg: p.Subscribe, items: Items) -> None:
         books = self.exchange.books
         unknown = [x for x in msg.series if x not in books]
@@ -120,6 +148,7 @@ ANSWERS: dict[type, Callable[[Queries, Session, Any, Items], None]] = {
     p.QueryBalances: Queries.balances,
     p.QueryHoldings: Queries.holdings,
     p.QuerySeries: Queries.series,
+    p.QueryProjects: Queries.project_list,
     p.Subscribe: Queries.subscribe,
     p.Unsubscribe: Queries.unsubscribe,
 }

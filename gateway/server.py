@@ -110,7 +110,7 @@ class Server:
         self.failed: BaseException | None = None
         self.exchange = getattr(core, "exchange", core)
         self.ledger = getattr(core, "ledger", None)  # None: an order-only core (benchmarks)
-        self.queries = Queries(self.exchange, self.ledger, self.md)
+        self.queries = Queries(self.exchange, self.ledger, self.md, getattr(core, "projects", None))
         for order in getattr(self.exchange, "open_orders", {}).values():
             self._orders[order.order_id] = OrderInfo(
                 order.account, order.client_order_id, order.side, order.qty

@@ -318,6 +318,30 @@ def test_cancel_on_disconnect_covers_a_partly_filled_order_a_sibling_amended():
     run(body)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_projects_behind_the_series_are_listed_with_what_buyers_screen_on(transport):
+    async def body():
+        async with running_server() as env:
+            c = await env.connect(transport, 1)
+            listed = await c.projects()
+            assert [pr.id for pr in listed.projects] == ["GS11236", "VCS1340"]
+            (bale,) = (await c.projects("VCS1340")).projects
+            # data/projects.csv: the Bale Mountains REDD+ project, Ethiopia, CCB label
+            assert (bale.registry, bale.country, bale.mitigation, bale.basis) == (
+                "VERRA",
+                "ET",
+                "avoidance",
+                "nature",
+            )
+            assert bale.labels == ["CCB"] and bale.methodology == "VM0015"
+            assert bale.name.startswith("Bale Mountains")
+            with pytest.raises(RequestRejected) as e:
+                await c.projects("VCS1340", "NOPE1")
+            assert e.value.reason is Reason.UNKNOWN_PROJECT and "NOPE1" in e.value.text
+
+    run(body)
+
+
 def test_heartbeat_is_answered():
     async def body():
         async with running_server() as env:
