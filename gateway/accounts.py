@@ -41,10 +41,14 @@ LOCK_FILE = "accounts.lock"
 
 
 @contextlib.contextmanager
-def key_file_lock(data_dir: Path) -> Iterator[None]:
+def key_file_lock(data_dir: Path, *, create: bool = True) -> Iterator[None]:
     """Hold the folder's key-file lock: `add`, `import` and `revoke` each read, change and
-    rewrite `accounts.json`, so two at once would lose one's change (a revocation, say)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    rewrite `accounts.json`, so two at once would lose one's change (a revocation, say).
+    `create=False`: a folder that does not exist is an error (FileNotFoundError), not made."""
+    if create:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    elif not data_dir.is_dir():
+        raise FileNotFoundError(f"no data folder {data_dir}")
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -86,7 +90,7 @@ def import_keys(data_dir: Path, text: str) -> int:
 def revoke_key(data_dir: Path, key_id: str) -> tuple[int, bool]:
     """Revoke a key: (its account, whether it was revoked now rather than already).
     Raises `UnknownKeyId` when the folder has no such key."""
-    with key_file_lock(data_dir):
+    with key_file_lock(data_dir, create=False):
         store = KeyStore.load(data_dir)
         revoked = store.revoke(key_id)
         if revoked:

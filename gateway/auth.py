@@ -102,6 +102,14 @@ class KeyRecord:
         expected = hmac.new(self._secret, logon_payload(self.key_id, ts, nonce), hashlib.sha256)
         return hmac.compare_digest(expected.hexdigest(), signature)
 
+    def same_as(self, other: KeyRecord) -> bool:
+        """Whether `other` grants exactly what this does (account, permissions, secret)."""
+        return (
+            self.account == other.account
+            and self.permissions == other.permissions
+            and hmac.compare_digest(self._secret, other._secret)
+        )
+
     def __repr__(self) -> str:
         return f"KeyRecord({self.key_id!r}, account={self.account}, secret=<hidden>)"
 
@@ -227,7 +235,9 @@ class KeyStore:
         try:
             master = load_master_key(data_dir, create=create and not path.exists())
         except FileNotFoundError as exc:
-            raise KeyStoreError(f"{path} has sealed keys but {exc}") from None
+            if path.exists():
+                raise KeyStoreError(f"{path} has sealed keys but {exc}") from None
+            raise KeyStoreError(str(exc)) from None
         if not path.exists():
             return cls(master)
         try:
@@ -337,32 +347,38 @@ class KeyStore:
 
 
 class KeyFile:
-    """A data folder's key file, watched: `changed()` says whether it was written since the
-    last `load()` (by its size, time and inode: `save` replaces it whole), `load()` reads it.
-    A running server uses it to see keys added and revoked without a restart."""
+    """A data folder's key file, watched: `changed()` says whether its content differs from
+    what the last `load()` looked at (a digest of the bytes: exact, and the file is small),
+    `load()` reads it. A running server uses it to see keys added, changed and revoked without
+    a restart."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.path = data_dir / ACCOUNTS_FILE
-        self._seen = self._stamp()
+        self._seen = self._digest()
 
-    def _stamp(self) -> tuple[int, int, int] | None:
+    def _digest(self) -> str | None:
         try:
-            st = self.path.stat()
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
         except FileNotFoundError:
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def changed(self) -> bool:
-        return self._stamp() != self._seen
+        return self._digest() != self._seen
 
     def load(self, create: bool = False) -> KeyStore:
         """The keys as they are now (`KeyStoreError` when the file cannot be used; `create`:
-        as `KeyStore.load`)."""
-        stamp = self._stamp()
-        keys = KeyStore.load(self.data_dir, create=create)
-        self._seen = stamp
-        return keys
+        as `KeyStore.load`, for the first load). A reload finds the file missing only when
+        it is being moved or restored: that is an error too (the keys in use stay), never
+        "no keys". Each content is tried once: a bad file is reported once, not every look."""
+        seen = self._digest()
+        self._seen = seen
+        if seen is None and not create:
+            raise KeyStoreError(f"{self.path} is missing")
+        try:
+            return KeyStore.load(self.data_dir, create=create)
+        except OSError as exc:  # vanished or unreadable between the look and the read
+            raise KeyStoreError(f"{self.path}: {exc}") from None
 
 
 class Authenticator:
@@ -376,13 +392,18 @@ class Authenticator:
 
     def replace_keys(self, keys: KeyStore) -> set[str]:
         """Check logons against `keys` from now on; the key ids that were usable and are not
-        any more (revoked, or gone from the file), whose sessions must end."""
-        before = {k.key_id for k in self.keys.describe() if k.revoked_at is None}
-        after = {k.key_id for k in keys.describe() if k.revoked_at is None}
+        any more, or not as they were (revoked, gone from the file, or re-issued with another
+        secret, account or permissions), whose sessions must end. The nonces seen stay: a
+        key that comes back cannot have a captured logon replayed."""
+        old = self.keys
+        ended = set()
+        for info in old.describe():
+            before = old.get(info.key_id)
+            after = keys.get(info.key_id)
+            if before is not None and (after is None or not before.same_as(after)):
+                ended.add(info.key_id)
         self.keys = keys
-        for key_id in before - after:
-            self._nonces.pop(key_id, None)
-        return before - after
+        return ended
 
     def check(
         self, key_id: str, ts: int, nonce: str, signature: str, now_ns: int

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result: int = module.main(rest)
+        sys.stdout.flush()  # inside: a reader gone by now is the same case
     except BrokenPipeError:
         # The reader went away (`tonne log tail | head`): stop quietly, as Unix tools do.
         # Point stdout at /dev/null so that the interpreter's final flush cannot fail again.

@@ -87,19 +87,35 @@ class _Quoting:
     def __init__(self, client: Client) -> None:
         self.mine: list[int] = []
         self.seen = client.received
+        # ended before the lane that placed them had its ack in hand (the fill came in the
+        # same batch as the ack, and another lane read it first): never to be tracked
+        self.ended_early: set[int] = set()
+        self.cancelling: set[int] = set()  # untracked already: their end is expected
 
     def forget_ended(self, client: Client) -> None:
         """Drop orders that filled or left the book since the last look (bounded scan)."""
         history = client.history
         new = min(client.received - self.seen, len(history))  # the newest, at the right end
-        done = {
-            m.order_id
-            for m in itertools.islice(reversed(history), new)
-            if (type(m) is p.Fill and not m.leaves_qty) or type(m) is p.Cancelled
-        }
+        filled, cancelled = set(), set()
+        for m in itertools.islice(reversed(history), new):
+            if type(m) is p.Fill and not m.leaves_qty:
+                filled.add(m.order_id)
+            elif type(m) is p.Cancelled:
+                cancelled.add(m.order_id)
         self.seen = client.received
-        if done:
+        if filled or cancelled:
+            tracked = set(self.mine)
+            done = filled | cancelled
+            self.ended_early |= done - tracked - self.cancelling
             self.mine[:] = [o for o in self.mine if o not in done]  # in place: lanes share it
+
+    def placed(self, order_id: int) -> None:
+        """An order's ack, in the hands of the lane that placed it: track it, unless it has
+        already ended."""
+        if order_id in self.ended_early:
+            self.ended_early.discard(order_id)
+        else:
+            self.mine.append(order_id)
 
 
 async def _lane(
@@ -124,11 +140,14 @@ async def _lane(
         try:
             if len(mine) >= open_max:
                 order_id = mine.pop(0)
+                state.cancelling.add(order_id)
                 try:
                     await client.cancel(order_id)
                     stats.cancels += 1
                 except RequestRejected as exc:  # it traded meanwhile
                     stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
+                finally:
+                    state.cancelling.discard(order_id)
             else:
                 budget[0] -= 1
                 side = Side.BUY if rng.random() < 0.5 else Side.SELL
@@ -139,7 +158,7 @@ async def _lane(
                 try:
                     ack = await client.place(series.id, side, qty=qty, price=price)
                     stats.orders += 1
-                    mine.append(ack.order_id)
+                    state.placed(ack.order_id)
                 except RequestRejected as exc:
                     stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
         except ClientError:

@@ -120,7 +120,7 @@ class Queries:
                 labels=list(pr.labels),
                 rating=pr.rating,
             )
-            for pr in (known[x] for x in (msg.ids or sorted(known)))
+            for pr in (known[x] for x in sorted(set(msg.ids) or known))
         ]
         items.append((s, p.ProjectList(projects=out, req_id=msg.req_id)))
 

@@ -31,9 +31,17 @@ from typing import Any
 
 import uvloop
 
+from gateway.accounts import key_file_lock
 from gateway.auth import Authenticator, KeyFile, KeyStore, KeyStoreError
 from gateway.gcpolicy import tune_for_serving
-from gateway.journal import BATCH_MAX, SNAPSHOT_EVERY, WINDOW_S, WINDOW_S_MAX, Journal
+from gateway.journal import (
+    BATCH_MAX,
+    SNAPSHOT_EVERY,
+    WINDOW_S,
+    WINDOW_S_MAX,
+    Journal,
+    JournalFailed,
+)
 from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
 from gateway.server import Server
 from gateway.session import Limits
@@ -62,29 +70,34 @@ async def open_accounts(server: Server, keys: KeyStore) -> int:
     from settlement.commands import OpenAccount
 
     known = server.ledger.accounts if server.ledger is not None else {}
-    opened = 0
-    for account in sorted(set(keys.accounts()) - set(known)):
-        events = await server.operator(OpenAccount(account=account))
-        opened += not (len(events) == 1 and isinstance(events[0], Rejected))
-    return opened
+    new = sorted(set(keys.accounts()) - set(known))
+    # applied one after the other at once, so that they share one commit
+    answers = await asyncio.gather(*[server.operator(OpenAccount(account=a)) for a in new])
+    return sum(not (len(ev) == 1 and isinstance(ev[0], Rejected)) for ev in answers)
 
 
 async def watch_keys(server: Server, key_file: KeyFile, every_s: float) -> None:
-    """Every `every_s`, if the key file was written: reload it, open the accounts of new keys,
-    and end the sessions of revoked ones (`Server.replace_keys`). A file that cannot be read
-    keeps the keys in use (logged, and counted as `key_reload_failed`)."""
+    """Every `every_s`, if the key file changed: reload it, open the accounts of new keys
+    (in one commit), then check logons against the new keys and end the sessions of keys
+    revoked or re-issued (`Server.replace_keys`), so that a new key never logs on to an
+    account not yet open. A file that cannot be read (or is missing) keeps the keys in use
+    (logged once, counted as `key_reload_failed`). Runs until cancelled: no error stops it."""
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(every_s)
-        if not key_file.changed():
-            continue
         try:
+            if not await loop.run_in_executor(None, key_file.changed):
+                continue
             keys = await loop.run_in_executor(None, key_file.load)
-        except KeyStoreError as exc:
+        except (KeyStoreError, OSError) as exc:
             log.error("key file not reloaded, the keys in use stay: %s", exc)
             server.count("key_reload_failed")
             continue
-        await open_accounts(server, keys)
+        try:
+            await open_accounts(server, keys)
+        except Exception as exc:  # a failed server refuses operator commands
+            log.error("accounts of new keys not opened: %r", exc)
+            server.count("key_reload_failed")
         ended = server.replace_keys(keys)
         log.info("key file reloaded: %d keys, %d sessions ended", len(keys.describe()), ended)
 
@@ -131,7 +144,8 @@ async def running(
             save_genesis(store, series=series, projects=projects, config=dict(GENESIS_FEES))
         got = recover(store)
         key_file = KeyFile(data_dir)
-        keys = key_file.load(create=True)  # a bad key file: refuse before starting
+        with key_file_lock(data_dir):  # not while `tonne accounts` makes the master key
+            keys = key_file.load(create=True)  # a bad key file: refuse before starting
     except BaseException:
         store.close()
         raise
@@ -169,14 +183,16 @@ async def running(
     finally:
         if watcher is not None:
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
-        if server is not None:
-            await server.close()
-        if journal.failed is None and journal.seq > journal.snapshot_seq:
-            journal.snapshot_now()
-        await journal.close()
-        store.close()
+        try:
+            if server is not None:
+                await server.close()
+            if journal.failed is None and journal.seq > journal.snapshot_seq:
+                journal.snapshot_now()
+            await journal.close()
+        finally:
+            store.close()
 
 
 async def serve(
@@ -219,8 +235,14 @@ async def serve(
                     break
             await stop.wait()
             failed = ex.server.failed
+        if failed is None and ex.journal.failed is not None:  # the closing commit or snapshot
+            failed = ex.journal.failed
+            print(f"tonne serve: the journal failed while stopping: {failed}", file=sys.stderr)
     except (RecoveryError, StoreError) as exc:
         print(f"tonne serve: refusing to start: {exc}", file=sys.stderr)
+        return 1
+    except JournalFailed as exc:
+        print(f"tonne serve: the journal failed while stopping: {exc}", file=sys.stderr)
         return 1
     return 0 if failed is None else 1
 

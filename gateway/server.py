@@ -220,12 +220,14 @@ class Server:
     async def operator(self, cmd: Any) -> list[Any]:
         """Apply an operator command (stamped here) through the same pipeline as a
         client's: journaled, committed, its reports and market data released. Its events."""
+        if self.failed is not None:  # refused before anything is applied
+            raise RuntimeError(f"the server has failed: {self.failed!r}") from self.failed
         batch = self._new_batch()
         cmd = msgspec.structs.replace(cmd, ts=self._stamp())
         events: list[Any] = []
         self._apply(cmd, None, batch, 0, events)
         await self._released(batch)
-        if self.failed is not None:
+        if self.failed is not None:  # it failed meanwhile: the command may not be durable
             raise RuntimeError(f"the server has failed: {self.failed!r}") from self.failed
         return events
 
@@ -324,7 +326,7 @@ class Server:
         self._commit_soon()
         if s.reads_in_flight > self.limits.reads_in_flight_max:
             # back-pressure: this session reads no further until its oldest read is answered
-            oldest = next(b for b in self._pending if b.session is s)
+            oldest = next((b for b in self._pending if b.session is s), batch)
             await self._released(oldest)
 
     def _commit_soon(self) -> None:
@@ -384,21 +386,23 @@ class Server:
             batch = pending.popleft()
             if batch.session is not None:
                 batch.session.reads_in_flight -= 1
-            for target, msg in batch.items:
-                kind = type(target)
-                if kind is str:
-                    md.publish(target, msg, touched)
-                elif kind is int:
-                    for peer in by_account.get(target, ()):
-                        peer.out.append(msg)
-                        touched.add(peer)
-                elif target is None:
-                    msg()
-                elif not target.closed:
-                    target.out.append(msg)
-                    touched.add(target)
-            if batch.done is not None:
-                batch.done.set_result(None)
+            try:
+                for target, msg in batch.items:
+                    kind = type(target)
+                    if kind is str:
+                        md.publish(target, msg, touched)
+                    elif kind is int:
+                        for peer in by_account.get(target, ()):
+                            peer.out.append(msg)
+                            touched.add(peer)
+                    elif target is None:
+                        msg()
+                    elif not target.closed:
+                        target.out.append(msg)
+                        touched.add(target)
+            finally:  # whoever waits for it wakes, even if releasing it failed (a bug)
+                if batch.done is not None and not batch.done.done():
+                    batch.done.set_result(None)
         for s in touched:
             if not s.closed:
                 s.write_out()

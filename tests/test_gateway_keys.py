@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from test_gateway_harness import run, running_server
@@ -372,3 +373,33 @@ def test_changes_to_the_key_file_wait_for_each_other():
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
+
+
+def test_a_key_that_comes_back_after_a_reload_still_refuses_a_replayed_logon(tmp_path):
+    """The nonces seen are kept across key reloads: a file restored from a backup that
+    lacked the key, then the key again, must not let a captured logon be replayed."""
+    _, key_id, secret = add_key(tmp_path)
+    with_key = KeyStore.load(tmp_path)
+    auth = Authenticator(with_key, skew_s=30)
+    now = time.time_ns()
+    signature = sign_logon(secret, key_id, now, "n-1")
+    key, reason, _ = auth.check(key_id, now, "n-1", signature, now)
+    assert key is not None and reason is None
+    without = KeyStore(bytes(32))  # a file without the key (any master key opens no key)
+    assert auth.replace_keys(without) == {key_id}  # gone: its sessions end
+    assert auth.replace_keys(KeyStore.load(tmp_path)) == set()  # back
+    key, reason, _ = auth.check(key_id, now, "n-1", signature, now + 1)
+    assert key is None and reason is Reason.REUSED_NONCE
+
+
+def test_a_reload_ends_the_sessions_of_a_key_reissued_with_other_rights(tmp_path):
+    from gateway.accounts import import_keys
+
+    _, key_id, secret = add_key(tmp_path)
+    auth = Authenticator(KeyStore.load(tmp_path), skew_s=30)
+    assert auth.replace_keys(KeyStore.load(tmp_path)) == set()  # the same: nothing ends
+    same_id_new_secret = json.dumps(
+        {"account": 1, "key_id": key_id, "secret": "ab" * 32, "permissions": ["trade"]}
+    )
+    import_keys(tmp_path, same_id_new_secret)
+    assert auth.replace_keys(KeyStore.load(tmp_path)) == {key_id}

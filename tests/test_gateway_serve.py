@@ -215,3 +215,29 @@ def test_a_key_file_that_cannot_be_read_keeps_the_keys_in_use(tmp_path):
             await c.close()
 
     run(body)
+
+
+def test_a_key_file_moved_away_for_a_moment_ends_no_session(tmp_path):
+    """A reload that finds no key file (moved, being restored) keeps the keys in use: it is
+    not read as "every key revoked"."""
+    from gateway.serve import running
+
+    _, key_id, secret = add_key(tmp_path)
+
+    async def body():
+        async with running(tmp_path, tcp_port=0, ws_port=0, keys_check_s=0.02) as ex:
+            c = await Client.connect_tcp("127.0.0.1", ex.server.tcp_port)
+            await c.logon(key_id, secret)
+            (tmp_path / "accounts.json").rename(tmp_path / "accounts.json.moved")
+            async with asyncio.timeout(5):
+                while not ex.server.counters.get("key_reload_failed"):
+                    await asyncio.sleep(0.01)
+            await c.heartbeat()  # still logged on
+            assert not any(isinstance(m, p.Goodbye) for m in c.history)
+            (tmp_path / "accounts.json.moved").rename(tmp_path / "accounts.json")
+            other = await Client.connect_tcp("127.0.0.1", ex.server.tcp_port)
+            await other.logon(key_id, secret)
+            await other.close()
+            await c.close()
+
+    run(body)

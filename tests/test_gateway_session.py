@@ -448,6 +448,30 @@ def test_a_failure_while_releasing_answers_stops_the_server_rather_than_hang():
     run(body)
 
 
+def test_a_failure_while_releasing_a_batch_someone_awaits_wakes_them():
+    """The batch whose release fails is the one its waiter (an operator command here; a
+    back-pressured session in general) waits for: it wakes and hears of the failure."""
+    from engine.commands import Halt
+
+    async def body():
+        async with running_server() as env:
+            c = await env.tcp(1)
+            await c.subscribe(SERIES)
+            boom = RuntimeError("a bug while publishing")
+
+            def broken_publish(series, msg, touched):
+                raise boom
+
+            env.server.md.publish = broken_publish
+            with pytest.raises(RuntimeError, match="has failed"):
+                await asyncio.wait_for(env.server.operator(Halt(series=SERIES)), 10)
+            assert env.server.failed is boom
+            with pytest.raises(RuntimeError, match="has failed"):  # refused, nothing applied
+                await env.server.operator(Halt(series=SERIES))
+
+    run(body)
+
+
 def test_an_operator_halt_reaches_subscribers_and_the_book_accepts_cancels_only():
     from engine.commands import Halt, Resume
 

@@ -1,14 +1,15 @@
 #!/bin/sh
 # End to end: a fresh data folder, two funded-capable accounts, `tonne serve` on loopback,
 # the Node client over TCP (and WebSocket), then SIGINT to the server.
-# Usage: clients/node/run_e2e.sh [TCP_PORT] [WS_PORT]   (from anywhere; defaults 17101 17102)
+# Usage: clients/node/run_e2e.sh [TCP_PORT] [WS_PORT]   (from anywhere; default 0 0: the
+# server picks free ports and the script reads them from its ready line)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 TONNE=${TONNE:-$REPO/.venv/bin/tonne}
 NODE=${NODE:-node}
-TCP_PORT=${1:-17101}
-WS_PORT=${2:-17102}
+TCP_PORT=${1:-0}
+WS_PORT=${2:-0}
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/tonne-node-e2e.XXXXXX")
 DATA=$DIR/data
 
@@ -34,6 +35,9 @@ i=0; while [ ! -s "$DIR/serve.out" ] && [ $i -lt 100 ]; do
   kill -0 "$SERVER" 2>/dev/null || { echo "server exited:"; cat "$DIR/serve.err"; exit 2; }
   sleep 0.1; i=$((i+1)); done
 echo "server ready: $(head -1 "$DIR/serve.out")"
+READY=$(head -1 "$DIR/serve.out")
+TCP_PORT=$(printf '%s' "$READY" | sed -n 's/.*"tcp_port": *\([0-9]*\).*/\1/p')
+WS_PORT=$(printf '%s' "$READY" | sed -n 's/.*"ws_port": *\([0-9]*\).*/\1/p')
 
 WSFLAG=
 if ! "$NODE" -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null; then
