@@ -29,9 +29,9 @@ orders, uvloop, loopback, the serving GC policy (gateway/gcpolicy.py) for server
 runs and clients alike; clients in a separate process (the default) / `--same-process`:
 
     journal sqlite (the writer process, as `tonne serve`):
-        (a) p50 251-288 us / p99 467-499 us   (same process: 249 / 409 us; fsync-bound)
+        (a) p50 251-300 us / p99 467-681 us   (same process: 249 / 409 us; fsync-bound)
         (b) 70 300-78 900 orders/s, 1.9-2.1x slower than in memory   (same process: 55 900)
-        (c) 56 000-62 500 messages/s, 2.4-2.6x slower                (same process: 44 400)
+        (c) 56 000-66 100 messages/s, 2.3-2.6x slower                (same process: 44 400)
     journal null:
         (a) p50 87 us / p99 145 us            (same process: 39 / 68 us)
         (b) 91 400-103 800 orders/s, 1.4-1.6x slower                  (same process: 81 500)
@@ -358,6 +358,9 @@ async def in_child(
             raise TimeoutError(f"client process: no result in {timeout_s:.0f} s") from None
         finally:
             loop.remove_reader(recv.fileno())
+        # The loop made the pipe non-blocking to watch it; the child is writing its result
+        # now (a large one arrives in pieces), so read it whole, blocking.
+        os.set_blocking(recv.fileno(), True)
         try:
             status, value = recv.recv()
         except EOFError:

@@ -77,3 +77,17 @@ def test_client_process_hang_is_bounded() -> None:
             await server.wait_closed()
 
     uvloop.run(main())
+
+
+def test_a_result_larger_than_the_pipe_holds_comes_back_whole() -> None:
+    """20 000 round trips pickle to more than a pipe buffer: the parent must read the child's
+    result whole even though the event loop had made the pipe non-blocking."""
+
+    async def main() -> None:
+        async with gb.Bench("null") as b:
+            orders = gb.workload(20_000, 7, "big")
+            job = {"kind": "latency", "orders": orders, "endpoint": b.endpoint}
+            rtt = await gb.in_child(job, timeout_s=120)
+        assert len(rtt) == 20_000 and all(t > 0 for t in rtt)
+
+    uvloop.run(main())
