@@ -72,7 +72,12 @@ async def open_accounts(server: Server, keys: KeyStore) -> int:
     known = server.ledger.accounts if server.ledger is not None else {}
     new = sorted(set(keys.accounts()) - set(known))
     # applied one after the other at once, so that they share one commit
-    answers = await asyncio.gather(*[server.operator(OpenAccount(account=a)) for a in new])
+    answers = await asyncio.gather(
+        *[server.operator(OpenAccount(account=a)) for a in new], return_exceptions=True
+    )
+    for answer in answers:  # each awaited above: raise the first failure, leave none unread
+        if isinstance(answer, BaseException):
+            raise answer
     return sum(not (len(ev) == 1 and isinstance(ev[0], Rejected)) for ev in answers)
 
 
