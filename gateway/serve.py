@@ -3,7 +3,9 @@
     tonne serve [--data DIR] [--host 127.0.0.1] [--tcp-port 7001] [--ws-port 7002]
                 [--messages-per-s N] [--frame-bytes-max N] [--open-orders-max N]
                 [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
+                [--reads-in-flight-max N] [--inbox-frames-max N]
                 [--snapshot-every N] [--batch-max N] [--window-ms MS]
+                [--journal-writer process|thread] [--keys-check-s S]
 
 On an empty data folder it stores the genesis reference data (the fee schedule, the demo's
 series on real projects from data/, and every project), then recovers the core from the
@@ -12,7 +14,10 @@ store (snapshot + journal replay, checked), opens every account provisioned with
 "ws_port", "seq", "state_hash", "recovery"}), and on SIGINT/SIGTERM stops accepting,
 commits, snapshots and exits 0. `--snapshot-every N` snapshots after every N commands as
 well as every 300 s (the default N is the journal's, 100 000); `--batch-max` and
-`--window-ms` bound each group commit (defaults 2 048 commands, no extra wait).
+`--window-ms` bound each group commit (defaults 2 048 commands, no extra wait). The journal
+commits in a writer process (`--journal-writer thread`: in a thread of this one). The key
+file is looked at every `--keys-check-s` (1 s): keys added can log on, and the sessions of a
+revoked key end.
 """
 
 from __future__ import annotations
