@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gateway.store import Batch, JournalRow, LogRow, Snapshot, SnapshotInfo, Store
-from gateway.writer_process import WriterProcess
+from gateway.writer_process import WriterProcess, absorb
 
 BATCH_MAX = 2048  # commands per transaction, at most
 WINDOW_S = 0.0  # extra wait for more commands after the first batch arrives
@@ -427,13 +427,9 @@ class Journal:
                     break
                 if more is None:
                     stop = True
-                elif len(batch.commands) + len(more.commands) > self.batch_max:
+                elif not absorb(batch, more, self.batch_max):
                     carry = more
                     break
-                else:
-                    batch.commands.extend(more.commands)
-                    batch.records.extend(more.records)
-                    batch.snapshot = more.snapshot
             try:
                 self.store.write(batch)
                 if batch.snapshot is not None:

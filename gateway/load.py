@@ -59,28 +59,6 @@ def percentile(sorted_values: list[int], q: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-async def participant(
-    client: Client,
-    series: p.SeriesInfo,
-    ref_price: int,
-    rng: random.Random,
-    stats: Stats,
-    budget: list[int],
-    deadline: float,
-    open_max: int,
-    in_flight: int = 1,
-) -> None:
-    """Quote and trade around `ref_price` until the shared order `budget` or time runs out,
-    with `in_flight` requests outstanding at a time on this participant's connection."""
-    state = _Quoting(client)
-    await asyncio.gather(
-        *[
-            _lane(client, series, ref_price, rng, stats, budget, deadline, open_max, state)
-            for _ in range(in_flight)
-        ]
-    )
-
-
 class _Quoting:
     """What a participant's lanes share: its open orders, and how far it has read."""
 
@@ -118,7 +96,7 @@ class _Quoting:
             self.mine.append(order_id)
 
 
-async def _lane(
+async def participant(
     client: Client,
     series: p.SeriesInfo,
     ref_price: int,
@@ -127,44 +105,51 @@ async def _lane(
     budget: list[int],
     deadline: float,
     open_max: int,
-    state: _Quoting,
+    in_flight: int = 1,
 ) -> None:
-    """One closed loop: one request in flight at a time."""
-    tick = series.tick
-    low = max(series.band_low, tick)
-    high = min(series.band_high, ref_price * 2 or 1000 * tick)
-    while budget[0] > 0 and time.monotonic() < deadline:
-        state.forget_ended(client)
-        mine = state.mine  # the one list, changed in place by every lane
-        started = time.perf_counter_ns()
-        try:
-            if len(mine) >= open_max:
-                order_id = mine.pop(0)
-                state.cancelling.add(order_id)
-                try:
-                    await client.cancel(order_id)
-                    stats.cancels += 1
-                except RequestRejected as exc:  # it traded meanwhile
-                    stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
-                finally:
-                    state.cancelling.discard(order_id)
-            else:
-                budget[0] -= 1
-                side = Side.BUY if rng.random() < 0.5 else Side.SELL
-                offset = rng.randint(-5, 5) * tick
-                price = min(high, max(low, ref_price + offset))
-                price -= price % tick
-                qty = rng.randint(1, 5) * series.lot
-                try:
-                    ack = await client.place(series.id, side, qty=qty, price=price)
-                    stats.orders += 1
-                    state.placed(ack.order_id)
-                except RequestRejected as exc:
-                    stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
-        except ClientError:
-            stats.errors += 1
-            return
-        stats.rtt_ns.append(time.perf_counter_ns() - started)
+    """Quote and trade around `ref_price` until the shared order `budget` or time runs out,
+    with `in_flight` requests outstanding at a time on this participant's connection."""
+    state = _Quoting(client)
+
+    async def lane() -> None:
+        """One closed loop: one request in flight at a time."""
+        tick = series.tick
+        low = max(series.band_low, tick)
+        high = min(series.band_high, ref_price * 2 or 1000 * tick)
+        while budget[0] > 0 and time.monotonic() < deadline:
+            state.forget_ended(client)
+            mine = state.mine  # the one list, changed in place by every lane
+            started = time.perf_counter_ns()
+            try:
+                if len(mine) >= open_max:
+                    order_id = mine.pop(0)
+                    state.cancelling.add(order_id)
+                    try:
+                        await client.cancel(order_id)
+                        stats.cancels += 1
+                    except RequestRejected as exc:  # it traded meanwhile
+                        stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
+                    finally:
+                        state.cancelling.discard(order_id)
+                else:
+                    budget[0] -= 1
+                    side = Side.BUY if rng.random() < 0.5 else Side.SELL
+                    offset = rng.randint(-5, 5) * tick
+                    price = min(high, max(low, ref_price + offset))
+                    price -= price % tick
+                    qty = rng.randint(1, 5) * series.lot
+                    try:
+                        ack = await client.place(series.id, side, qty=qty, price=price)
+                        stats.orders += 1
+                        state.placed(ack.order_id)
+                    except RequestRejected as exc:
+                        stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
+            except ClientError:
+                stats.errors += 1
+                return
+            stats.rtt_ns.append(time.perf_counter_ns() - started)
+
+    await asyncio.gather(*[lane() for _ in range(in_flight)])
 
 
 def _collect_fills(clients: list[Client], stats: Stats) -> None:

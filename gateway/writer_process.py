@@ -71,19 +71,24 @@ def split_frames(buf: bytearray) -> list[bytes]:
     return out
 
 
+def absorb(batch: Batch, more: Batch, batch_max: int) -> bool:
+    """Add `more` to the transaction `batch` if it fits: at most `batch_max` commands, never
+    past a snapshot (it is stored with the batch that ends at its sequence number). The one
+    rule of both writers, thread and process."""
+    if batch.snapshot is not None or len(batch.commands) + len(more.commands) > batch_max:
+        return False
+    batch.commands.extend(more.commands)
+    batch.records.extend(more.records)
+    batch.snapshot = more.snapshot
+    return True
+
+
 def merge(pending: deque[Batch], batch_max: int) -> Batch:
-    """One transaction from the front of `pending`: up to `batch_max` commands, and never past
-    a snapshot (it is stored with the batch that ends at its sequence number)."""
+    """One transaction from the front of `pending` (`absorb`'s rule)."""
     first = pending.popleft()
     batch = Batch(list(first.commands), list(first.records), first.snapshot)
-    while pending and batch.snapshot is None:
-        more = pending[0]
-        if len(batch.commands) + len(more.commands) > batch_max:
-            break
+    while pending and absorb(batch, pending[0], batch_max):
         pending.popleft()
-        batch.commands.extend(more.commands)
-        batch.records.extend(more.records)
-        batch.snapshot = more.snapshot
     return batch
 
 
