@@ -68,6 +68,9 @@ class Codec(Protocol):
     def decode_command(self, data: bytes) -> Any: ...
     def encode_record(self, record: Any) -> bytes: ...
     def decode_record(self, data: bytes) -> Any: ...
+    def record_hash(self, record: Any) -> str: ...  # its chain hash, recomputed
+
+    log_genesis: str  # the `prev` of the first settlement record
 
 
 class SettlementCodec:
@@ -75,12 +78,18 @@ class SettlementCodec:
 
     def __init__(self) -> None:
         from settlement.commands import decode_command, encode_command
-        from settlement.log import decode_record, encode_record
+        from settlement.log import GENESIS, decode_record, encode_record, record_hash
 
         self.encode_command = encode_command
         self.decode_command = decode_command
         self.encode_record = encode_record
         self.decode_record = decode_record
+        self.log_genesis = GENESIS
+        self._record_hash = record_hash
+
+    def record_hash(self, record: Any) -> str:
+        h: str = self._record_hash(record.seq, record.ts, record.kind, record.body, record.prev)
+        return h
 
 
 class SnapshotSource(Protocol):
@@ -227,8 +236,6 @@ class Journal:
             raise JournalFailed("the journal is closed or failed; nothing more is accepted")
         seq = self.seq + 1
         self.seq = seq
-        buf = self._buf_cmds
-        buf.append(JournalRow(seq, cmd.ts, self._encode_command(cmd)))
         if records:
             encode = self._encode_record
             recs = self._buf_recs
@@ -240,6 +247,8 @@ class Journal:
                 recs.append(LogRow(log_seq, encode(record), record.hash))
             self.log_seq = log_seq
             self.log_head = records[-1].hash
+        buf = self._buf_cmds
+        buf.append(JournalRow(seq, cmd.ts, self._encode_command(cmd), self.log_seq))
         if len(buf) >= self.batch_max:
             self._cut()
         return seq
