@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("gateway.load", "simulated participants against a running server"),
     "log": ("gateway.logcmd", "operators: `log tail [-f]` and `log verify` of the settlement log"),
     "recover": ("gateway.recover", "rebuild state from a data folder and report, without serving"),
+    "journal": ("gateway.journalcmd", "operators: `journal archive` and `journal migrate`"),
     "accounts": ("gateway.accounts", "provision accounts and API keys"),
 }
 

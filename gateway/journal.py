@@ -23,6 +23,10 @@ flush. If a write fails, the journal is *failed*: every waiter and every later `
 raises `JournalFailed`, because the in-memory core is now ahead of the durable state and the
 process must stop rather than acknowledge anything (restart = recovery from the store).
 
+Archiving: with `archive_segment_rows` > 0 the writer moves the journal rows that the oldest
+kept snapshot covers to segment files (gateway/archive.py), one segment per commit turn, so
+the live table stops growing (`writer_process.Archiver`).
+
 Snapshots: when `core` is given, `flush()` takes a snapshot every `snapshot_every` commands or
 `snapshot_interval_s` seconds (whichever first) at a point where the core state is exactly the
 appended commands. It is queued behind the batch that ends at its sequence number, so it is
@@ -43,7 +47,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gateway.store import Batch, JournalRow, LogRow, Snapshot, SnapshotInfo, Store
-from gateway.writer_process import WriterProcess, absorb
+from gateway.writer_process import Archiver, WriterProcess, absorb
 
 BATCH_MAX = 2048  # commands per transaction, at most
 WINDOW_S = 0.0  # extra wait for more commands after the first batch arrives
@@ -68,6 +72,9 @@ class Codec(Protocol):
     def decode_command(self, data: bytes) -> Any: ...
     def encode_record(self, record: Any) -> bytes: ...
     def decode_record(self, data: bytes) -> Any: ...
+    def record_hash(self, record: Any) -> str: ...  # its chain hash, recomputed
+
+    log_genesis: str  # the `prev` of the first settlement record
 
 
 class SettlementCodec:
@@ -75,12 +82,18 @@ class SettlementCodec:
 
     def __init__(self) -> None:
         from settlement.commands import decode_command, encode_command
-        from settlement.log import decode_record, encode_record
+        from settlement.log import GENESIS, decode_record, encode_record, record_hash
 
         self.encode_command = encode_command
         self.decode_command = decode_command
         self.encode_record = encode_record
         self.decode_record = decode_record
+        self.log_genesis = GENESIS
+        self._record_hash = record_hash
+
+    def record_hash(self, record: Any) -> str:
+        h: str = self._record_hash(record.seq, record.ts, record.kind, record.body, record.prev)
+        return h
 
 
 class SnapshotSource(Protocol):
@@ -135,6 +148,7 @@ class Journal:
         snapshots_kept: int = SNAPSHOTS_KEPT,
         snapshot_fork: bool = hasattr(os, "fork"),
         writer_process: bool = False,
+        archive_segment_rows: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_max < 1:
@@ -143,6 +157,8 @@ class Journal:
             raise ValueError(f"window_s must be within [0, {WINDOW_S_MAX}]")
         if snapshot_every < 1 or snapshot_interval_s <= 0 or snapshots_kept < 1:
             raise ValueError("snapshot_every, snapshot_interval_s, snapshots_kept must be > 0")
+        if archive_segment_rows < 0:
+            raise ValueError("archive_segment_rows must be >= 0 (0: no archiving)")
         if writer_process and not isinstance(getattr(store, "path", None), os.PathLike):
             raise ValueError("writer_process needs a store with a path (SQLiteStore)")
         self.store = store
@@ -157,6 +173,7 @@ class Journal:
         self.snapshot_every = snapshot_every
         self.snapshot_interval_s = snapshot_interval_s
         self.snapshots_kept = snapshots_kept
+        self.archive_segment_rows = archive_segment_rows
         self._clock = clock
         self.seq = seq  # last appended command
         self.log_seq = log_seq  # last appended settlement record
@@ -193,6 +210,7 @@ class Journal:
                 batch_max=self.batch_max,
                 window_s=self.window_s,
                 snapshots_kept=self.snapshots_kept,
+                archive_segment_rows=self.archive_segment_rows,
                 on_commit=self._process_committed,
                 on_failure=lambda why: self._failed(JournalFailed(why)),
             )
@@ -227,8 +245,6 @@ class Journal:
             raise JournalFailed("the journal is closed or failed; nothing more is accepted")
         seq = self.seq + 1
         self.seq = seq
-        buf = self._buf_cmds
-        buf.append(JournalRow(seq, cmd.ts, self._encode_command(cmd)))
         if records:
             encode = self._encode_record
             recs = self._buf_recs
@@ -240,6 +256,8 @@ class Journal:
                 recs.append(LogRow(log_seq, encode(record), record.hash))
             self.log_seq = log_seq
             self.log_head = records[-1].hash
+        buf = self._buf_cmds
+        buf.append(JournalRow(seq, cmd.ts, self._encode_command(cmd), self.log_seq))
         if len(buf) >= self.batch_max:
             self._cut()
         return seq
@@ -410,10 +428,12 @@ class Journal:
         assert loop is not None
         carry: Batch | None = None  # a batch that did not fit into the last transaction
         stop = False
+        archiver: Archiver | None = None
         while not (stop and carry is None):
             first = carry if carry is not None else q.get()
             carry = None
             if first is None:
+                self._finish_archive(archiver)
                 return
             batch = Batch(list(first.commands), list(first.records), first.snapshot)
             deadline = time.monotonic() + self.window_s
@@ -431,9 +451,12 @@ class Journal:
                     carry = more
                     break
             try:
+                if archiver is None:  # made here: it reads the store, in this thread
+                    archiver = Archiver(self.store, self.archive_segment_rows)
                 self.store.write(batch)
                 if batch.snapshot is not None:
                     self.store.prune_snapshots(self.snapshots_kept)
+                    archiver.after_snapshot()
             except BaseException as exc:  # the loop must hear of it, then stop writing
                 loop.call_soon_threadsafe(self._failed, exc)
                 return
@@ -441,6 +464,22 @@ class Journal:
             self.batch_sizes.append(len(batch.commands))
             if batch.commands:
                 loop.call_soon_threadsafe(self._committed, batch.commands[-1].seq)
+            try:
+                archiver.step()
+            except BaseException as exc:
+                loop.call_soon_threadsafe(self._failed, exc)
+                return
+        self._finish_archive(archiver)
+
+    def _finish_archive(self, archiver: Archiver | None) -> None:
+        """Writer thread, stopping: archive what is still covered (nothing waits on it)."""
+        if archiver is None:
+            return
+        try:
+            archiver.finish()
+        except BaseException as exc:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._failed, exc)
 
 
 def _fork_snapshot(core: SnapshotSource) -> tuple[int, int]:

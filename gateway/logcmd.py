@@ -5,9 +5,11 @@
 
 `tail -f` polls the store (a read-only connection, so it never gets in the writer's way)
 every `--poll-s` seconds until interrupted. `verify` runs `settlement.log.verify` over every
-stored record, then rebuilds the state the way a restart would (snapshot + journal replay,
-each record checked against the log) to print its state hash; it exits 1 naming the first
-bad record on any break.
+stored record, then rebuilds the state the way a restart would (both chains checked from
+genesis, snapshot + journal replay, each record checked against the log) to print its state
+hash, then checks the journal against the log through the archived segments too
+(`chaincheck.check_links`: every record belongs to a journaled command, the counts agree);
+it exits 1 naming the first bad record on any break.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
+from gateway.chaincheck import ChainError, check_chains, check_links
 from gateway.journal import Codec, SettlementCodec
 from gateway.recovery import RecoveryError, recover
 from gateway.store import CorruptRecord, SQLiteStore, StoreError, default_data_dir
@@ -82,6 +85,11 @@ def verify(store: SQLiteStore, out: TextIO, *, codec: Codec | None = None) -> in
 
 
 def _verify(store: SQLiteStore, out: TextIO, codec: Codec, verify_log: Any) -> int:
+    try:  # both chains first, so that a break is named the same way as a start names it
+        check_chains(store, codec)
+    except (ChainError, CorruptRecord) as exc:
+        out.write(f"FAIL: {exc}\n")
+        return 1
     try:
         verdict = verify_log(_decoded(store, codec, 0))
     except CorruptRecord as exc:
@@ -95,7 +103,15 @@ def _verify(store: SQLiteStore, out: TextIO, codec: Codec, verify_log: Any) -> i
     except RecoveryError as exc:
         out.write(f"FAIL: {verdict.summary()}; but the state does not rebuild: {exc}\n")
         return 1
-    out.write(f"{verdict.summary()}; journal {rec.seq} commands; state hash {rec.state_hash}\n")
+    try:
+        commands, linked = check_links(store, codec)
+    except (ChainError, CorruptRecord) as exc:
+        out.write(f"FAIL: {verdict.summary()}; but the journal and the log disagree: {exc}\n")
+        return 1
+    out.write(
+        f"{verdict.summary()}; journal {commands} commands, {linked} records linked; "
+        f"state hash {rec.state_hash}\n"
+    )
     return 0
 
 

@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tonne recover: REFUSE to start: {exc}")
             return 1
         print(f"data folder     {folder}")
+        segments = store.segments()
+        archived = f", {sum(s.rows for s in segments):,} in {len(segments)} archived segments"
+        print(
+            f"chains          journal to seq {got.seq:,}{archived if segments else ''} and log "
+            f"to seq {got.log_seq:,} checked from genesis in {got.chains_s:.3f} s"
+        )
         stored = ", ".join(f"seq {s.seq} ({s.size_bytes:,} bytes)" for s in store.snapshots())
         print(f"snapshots       {stored or 'none'}")
         print(f"snapshot used   {f'seq {got.snapshot_seq}' if got.snapshot_seq else 'none'}")

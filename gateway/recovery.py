@@ -1,11 +1,18 @@
 """Crash recovery: rebuild the core from the store, check it, or refuse to start.
 
+0. Check both chains from genesis, hashes only (gateway/chaincheck.py): the journal (through
+   the archive's recorded heads, then every live row) and the settlement log, each ending at
+   the heads the store recorded with its last commit. Any break refuses the start, naming
+   the record, wherever it lies: before the newest snapshot too.
 1. Take the newest snapshot whose checksum holds, restore it, and check that the restored
    core's state hash is the one recorded with it and that the stored settlement log at the
    snapshot's log position has the recorded head hash. A snapshot failing any check is set
    aside (and reported) and the next older one tried; after the oldest, the genesis state
    (the core built from the stored reference data) is the fallback, since the journal is
-   kept from its first command.
+   kept from its first command (archived segments included). An intact snapshot that
+   contradicts the checked chains (it covers commands the journal no longer has, or
+   recorded other heads than the chains have at its position) refuses the start: the rows
+   before or after it were removed or rewritten.
 2. Replay every journal command after the snapshot through the same deterministic core, and
    check each settlement record the replay produces against the stored one (seq, hash and
    bytes). The log is written in the same transaction as the commands that produced it, so
@@ -21,11 +28,12 @@ is used: `apply`, `drain_records`, `state_hash`, `snapshot`/`restore`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import msgspec
 
+from gateway.chaincheck import ChainError, Checked, check_chains
 from gateway.journal import Codec, SettlementCodec
 from gateway.store import CorruptRecord, LogRow, SnapshotInfo, Store, StoreError
 
@@ -54,11 +62,13 @@ class Recovered(msgspec.Struct):
     state_hash: str
     elapsed_s: float
     checked_state_hash: bool = False  # a snapshot at the final command confirmed the hash
+    chains_s: float = 0.0  # of elapsed_s: checking both chains from genesis (0: not checked)
 
     def summary(self) -> str:
         start = f"snapshot at seq {self.snapshot_seq}" if self.snapshot_seq else "genesis"
         skipped = f"; set aside: {'; '.join(self.skipped)}" if self.skipped else ""
         return (
+            f"chains checked from genesis in {self.chains_s:.3f} s, "
             f"recovered from {start}, replayed {self.replayed} commands to seq {self.seq}, "
             f"log seq {self.log_seq} head {self.log_head[:16] or '-'}, "
             f"state hash {self.state_hash[:16]}, {self.elapsed_s:.3f} s{skipped}"
@@ -143,24 +153,21 @@ def _recover(
     skipped: list[str] = []
     core: Any = None
     start = SnapshotInfo(0, 0, "", "", 0, 0)
+    chains = None if resume is not None else _check_chains(store, codec)
     candidates = store.snapshots() if use_snapshots and resume is None else []
     if resume is not None:
         core = resume.core
         start = SnapshotInfo(resume.seq, resume.log_seq, resume.log_head, "", 0, 0)
     for info in candidates:
-        reason = _try_snapshot(store, info, restore)
+        assert chains is not None
+        reason = _try_snapshot(store, info, restore, chains)
         if isinstance(reason, str):
             skipped.append(f"snapshot seq {info.seq}: {reason}")
             continue
         core, start = reason, info
         break
     if core is None:
-        core = genesis(store)
-        if store.head().seq and not _journal_starts_at_one(store):
-            raise RecoveryError(
-                "no usable snapshot and the journal does not start at seq 1"
-                + (f" ({'; '.join(skipped)})" if skipped else "")
-            )
+        core = genesis(store)  # the chains checked that the journal starts at seq 1
         core.drain_records()  # construction may log nothing; a replay starts clean
 
     seq, log_seq, log_head = start.seq, start.log_seq, start.log_head
@@ -206,7 +213,12 @@ def _recover(
                 f"produces it (journal ends at seq {seq})"
             )
     except CorruptRecord as exc:
-        raise RecoveryError(f"{exc.what} is corrupt: refusing to start") from exc
+        raise RecoveryError(f"{exc}: refusing to start") from exc
+    if chains is not None and (seq, log_seq) != (chains.seq, chains.log_seq):
+        raise RecoveryError(  # the replay read one view; the chains were checked in it too
+            f"replay ended at journal seq {seq}, log seq {log_seq}; the chains at "
+            f"{chains.seq}, {chains.log_seq}"
+        )
     state_hash = core.state_hash()
     if seq not in checkpoints:  # the last checkpoint, if any, was not at the final command
         checked = bool(start.seq == seq and start.seq and resume is None)
@@ -221,31 +233,34 @@ def _recover(
         state_hash=state_hash,
         elapsed_s=time.perf_counter() - started,
         checked_state_hash=checked,
+        chains_s=chains.elapsed_s if chains is not None else 0.0,
     )
 
 
-def _journal_starts_at_one(store: Store) -> bool:
-    first = next(iter(_first(store.commands(0))), None)
-    return first is not None and first.seq == 1
+def _check_chains(store: Store, codec: Codec) -> Checked:
+    """Both chains from genesis, pinned at every stored snapshot's position."""
+    infos = store.snapshots()
+    try:
+        return check_chains(
+            store, codec, seq_pins={s.seq for s in infos}, log_pins={s.log_seq for s in infos}
+        )
+    except (ChainError, CorruptRecord) as exc:
+        raise RecoveryError(f"{exc}: refusing to start") from exc
 
 
-def _first(rows: Iterable[Any]) -> Sequence[Any]:
-    for row in rows:
-        return [row]
-    return []
-
-
-def _try_snapshot(store: Store, info: SnapshotInfo, restore: Callable[[bytes], Any]) -> Any:
-    """The restored core, or a string saying why this snapshot cannot be used."""
-    head = store.head()
-    if info.seq > head.seq or info.log_seq > head.log_seq:
-        return f"it covers journal seq {info.seq}, beyond the stored journal (seq {head.seq})"
+def _try_snapshot(
+    store: Store, info: SnapshotInfo, restore: Callable[[bytes], Any], chains: Checked
+) -> Any:
+    """The restored core, or a string saying why this snapshot cannot be used. An intact
+    snapshot that contradicts the checked chains is a `RecoveryError`: it is evidence that
+    rows were removed or rewritten."""
     try:
         snap = store.snapshot(info.seq)
     except CorruptRecord as exc:
         return f"corrupt ({exc})"
     except StoreError as exc:
         return f"unreadable ({exc})"
+    _check_pins(info, chains)
     try:
         core = restore(snap.data)
     except Exception as exc:
@@ -253,15 +268,28 @@ def _try_snapshot(store: Store, info: SnapshotInfo, restore: Callable[[bytes], A
     state_hash = core.state_hash()
     if state_hash != info.state_hash:
         return f"restored state hash {state_hash[:16]} != recorded {info.state_hash[:16]}"
-    if info.log_seq:
-        try:
-            at = _first(store.records(info.log_seq - 1))
-        except CorruptRecord as exc:
-            return f"its log position is corrupt ({exc})"
-        if not at or at[0].seq != info.log_seq or at[0].hash != info.log_head:
-            return f"stored log at seq {info.log_seq} does not match its head hash"
     core.drain_records()
     return core
+
+
+def _check_pins(info: SnapshotInfo, chains: Checked) -> None:
+    """An intact snapshot's recorded heads must be on the chains."""
+    if info.seq > chains.seq or info.log_seq > chains.log_seq:
+        raise RecoveryError(
+            f"journal record seq {chains.seq + 1} is missing: intact snapshot seq {info.seq} "
+            f"covers journal seq {info.seq} and log seq {info.log_seq}, but the journal ends at "
+            f"seq {chains.seq} and the log at {chains.log_seq} (rows removed): refusing to start"
+        )
+    if info.journal_head and chains.journal_pins.get(info.seq) != info.journal_head:
+        raise RecoveryError(
+            f"journal record seq {info.seq} is not the one intact snapshot seq {info.seq} "
+            "recorded (the journal up to it was rewritten): refusing to start"
+        )
+    if info.log_seq and chains.log_pins.get(info.log_seq) != info.log_head:
+        raise RecoveryError(
+            f"settlement log record seq {info.log_seq} is not the one intact snapshot seq "
+            f"{info.seq} recorded (the log up to it was rewritten): refusing to start"
+        )
 
 
 def _check_checkpoint(

@@ -5,17 +5,20 @@
                 [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
                 [--reads-in-flight-max N] [--inbox-frames-max N]
                 [--snapshot-every N] [--batch-max N] [--window-ms MS]
-                [--journal-writer process|thread] [--keys-check-s S]
+                [--journal-writer process|thread] [--archive-journal]
+                [--archive-segment-rows N] [--keys-check-s S]
 
 On an empty data folder it stores the genesis reference data (the fee schedule, the demo's
 series on real projects from data/, and every project), then recovers the core from the
-store (snapshot + journal replay, checked), opens every account provisioned with
+store (both chains checked from genesis, snapshot + journal replay, checked), opens every account provisioned with
 `tonne accounts add`, and serves. It prints one JSON line when ready ({"tcp_port",
 "ws_port", "seq", "state_hash", "recovery"}), and on SIGINT/SIGTERM stops accepting,
 commits, snapshots and exits 0. `--snapshot-every N` snapshots after every N commands as
 well as every 300 s (the default N is the journal's, 100 000); `--batch-max` and
 `--window-ms` bound each group commit (defaults 2 048 commands, no extra wait). The journal
-commits in a writer process (`--journal-writer thread`: in a thread of this one). The key
+commits in a writer process (`--journal-writer thread`: in a thread of this one); with
+`--archive-journal` it moves the journal rows the oldest kept snapshot covers to segment
+files after each snapshot (gateway/archive.py). The key
 file is looked at every `--keys-check-s` (1 s): keys added can log on, and the sessions of a
 revoked key end.
 """
@@ -50,7 +53,7 @@ from gateway.journal import (
 from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
 from gateway.server import Server
 from gateway.session import Limits
-from gateway.store import SQLiteStore, StoreError, default_data_dir
+from gateway.store import ARCHIVE_SEGMENT_ROWS, SQLiteStore, StoreError, default_data_dir
 
 log = logging.getLogger("tonne.serve")
 KEYS_CHECK_S = 1.0  # how often the key file is looked at for added and revoked keys
@@ -120,6 +123,7 @@ class JournalSettings:
     window_s: float = WINDOW_S  # extra wait for more commands before a commit
     snapshot_every: int = SNAPSHOT_EVERY  # commands between snapshots (also every 300 s)
     writer_process: bool = True  # commit in a writer process (False: a thread of this one)
+    archive_segment_rows: int = 0  # archive covered journal rows in segments of this many (0: off)
 
 
 class Running:
@@ -169,6 +173,7 @@ async def running(
         window_s=journaling.window_s,
         snapshot_every=journaling.snapshot_every,
         writer_process=journaling.writer_process,
+        archive_segment_rows=journaling.archive_segment_rows,
     )
     journal.start()
     limits = limits or Limits()
@@ -329,8 +334,23 @@ def main(argv: list[str]) -> int:
         help="commit in a writer process (default: SQLite work never holds this process's "
         "GIL) or in a thread of this process",
     )
+    parser.add_argument(
+        "--archive-journal",
+        action="store_true",
+        help="after each snapshot, move the journal rows the oldest kept snapshot covers to "
+        "archive/journal-<first>-<last>.seg (the live journal then stops growing)",
+    )
+    parser.add_argument(
+        "--archive-segment-rows",
+        type=int,
+        default=ARCHIVE_SEGMENT_ROWS,
+        metavar="N",
+        help="journal rows per archived segment",
+    )
     limits_arguments(parser)
     args = parser.parse_args(argv)
+    if args.archive_segment_rows < 1:
+        parser.error("--archive-segment-rows must be at least 1")
     if args.batch_max < 1:
         parser.error("--batch-max must be at least 1")
     if args.keys_check_s <= 0:
@@ -351,6 +371,7 @@ def main(argv: list[str]) -> int:
                 window_s=args.window_ms / 1000,
                 snapshot_every=args.snapshot_every,
                 writer_process=args.journal_writer == "process",
+                archive_segment_rows=args.archive_segment_rows if args.archive_journal else 0,
             ),
             tune_gc=True,
             keys_check_s=args.keys_check_s,

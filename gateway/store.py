@@ -4,10 +4,23 @@
 PostgreSQL backend can follow; `SQLiteStore` is the embedded default (standard-library
 `sqlite3`, WAL mode, `synchronous=FULL`, one writer).
 
-Every row carries a checksum of its own content (CRC-32 for journal and log rows, SHA-256 for
-snapshots), so that a flipped bit or an edited row is found by whoever reads it, and named:
-`CorruptRecord` says which table and which sequence number. The store only moves bytes: it
-never decodes a command or a record, so it depends on nothing else of ours.
+The journal is hash-chained, as the settlement log is: each row stores
+`hash = sha256(prev hash | seq | ts | log_seq | cmd)` (`journal_hash`), with 32 zero bytes
+before the first row, so that an edited, dropped, inserted or reordered row breaks the chain
+at that row. `log_seq` is the settlement log's last record after the command, which links the
+two: the records a command produced are exactly those after the previous row's `log_seq`.
+Log rows carry a CRC-32 of their content (their chain is in the record itself, which only the
+codec can decode: gateway/recovery.py checks it), snapshots a SHA-256.
+
+Every transaction also rewrites the one-row `heads` table: the journal's last seq and hash and
+the log's last seq and hash. Deleting trailing rows therefore contradicts the recorded head
+(`check_ends`), unless the heads row is rewritten to match: that one disk cannot prove
+(README, Durability). `CorruptRecord` names the bad table and sequence number. The store only
+moves bytes: it never decodes a command or a record, so it depends on nothing else of ours.
+
+Journal rows that the oldest kept snapshot covers can be archived to segment files
+(gateway/archive.py) and deleted from the live table; `commands()` then reads through the
+segments transparently, checking them, and `check_archive()` checks their recorded heads.
 
 Ownership: one `SQLiteStore` object per connection. The journal's writer (thread or process)
 owns the one that writes; readers (`tonne log tail -f`, recovery) open their own.
@@ -20,19 +33,25 @@ import os
 import sqlite3
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
+from gateway import archive
+
 DB_NAME = "tonne.db"
 DATA_DIR_ENV = "TONNE_DATA"  # the data folder when --data is not given
 DATA_DIR_DEFAULT = "var"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: chained journal rows with their log_seq, the heads row, archives
 READ_CHUNK_ROWS = 4096  # rows fetched per round trip when streaming the journal or the log
+ARCHIVE_SEGMENT_ROWS = 16_384  # journal rows per archived segment (about 7 MB)
+ZERO_HASH = bytes(32)  # the journal's "previous hash" before its first row
+LOG_SEQ_UNKNOWN = -1  # a row journaled before schema 2 (migrated) or written without one
 
+_SEQ_TS_LOG = struct.Struct(">qqq")
 _SEQ_TS = struct.Struct(">qq")
 _SEQ = struct.Struct(">q")
 
@@ -42,20 +61,31 @@ class StoreError(Exception):
 
 
 class CorruptRecord(StoreError):
-    """A row whose checksum does not match its content. `what` names it, e.g.
+    """A row whose checksum or chain hash does not match its content. `what` names it, e.g.
     `journal record seq 1234`."""
 
-    def __init__(self, what: str, detail: str = "") -> None:
+    def __init__(self, what: str, detail: str = "", *, state: str = "corrupt") -> None:
         self.what = what
-        super().__init__(f"{what} is corrupt" + (f": {detail}" if detail else ""))
+        super().__init__(f"{what} is {state}" + (f": {detail}" if detail else ""))
+
+
+class MissingRecord(CorruptRecord):
+    """A row that the chain or the recorded heads say must be there, and is not."""
+
+    def __init__(self, what: str, detail: str = "") -> None:
+        super().__init__(what, detail, state="missing")
 
 
 class JournalRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """One accepted command, in sequence: `cmd` is its encoded bytes (with its timestamp)."""
+    """One accepted command, in sequence: `cmd` is its encoded bytes (with its timestamp),
+    `log_seq` the settlement log's last record once it was applied. `hash` is its chain hash
+    as stored (filled when read; the store computes it on write)."""
 
     seq: int
     ts: int
     cmd: bytes
+    log_seq: int = LOG_SEQ_UNKNOWN
+    hash: bytes = b""
 
 
 class LogRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -68,7 +98,9 @@ class LogRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 class SnapshotInfo(msgspec.Struct, frozen=True):
     """What a snapshot covers: the core state after journal command `seq`, whose settlement
-    log ended at record `log_seq` with hash `log_head`, and whose state hash was `state_hash`."""
+    log ended at record `log_seq` with hash `log_head`, and whose state hash was `state_hash`.
+    `journal_head` is the chain hash of journal row `seq` (hex), filled in by the store when
+    it writes the snapshot ("" in a snapshot from before schema 2)."""
 
     seq: int
     log_seq: int
@@ -76,6 +108,7 @@ class SnapshotInfo(msgspec.Struct, frozen=True):
     state_hash: str
     ts: int
     size_bytes: int
+    journal_head: str = ""
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -92,11 +125,14 @@ class Batch(msgspec.Struct, gc=False):
 
 
 class Head(msgspec.Struct, frozen=True):
-    """Where the durable journal and log end (0 and "" when empty)."""
+    """Where the durable journal and log end, as the heads row records them (0 and "" when
+    empty): the last command, the last settlement record and its hash, the last command's
+    chain hash (hex)."""
 
     seq: int
     log_seq: int
     log_head: str
+    journal_head: str = ""
 
 
 class Store(Protocol):
@@ -105,14 +141,23 @@ class Store(Protocol):
     def write(self, batch: Batch) -> None:
         """Write a batch in one transaction; returns once it is durably committed."""
 
-    def head(self) -> Head: ...
+    def head(self) -> Head:
+        """The recorded heads (see `Head`), not what the rows happen to say."""
 
     def reading(self) -> AbstractContextManager[None]:
         """A consistent view of the store for the duration (a read transaction), so that a
         reader never sees a journal and a log from different commits."""
 
     def commands(self, after_seq: int = 0) -> Iterator[JournalRow]:
-        """Journal rows with seq > after_seq, in order, each checked (`CorruptRecord`)."""
+        """Journal rows with seq > after_seq, in order, through archived segments, each
+        checked against the chain from row `after_seq` (`CorruptRecord`, `MissingRecord`)."""
+
+    def check_journal(
+        self, through: int | None = None, pins: Collection[int] = ()
+    ) -> tuple[int, bytes, dict[int, bytes]]:
+        """Check the archive's recorded heads and the chain of every live row (through seq
+        `through`): hashes only. Where the chain ends (seq, hash), and the hashes at the
+        seqs in `pins` that it passed."""
 
     def records(self, after_seq: int = 0) -> Iterator[LogRow]:
         """Settlement-log rows with seq > after_seq, in order, each checked."""
@@ -134,7 +179,13 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def journal_hash(prev: bytes, seq: int, ts: int, log_seq: int, cmd: bytes) -> bytes:
+    """A journal row's chain hash: SHA-256 over the previous row's hash and this row."""
+    return hashlib.sha256(prev + _SEQ_TS_LOG.pack(seq, ts, log_seq) + cmd).digest()
+
+
 def journal_crc(seq: int, ts: int, cmd: bytes) -> int:
+    """A schema-1 journal row's checksum (read only to migrate such a store)."""
     return zlib.crc32(cmd, zlib.crc32(_SEQ_TS.pack(seq, ts)))
 
 
@@ -145,6 +196,8 @@ def log_crc(seq: int, record: bytes, hash_hex: str) -> int:
 def snapshot_digest(info: SnapshotInfo, data: bytes) -> str:
     h = hashlib.sha256()
     h.update(f"{info.seq}|{info.log_seq}|{info.log_head}|{info.state_hash}|{info.ts}|".encode())
+    if info.journal_head:  # a schema-1 snapshot's digest did not cover one
+        h.update(f"{info.journal_head}|".encode())
     h.update(data)
     return h.hexdigest()
 
@@ -152,14 +205,23 @@ def snapshot_digest(info: SnapshotInfo, data: bytes) -> str:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, cmd BLOB NOT NULL, crc INTEGER NOT NULL);
+    seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, log_seq INTEGER NOT NULL,
+    cmd BLOB NOT NULL, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS log (
     seq INTEGER PRIMARY KEY, record BLOB NOT NULL, hash TEXT NOT NULL, crc INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS snapshot (
     seq INTEGER PRIMARY KEY, log_seq INTEGER NOT NULL, log_head TEXT NOT NULL,
-    state_hash TEXT NOT NULL, ts INTEGER NOT NULL, data BLOB NOT NULL, digest TEXT NOT NULL);
+    state_hash TEXT NOT NULL, ts INTEGER NOT NULL, data BLOB NOT NULL, digest TEXT NOT NULL,
+    journal_head TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS reference (
     kind TEXT NOT NULL, id TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (kind, id));
+CREATE TABLE IF NOT EXISTS heads (
+    id INTEGER PRIMARY KEY CHECK (id = 1), journal_seq INTEGER NOT NULL,
+    journal_hash BLOB NOT NULL, log_seq INTEGER NOT NULL, log_hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS archive (
+    first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, first_prev TEXT NOT NULL,
+    last_hash TEXT NOT NULL, rows INTEGER NOT NULL, body_bytes INTEGER NOT NULL,
+    body_sha256 TEXT NOT NULL, file TEXT NOT NULL);
 """
 
 
@@ -176,6 +238,20 @@ def _checks(crc_of: Any, crc: object, *fields: Any) -> bool:
         return False
 
 
+def _chained(prev: bytes, seq: int, ts: object, log_seq: object, cmd: object) -> bytes | None:
+    """A row's chain hash from its fields; None for fields of a wrong type."""
+    if not (isinstance(ts, int) and isinstance(log_seq, int) and isinstance(cmd, bytes)):
+        return None
+    try:
+        return journal_hash(prev, seq, ts, log_seq, cmd)
+    except struct.error:
+        return None
+
+
+def _segment_what(seg: archive.SegmentHeader) -> str:
+    return f"journal archive segment {seg.first_seq}-{seg.last_seq}"
+
+
 def default_data_dir() -> str:
     return os.environ.get(DATA_DIR_ENV) or DATA_DIR_DEFAULT
 
@@ -190,18 +266,27 @@ class SQLiteStore:
     `readonly=True` opens an existing store for reading only (operators' commands), and
     fails with `StoreError` when there is none. Thread use: the object may be handed to
     another thread (the journal's writer), but only one thread uses it at a time.
+    A writable open of a schema-1 store migrates it (`_migrate_from_1`); a read-only one
+    refuses, saying so.
     """
 
     def __init__(self, data_dir: str | os.PathLike[str], *, readonly: bool = False) -> None:
         path = db_path(data_dir)
         self.path = path
+        self.archive_dir = path.parent / archive.ARCHIVE_DIR
         self.readonly = readonly
         self.transactions = 0  # commits of `write`, for tests and statistics
+        self.migrated_from: int | None = None  # the schema this open upgraded, if any
         if readonly:
             if not path.exists():
                 raise StoreError(f"no store at {path} (is --data the right folder?)")
             uri = f"file:{path}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            try:
+                self._check_schema_readonly()
+            except BaseException:
+                self._db.close()
+                raise
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -210,28 +295,102 @@ class SQLiteStore:
             if mode != "wal":
                 raise StoreError(f"{path}: cannot use WAL mode (got {mode!r})")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(f"{path}: schema {row[0]}, this build reads {SCHEMA_VERSION}")
+            self._open_schema()
+            head = self._read_heads()
+            self._jhead = (head.seq, bytes.fromhex(head.journal_head))
+            self._lhead = (head.log_seq, head.log_head)
         except BaseException:
             self._db.close()
             raise
+
+    def _schema_version(self) -> int | None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.OperationalError:  # no meta table: a new file
+            return None
+        try:
+            return None if row is None else int(row[0])
+        except ValueError:
+            raise StoreError(f"{self.path}: schema {row[0]!r} is not a schema version") from None
+
+    def _check_schema_readonly(self) -> None:
+        version = self._schema_version()
+        if version == 1:
+            raise StoreError(
+                f"{self.path}: schema 1 (a journal without a hash chain); this build reads "
+                f"schema {SCHEMA_VERSION}: `tonne journal migrate --data DIR` (or starting "
+                "`tonne serve` on it) upgrades the folder"
+            )
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema {version}, this build reads {SCHEMA_VERSION}")
+
+    def _open_schema(self) -> None:
+        version = self._schema_version()
+        if version == 1:
+            self._migrate_from_1()
+            return
+        if version is not None and version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema {version}, this build reads {SCHEMA_VERSION}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+        )
+        self._db.execute(
+            "INSERT OR IGNORE INTO heads VALUES (1, 0, ?, 0, '')",
+            (ZERO_HASH,),
+        )
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 -> 2 in one transaction: chain the existing journal rows (each checked
+        against its CRC first; their log_seq is not known, so LOG_SEQ_UNKNOWN), add the heads
+        row and the archive table. A damaged row refuses the migration, naming it."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("ALTER TABLE journal RENAME TO journal_v1")
+            for statement in _SCHEMA.split(";"):  # not executescript: it would COMMIT
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("ALTER TABLE snapshot ADD COLUMN journal_head TEXT NOT NULL DEFAULT ''")
+            prev, seq = ZERO_HASH, 0
+            rows = db.execute("SELECT seq, ts, CAST(cmd AS BLOB), crc FROM journal_v1 ORDER BY seq")
+            for chunk in iter(lambda: rows.fetchmany(READ_CHUNK_ROWS), []):
+                out = []
+                for row_seq, ts, cmd, crc in chunk:
+                    if row_seq != seq + 1 or not _checks(journal_crc, crc, row_seq, ts, cmd):
+                        raise CorruptRecord(f"journal record seq {seq + 1}", "cannot migrate it")
+                    seq, prev = row_seq, journal_hash(prev, row_seq, ts, LOG_SEQ_UNKNOWN, cmd)
+                    out.append((seq, ts, LOG_SEQ_UNKNOWN, cmd, prev))
+                db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?)", out)
+            db.execute("DROP TABLE journal_v1")
+            last = db.execute("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1").fetchone()
+            log_seq, log_hash = (last[0], _text(last[1])) if last else (0, "")
+            db.execute("INSERT INTO heads VALUES (1, ?, ?, ?, ?)", (seq, prev, log_seq, log_hash))
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self.migrated_from = 1
 
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, batch: Batch) -> None:
         db = self._db
+        jseq, jhash = self._jhead
+        rows = []
+        for r in batch.commands:
+            if r.seq > jseq + 1:
+                raise StoreError(f"journal record seq {r.seq} would leave a gap after {jseq}")
+            jseq, jhash = r.seq, journal_hash(jhash, r.seq, r.ts, r.log_seq, r.cmd)
+            rows.append((r.seq, r.ts, r.log_seq, r.cmd, jhash))
+        lhead = (batch.records[-1].seq, batch.records[-1].hash) if batch.records else self._lhead
         db.execute("BEGIN IMMEDIATE")
         try:
-            if batch.commands:
+            if rows:
                 db.executemany(
-                    "INSERT INTO journal (seq, ts, cmd, crc) VALUES (?, ?, ?, ?)",
-                    [(r.seq, r.ts, r.cmd, journal_crc(r.seq, r.ts, r.cmd)) for r in batch.commands],
+                    "INSERT INTO journal (seq, ts, log_seq, cmd, hash) VALUES (?, ?, ?, ?, ?)", rows
                 )
             if batch.records:
                 db.executemany(
@@ -241,29 +400,82 @@ class SQLiteStore:
                         for r in batch.records
                     ],
                 )
-            snap = batch.snapshot
-            if snap is not None:
-                info = snap.info
-                db.execute(
-                    "INSERT OR REPLACE INTO snapshot "
-                    "(seq, log_seq, log_head, state_hash, ts, data, digest) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        info.seq,
-                        info.log_seq,
-                        info.log_head,
-                        info.state_hash,
-                        info.ts,
-                        snap.data,
-                        snapshot_digest(info, snap.data),
-                    ),
-                )
+            db.execute(
+                "UPDATE heads SET journal_seq = ?, journal_hash = ?, log_seq = ?, log_hash = ? "
+                "WHERE id = 1",
+                (jseq, jhash, *lhead),
+            )
+            if batch.snapshot is not None:
+                self._write_snapshot(batch.snapshot, jseq, jhash)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._jhead, self._lhead = (jseq, jhash), lhead
         self.transactions += 1
+
+    def _write_snapshot(self, snap: Snapshot, jseq: int, jhash: bytes) -> None:
+        """Store a snapshot with the chain hash of the journal row it ends at, so that a start
+        can pin the chain to it."""
+        info = snap.info
+        if info.seq == jseq:
+            head = jhash
+        else:
+            row = self._db.execute(
+                "SELECT CAST(hash AS BLOB) FROM journal WHERE seq = ?", (info.seq,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"snapshot seq {info.seq}: no journal row {info.seq} to pin")
+            head = row[0]
+        info = msgspec.structs.replace(info, journal_head=head.hex())
+        self._db.execute(
+            "INSERT OR REPLACE INTO snapshot "
+            "(seq, log_seq, log_head, state_hash, ts, data, digest, journal_head) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                info.seq,
+                info.log_seq,
+                info.log_head,
+                info.state_hash,
+                info.ts,
+                snap.data,
+                snapshot_digest(info, snap.data),
+                info.journal_head,
+            ),
+        )
+
+    def archive_journal(self, through: int, segment_rows: int = ARCHIVE_SEGMENT_ROWS) -> int:
+        """Move the first `segment_rows` live journal rows to a segment file and delete them
+        from the live table, if all of them are at or below seq `through` (the oldest kept
+        snapshot's); how many rows moved (0 or `segment_rows`). One segment per call, so that
+        a writer can interleave its commits."""
+        if segment_rows < 1:
+            raise ValueError("segment_rows must be at least 1")
+        pos, prev = self._live_start()
+        if through - pos < segment_rows:
+            return 0
+        rows = [
+            (r.seq, r.ts, r.log_seq, r.cmd, r.hash)
+            for r in self._live(pos, prev, pos + segment_rows)
+        ]
+        if len(rows) < segment_rows:
+            raise MissingRecord(f"journal record seq {pos + len(rows) + 1}", "cannot archive")
+        name, header = archive.write_segment(self.archive_dir, rows, prev)
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT INTO archive VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*msgspec.structs.astuple(header), name),
+            )
+            db.execute("DELETE FROM journal WHERE seq <= ?", (header.last_seq,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return len(rows)
 
     def prune_snapshots(self, keep: int) -> int:
         if keep < 1:
@@ -304,33 +516,139 @@ class SQLiteStore:
             db.execute("ROLLBACK")
 
     def head(self) -> Head:
-        seq = self._db.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
+        return self._read_heads()
+
+    def _read_heads(self) -> Head:
         row = self._db.execute(
-            "SELECT seq, CAST(hash AS BLOB) FROM log ORDER BY seq DESC LIMIT 1"
+            "SELECT journal_seq, CAST(journal_hash AS BLOB), log_seq, CAST(log_hash AS BLOB) "
+            "FROM heads WHERE id = 1"
         ).fetchone()
-        log_seq, log_head = (row[0], _text(row[1])) if row else (0, "")
-        return Head(seq, log_seq, log_head)
+        if row is None:
+            raise CorruptRecord("the heads row", "it is missing")
+        seq, jhash, log_seq, log_hash = row
+        if not (isinstance(seq, int) and isinstance(log_seq, int) and isinstance(jhash, bytes)):
+            raise CorruptRecord("the heads row", "a column has the wrong type")
+        return Head(seq, log_seq, _text(log_hash), jhash.hex())
 
     def count(self, table: str) -> int:
-        if table not in ("journal", "log", "snapshot", "reference"):
+        if table not in ("journal", "log", "snapshot", "reference", "archive"):
             raise ValueError(f"no table {table!r}")
         n: int = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         return n
 
     def commands(self, after_seq: int = 0) -> Iterator[JournalRow]:
-        seq = after_seq
+        pos, prev = 0, ZERO_HASH
+        for seg in self.segments():
+            if seg.last_seq > after_seq:
+                if seg.first_seq != pos + 1 or seg.first_prev != prev.hex():
+                    raise CorruptRecord(_segment_what(seg), "it does not follow the one before")
+                for row in self._segment_rows(seg):
+                    if row.seq > after_seq:
+                        yield row
+            pos, prev = seg.last_seq, bytes.fromhex(seg.last_hash)
+        if after_seq > pos:
+            pos, prev = after_seq, self._stored_hash(after_seq)
+        yield from self._live(pos, prev)
+
+    def check_journal(
+        self, through: int | None = None, pins: Collection[int] = ()
+    ) -> tuple[int, bytes, dict[int, bytes]]:
+        pinned: dict[int, bytes] = {}
+        for seg in self.segments() if pins else ():
+            if seg.last_seq in pins:
+                pinned[seg.last_seq] = bytes.fromhex(seg.last_hash)
+        pos, prev = self._live_start()
+        for row in self._live(pos, prev, through):
+            pos, prev = row.seq, row.hash
+            if pos in pins:
+                pinned[pos] = prev
+        return pos, prev, pinned
+
+    def _live_start(self) -> tuple[int, bytes]:
+        """Where the live table's chain starts: after the last archived segment (its recorded
+        heads checked, `check_archive`), or at genesis."""
+        return self.check_archive()
+
+    def _stored_hash(self, seq: int) -> bytes:
+        row = self._db.execute(
+            "SELECT CAST(hash AS BLOB) FROM journal WHERE seq = ?", (seq,)
+        ).fetchone()
+        if row is None:
+            raise MissingRecord(f"journal record seq {seq}")
+        if not isinstance(row[0], bytes):
+            raise CorruptRecord(f"journal record seq {seq}", "its hash has the wrong type")
+        return bytes(row[0])
+
+    def _live(self, pos: int, prev: bytes, through: int | None = None) -> Iterator[JournalRow]:
+        """Live rows after seq `pos`, whose chain hash is `prev`, each checked: consecutive,
+        and its stored hash the one its fields and the previous hash give."""
+        last = (1 << 62) if through is None else through
         while True:
             rows = self._db.execute(
-                "SELECT seq, ts, CAST(cmd AS BLOB), crc FROM journal "
-                "WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, READ_CHUNK_ROWS),
+                "SELECT seq, ts, log_seq, CAST(cmd AS BLOB), CAST(hash AS BLOB) FROM journal "
+                "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (pos, last, READ_CHUNK_ROWS),
             ).fetchall()
-            for seq, ts, cmd, crc in rows:
-                if not _checks(journal_crc, crc, seq, ts, cmd):
-                    raise CorruptRecord(f"journal record seq {seq}", "checksum mismatch")
-                yield JournalRow(seq, ts, cmd)
+            for seq, ts, log_seq, cmd, stored in rows:
+                if seq != pos + 1:
+                    raise MissingRecord(f"journal record seq {pos + 1}", f"the next is {seq}")
+                if _chained(prev, seq, ts, log_seq, cmd) != stored:
+                    raise CorruptRecord(
+                        f"journal record seq {seq}", "its hash does not chain (row edited?)"
+                    )
+                pos, prev = seq, stored
+                yield JournalRow(seq, ts, cmd, log_seq, stored)
             if len(rows) < READ_CHUNK_ROWS:
                 return
+
+    # -- the archive ----------------------------------------------------------------------------
+
+    def segments(self) -> list[archive.SegmentHeader]:
+        """The archived journal segments the store records, in order."""
+        rows = self._db.execute(
+            "SELECT first_seq, last_seq, first_prev, last_hash, rows, body_bytes, body_sha256 "
+            "FROM archive ORDER BY first_seq"
+        ).fetchall()
+        try:
+            return [archive.SegmentHeader(*row) for row in rows]
+        except (TypeError, msgspec.ValidationError) as exc:
+            raise CorruptRecord("the archive table", str(exc)) from None
+
+    def check_archive(self) -> tuple[int, bytes]:
+        """The archive's recorded heads, cheaply: segments consecutive from seq 1, each
+        chained to the one before, each file present with the recorded header and length.
+        Where the archived chain ends: (seq, hash); (0, zeros) with no archive."""
+        pos, prev = 0, ZERO_HASH.hex()
+        for seg in self.segments():
+            what = _segment_what(seg)
+            if seg.first_seq != pos + 1 or seg.first_prev != prev:
+                raise CorruptRecord(what, "it does not follow the segment before")
+            try:
+                header, _ = archive.read_header(self._segment_path(seg))
+            except archive.SegmentError as exc:
+                raise CorruptRecord(what, str(exc)) from None
+            if header != seg:
+                raise CorruptRecord(what, "its header is not the one the store recorded")
+            pos, prev = seg.last_seq, seg.last_hash
+        return pos, bytes.fromhex(prev)
+
+    def _segment_path(self, seg: archive.SegmentHeader) -> Path:
+        return self.archive_dir / archive.segment_name(seg.first_seq, seg.last_seq)
+
+    def _segment_rows(self, seg: archive.SegmentHeader) -> Iterator[JournalRow]:
+        """A segment's rows, each checked against the chain from its recorded first_prev."""
+        pos, prev = seg.first_seq - 1, bytes.fromhex(seg.first_prev)
+        what = _segment_what(seg)
+        try:
+            for seq, ts, log_seq, cmd, stored in archive.read_rows(self._segment_path(seg)):
+                if seq != pos + 1 or _chained(prev, seq, ts, log_seq, cmd) != stored:
+                    raise CorruptRecord(f"journal record seq {pos + 1} (archived in {what})")
+                pos, prev = seq, stored
+                yield JournalRow(seq, ts, cmd, log_seq, stored)
+        except archive.SegmentError as exc:
+            raise CorruptRecord(what, str(exc)) from None
+        if pos != seg.last_seq or prev.hex() != seg.last_hash:
+            raise CorruptRecord(what, "it does not end where its header says")
 
     def records(self, after_seq: int = 0) -> Iterator[LogRow]:
         seq = after_seq
@@ -351,24 +669,28 @@ class SQLiteStore:
     def snapshots(self) -> list[SnapshotInfo]:
         rows = self._db.execute(
             "SELECT seq, log_seq, CAST(log_head AS BLOB), CAST(state_hash AS BLOB), ts, "
-            "length(data) FROM snapshot "
+            "length(data), CAST(journal_head AS BLOB) FROM snapshot "
             "ORDER BY seq DESC"
         ).fetchall()
-        return [SnapshotInfo(a, b, _text(c), _text(d), e, f) for a, b, c, d, e, f in rows]
+        return [
+            SnapshotInfo(a, b, _text(c), _text(d), e, f, _text(g)) for a, b, c, d, e, f, g in rows
+        ]
 
     def snapshot(self, seq: int) -> Snapshot:
         row = self._db.execute(
             "SELECT seq, log_seq, CAST(log_head AS BLOB), CAST(state_hash AS BLOB), ts, "
-            "CAST(data AS BLOB), CAST(digest AS BLOB) FROM snapshot "
+            "CAST(data AS BLOB), CAST(digest AS BLOB), CAST(journal_head AS BLOB) FROM snapshot "
             "WHERE seq = ?",
             (seq,),
         ).fetchone()
         if row is None:
             raise StoreError(f"no snapshot at seq {seq}")
-        seq_, log_seq, log_head, state_hash, ts, data, digest = row
+        seq_, log_seq, log_head, state_hash, ts, data, digest, journal_head = row
         if not isinstance(data, bytes) or not isinstance(ts, int) or not isinstance(log_seq, int):
             raise CorruptRecord(f"snapshot seq {seq}", "a column has the wrong type")
-        info = SnapshotInfo(seq_, log_seq, _text(log_head), _text(state_hash), ts, len(data))
+        info = SnapshotInfo(
+            seq_, log_seq, _text(log_head), _text(state_hash), ts, len(data), _text(journal_head)
+        )
         if snapshot_digest(info, data) != _text(digest):
             raise CorruptRecord(f"snapshot seq {seq}", "checksum mismatch")
         return Snapshot(info, data)

@@ -87,6 +87,12 @@ class ToyCodec:
     decode_command = staticmethod(msgspec.msgpack.Decoder(Add).decode)
     encode_record = staticmethod(msgspec.msgpack.encode)
     decode_record = staticmethod(msgspec.msgpack.Decoder(Rec).decode)
+    log_genesis = ""
+
+    @staticmethod
+    def record_hash(r: Rec) -> str:
+        body = f"{r.seq}|{r.ts}|{r.account}|{r.amount}|{r.prev}"
+        return hashlib.sha256(body.encode()).hexdigest()
 
 
 class GatedStore(SQLiteStore):
@@ -407,8 +413,15 @@ def test_a_corrupt_log_record_refuses_to_start_and_names_it(tmp_path):
 
 
 def test_a_log_record_without_a_command_refuses_to_start(tmp_path):
+    """Even when the journal's recorded head is rewritten to hide the deleted command, the
+    log record it produced is left without one."""
     _fill(tmp_path, 12, snapshot_every=5)
     _edit(tmp_path, "DELETE FROM journal WHERE seq = 12")
+    _edit(
+        tmp_path,
+        "UPDATE heads SET journal_seq = 11, "
+        "journal_hash = (SELECT hash FROM journal WHERE seq = 11)",
+    )
     with (
         SQLiteStore(tmp_path, readonly=True) as store,
         pytest.raises(RecoveryError, match="no journal command produces it"),
@@ -433,14 +446,26 @@ def test_closing_with_a_snapshot_leaves_nothing_to_replay(tmp_path):
     assert got.checked_state_hash and got.state_hash == core.state_hash()
 
 
-def test_a_snapshot_beyond_the_stored_journal_is_set_aside(tmp_path):
-    core, _ = _fill(tmp_path, 12, snapshot_every=5)
+def test_a_snapshot_beyond_the_stored_journal_refuses_the_start_as_a_truncation(tmp_path):
+    """Rows deleted from the end, with the heads row rewritten to match: an intact snapshot
+    that covers more commands than the journal holds is the evidence left (it used to be set
+    aside, and the start went on with the shorter journal)."""
+    _fill(tmp_path, 12, snapshot_every=5)
     _edit(tmp_path, "DELETE FROM log WHERE seq > (SELECT log_seq FROM snapshot WHERE seq = 5)")
     _edit(tmp_path, "DELETE FROM journal WHERE seq > 5")
-    with SQLiteStore(tmp_path, readonly=True) as store:
-        got = _recover(store)
-    assert got.snapshot_seq == 5 and got.seq == 5
-    assert "beyond the stored journal" in got.skipped[0]
+    _edit(
+        tmp_path,
+        "UPDATE heads SET journal_seq = 5, journal_hash = (SELECT hash FROM journal WHERE seq = 5),"
+        " log_seq = (SELECT max(seq) FROM log), "
+        "log_hash = (SELECT hash FROM log ORDER BY seq DESC LIMIT 1)",
+    )
+    with (
+        SQLiteStore(tmp_path, readonly=True) as store,
+        pytest.raises(
+            RecoveryError, match="journal record seq 6 is missing: intact snapshot seq 10"
+        ),
+    ):
+        _recover(store)
 
 
 def test_recovery_reads_a_consistent_view_while_a_server_writes(tmp_path):
