@@ -10,11 +10,11 @@
 
 On an empty data folder it stores the genesis reference data (the fee schedule, the demo's
 series on real projects from data/, and every project), then recovers the core from the
-store (both chains checked from genesis, snapshot + journal replay, checked), opens every account provisioned with
-`tonne accounts add`, and serves. It prints one JSON line when ready ({"tcp_port",
-"ws_port", "seq", "state_hash", "recovery"}), and on SIGINT/SIGTERM stops accepting,
-commits, snapshots and exits 0. `--snapshot-every N` snapshots after every N commands as
-well as every 300 s (the default N is the journal's, 100 000); `--batch-max` and
+store (both chains checked from genesis, snapshot + journal replay, checked), opens every
+account provisioned with `tonne accounts add`, and serves. It prints one JSON line when
+ready ({"tcp_port", "ws_port", "seq", "state_hash", "recovery"}), and on SIGINT/SIGTERM
+stops accepting, commits, snapshots and exits 0. `--snapshot-every N` snapshots after
+every N commands as well as every 300 s (the default N is the journal's, 100 000); `--batch-max` and
 `--window-ms` bound each group commit (defaults 2 048 commands, no extra wait). The journal
 commits in a writer process (`--journal-writer thread`: in a thread of this one); with
 `--archive-journal` it moves the journal rows the oldest kept snapshot covers to segment
