@@ -174,8 +174,9 @@ class WithdrawCredits(msgspec.Struct, frozen=True, **_client("withdraw_credits")
 class Retire(msgspec.Struct, frozen=True, **_client("retire")):
     """Retire `qty` available tonnes of `series` (oldest serials first) held by the session's
     account or, with `serials` (and no `series`, `qty` 0), exactly those inclusive ranges, for
-    `beneficiary`. `purpose`: voluntary | corsia | article6 | other; periods are ISO dates
-    `YYYY-MM-DD`. The answer is one `certificate` per project and vintage."""
+    `beneficiary`. `purpose`: voluntary | corsia | article6 | other; the reporting period is
+    both ISO dates `YYYY-MM-DD` or neither (left out: the certificate states no period).
+    The answer is one `certificate` per project and vintage."""
 
     beneficiary: Str
     series: Str = ""

@@ -247,8 +247,9 @@ def format_record(record: LogRecord) -> str:
     if isinstance(b, CreditsDeposited | CreditsWithdrawn):
         return f"{head} account={b.account} qty={b.range.qty} serials={b.range} ref={b.ref!r}"
     assert isinstance(b, Retired)
+    period = f"{b.period_start}..{b.period_end}" if b.period_start else "no period stated"
     return (
         f"{head} account={b.account} {b.cert_id} {b.project}/{b.vintage} qty={b.qty} "
-        f"for {b.beneficiary!r} ({b.purpose.value} {b.period_start}..{b.period_end}) "
+        f"for {b.beneficiary!r} ({b.purpose.value} {period}) "
         f"serials={_serials(b.ranges)}"
     )

@@ -26,11 +26,22 @@ TEXT_MAX = 1000  # characters of beneficiary or claim text
 def check_details(
     beneficiary: str, claim: str, period_start: str, period_end: str
 ) -> Reject | None:
+    """None if the details may go on a certificate. The reporting period is both dates
+    (`YYYY-MM-DD`, end not before start) or neither ("" and "": no period is stated, the
+    certificate and its record carry empty strings); one date without the other is refused,
+    since a certificate must not claim a period that is open at one end."""
     if not beneficiary.strip():
         return Reject(Reason.INVALID_RETIREMENT, "a retirement needs a named beneficiary")
     if len(beneficiary) > TEXT_MAX or len(claim) > TEXT_MAX:
         return Reject(
             Reason.INVALID_RETIREMENT, f"beneficiary and claim are at most {TEXT_MAX} characters"
+        )
+    if not period_start and not period_end:
+        return None  # no reporting period: the certificate states none
+    if not period_start or not period_end:
+        return Reject(
+            Reason.INVALID_RETIREMENT,
+            "a reporting period needs both period_start and period_end, or neither",
         )
     for d in (period_start, period_end):
         if not _DATE.fullmatch(d):

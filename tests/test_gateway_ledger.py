@@ -191,6 +191,39 @@ def test_a_bad_block_is_rejected_with_its_settlement_reason(
 PERIOD = {"period_start": "2025-01-01", "period_end": "2025-12-31"}
 
 
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_a_retire_that_omits_the_period_gets_a_certificate_stating_none(transport):
+    async def body():
+        async with running_server() as env:
+            c = await env.connect(transport, 1)
+            msg = p.Retire(series=SERIES, qty=3, beneficiary="Harbour Airlines", req_id=7)
+            cert = await c.request(msg)
+            assert isinstance(cert, p.Certificate), cert
+            assert (cert.qty, cert.period_start, cert.period_end) == (3, "", "")
+            cmd = env.journal.commands[-1]
+            assert (type(cmd).__name__, cmd.period_start, cmd.period_end) == ("Retire", "", "")
+
+    run(body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+@pytest.mark.parametrize("given", ["period_start", "period_end"])
+def test_a_retire_with_one_end_of_the_period_is_rejected_and_changes_nothing(transport, given):
+    async def body():
+        async with running_server() as env:
+            c = await env.connect(transport, 1)
+            before = await c.holdings()
+            journaled = len(env.journal.commands)
+            msg = p.Retire(series=SERIES, qty=3, beneficiary="x", req_id=8, **{given: "2025-06-30"})
+            bad = await c.request(msg)
+            assert isinstance(bad, p.Reject) and bad.reason is Reason.INVALID_RETIREMENT
+            assert "both" in bad.text
+            assert (await c.holdings()).holdings == before.holdings
+            assert len(env.journal.commands) == journaled
+
+    run(body)
+
+
 def _vcs(holdings: p.Holdings) -> p.Holding:
     (vcs,) = [h for h in holdings.holdings if h.project == "VCS1340"]
     return vcs

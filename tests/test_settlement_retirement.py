@@ -12,7 +12,7 @@ from engine.events import Reason, Rejected
 from settlement.commands import DepositCredits, Retire, WithdrawCredits
 from settlement.core import Core
 from settlement.events import Purpose, RetirementCertificate
-from settlement.log import check_certificate, verify
+from settlement.log import check_certificate, format_record, verify
 from settlement.serials import SerialRange
 from settlement.testing import catalogue_core, deposit_block
 
@@ -62,6 +62,33 @@ def test_retiring_a_quantity_gives_a_certificate_checkable_against_its_record(
     assert verify(records).ok and verify(records).retired == 100
     assert core.credits(1) == {("VCS1340", 2020): (325, 0)}
     core.check_invariants()
+
+
+def test_a_retirement_without_a_period_states_none_on_its_certificate_and_record(
+    core: Core,
+) -> None:
+    (cert,) = core.apply(retire(series="VCS-1340-2020", qty=5, period_start="", period_end=""))
+    assert isinstance(cert, RetirementCertificate)
+    assert (cert.period_start, cert.period_end) == ("", "")
+    records = core.drain_records()
+    body = records[-1].movement()
+    assert (body.period_start, body.period_end) == ("", "")  # type: ignore[union-attr]
+    assert check_certificate(cert, records[-1]) and verify(records).ok
+    assert "no period stated" in format_record(records[-1])
+    core.check_invariants()
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [("2024-01-01", ""), ("", "2024-12-31")], ids=["start_only", "end_only"]
+)
+def test_a_reporting_period_with_one_end_only_is_rejected_and_changes_nothing(
+    core: Core, start: str, end: str
+) -> None:
+    _unchanged(
+        core,
+        retire(series="VCS-1340-2020", qty=1, period_start=start, period_end=end),
+        Reason.INVALID_RETIREMENT,
+    )
 
 
 def _fields(cert: RetirementCertificate) -> dict[str, object]:
