@@ -38,6 +38,7 @@ import uvloop
 
 from gateway.accounts import key_file_lock
 from gateway.auth import Authenticator, KeyFile, KeyStore, KeyStoreError
+from gateway.clock import Clock, SystemClock
 from gateway.gcpolicy import tune_for_serving
 from gateway.journal import (
     BATCH_MAX,
@@ -142,6 +143,7 @@ async def running(
     limits: Limits | None = None,
     journaling: JournalSettings = JournalSettings(),
     keys_check_s: float = KEYS_CHECK_S,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Running]:
     """Genesis (on an empty folder), recovery, journal, accounts opened, server started;
     on exit: server closed, journal committed and snapshotted, store closed. Raises
@@ -176,7 +178,11 @@ async def running(
     watcher: asyncio.Task[None] | None = None
     try:
         server = Server(
-            got.core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits
+            got.core,
+            journal,
+            Authenticator(keys, skew_s=limits.logon_skew_s),
+            limits=limits,
+            clock=clock or SystemClock(),
         )
         opened = await open_accounts(server, keys)
         await server.start(host, tcp_port, ws_port)
@@ -217,6 +223,7 @@ async def serve(
     journaling: JournalSettings = JournalSettings(),
     tune_gc: bool = False,
     keys_check_s: float = KEYS_CHECK_S,
+    clock: Clock | None = None,
 ) -> int:
     """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop. `tune_gc`: this
     process only serves, so use the serving GC policy (gateway/gcpolicy.py) once started."""
@@ -230,6 +237,7 @@ async def serve(
             limits=limits,
             journaling=journaling,
             keys_check_s=keys_check_s,
+            clock=clock,
         ) as ex:
             if tune_gc:
                 tune_for_serving()
@@ -354,5 +362,6 @@ def main(argv: list[str]) -> int:
             ),
             tune_gc=True,
             keys_check_s=args.keys_check_s,
+            clock=SystemClock(),  # the real time: GTD expiry timers, logon skew, stamps
         )
     )

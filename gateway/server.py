@@ -16,8 +16,11 @@ One read is one batch. For each batch the server, in order:
 
 Batches are released strictly in the order they were applied (a deque of pending batches),
 so market data sequence numbers reach subscribers in order, and nothing is sent about a
-command before it is durable. The core is synchronous and runs on the loop thread: its
-commands are serialized by construction.
+command before it is durable. GTD orders expire on time, not only when the next command
+comes: one timer on the server's `clock` waits for the earliest expiry among open GTD orders
+(`next_expiry_ts`), and when that is due the server applies and journals `AdvanceTime(ts)`
+like any command; nothing is journaled while nothing is due. The core is synchronous and
+runs on the loop thread: its commands are serialized by construction.
 
 `Server` is transport-agnostic; `TcpSession` and `WsSession` (gateway/session.py) only move
 bytes. What a command's events tell whom is gateway/routing.py; the queries and subscriptions
@@ -43,6 +46,7 @@ import engine.commands as ec
 from engine.events import Reason, Rejected
 from gateway import protocol as p
 from gateway.auth import Authenticator
+from gateway.clock import Clock, SystemClock, Timer
 from gateway.marketdata import MarketData
 from gateway.queries import ANSWERS, Queries
 from gateway.routing import OrderInfo, reject_for, route
@@ -85,13 +89,14 @@ class Server:
         authenticator: Authenticator,
         *,
         limits: Limits | None = None,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock: Clock | None = None,
     ) -> None:
         self.core = core
         self.journal = journal
         self.auth = authenticator
         self.limits = limits or Limits()
-        self.clock_ns = clock_ns
+        self.clock = clock or SystemClock()
+        self.clock_ns: Callable[[], int] = self.clock.now_ns
         self.md = MarketData()
         self.sessions: set[Session] = set()
         self.by_account: dict[int, set[Session]] = {}
@@ -109,6 +114,14 @@ class Server:
         self._ticker: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
         self.exchange = getattr(core, "exchange", core)
+        # GTD expiry in a quiet market: one timer at the earliest expiry (`_arm_expiry`);
+        # an order-only core without `next_expiry_ts` never arms it
+        self._next_expiry_ts: Callable[[], int | None] = getattr(
+            self.exchange, "next_expiry_ts", lambda: None
+        )
+        self._expiry_timer: Timer | None = None
+        self._expiry_at: int | None = None
+        self._expiry_stopped = False  # closing: no timer is armed any more
         self.ledger = getattr(core, "ledger", None)  # None: an order-only core (benchmarks)
         self.queries = Queries(self.exchange, self.ledger, self.md, getattr(core, "projects", None))
         for order in getattr(self.exchange, "open_orders", {}).values():
@@ -138,6 +151,7 @@ class Server:
                 write_limit=1 << 16,
             )
         self._ticker = asyncio.create_task(self._tick())
+        self._arm_expiry()  # GTD orders recovered from the store expire on time too
 
     @property
     def tcp_port(self) -> int:
@@ -150,6 +164,10 @@ class Server:
         return int(next(iter(self._ws.sockets)).getsockname()[1])
 
     async def close(self) -> None:
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        self._expiry_stopped = True
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -226,6 +244,7 @@ class Server:
         cmd = msgspec.structs.replace(cmd, ts=self._stamp())
         events: list[Any] = []
         self._apply(cmd, None, batch, 0, events)
+        self._arm_expiry()
         await self._released(batch)
         if self.failed is not None:  # it failed meanwhile: the command may not be durable
             raise RuntimeError(f"the server has failed: {self.failed!r}") from self.failed
@@ -242,6 +261,7 @@ class Server:
                 ec.Cancel(account=s.account, order_id=order_id, ts=self._stamp()), None, batch, 0
             )
         self.count("cancel_on_disconnect")
+        self._arm_expiry()
         await self._released(batch)
 
     async def _tick(self) -> None:
@@ -287,6 +307,40 @@ class Server:
         s.close_reason = reason.value
         s.abort(reason.value)
 
+    # -- GTD expiry on time -----------------------------------------------------------------
+
+    def _arm_expiry(self) -> None:
+        """Keep exactly one timer armed, for the earliest expiry of an open GTD order (none
+        when there is none). Called after every read, operator command and expiry: O(1)
+        unless the earliest expiry changed, when the timer is moved."""
+        due = self._next_expiry_ts()
+        if due == self._expiry_at or self._expiry_stopped:
+            return
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        self._expiry_at = due
+        if due is not None and self.failed is None:
+            self._expiry_timer = self.clock.call_at_ns(due, self._expiry_due)
+
+    def _expiry_due(self) -> None:
+        """The timer fired: if the earliest expiry is due by the clock, apply and journal
+        `AdvanceTime(now)` like any command (its expiry reports go to the owners' sessions
+        and its book updates to subscribers once it is committed); else (the clock is behind
+        the timer, or the order is gone) arm again. Nothing is journaled when nothing is due."""
+        self._expiry_timer = None
+        self._expiry_at = None
+        if self._expiry_stopped or self.failed is not None:
+            return
+        due = self._next_expiry_ts()
+        ts = self._stamp()
+        if due is not None and due <= ts:
+            batch = self._new_batch()
+            self._apply(ec.AdvanceTime(ts=ts), None, batch, 0)
+            self.count("expiries_on_time")
+            self._commit_soon()
+        self._arm_expiry()
+
     # -- the pipeline ----------------------------------------------------------------------
 
     def _stamp(self) -> int:
@@ -323,6 +377,7 @@ class Server:
                 batch.items.append((s, reject_for(item, Reason.RATE_LIMITED, "rate limit")))
                 continue
             self._handle(s, item, batch)
+        self._arm_expiry()
         self._commit_soon()
         if s.reads_in_flight > self.limits.reads_in_flight_max:
             # back-pressure: this session reads no further until its oldest read is answered
