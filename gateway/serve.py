@@ -3,7 +3,7 @@
     tonne serve [--data DIR] [--host 127.0.0.1] [--tcp-port 7001] [--ws-port 7002]
                 [--messages-per-s N] [--frame-bytes-max N] [--open-orders-max N]
                 [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
-                [--reads-in-flight-max N] [--inbox-frames-max N]
+                [--reads-in-flight-max N] [--inbox-frames-max N] [--logon-failures-max N]
                 [--snapshot-every N] [--batch-max N] [--window-ms MS]
                 [--journal-writer process|thread] [--keys-check-s S]
 
@@ -277,6 +277,7 @@ def limits_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logon-skew-s", type=float, default=d.logon_skew_s)
     parser.add_argument("--logon-timeout-s", type=float, default=d.logon_timeout_s)
     parser.add_argument("--sessions-max", type=int, default=d.sessions_max)
+    parser.add_argument("--logon-failures-max", type=int, default=d.logon_failures_max)
     parser.add_argument("--inbox-frames-max", type=int, default=d.inbox_frames_max)
     parser.add_argument("--reads-in-flight-max", type=int, default=d.reads_in_flight_max)
 
@@ -293,6 +294,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         logon_skew_s=args.logon_skew_s,
         logon_timeout_s=args.logon_timeout_s,
         sessions_max=args.sessions_max,
+        logon_failures_max=args.logon_failures_max,
         inbox_frames_max=args.inbox_frames_max,
         reads_in_flight_max=args.reads_in_flight_max,
     )
@@ -345,6 +347,8 @@ def main(argv: list[str]) -> int:
         parser.error("--keys-check-s must be positive")
     if args.reads_in_flight_max < 1 or args.inbox_frames_max < 1:
         parser.error("--reads-in-flight-max and --inbox-frames-max must be at least 1")
+    if args.logon_failures_max < 1:
+        parser.error("--logon-failures-max must be at least 1")
     if not 0 <= args.window_ms <= WINDOW_S_MAX * 1000:
         parser.error(f"--window-ms must be within [0, {WINDOW_S_MAX * 1000:.0f}]")
     return uvloop.run(

@@ -341,6 +341,12 @@ class Server:
             self._commit_soon()
         self._arm_expiry()
 
+    def _goodbye_after(self, s: Session, batch: _Batch, reason: Reason, text: str) -> None:
+        """Say goodbye and close once the answers already in `batch` are released (they go
+        out first, in the same write); the session reads nothing more meanwhile."""
+        s.ending = True
+        batch.items.append((None, lambda: self.goodbye(s, reason, text)))
+
     # -- the pipeline ----------------------------------------------------------------------
 
     def _stamp(self) -> int:
@@ -358,7 +364,7 @@ class Server:
 
     async def handle_read(self, s: Session, items: list[Any]) -> None:
         """Process everything one read brought (messages, or `MalformedFrame`s in place)."""
-        if self.failed is not None or s.closed:
+        if self.failed is not None or s.closed or s.ending:
             return
         s.last_in = time.monotonic()
         batch = self._new_batch(s)
@@ -377,6 +383,8 @@ class Server:
                 batch.items.append((s, reject_for(item, Reason.RATE_LIMITED, "rate limit")))
                 continue
             self._handle(s, item, batch)
+            if s.ending:  # a goodbye follows the answers so far: the rest goes unread
+                break
         self._arm_expiry()
         self._commit_soon()
         if s.reads_in_flight > self.limits.reads_in_flight_max:
@@ -499,6 +507,15 @@ class Server:
             assert reason is not None
             self.count("logon_rejected")
             batch.items.append((s, p.LogonReject(reason=reason, text=text, req_id=msg.req_id)))
+            s.logon_failures += 1
+            if s.logon_failures >= self.limits.logon_failures_max:
+                self.count("logon_failures_limited")
+                self._goodbye_after(
+                    s,
+                    batch,
+                    Reason.TOO_MANY_LOGON_FAILURES,
+                    f"{s.logon_failures} failed logons on this connection",
+                )
             return
         s.transition(State.LOGGED_ON)
         s.account = key.account

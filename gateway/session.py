@@ -63,6 +63,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     - logon_timeout_s: not logged on this long after connecting -> `goodbye` NOT_LOGGED_ON.
     - sessions_max: connections open at once (both ports) -> `goodbye` TOO_MANY_SESSIONS.
     - logon_skew_s: logon `ts` further than this from the server clock -> STALE_TIMESTAMP.
+    - logon_failures_max: failed logons on one connection; the last gets its `logon_reject`,
+      then `goodbye` TOO_MANY_LOGON_FAILURES and a disconnect (the rest of its read unread).
     """
 
     frame_bytes_max: int = 1 << 20
@@ -77,6 +79,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     logon_timeout_s: float = 10.0
     sessions_max: int = 10_000
     logon_skew_s: float = 30.0
+    logon_failures_max: int = 5
 
 
 class TokenBucket:
@@ -131,6 +134,8 @@ class Session:
         self.subscriptions: set[str] = set()
         self.out: list[Any] = []  # messages to write at the next `write_out`
         self.reads_in_flight = 0  # reads applied, not yet committed and released
+        self.logon_failures = 0  # logons refused on this connection
+        self.ending = False  # a goodbye is queued behind this session's answers: read no more
         now = time.monotonic()
         self.opened_at = now
         self.last_in = now

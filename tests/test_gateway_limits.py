@@ -270,3 +270,49 @@ def test_reads_are_applied_while_earlier_ones_commit_up_to_reads_in_flight_max(t
             assert len(journaled) == 5
 
     run(body)
+
+
+def _bad_logon(key: tuple[str, str], i: int) -> p.Logon:
+    key_id, _ = key
+    ts = time.time_ns()
+    return p.Logon(key_id=key_id, ts=ts, nonce=f"bad-{i}", signature="0" * 64, req_id=1_000 + i)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_bad_logons_in_one_frame_get_n_rejects_then_a_goodbye_and_the_rest_is_unread(transport):
+    async def body():
+        async with running_server(limits=Limits(logon_failures_max=5)) as env:
+            c = await env.connect(transport)
+            await c.send(*[_bad_logon(env.keys[1], i) for i in range(2_000)])
+            lost = await c.wait_closed()
+            assert lost.reason == Reason.TOO_MANY_LOGON_FAILURES.value
+            kinds = [type(m).__name__ for m in c.history]
+            assert kinds == ["LogonReject"] * 5 + ["Goodbye"]  # the goodbye after the rejects
+            assert [m.req_id for m in list(c.history)[:5]] == [1_000 + i for i in range(5)]
+            assert env.server.counters["logon_rejected"] == 5  # the other 1,995 never looked at
+            assert env.server.counters["logon_failures_limited"] == 1
+            ok = await env.connect(transport, 1)  # the key itself is not locked out
+            assert (await ok.heartbeat()).ts > 0
+
+    run(body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_failed_logons_count_per_connection_across_frames_up_to_the_limit(transport):
+    async def body():
+        async with running_server(limits=Limits(logon_failures_max=3)) as env:
+            c = await env.connect(transport)
+            for i in range(2):  # under the limit: still connected, and a good logon works
+                answer = await c.request(_bad_logon(env.keys[1], i))
+                assert answer.reason is Reason.BAD_SIGNATURE
+            key_id, secret = env.keys[1]
+            assert (await c.logon(key_id, secret)).account == 1
+            d = await env.connect(transport)
+            for i in range(3):
+                await c.heartbeat()  # the other connection is not counted against
+                await d.send(_bad_logon(env.keys[2], 10 + i))
+            lost = await d.wait_closed()
+            assert lost.reason == Reason.TOO_MANY_LOGON_FAILURES.value
+            assert (await c.heartbeat()).ts > 0
+
+    run(body)

@@ -159,6 +159,7 @@ def test_out_of_range_group_commit_bounds_are_refused_with_a_message(tmp_path, c
         ["--window-ms", "5000"],
         ["--reads-in-flight-max", "0"],
         ["--inbox-frames-max", "0"],
+        ["--logon-failures-max", "0"],
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["--data", str(tmp_path), *argv])
