@@ -4,6 +4,7 @@
                 [--messages-per-s N] [--frame-bytes-max N] [--open-orders-max N]
                 [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
                 [--reads-in-flight-max N] [--inbox-frames-max N] [--logon-failures-max N]
+                [--slow-consumer-linger-s S]
                 [--snapshot-every N] [--batch-max N] [--window-ms MS]
                 [--journal-writer process|thread] [--keys-check-s S]
 
@@ -278,6 +279,9 @@ def limits_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logon-timeout-s", type=float, default=d.logon_timeout_s)
     parser.add_argument("--sessions-max", type=int, default=d.sessions_max)
     parser.add_argument("--logon-failures-max", type=int, default=d.logon_failures_max)
+    parser.add_argument(
+        "--slow-consumer-linger-s", type=float, default=d.slow_consumer_linger_s
+    )
     parser.add_argument("--inbox-frames-max", type=int, default=d.inbox_frames_max)
     parser.add_argument("--reads-in-flight-max", type=int, default=d.reads_in_flight_max)
 
@@ -295,6 +299,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         logon_timeout_s=args.logon_timeout_s,
         sessions_max=args.sessions_max,
         logon_failures_max=args.logon_failures_max,
+        slow_consumer_linger_s=args.slow_consumer_linger_s,
         inbox_frames_max=args.inbox_frames_max,
         reads_in_flight_max=args.reads_in_flight_max,
     )
@@ -349,6 +354,8 @@ def main(argv: list[str]) -> int:
         parser.error("--reads-in-flight-max and --inbox-frames-max must be at least 1")
     if args.logon_failures_max < 1:
         parser.error("--logon-failures-max must be at least 1")
+    if args.slow_consumer_linger_s < 0:
+        parser.error("--slow-consumer-linger-s must be 0 or more")
     if not 0 <= args.window_ms <= WINDOW_S_MAX * 1000:
         parser.error(f"--window-ms must be within [0, {WINDOW_S_MAX * 1000:.0f}]")
     return uvloop.run(

@@ -109,6 +109,9 @@ class Server:
         self._last_ts = 0
         self._orders: dict[int, OrderInfo] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # closed sessions whose connection still sends its last output (a slow consumer's
+        # goodbye), each aborted after its linger or when the server closes
+        self.lingering: set[Session] = set()
         self._tcp: asyncio.Server | None = None
         self._ws: Any = None
         self._ticker: asyncio.Task[None] | None = None
@@ -178,6 +181,9 @@ class Server:
             self._ws.close()
         for s in list(self.sessions):
             s.abort("server closing")
+        for s in list(self.lingering):
+            s.abort_lingering()
+        self.lingering.clear()
         if self._tcp is not None:
             await self._tcp.wait_closed()
         if self._ws is not None:
@@ -297,6 +303,25 @@ class Server:
                 ended += 1
         self.count("keys_reloaded")
         return ended
+
+    def lingered(self, s: Session) -> None:
+        """`s`'s connection ended by itself (its last output was read, or the client left)."""
+        if s in self.lingering:
+            self.lingering.discard(s)
+            self.count("lingering_closed")
+
+    def linger(self, s: Session, linger_s: float) -> None:
+        """`s` is closing gracefully (its goodbye behind its buffered output): abort it if
+        its connection is still open after `linger_s`."""
+        self.lingering.add(s)
+
+        def give_up() -> None:
+            if s in self.lingering:
+                self.lingering.discard(s)
+                self.count("slow_consumer_aborts")
+                s.abort_lingering()
+
+        asyncio.get_running_loop().call_later(linger_s, give_up)
 
     def goodbye(self, s: Session, reason: Reason, text: str) -> None:
         """Say why, then close."""
@@ -676,13 +701,13 @@ class Server:
         writer = asyncio.create_task(s.writer())
         try:
             async for data in ws:
+                if s.closed:  # closing: drop what still comes, so that its close frame is read
+                    continue
                 try:
                     items: list[Any] = p.decode_client_json(data)
                 except p.MalformedFrame as exc:
                     items = [exc]
                 await self.handle_read(s, items)
-                if s.closed:
-                    break
         except ConnectionClosed:
             pass
         finally:

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from test_gateway_harness import SERIES, run, running_server
 from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from engine.commands import Side
 from engine.events import Reason
@@ -211,6 +212,119 @@ def test_a_websocket_client_that_does_not_read_is_disconnected_as_a_slow_consume
                 await env.server.wait_counter("slow_consumers", 1)
             other = await env.ws(2)
             assert (await other.heartbeat()).ts > 0
+
+    run(body)
+
+
+async def _slow_tcp_reader(env):
+    """A TCP client logged on that asks for far more than it reads, until the server finds
+    it slow; its reader (it never read before) and writer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", env.server.tcp_port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(p.encode_frame([_logon(env.keys[3])]))
+    frame = p.encode_frame([p.Subscribe(series=[SERIES]) for _ in range(50)])
+    with contextlib.suppress(ConnectionError):
+        for _ in range(400):  # each frame asks for 50 snapshots of 400 levels
+            writer.write(frame)
+            await writer.drain()
+            if env.server.counters.get("slow_consumers"):
+                break
+    await env.server.wait_counter("slow_consumers", 1)
+    return reader, writer
+
+
+def test_a_tcp_slow_consumer_reads_its_goodbye_last_when_it_reads_again():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=10)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            reader, writer = await _slow_tcp_reader(env)
+            frames, msgs = p.FrameReader(1 << 30), []
+            async with asyncio.timeout(10):  # everything buffered, then the end of the stream
+                while data := await reader.read(1 << 16):
+                    for body in frames.feed(data):
+                        msgs.extend(p.decode_server_msgpack(body))
+            goodbyes = [m for m in msgs if isinstance(m, p.Goodbye)]
+            assert goodbyes == [msgs[-1]] and msgs[-1].reason is Reason.SLOW_CONSUMER
+            assert any(isinstance(m, p.BookSnapshot) for m in msgs)  # what came before it
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            await env.server.wait_counter("lingering_closed", 1)  # it ended by itself
+            assert env.server.counters.get("slow_consumer_aborts", 0) == 0
+            assert not env.server.lingering
+
+    run(body)
+
+
+def test_a_tcp_slow_consumer_that_never_reads_is_aborted_after_the_linger():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=0.2)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            reader, writer = await _slow_tcp_reader(env)
+            await env.server.wait_counter("slow_consumer_aborts", 1)
+            assert not env.server.lingering
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            assert (await (await env.tcp(2)).heartbeat()).ts > 0
+
+    run(body)
+
+
+def test_a_websocket_slow_consumer_reads_its_goodbye_last_then_the_close():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=10)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            url = f"ws://127.0.0.1:{env.server.ws_port}"
+            async with ws_connect(url, max_queue=1, compression=None, proxy=None) as ws:
+                await ws.send(msgspec.json.encode([_logon(env.keys[3])]).decode())
+                text = msgspec.json.encode([p.Subscribe(series=[SERIES])] * 50).decode()
+                with contextlib.suppress(ConnectionError, Exception):
+                    for _ in range(400):
+                        await ws.send(text)
+                        if env.server.counters.get("slow_consumers"):
+                            break
+                await env.server.wait_counter("slow_consumers", 1)
+                msgs = []
+                async with asyncio.timeout(10):
+                    with contextlib.suppress(ConnectionClosed):
+                        async for data in ws:  # it reads again: what was sent, then the end
+                            msgs.extend(p.decode_server_json(data))
+                assert isinstance(msgs[-1], p.Goodbye), msgs[-1]
+                assert msgs[-1].reason is Reason.SLOW_CONSUMER
+                assert ws.close_code == 1008 and ws.close_reason == Reason.SLOW_CONSUMER.value
+            await env.server.wait_counter("lingering_closed", 1)
+            assert env.server.counters.get("slow_consumer_aborts", 0) == 0
+
+    run(body)
+
+
+def test_a_websocket_slow_consumer_that_never_reads_is_aborted_after_the_linger():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=0.2)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", env.server.ws_port))
+            url = f"ws://127.0.0.1:{env.server.ws_port}"
+            async with ws_connect(url, sock=sock, max_queue=1, compression=None) as ws:
+                await ws.send(msgspec.json.encode([_logon(env.keys[3])]).decode())
+                # answers small enough to be written one by one, until the socket is full
+                text = msgspec.json.encode([p.Subscribe(series=[SERIES])] * 2).decode()
+                with contextlib.suppress(ConnectionError, Exception):
+                    for _ in range(2_000):
+                        await ws.send(text)
+                        if env.server.counters.get("slow_consumers"):
+                            break
+                await env.server.wait_counter("slow_consumer_aborts", 1)
+                assert not env.server.lingering
+            assert (await (await env.ws(2)).heartbeat()).ts > 0
 
     run(body)
 

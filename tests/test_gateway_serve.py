@@ -160,6 +160,7 @@ def test_out_of_range_group_commit_bounds_are_refused_with_a_message(tmp_path, c
         ["--reads-in-flight-max", "0"],
         ["--inbox-frames-max", "0"],
         ["--logon-failures-max", "0"],
+        ["--slow-consumer-linger-s", "-1"],
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["--data", str(tmp_path), *argv])
