@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from sortedcontainers import SortedDict, SortedList
 
 from engine.commands import (
+    AdvanceTime,
     Amend,
     Cancel,
     Command,
@@ -183,6 +184,8 @@ class FullReferenceEngine:
         """Expire due GTD orders, then carry out `cmd`; the events, in order."""
         events: list[Event] = []
         self.expire_due(cmd.ts, events)
+        if isinstance(cmd, AdvanceTime):
+            return events  # the expiry above is all it does
         if isinstance(cmd, NewOrder):
             self.new_order(cmd, events)
         elif isinstance(cmd, Cancel):
@@ -196,6 +199,10 @@ class FullReferenceEngine:
         return events
 
     # -- expiry ------------------------------------------------------------------------------
+
+    def next_expiry_ts(self) -> int | None:
+        """The earliest expiry among open GTD orders, None when there is none."""
+        return self.gtd[0][0] if self.gtd else None
 
     def expire_due(self, ts: int, events: list[Event]) -> None:
         while self.gtd and self.gtd[0][0] <= ts:

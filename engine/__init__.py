@@ -5,6 +5,7 @@
 """
 
 from engine.commands import (
+    AdvanceTime,
     Amend,
     Cancel,
     Command,
@@ -35,6 +36,7 @@ from engine.reference import Basis, Mitigation, Project, Series
 
 __all__ = [
     "Accepted",
+    "AdvanceTime",
     "Amend",
     "Amended",
     "Basis",

@@ -109,4 +109,17 @@ class SetReferencePrice(
     ts: int = 0
 
 
-Command = NewOrder | Cancel | Amend | MassCancel | Halt | Resume | SetReferencePrice
+class AdvanceTime(msgspec.Struct, frozen=True, kw_only=True, tag="advance_time", tag_field="cmd"):
+    """Time has reached `ts`: expire the GTD orders due by then, and nothing else.
+
+    The core has no clock, so expiry is judged by command timestamps; in a quiet market no
+    command would come. The gateway journals one of these when the earliest expiry
+    (`Exchange.next_expiry_ts`) is due, so the expiry is applied, reported and replayed at
+    that moment like any other command."""
+
+    ts: int = 0
+
+
+Command = (
+    NewOrder | Cancel | Amend | MassCancel | Halt | Resume | SetReferencePrice | AdvanceTime
+)

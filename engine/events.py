@@ -63,6 +63,7 @@ class Reason(str, Enum):
     NOT_SUPPORTED = "NOT_SUPPORTED"
     TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"
     KEY_REVOKED = "KEY_REVOKED"
+    TOO_MANY_LOGON_FAILURES = "TOO_MANY_LOGON_FAILURES"
 
 
 class CancelReason(str, Enum):

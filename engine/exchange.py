@@ -7,6 +7,9 @@ that it can place a hold between checking and applying:
 2. `check(cmd)`: the complete validation; returns a `Rejected` or None and changes nothing.
 3. `apply(cmd)`: carries out a checked command and returns its events.
 
+`AdvanceTime(ts)` is step 1 alone; `next_expiry_ts()` says when the next one is due, so that
+the gateway can send it then and not before.
+
 `submit(cmd)` does all three. Only `apply` changes state, and given the same commands it
 always produces the same events: there is no clock, no randomness, no I/O.
 """
@@ -18,6 +21,7 @@ from heapq import heappop, heappush
 
 from engine.book import MAX_PRICE, Order, OrderBook
 from engine.commands import (
+    AdvanceTime,
     Amend,
     Cancel,
     Command,
@@ -110,6 +114,21 @@ class Exchange:
             self._remove(order, events)
             events.append(Expired(order_id, order.account, order.series, order.side, qty, ts))
 
+    def next_expiry_ts(self) -> int | None:
+        """The earliest `expire_ts` of an open GTD order (None: there is none), so that the
+        gateway can send `AdvanceTime` when it is due. Pops the heap's stale tops (orders
+        gone since), which `expire_due` would skip anyway: amortized O(1), and it changes
+        nothing any command could see."""
+        gtd = self._gtd
+        open_orders = self.open_orders
+        while gtd:
+            expire_ts, order_id = gtd[0]
+            order = open_orders.get(order_id)
+            if order is not None and order.expire_ts == expire_ts:
+                return expire_ts
+            heappop(gtd)
+        return None
+
     def check(self, cmd: Command) -> Rejected | None:
         kind = type(cmd)
         if kind is NewOrder:
@@ -118,6 +137,8 @@ class Exchange:
             return self._check_cancel(cmd)  # type: ignore[arg-type]
         if kind is Amend:
             return self._check_amend(cmd)  # type: ignore[arg-type]
+        if kind is AdvanceTime:
+            return None
         if kind is MassCancel:
             assert isinstance(cmd, MassCancel)
             if cmd.series and cmd.series not in self.books:
@@ -153,6 +174,8 @@ class Exchange:
             self._cancel(order, CancelReason.USER, cmd.ts, events)
         elif kind is Amend:
             self._apply_amend(cmd, events)  # type: ignore[arg-type]
+        elif kind is AdvanceTime:
+            pass  # its work is the expiry that precedes every command
         elif kind is MassCancel:
             assert isinstance(cmd, MassCancel)
             for order in list(self.open_by_coid.get(cmd.account, {}).values()):

@@ -3,7 +3,8 @@
     tonne serve [--data DIR] [--host 127.0.0.1] [--tcp-port 7001] [--ws-port 7002]
                 [--messages-per-s N] [--frame-bytes-max N] [--open-orders-max N]
                 [--out-bytes-max N] [--heartbeat-s S] [--idle-timeout-s S]
-                [--reads-in-flight-max N] [--inbox-frames-max N]
+                [--reads-in-flight-max N] [--inbox-frames-max N] [--logon-failures-max N]
+                [--slow-consumer-linger-s S]
                 [--snapshot-every N] [--batch-max N] [--window-ms MS]
                 [--journal-writer process|thread] [--archive-journal]
                 [--archive-segment-rows N] [--keys-check-s S]
@@ -41,6 +42,7 @@ import uvloop
 
 from gateway.accounts import key_file_lock
 from gateway.auth import Authenticator, KeyFile, KeyStore, KeyStoreError
+from gateway.clock import Clock, SystemClock
 from gateway.gcpolicy import tune_for_serving
 from gateway.journal import (
     BATCH_MAX,
@@ -146,6 +148,7 @@ async def running(
     limits: Limits | None = None,
     journaling: JournalSettings = JournalSettings(),
     keys_check_s: float = KEYS_CHECK_S,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Running]:
     """Genesis (on an empty folder), recovery, journal, accounts opened, server started;
     on exit: server closed, journal committed and snapshotted, store closed. Raises
@@ -181,7 +184,11 @@ async def running(
     watcher: asyncio.Task[None] | None = None
     try:
         server = Server(
-            got.core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits
+            got.core,
+            journal,
+            Authenticator(keys, skew_s=limits.logon_skew_s),
+            limits=limits,
+            clock=clock or SystemClock(),
         )
         opened = await open_accounts(server, keys)
         await server.start(host, tcp_port, ws_port)
@@ -222,6 +229,7 @@ async def serve(
     journaling: JournalSettings = JournalSettings(),
     tune_gc: bool = False,
     keys_check_s: float = KEYS_CHECK_S,
+    clock: Clock | None = None,
 ) -> int:
     """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop. `tune_gc`: this
     process only serves, so use the serving GC policy (gateway/gcpolicy.py) once started."""
@@ -235,6 +243,7 @@ async def serve(
             limits=limits,
             journaling=journaling,
             keys_check_s=keys_check_s,
+            clock=clock,
         ) as ex:
             if tune_gc:
                 tune_for_serving()
@@ -274,6 +283,10 @@ def limits_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logon-skew-s", type=float, default=d.logon_skew_s)
     parser.add_argument("--logon-timeout-s", type=float, default=d.logon_timeout_s)
     parser.add_argument("--sessions-max", type=int, default=d.sessions_max)
+    parser.add_argument("--logon-failures-max", type=int, default=d.logon_failures_max)
+    parser.add_argument(
+        "--slow-consumer-linger-s", type=float, default=d.slow_consumer_linger_s
+    )
     parser.add_argument("--inbox-frames-max", type=int, default=d.inbox_frames_max)
     parser.add_argument("--reads-in-flight-max", type=int, default=d.reads_in_flight_max)
 
@@ -290,6 +303,8 @@ def limits_from(args: argparse.Namespace) -> Limits:
         logon_skew_s=args.logon_skew_s,
         logon_timeout_s=args.logon_timeout_s,
         sessions_max=args.sessions_max,
+        logon_failures_max=args.logon_failures_max,
+        slow_consumer_linger_s=args.slow_consumer_linger_s,
         inbox_frames_max=args.inbox_frames_max,
         reads_in_flight_max=args.reads_in_flight_max,
     )
@@ -357,6 +372,10 @@ def main(argv: list[str]) -> int:
         parser.error("--keys-check-s must be positive")
     if args.reads_in_flight_max < 1 or args.inbox_frames_max < 1:
         parser.error("--reads-in-flight-max and --inbox-frames-max must be at least 1")
+    if args.logon_failures_max < 1:
+        parser.error("--logon-failures-max must be at least 1")
+    if args.slow_consumer_linger_s < 0:
+        parser.error("--slow-consumer-linger-s must be 0 or more")
     if not 0 <= args.window_ms <= WINDOW_S_MAX * 1000:
         parser.error(f"--window-ms must be within [0, {WINDOW_S_MAX * 1000:.0f}]")
     return uvloop.run(
@@ -375,5 +394,6 @@ def main(argv: list[str]) -> int:
             ),
             tune_gc=True,
             keys_check_s=args.keys_check_s,
+            clock=SystemClock(),  # the real time: GTD expiry timers, logon skew, stamps
         )
     )

@@ -16,8 +16,11 @@ One read is one batch. For each batch the server, in order:
 
 Batches are released strictly in the order they were applied (a deque of pending batches),
 so market data sequence numbers reach subscribers in order, and nothing is sent about a
-command before it is durable. The core is synchronous and runs on the loop thread: its
-commands are serialized by construction.
+command before it is durable. GTD orders expire on time, not only when the next command
+comes: one timer on the server's `clock` waits for the earliest expiry among open GTD orders
+(`next_expiry_ts`), and when that is due the server applies and journals `AdvanceTime(ts)`
+like any command; nothing is journaled while nothing is due. The core is synchronous and
+runs on the loop thread: its commands are serialized by construction.
 
 `Server` is transport-agnostic; `TcpSession` and `WsSession` (gateway/session.py) only move
 bytes. What a command's events tell whom is gateway/routing.py; the queries and subscriptions
@@ -43,6 +46,7 @@ import engine.commands as ec
 from engine.events import Reason, Rejected
 from gateway import protocol as p
 from gateway.auth import Authenticator
+from gateway.clock import Clock, SystemClock, Timer
 from gateway.marketdata import MarketData
 from gateway.queries import ANSWERS, Queries
 from gateway.routing import OrderInfo, reject_for, route
@@ -85,13 +89,14 @@ class Server:
         authenticator: Authenticator,
         *,
         limits: Limits | None = None,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock: Clock | None = None,
     ) -> None:
         self.core = core
         self.journal = journal
         self.auth = authenticator
         self.limits = limits or Limits()
-        self.clock_ns = clock_ns
+        self.clock = clock or SystemClock()
+        self.clock_ns: Callable[[], int] = self.clock.now_ns
         self.md = MarketData()
         self.sessions: set[Session] = set()
         self.by_account: dict[int, set[Session]] = {}
@@ -104,11 +109,22 @@ class Server:
         self._last_ts = 0
         self._orders: dict[int, OrderInfo] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # closed sessions whose connection still sends its last output (a slow consumer's
+        # goodbye), each aborted after its linger or when the server closes
+        self.lingering: set[Session] = set()
         self._tcp: asyncio.Server | None = None
         self._ws: Any = None
         self._ticker: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
         self.exchange = getattr(core, "exchange", core)
+        # GTD expiry in a quiet market: one timer at the earliest expiry (`_arm_expiry`);
+        # an order-only core without `next_expiry_ts` never arms it
+        self._next_expiry_ts: Callable[[], int | None] = getattr(
+            self.exchange, "next_expiry_ts", lambda: None
+        )
+        self._expiry_timer: Timer | None = None
+        self._expiry_at: int | None = None
+        self._expiry_stopped = False  # closing: no timer is armed any more
         self.ledger = getattr(core, "ledger", None)  # None: an order-only core (benchmarks)
         self.queries = Queries(self.exchange, self.ledger, self.md, getattr(core, "projects", None))
         for order in getattr(self.exchange, "open_orders", {}).values():
@@ -138,6 +154,7 @@ class Server:
                 write_limit=1 << 16,
             )
         self._ticker = asyncio.create_task(self._tick())
+        self._arm_expiry()  # GTD orders recovered from the store expire on time too
 
     @property
     def tcp_port(self) -> int:
@@ -150,6 +167,10 @@ class Server:
         return int(next(iter(self._ws.sockets)).getsockname()[1])
 
     async def close(self) -> None:
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        self._expiry_stopped = True
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -160,6 +181,9 @@ class Server:
             self._ws.close()
         for s in list(self.sessions):
             s.abort("server closing")
+        for s in list(self.lingering):
+            s.abort_lingering()
+        self.lingering.clear()
         if self._tcp is not None:
             await self._tcp.wait_closed()
         if self._ws is not None:
@@ -226,6 +250,7 @@ class Server:
         cmd = msgspec.structs.replace(cmd, ts=self._stamp())
         events: list[Any] = []
         self._apply(cmd, None, batch, 0, events)
+        self._arm_expiry()
         await self._released(batch)
         if self.failed is not None:  # it failed meanwhile: the command may not be durable
             raise RuntimeError(f"the server has failed: {self.failed!r}") from self.failed
@@ -242,6 +267,7 @@ class Server:
                 ec.Cancel(account=s.account, order_id=order_id, ts=self._stamp()), None, batch, 0
             )
         self.count("cancel_on_disconnect")
+        self._arm_expiry()
         await self._released(batch)
 
     async def _tick(self) -> None:
@@ -278,6 +304,25 @@ class Server:
         self.count("keys_reloaded")
         return ended
 
+    def lingered(self, s: Session) -> None:
+        """`s`'s connection ended by itself (its last output was read, or the client left)."""
+        if s in self.lingering:
+            self.lingering.discard(s)
+            self.count("lingering_closed")
+
+    def linger(self, s: Session, linger_s: float) -> None:
+        """`s` is closing gracefully (its goodbye behind its buffered output): abort it if
+        its connection is still open after `linger_s`."""
+        self.lingering.add(s)
+
+        def give_up() -> None:
+            if s in self.lingering:
+                self.lingering.discard(s)
+                self.count("slow_consumer_aborts")
+                s.abort_lingering()
+
+        asyncio.get_running_loop().call_later(linger_s, give_up)
+
     def goodbye(self, s: Session, reason: Reason, text: str) -> None:
         """Say why, then close."""
         if s.closed:
@@ -286,6 +331,46 @@ class Server:
         s.write_out()
         s.close_reason = reason.value
         s.abort(reason.value)
+
+    # -- GTD expiry on time -----------------------------------------------------------------
+
+    def _arm_expiry(self) -> None:
+        """Keep exactly one timer armed, for the earliest expiry of an open GTD order (none
+        when there is none). Called after every read, operator command and expiry: O(1)
+        unless the earliest expiry changed, when the timer is moved."""
+        due = self._next_expiry_ts()
+        if due == self._expiry_at or self._expiry_stopped:
+            return
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        self._expiry_at = due
+        if due is not None and self.failed is None:
+            self._expiry_timer = self.clock.call_at_ns(due, self._expiry_due)
+
+    def _expiry_due(self) -> None:
+        """The timer fired: if the earliest expiry is due by the clock, apply and journal
+        `AdvanceTime(now)` like any command (its expiry reports go to the owners' sessions
+        and its book updates to subscribers once it is committed); else (the clock is behind
+        the timer, or the order is gone) arm again. Nothing is journaled when nothing is due."""
+        self._expiry_timer = None
+        self._expiry_at = None
+        if self._expiry_stopped or self.failed is not None:
+            return
+        due = self._next_expiry_ts()
+        ts = self._stamp()
+        if due is not None and due <= ts:
+            batch = self._new_batch()
+            self._apply(ec.AdvanceTime(ts=ts), None, batch, 0)
+            self.count("expiries_on_time")
+            self._commit_soon()
+        self._arm_expiry()
+
+    def _goodbye_after(self, s: Session, batch: _Batch, reason: Reason, text: str) -> None:
+        """Say goodbye and close once the answers already in `batch` are released (they go
+        out first, in the same write); the session reads nothing more meanwhile."""
+        s.ending = True
+        batch.items.append((None, lambda: self.goodbye(s, reason, text)))
 
     # -- the pipeline ----------------------------------------------------------------------
 
@@ -304,7 +389,7 @@ class Server:
 
     async def handle_read(self, s: Session, items: list[Any]) -> None:
         """Process everything one read brought (messages, or `MalformedFrame`s in place)."""
-        if self.failed is not None or s.closed:
+        if self.failed is not None or s.closed or s.ending:
             return
         s.last_in = time.monotonic()
         batch = self._new_batch(s)
@@ -323,6 +408,9 @@ class Server:
                 batch.items.append((s, reject_for(item, Reason.RATE_LIMITED, "rate limit")))
                 continue
             self._handle(s, item, batch)
+            if s.ending:  # a goodbye follows the answers so far: the rest goes unread
+                break
+        self._arm_expiry()
         self._commit_soon()
         if s.reads_in_flight > self.limits.reads_in_flight_max:
             # back-pressure: this session reads no further until its oldest read is answered
@@ -444,6 +532,15 @@ class Server:
             assert reason is not None
             self.count("logon_rejected")
             batch.items.append((s, p.LogonReject(reason=reason, text=text, req_id=msg.req_id)))
+            s.logon_failures += 1
+            if s.logon_failures >= self.limits.logon_failures_max:
+                self.count("logon_failures_limited")
+                self._goodbye_after(
+                    s,
+                    batch,
+                    Reason.TOO_MANY_LOGON_FAILURES,
+                    f"{s.logon_failures} failed logons on this connection",
+                )
             return
         s.transition(State.LOGGED_ON)
         s.account = key.account
@@ -604,13 +701,13 @@ class Server:
         writer = asyncio.create_task(s.writer())
         try:
             async for data in ws:
+                if s.closed:  # closing: drop what still comes, so that its close frame is read
+                    continue
                 try:
                     items: list[Any] = p.decode_client_json(data)
                 except p.MalformedFrame as exc:
                     items = [exc]
                 await self.handle_read(s, items)
-                if s.closed:
-                    break
         except ConnectionClosed:
             pass
         finally:

@@ -10,6 +10,15 @@ outbound messages) and leaves the bytes to two subclasses below: `TcpSession` (a
 Protocol reading and writing msgpack frames) and `WsSession` (a websockets connection with a
 writer task writing JSON). Both disconnect a slow consumer once what waits to be written
 exceeds `Limits.out_bytes_max`, before memory grows without bound.
+
+A slow consumer still gets its `goodbye` (SLOW_CONSUMER) where the transport allows: it is
+put behind what the transport already holds, past the limit once (a few dozen bytes), and the
+connection is closed gracefully (TCP: a half close after the buffer, reading on and
+discarding, so that what the client still sends does not turn the close into a reset that
+would lose the goodbye; WebSocket: the close handshake). A client that reads what is
+buffered within `slow_consumer_linger_s` reads the goodbye last. Nothing waits for it: the
+session is closed for the server at once (cancel-on-disconnect runs), and a connection still
+open after the linger is aborted, freeing its buffer (`Server.close` aborts it sooner).
 """
 
 from __future__ import annotations
@@ -53,7 +62,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     - frame_bytes_max: a longer frame -> `goodbye` FRAME_TOO_LARGE, disconnect.
     - messages_per_s / burst_messages: token bucket per session -> `reject` RATE_LIMITED.
     - open_orders_max: per account -> `reject` TOO_MANY_OPEN_ORDERS.
-    - out_bytes_max: bytes waiting to be written to one session -> disconnect (SLOW_CONSUMER).
+    - out_bytes_max: bytes waiting to be written to one session -> `goodbye` SLOW_CONSUMER
+      behind what is already buffered, and a graceful close.
+    - slow_consumer_linger_s: how long a slow consumer's close may wait for the client to
+      read the goodbye; then the connection is aborted (its buffered output dropped).
     - inbox_frames_max: frames read but not yet processed -> stop reading from the socket.
     - reads_in_flight_max: reads of one session applied but not yet committed and answered;
       past it the session's next read waits for its oldest to be released (its socket is
@@ -63,6 +75,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     - logon_timeout_s: not logged on this long after connecting -> `goodbye` NOT_LOGGED_ON.
     - sessions_max: connections open at once (both ports) -> `goodbye` TOO_MANY_SESSIONS.
     - logon_skew_s: logon `ts` further than this from the server clock -> STALE_TIMESTAMP.
+    - logon_failures_max: failed logons on one connection; the last gets its `logon_reject`,
+      then `goodbye` TOO_MANY_LOGON_FAILURES and a disconnect (the rest of its read unread).
     """
 
     frame_bytes_max: int = 1 << 20
@@ -70,6 +84,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     burst_messages: int = 10_000
     open_orders_max: int = 10_000
     out_bytes_max: int = 8 << 20
+    slow_consumer_linger_s: float = 1.0
     inbox_frames_max: int = 1_024
     reads_in_flight_max: int = 8
     heartbeat_s: float = 10.0
@@ -77,6 +92,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     logon_timeout_s: float = 10.0
     sessions_max: int = 10_000
     logon_skew_s: float = 30.0
+    logon_failures_max: int = 5
 
 
 class TokenBucket:
@@ -131,6 +147,8 @@ class Session:
         self.subscriptions: set[str] = set()
         self.out: list[Any] = []  # messages to write at the next `write_out`
         self.reads_in_flight = 0  # reads applied, not yet committed and released
+        self.logon_failures = 0  # logons refused on this connection
+        self.ending = False  # a goodbye is queued behind this session's answers: read no more
         now = time.monotonic()
         self.opened_at = now
         self.last_in = now
@@ -158,6 +176,10 @@ class Session:
         """Close now, without waiting for pending output."""
         raise NotImplementedError
 
+    def abort_lingering(self) -> None:
+        """Abort a connection closed for the server but still sending its last output."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} {self.session_id} {self.state.value} account={self.account}>"
@@ -181,6 +203,7 @@ class TcpSession(Session, asyncio.Protocol):
         self.inbox: list[bytes] = []
         self.busy = False
         self.paused = False
+        self.lost = False  # connection_lost was called
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -229,26 +252,49 @@ class TcpSession(Session, asyncio.Protocol):
 
     def write_out(self) -> None:
         out = self.out
-        if not out or self.transport is None or self.transport.is_closing():
+        if not out or self.closed or self.transport is None or self.transport.is_closing():
             out.clear()
             return
         self.out = []
         self.transport.write(p.encode_frame(out))
         self.last_out = time.monotonic()
-        if self.transport.get_write_buffer_size() > self.limits.out_bytes_max:
-            self.server.count("slow_consumers")
-            self.close_reason = Reason.SLOW_CONSUMER.value
-            self.abort(Reason.SLOW_CONSUMER.value)
+        buffered = self.transport.get_write_buffer_size()
+        if buffered > self.limits.out_bytes_max:
+            self._slow_consumer(buffered)
+
+    def _slow_consumer(self, buffered: int) -> None:
+        """Goodbye behind what is buffered (past the limit once), then a half close: the
+        client reads everything, the goodbye, then the end of the stream; what it still
+        sends is read and dropped (`data_received` of a closed session). Aborted if the
+        connection is still open after `slow_consumer_linger_s`."""
+        transport = self.transport
+        assert transport is not None
+        self.server.count("slow_consumers")
+        self.close_reason = Reason.SLOW_CONSUMER.value
+        text = f"{buffered} bytes unread, the limit is {self.limits.out_bytes_max}"
+        transport.write(p.encode_frame([p.Goodbye(reason=Reason.SLOW_CONSUMER, text=text)]))
+        transport.write_eof()  # FIN once the buffer is sent
+        self.server.linger(self, self.limits.slow_consumer_linger_s)
+        self.server.closed(self, Reason.SLOW_CONSUMER.value)
+
+    def abort_lingering(self) -> None:
+        if not self.lost and self.transport is not None:
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        return False  # the client is done sending: close (a half-closed slow consumer too)
 
     def abort(self, reason: str) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.close_reason = self.close_reason or reason
-            if reason == Reason.SLOW_CONSUMER.value or self.server.failed is not None:
+            if self.server.failed is not None:
                 self.transport.abort()
             else:
                 self.transport.close()  # flushes a goodbye first
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.server.lingered(self)
         self.server.closed(self, "disconnected")
 
 
@@ -265,6 +311,7 @@ class WsSession(Session):
         self.queue: deque[bytes] = deque()
         self.queued_bytes = 0
         self._ready = asyncio.Event()
+        self.finished = False  # the writer has closed the connection, or seen it closed
 
     def write_out(self) -> None:
         out = self.out
@@ -276,11 +323,28 @@ class WsSession(Session):
         self.queued_bytes += len(data)
         self.last_out = time.monotonic()
         if self.queued_bytes > self.limits.out_bytes_max:
-            self.server.count("slow_consumers")
-            self.close_reason = Reason.SLOW_CONSUMER.value
-            self.abort(Reason.SLOW_CONSUMER.value)
+            self._slow_consumer()
             return
         self._ready.set()
+
+    def _slow_consumer(self) -> None:
+        """Drop what waits unsent (the client is not reading it) and queue the goodbye alone:
+        the writer sends it once websockets' own buffer drains, then closes; a connection
+        not closed within `slow_consumer_linger_s` is aborted."""
+        self.server.count("slow_consumers")
+        text = f"{self.queued_bytes} bytes unread, the limit is {self.limits.out_bytes_max}"
+        self.queue.clear()
+        goodbye = p.encode_json([p.Goodbye(reason=Reason.SLOW_CONSUMER, text=text)])
+        self.queue.append(goodbye)
+        self.queued_bytes = len(goodbye)
+        self.close_reason = Reason.SLOW_CONSUMER.value
+        self.server.linger(self, self.limits.slow_consumer_linger_s)
+        self.server.closed(self, Reason.SLOW_CONSUMER.value)
+        self._ready.set()
+
+    def abort_lingering(self) -> None:
+        if not self.finished:
+            self.ws.transport.abort()
 
     def wake(self) -> None:
         self._ready.set()
@@ -301,12 +365,14 @@ class WsSession(Session):
         except ConnectionClosed:
             pass
         finally:
+            self.finished = True
+            self.server.lingered(self)
             self.queue.clear()
             self.queued_bytes = 0
 
     def abort(self, reason: str) -> None:
         self.close_reason = self.close_reason or reason
-        if reason == Reason.SLOW_CONSUMER.value or self.server.failed is not None:
+        if self.server.failed is not None:
             self.queue.clear()
             self.queued_bytes = 0
             self.ws.transport.abort()

@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 from engine.commands import (
+    AdvanceTime,
     Amend,
     Cancel,
     Command,
@@ -320,6 +321,16 @@ class Core:
             return events
         return self._run(cmd, events, 0, None)
 
+    def _advance_time(self, cmd: AdvanceTime) -> list[AnyEvent]:
+        """Expire what is due by `cmd.ts` and release its holds; nothing else."""
+        events: list[AnyEvent] = []
+        self._expire(cmd.ts, events)
+        return events
+
+    def next_expiry_ts(self) -> int | None:
+        """When the next GTD order expires (None: no open GTD order): `Exchange.next_expiry_ts`."""
+        return self.exchange.next_expiry_ts()
+
     # -- settlement commands -----------------------------------------------------------------
 
     def _open_account(self, cmd: OpenAccount) -> list[AnyEvent]:
@@ -527,6 +538,7 @@ _DISPATCH: dict[type, Callable[[Core, Any], list[AnyEvent]]] = {
     Halt: Core._engine,
     Resume: Core._engine,
     SetReferencePrice: Core._engine,
+    AdvanceTime: Core._advance_time,
     OpenAccount: Core._open_account,
     Deposit: Core._cash,
     Withdraw: Core._cash,

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.commands import (
+    AdvanceTime,
     Amend,
     Cancel,
     Command,
@@ -125,10 +126,17 @@ class Model:
 
     # -- commands -----------------------------------------------------------------------
 
+    def next_expiry_ts(self) -> int | None:
+        """The earliest expiry among open GTD orders, None when there is none."""
+        gtd = [o.expire_ts for o in self.open_orders().values() if o.tif is TimeInForce.GTD]
+        return min(gtd) if gtd else None
+
     def submit(self, cmd: Command) -> list[Event]:
         events: list[Event] = []
         self._expire(cmd.ts, events)
-        if isinstance(cmd, NewOrder):
+        if isinstance(cmd, AdvanceTime):
+            pass  # the expiry above is all it does
+        elif isinstance(cmd, NewOrder):
             self._new(cmd, events)
         elif isinstance(cmd, Cancel):
             self._cancel_cmd(cmd, events)

@@ -21,6 +21,7 @@ from bench.reference_full import FullReferenceEngine
 from bench.workload import generate
 from engine import (
     Accepted,
+    AdvanceTime,
     Amend,
     Amended,
     BookDelta,
@@ -95,6 +96,7 @@ def run_both(series: list[Series], commands: list[Command]) -> Counter[str]:
         ours = without_texts(exchange.submit(cmd))
         theirs = without_texts(ref.submit(cmd))
         assert ours == theirs, f"command {i}: {cmd}\nengine:    {ours}\nreference: {theirs}"
+        assert exchange.next_expiry_ts() == ref.next_expiry_ts(), f"command {i}: next expiry"
         for e in ours:
             seen[type(e).__name__] += 1
             if isinstance(e, Rejected):
@@ -315,8 +317,13 @@ class RandomSession:
         return SetReferencePrice(series=series, price=price, ts=self.ts)
 
     def oddity(self) -> Command:
-        """Time jumps (GTD orders expire on the next command) and other rare commands."""
+        """Time jumps (GTD orders expire on the next command, or on an `AdvanceTime` sent
+        at the next expiry, as the gateway does) and other rare commands."""
         rng = self.rng
+        due = self.shadow.next_expiry_ts()
+        if due is not None and due > self.ts and rng.random() < 0.5:
+            self.ts = due
+            return AdvanceTime(ts=self.ts)
         self.ts += rng.choice([5, 20, 50])
         return Cancel(account=self.account(), order_id=10**6, ts=self.ts)
 

@@ -10,6 +10,7 @@ from engine_series import SERIES
 
 from engine import (
     Accepted,
+    AdvanceTime,
     Amend,
     Amended,
     BookDelta,
@@ -399,6 +400,34 @@ def test_an_amended_gtd_order_keeps_its_expiry(ex: Exchange) -> None:
     events = submit(ex, MassCancel(account=9, ts=50))
     assert [(e.order_id, e.qty) for e in only(events, Expired)] == [(oid, 9)]
     assert ex.books["A"].depth() == ([], [])
+
+
+def test_advance_time_expires_the_due_gtd_orders_and_does_nothing_else(ex: Exchange) -> None:
+    due = order_id(order(ex, 1, BUY, 100, 5, tif=GTD, expire_ts=50, ts=10))
+    later = order_id(order(ex, 1, BUY, 99, 5, tif=GTD, expire_ts=60, ts=10))
+    order(ex, 2, SELL, 120, 5, ts=11)
+    assert submit(ex, AdvanceTime(ts=49)) == []
+    events = submit(ex, AdvanceTime(ts=50))
+    assert [(e.order_id, e.qty, e.ts) for e in only(events, Expired)] == [(due, 5, 50)]
+    assert [(d.side, d.price, d.qty) for d in only(events, BookDelta)] == [(BUY, 100, 0)]
+    assert len(events) == 2  # no Rejected, no Accepted: time is all it carries
+    assert set(ex.open_orders) == {later, due + 2}
+    assert ex.books["A"].depth() == ([(99, 5)], [(120, 5)])
+
+
+def test_next_expiry_is_the_earliest_expiry_of_an_open_gtd_order(ex: Exchange) -> None:
+    assert ex.next_expiry_ts() is None
+    order(ex, 2, SELL, 120, 5, ts=1)  # a GTC order never expires
+    assert ex.next_expiry_ts() is None
+    late = order_id(order(ex, 1, BUY, 100, 5, tif=GTD, expire_ts=70, ts=10))
+    soon = order_id(order(ex, 1, BUY, 99, 5, tif=GTD, expire_ts=30, ts=10))
+    assert ex.next_expiry_ts() == 30
+    submit(ex, Amend(account=1, order_id=soon, price=98, ts=11))  # loses priority, keeps expiry
+    assert ex.next_expiry_ts() == 30
+    submit(ex, Cancel(account=1, order_id=soon, ts=12))
+    assert ex.next_expiry_ts() == 70  # the cancelled order's entry is skipped
+    order(ex, 3, SELL, 100, 5, ts=13)  # fills the GTD buy whole
+    assert late not in ex.open_orders and ex.next_expiry_ts() is None
 
 
 # -- amend ---------------------------------------------------------------------------------------

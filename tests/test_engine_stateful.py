@@ -23,6 +23,7 @@ from hypothesis.stateful import (
 
 from engine import (
     Accepted,
+    AdvanceTime,
     Amend,
     BookDelta,
     Cancel,
@@ -323,6 +324,19 @@ class EngineMachine(RuleBasedStateMachine):
         else:
             self.step(SetReferencePrice(series=series, price=price, ts=ts))
 
+    @rule(dt=st.integers(0, 8), to_next=st.booleans())
+    def advance_time(self, dt: int, to_next: bool) -> None:
+        """What the gateway sends when an expiry is due: exactly at the next expiry, or
+        somewhere after it (or with nothing due at all)."""
+        due = self.ex.next_expiry_ts()
+        if to_next and due is not None and due > self.ts:
+            self.ts = due
+            self.step(AdvanceTime(ts=due))
+        else:
+            self.step(AdvanceTime(ts=self.tick(dt)))
+        nxt = self.ex.next_expiry_ts()
+        assert nxt is None or nxt > self.ts, "nothing due is left after an AdvanceTime"
+
     @rule(
         data=st.data(),
         account=ACCOUNTS,
@@ -384,6 +398,7 @@ class EngineMachine(RuleBasedStateMachine):
         assert self.ex.next_order_id == self.model.next_order_id
         assert self.ex.next_trade_id == self.model.next_trade_id
         assert self.ex.coids_seen == self.model.coids_seen
+        assert self.ex.next_expiry_ts() == self.model.next_expiry_ts()
         for sid, mbook in self.model.books.items():
             book = self.ex.books[sid]
             assert book.halted == mbook.halted

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import secrets
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import uvloop
 from engine import Mitigation, Series
 from gateway.auth import Authenticator, KeyStore
 from gateway.client import Client
+from gateway.clock import Clock
 from gateway.journal import Journal
 from gateway.refdata import load_projects
 from gateway.server import Server
@@ -158,7 +158,7 @@ async def running_server(
     accounts: int = 3,
     limits: Limits | None = None,
     permissions: Any = None,
-    clock_ns: Callable[[], int] = time.time_ns,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Env]:
     store = KeyStore(secrets.token_bytes(32))
     keys = {}
@@ -173,7 +173,7 @@ async def running_server(
             journal,
             Authenticator(store, skew_s=5.0),
             limits=limits,
-            clock_ns=clock_ns,
+            clock=clock,
         )
         try:
             for account in keys:

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from test_gateway_harness import SERIES, run, running_server
 from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from engine.commands import Side
 from engine.events import Reason
@@ -215,6 +216,119 @@ def test_a_websocket_client_that_does_not_read_is_disconnected_as_a_slow_consume
     run(body)
 
 
+async def _slow_tcp_reader(env):
+    """A TCP client logged on that asks for far more than it reads, until the server finds
+    it slow; its reader (it never read before) and writer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", env.server.tcp_port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(p.encode_frame([_logon(env.keys[3])]))
+    frame = p.encode_frame([p.Subscribe(series=[SERIES]) for _ in range(50)])
+    with contextlib.suppress(ConnectionError):
+        for _ in range(400):  # each frame asks for 50 snapshots of 400 levels
+            writer.write(frame)
+            await writer.drain()
+            if env.server.counters.get("slow_consumers"):
+                break
+    await env.server.wait_counter("slow_consumers", 1)
+    return reader, writer
+
+
+def test_a_tcp_slow_consumer_reads_its_goodbye_last_when_it_reads_again():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=10)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            reader, writer = await _slow_tcp_reader(env)
+            frames, msgs = p.FrameReader(1 << 30), []
+            async with asyncio.timeout(10):  # everything buffered, then the end of the stream
+                while data := await reader.read(1 << 16):
+                    for body in frames.feed(data):
+                        msgs.extend(p.decode_server_msgpack(body))
+            goodbyes = [m for m in msgs if isinstance(m, p.Goodbye)]
+            assert goodbyes == [msgs[-1]] and msgs[-1].reason is Reason.SLOW_CONSUMER
+            assert any(isinstance(m, p.BookSnapshot) for m in msgs)  # what came before it
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            await env.server.wait_counter("lingering_closed", 1)  # it ended by itself
+            assert env.server.counters.get("slow_consumer_aborts", 0) == 0
+            assert not env.server.lingering
+
+    run(body)
+
+
+def test_a_tcp_slow_consumer_that_never_reads_is_aborted_after_the_linger():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=0.2)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            reader, writer = await _slow_tcp_reader(env)
+            await env.server.wait_counter("slow_consumer_aborts", 1)
+            assert not env.server.lingering
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            assert (await (await env.tcp(2)).heartbeat()).ts > 0
+
+    run(body)
+
+
+def test_a_websocket_slow_consumer_reads_its_goodbye_last_then_the_close():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=10)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            url = f"ws://127.0.0.1:{env.server.ws_port}"
+            async with ws_connect(url, max_queue=1, compression=None, proxy=None) as ws:
+                await ws.send(msgspec.json.encode([_logon(env.keys[3])]).decode())
+                text = msgspec.json.encode([p.Subscribe(series=[SERIES])] * 50).decode()
+                with contextlib.suppress(ConnectionError, Exception):
+                    for _ in range(400):
+                        await ws.send(text)
+                        if env.server.counters.get("slow_consumers"):
+                            break
+                await env.server.wait_counter("slow_consumers", 1)
+                msgs = []
+                async with asyncio.timeout(10):
+                    with contextlib.suppress(ConnectionClosed):
+                        async for data in ws:  # it reads again: what was sent, then the end
+                            msgs.extend(p.decode_server_json(data))
+                assert isinstance(msgs[-1], p.Goodbye), msgs[-1]
+                assert msgs[-1].reason is Reason.SLOW_CONSUMER
+                assert ws.close_code == 1008 and ws.close_reason == Reason.SLOW_CONSUMER.value
+            await env.server.wait_counter("lingering_closed", 1)
+            assert env.server.counters.get("slow_consumer_aborts", 0) == 0
+
+    run(body)
+
+
+def test_a_websocket_slow_consumer_that_never_reads_is_aborted_after_the_linger():
+    async def body():
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=0.2)
+        async with running_server(limits=limits) as env:
+            await _deep_book(env, 400)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", env.server.ws_port))
+            url = f"ws://127.0.0.1:{env.server.ws_port}"
+            async with ws_connect(url, sock=sock, max_queue=1, compression=None) as ws:
+                await ws.send(msgspec.json.encode([_logon(env.keys[3])]).decode())
+                # answers small enough to be written one by one, until the socket is full
+                text = msgspec.json.encode([p.Subscribe(series=[SERIES])] * 2).decode()
+                with contextlib.suppress(ConnectionError, Exception):
+                    for _ in range(2_000):
+                        await ws.send(text)
+                        if env.server.counters.get("slow_consumers"):
+                            break
+                await env.server.wait_counter("slow_consumer_aborts", 1)
+                assert not env.server.lingering
+            assert (await (await env.ws(2)).heartbeat()).ts > 0
+
+    run(body)
+
+
 def test_a_second_logon_on_one_session_is_rejected():
     async def body():
         async with running_server() as env:
@@ -268,5 +382,51 @@ def test_reads_are_applied_while_earlier_ones_commit_up_to_reads_in_flight_max(t
                 done = await asyncio.gather(*acks)
             assert [a.client_order_id for a in done] == [f"r{i}" for i in range(5)]
             assert len(journaled) == 5
+
+    run(body)
+
+
+def _bad_logon(key: tuple[str, str], i: int) -> p.Logon:
+    key_id, _ = key
+    ts = time.time_ns()
+    return p.Logon(key_id=key_id, ts=ts, nonce=f"bad-{i}", signature="0" * 64, req_id=1_000 + i)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_bad_logons_in_one_frame_get_n_rejects_then_a_goodbye_and_the_rest_is_unread(transport):
+    async def body():
+        async with running_server(limits=Limits(logon_failures_max=5)) as env:
+            c = await env.connect(transport)
+            await c.send(*[_bad_logon(env.keys[1], i) for i in range(2_000)])
+            lost = await c.wait_closed()
+            assert lost.reason == Reason.TOO_MANY_LOGON_FAILURES.value
+            kinds = [type(m).__name__ for m in c.history]
+            assert kinds == ["LogonReject"] * 5 + ["Goodbye"]  # the goodbye after the rejects
+            assert [m.req_id for m in list(c.history)[:5]] == [1_000 + i for i in range(5)]
+            assert env.server.counters["logon_rejected"] == 5  # the other 1,995 never looked at
+            assert env.server.counters["logon_failures_limited"] == 1
+            ok = await env.connect(transport, 1)  # the key itself is not locked out
+            assert (await ok.heartbeat()).ts > 0
+
+    run(body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_failed_logons_count_per_connection_across_frames_up_to_the_limit(transport):
+    async def body():
+        async with running_server(limits=Limits(logon_failures_max=3)) as env:
+            c = await env.connect(transport)
+            for i in range(2):  # under the limit: still connected, and a good logon works
+                answer = await c.request(_bad_logon(env.keys[1], i))
+                assert answer.reason is Reason.BAD_SIGNATURE
+            key_id, secret = env.keys[1]
+            assert (await c.logon(key_id, secret)).account == 1
+            d = await env.connect(transport)
+            for i in range(3):
+                await c.heartbeat()  # the other connection is not counted against
+                await d.send(_bad_logon(env.keys[2], 10 + i))
+            lost = await d.wait_closed()
+            assert lost.reason == Reason.TOO_MANY_LOGON_FAILURES.value
+            assert (await c.heartbeat()).ts > 0
 
     run(body)

@@ -4,6 +4,7 @@ restart that recovers what was acknowledged."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from test_gateway_harness import run
@@ -58,6 +59,65 @@ def test_an_acknowledged_order_survives_a_restart(tmp_path):
     run(body, 40)
 
 
+def test_a_gtd_order_expires_on_time_in_a_quiet_market_and_replay_reproduces_it(tmp_path):
+    """The real clock, a short expiry and nothing else sent: the owner gets `expired`, the
+    order leaves open_orders and the L2 book; the journal holds the one `AdvanceTime`, and a
+    replay from genesis and a restart reproduce it."""
+    from engine.commands import AdvanceTime, TimeInForce
+    from gateway.recovery import recover
+    from gateway.store import SQLiteStore
+    from settlement.commands import decode_command
+
+    account, key_id, secret = add_key(tmp_path, permissions=frozenset({"trade", "fund"}))
+
+    async def body():
+        stop = asyncio.Event()
+        task, info = await _serving(tmp_path, stop)
+        c = await Client.connect_tcp("127.0.0.1", info["tcp_port"])
+        await c.logon(key_id, secret)
+        series = (await c.series()).series[0]
+        await c.request(p.Deposit(currency=series.currency, amount=10**7, req_id=1))
+        books = await c.subscribe(series.id)
+        price = series.band_low + series.tick * 3
+        price -= price % series.tick
+        expire_ts = time.time_ns() + 200_000_000  # 0.2 s ahead
+        ack = await c.place(
+            series.id, Side.BUY, qty=2, price=price, tif=TimeInForce.GTD, expire_ts=expire_ts
+        )
+        expired = await c.wait_for(lambda m: isinstance(m, p.Expired), timeout_s=10)
+        assert (expired.order_id, expired.qty) == (ack.order_id, 2) and expired.ts >= expire_ts
+        await c.wait_for(lambda m: isinstance(m, p.BookUpdate) and m.qty == 0, timeout_s=5)
+        assert books[series.id].depth() == ([], [])
+        assert (await c.open_orders()).orders == []
+        await c.close()
+        stop.set()
+        assert await task == 0
+
+        store = SQLiteStore(tmp_path)
+        try:
+            cmds = [decode_command(row.cmd) for row in store.commands()]
+            assert [type(x) for x in cmds].count(AdvanceTime) == 1
+            (advance,) = [x for x in cmds if isinstance(x, AdvanceTime)]
+            assert advance.ts == expired.ts and cmds[-1] is advance
+            replayed = recover(store, use_snapshots=False)
+            assert replayed.core.exchange.open_orders == {}
+            assert replayed.state_hash == recover(store).state_hash
+        finally:
+            store.close()
+
+        stop = asyncio.Event()
+        task, info = await _serving(tmp_path, stop)
+        assert info["state_hash"] == replayed.state_hash
+        w = await Client.connect_ws(f"ws://127.0.0.1:{info['ws_port']}")
+        await w.logon(key_id, secret)
+        assert (await w.open_orders()).orders == []
+        await w.close()
+        stop.set()
+        assert await task == 0
+
+    run(body, 40)
+
+
 def test_the_group_commit_bounds_are_set_from_the_command_line(tmp_path):
     from gateway.serve import JournalSettings, running
 
@@ -99,6 +159,8 @@ def test_out_of_range_group_commit_bounds_are_refused_with_a_message(tmp_path, c
         ["--window-ms", "5000"],
         ["--reads-in-flight-max", "0"],
         ["--inbox-frames-max", "0"],
+        ["--logon-failures-max", "0"],
+        ["--slow-consumer-linger-s", "-1"],
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["--data", str(tmp_path), *argv])

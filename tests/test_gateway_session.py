@@ -13,6 +13,7 @@ from engine.events import CancelReason, Reason
 from gateway import protocol as p
 from gateway.auth import sign_logon
 from gateway.client import ConnectionLost, LocalBook, LogonFailed, RequestRejected
+from gateway.clock import ManualClock
 
 TRANSPORTS = ["tcp", "ws"]
 
@@ -496,16 +497,21 @@ def test_an_operator_halt_reaches_subscribers_and_the_book_accepts_cancels_only(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_gtd_order_expires_and_its_owner_is_told(transport):
-    now = [time.time_ns()]
+    clock = ManualClock()
 
     async def body():
-        async with running_server(clock_ns=lambda: now[0]) as env:
+        async with running_server(clock=clock) as env:
             c = await env.connect(transport, 1)
             other = await env.connect(transport, 2)
             ack = await c.place(
-                SERIES, Side.BUY, qty=2, price=400, tif=TimeInForce.GTD, expire_ts=now[0] + 10**9
+                SERIES,
+                Side.BUY,
+                qty=2,
+                price=400,
+                tif=TimeInForce.GTD,
+                expire_ts=clock.now + 10**9,
             )
-            now[0] += 2 * 10**9
+            clock.now += 2 * 10**9  # time moves, and its timer has not fired yet:
             # the next command stamped after expire_ts sweeps it out of the book
             await other.place(SERIES, Side.BUY, qty=1, price=300)
             expired = await c.wait_for(lambda m: isinstance(m, p.Expired))

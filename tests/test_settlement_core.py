@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from engine.commands import (
+    AdvanceTime,
     Amend,
     Cancel,
     Halt,
@@ -21,7 +22,7 @@ from engine.commands import (
     Side,
     TimeInForce,
 )
-from engine.events import Reason, Rejected
+from engine.events import Expired, Reason, Rejected
 from engine.reference import Mitigation, Project, Series
 from settlement.commands import (
     Deposit,
@@ -47,7 +48,8 @@ SID = "VCS-1340-2020"
 
 
 def script() -> list[object]:
-    """A short session of every kind of command, with fills, a GTD expiry and a retirement."""
+    """A short session of every kind of command, with fills, GTD expiries (one by
+    `AdvanceTime`, one by a later command) and a retirement."""
     from engine.catalogue import parse_serials
 
     b = parse_serials(SERIALS)[0]
@@ -99,6 +101,7 @@ def script() -> list[object]:
             tif=TimeInForce.GTD,
             expire_ts=50,
         ),
+        AdvanceTime(ts=45),  # expires s2 in a quiet market, as the gateway's timer would
         Withdraw(account=1, currency="USD", amount=100, ts=55),
     ]
     return cmds
@@ -148,6 +151,7 @@ def test_every_command_round_trips_through_the_journal_codec() -> None:
         Halt(series=SID),
         Resume(series=SID),
         SetReferencePrice(series=SID, price=5),
+        AdvanceTime(ts=7),
     ]
     for c in cmds:
         data = encode_command(c)  # type: ignore[arg-type]
@@ -243,3 +247,24 @@ def test_engine_rejections_pass_through_unchanged() -> None:
     assert isinstance(ev, Rejected) and ev.reason is Reason.UNKNOWN_SERIES
     (ev,) = core.apply(Cancel(account=2, order_id=77))
     assert isinstance(ev, Rejected) and ev.reason is Reason.UNKNOWN_ORDER
+
+
+
+def test_advance_time_expires_what_is_due_and_releases_its_holds_and_nothing_else() -> None:
+    core = fresh()
+    cmds = script()
+    at = next(i for i, c in enumerate(cmds) if isinstance(c, AdvanceTime))
+    run(core, cmds[:at])
+    core.drain_records()
+    assert core.next_expiry_ts() == 40  # s2, the GTD sell; b4 expires at 50
+    available, held = core.credits(1)[("VCS1340", 2020)]
+    events = core.apply(AdvanceTime(ts=45))
+    assert [(type(e), e.side, e.qty, e.ts) for e in events if isinstance(e, Expired)] == [
+        (Expired, Side.SELL, 100, 45)
+    ]
+    assert core.credits(1)[("VCS1340", 2020)] == (available + 100, held - 100)  # hold back
+    assert core.next_expiry_ts() == 50 and not core.drain_records()
+    core.check_invariants()
+    before = core.state_hash()
+    assert core.apply(AdvanceTime(ts=46)) == []  # nothing due: no event, no change
+    assert core.state_hash() == before
