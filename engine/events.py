@@ -63,6 +63,8 @@ class Reason(str, Enum):
     NOT_SUPPORTED = "NOT_SUPPORTED"
     TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"
     KEY_REVOKED = "KEY_REVOKED"
+    # settlement, added later (codes only grow)
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 
 
 class CancelReason(str, Enum):

@@ -14,7 +14,9 @@
    snapshot was taken at the final command, that the state hash matches it too.
 
 Anything wrong in the journal or the log is a `RecoveryError` whose message names the first
-bad record: we never start with a wrong ledger. Only the core's contract (docs/CONTRACTS.md)
+bad record: we never start with a wrong ledger. A folder written before the limits
+(settlement/limits.py) existed may hold a command that the core now refuses: the message
+then names that command as well. Only the core's contract (docs/CONTRACTS.md)
 is used: `apply`, `drain_records`, `state_hash`, `snapshot`/`restore`.
 """
 
@@ -66,6 +68,8 @@ class Recovered(msgspec.Struct):
 
 
 # -- reference data: what the genesis core is built from ---------------------------------------
+
+LIMIT_EXCEEDED = "LIMIT_EXCEEDED"  # engine.events.Reason.LIMIT_EXCEEDED
 
 REF_SERIES = "series"
 REF_PROJECTS = "projects"
@@ -168,6 +172,7 @@ def _recover(
     # Snapshots the replay passes: their recorded state hash must be the replay's there.
     checkpoints = {s.seq: s for s in store.snapshots() if s.seq > seq}
     checked = False
+    over = ""  # the first replayed command refused with LIMIT_EXCEEDED, if any
     encode_record = codec.encode_record
     stored = store.records(log_seq)
     try:
@@ -189,6 +194,9 @@ def _recover(
                 events = core.apply(cmd)
             except Exception as exc:  # a bug or a broken invariant: name where
                 raise RecoveryError(f"replay of journal record seq {seq} failed: {exc!r}") from exc
+            if events and not over and getattr(events[-1], "reason", None) == LIMIT_EXCEEDED:
+                # a folder written before the limits: the replay refuses what was accepted
+                over = f" (journal record seq {seq} is over a limit on replay: {events[-1].text})"
             if on_command is not None:
                 on_command(seq, cmd, events)
             for record in core.drain_records():
@@ -207,6 +215,10 @@ def _recover(
             )
     except CorruptRecord as exc:
         raise RecoveryError(f"{exc.what} is corrupt: refusing to start") from exc
+    except RecoveryError as exc:
+        if over:
+            raise RecoveryError(f"{exc}{over}") from exc
+        raise
     state_hash = core.state_hash()
     if seq not in checkpoints:  # the last checkpoint, if any, was not at the final command
         checked = bool(start.seq == seq and start.seq and resume is None)

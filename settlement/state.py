@@ -5,11 +5,20 @@ order: sorted keys, books best level first with live orders in time priority, co
 client order ids, accounts, holds, known and retired serials, net totals, log head. Never a
 `set`, a dict's insertion order or a pickle, so equal states hash equally in any process.
 Derived indexes (eligible keys per series, currencies per series) are left out.
+
+`state_digest` hashes the walk's msgpack. The limits (settlement/limits.py) keep every
+integer of a state the core reached by `apply` within 2^53; an integer msgpack cannot hold
+(outside [-2^63, 2^64 - 1]: a state from before the limits, or a core built by hand) is
+hashed as an extension value carrying its decimal digits, so that any state has a hash and
+every state msgpack can encode keeps the hash it always had.
 """
 
 from __future__ import annotations
 
+from hashlib import sha256
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 if TYPE_CHECKING:
     from settlement.core import Core
@@ -75,3 +84,30 @@ def _order(o: Any) -> list[Any]:
         o.stp.value,
         o.post_only,
     ]
+
+
+BIG_INT_EXT = 1  # msgpack extension code of an integer outside msgpack's range
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def state_digest(state: list[Any]) -> str:
+    """Hex SHA-256 of the msgpack of a canonical walk, whatever integers it holds."""
+    try:
+        data = _encode(state)
+    except OverflowError:
+        data = _encode(_big_ints_as_ext(state))
+    return sha256(data).hexdigest()
+
+
+def _big_ints_as_ext(value: Any) -> Any:
+    """`value` with every integer outside msgpack's range as an `Ext` (structs as maps)."""
+    if isinstance(value, list | tuple):
+        return [_big_ints_as_ext(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _big_ints_as_ext(v) for k, v in value.items()}
+    if isinstance(value, msgspec.Struct):
+        return {f: _big_ints_as_ext(getattr(value, f)) for f in value.__struct_fields__}
+    if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+        return msgspec.msgpack.Ext(BIG_INT_EXT, str(value).encode())
+    return value
