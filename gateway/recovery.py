@@ -262,8 +262,8 @@ def _try_snapshot(store: Store, info: SnapshotInfo, restore: Callable[[bytes], A
         core = restore(snap.data)
     except Exception as exc:
         return f"does not restore: {exc!r}"
-    state_hash = core.state_hash()
-    if state_hash != info.state_hash:
+    if not _same_state(core, info.state_hash):
+        state_hash = core.state_hash()
         return f"restored state hash {state_hash[:16]} != recorded {info.state_hash[:16]}"
     if info.log_seq:
         try:
@@ -286,14 +286,24 @@ def _check_checkpoint(
         store.snapshot(info.seq)
     except StoreError:
         return False
-    state_hash = core.state_hash()
-    if (state_hash, log_seq, log_head) != (info.state_hash, info.log_seq, info.log_head):
+    if not _same_state(core, info.state_hash) or (log_seq, log_head) != (
+        info.log_seq,
+        info.log_head,
+    ):
+        state_hash = core.state_hash()
         raise RecoveryError(
             f"replay to journal seq {info.seq} gives state hash {state_hash[:16]} and log "
             f"head {log_seq}/{log_head[:16]}, but snapshot seq {info.seq} recorded "
             f"{info.state_hash[:16]} and {info.log_seq}/{info.log_head[:16]}"
         )
     return True
+
+
+def _same_state(core: Any, recorded: str) -> bool:
+    """Whether a snapshot's recorded state hash is `core`'s: in the current format, or in an
+    earlier one the core still computes (`Core.has_state_hash`), so older folders open."""
+    check = getattr(core, "has_state_hash", None)
+    return bool(check(recorded)) if check is not None else core.state_hash() == recorded
 
 
 def _check_record(

@@ -19,6 +19,7 @@ with the ledger exactly as it was before that fill, and the process must stop.
 from __future__ import annotations
 
 import pickle
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,7 +36,7 @@ from engine.commands import (
     Side,
 )
 from engine.events import Cancelled, Event, Expired, Reason, Rejected, Trade
-from engine.exchange import Exchange
+from engine.exchange import COID_WINDOW, Exchange
 from engine.reference import Project, Series
 from settlement.commands import (
     AnyCommand,
@@ -66,7 +67,7 @@ from settlement.retirement import (
     plan_by_ranges,
 )
 from settlement.serials import Key
-from settlement.state import canonical, state_digest
+from settlement.state import LEGACY, canonical, state_digest
 
 BUY = Side.BUY
 MARKET = OrderType.MARKET
@@ -87,10 +88,11 @@ class Core:
         fee_account: int = FEE_ACCOUNT,
         cash_total_max: int = CASH_TOTAL_MAX,
         credits_total_max: int = CREDITS_TOTAL_MAX,
+        coid_window: int = COID_WINDOW,
     ) -> None:
         self.fees = FeeSchedule(maker_fee_bps, taker_fee_bps)
         self._max_bps = self.fees.max_bps
-        self.exchange = Exchange()
+        self.exchange = Exchange(coid_window=coid_window)
         self.ledger = Ledger(
             tuple(currencies),
             self.fees,
@@ -501,6 +503,12 @@ class Core:
         """Hex SHA-256 of `canonical()`: equal states give equal hashes in any process."""
         return state_digest(self.canonical())
 
+    def has_state_hash(self, recorded: str) -> bool:
+        """Whether `recorded` (a snapshot's) is this state's hash, in the current format or
+        in the format before it (`settlement.state.LEGACY`), so that folders written before
+        version 2 keep their snapshots."""
+        return recorded == self.state_hash() or recorded == state_digest(canonical(self, LEGACY))
+
     def snapshot(self) -> bytes:
         """The full state as bytes (a pickle; restore only snapshots you wrote)."""
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
@@ -514,6 +522,7 @@ class Core:
         if not isinstance(core, cls):
             raise ValueError("not a Core snapshot")
         core.ledger.upgrade()
+        _upgrade_exchange(core.exchange)
         over = core.ledger.over_limit()
         if over is not None:
             raise ValueError(f"the snapshot holds {over}")
@@ -537,6 +546,19 @@ class Core:
             assert c.account == o.account and c.qty == o.qty, "sell hold = open quantity"
             keys = set(self.keys[o.series])
             assert all(k in keys for k, _ in c.parts), "held credits are eligible"
+
+
+def _upgrade_exchange(ex: Exchange) -> None:
+    """Give an exchange unpickled from a snapshot older than the client-order-id window one:
+    its ids in sorted order (their order of use was not kept), the newest window's worth."""
+    if hasattr(ex, "coids_recent"):
+        return
+    ex.coid_window = COID_WINDOW
+    ex.coids_recent = {}
+    for account, seen in ex.coids_seen.items():
+        recent = ex.coids_recent[account] = deque(sorted(seen))
+        while len(recent) > ex.coid_window:
+            seen.discard(recent.popleft())
 
 
 def _rejected(account: int, ref: str, order_id: int, refused: Reject, ts: int) -> Rejected:
