@@ -160,7 +160,7 @@ def settlement_contender() -> tuple[Contender | None, str]:
     return Contender(ENGINE_SETTLEMENT, start, _trade_fills), ""
 
 
-CASH_PER_ACCOUNT = 10**15  # minor units of each series' currency
+CASH_PER_ACCOUNT = 10**13  # minor units of each series' currency (within cash_total_max)
 CREDITS_PER_ACCOUNT = 10**9  # tonnes per account and series
 
 

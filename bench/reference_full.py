@@ -15,7 +15,8 @@ Python developer would write it on a first go, with no trick in either direction
   the best price is `peekitem`;
 - one dict of open orders by id (its insertion order is the order in which orders entered
   their book, which is the order a mass cancel goes in), one by (account, client order id),
-  one set of every (account, client order id) ever accepted;
+  and each account's last `coid_window` client order ids of accepted orders, a `deque` with
+  a set beside it (an id is a duplicate while it is in them or on an open order);
 - a cancel takes the order out of its deque with `deque.remove` and drops the level when it
   empties; open GTD orders sit in a `SortedList` of (expire_ts, order id), and before each
   command the due ones leave the book;
@@ -69,6 +70,7 @@ from engine.reference import Series
 
 BUY, SELL = Side.BUY, Side.SELL
 PRICE_MAX = 1 << 53  # the highest price an order may carry, band or no band
+COID_WINDOW = 100_000  # client order ids remembered per account, as the engine's default
 
 
 @dataclass(slots=True, eq=False)
@@ -171,11 +173,14 @@ def reject(account: int, coid: str, order_id: int, reason: Reason, text: str, ts
 class FullReferenceEngine:
     """Every series' book, the open orders, and the order and trade id counters."""
 
-    def __init__(self, series: Iterable[Series]) -> None:
+    def __init__(self, series: Iterable[Series], coid_window: int = COID_WINDOW) -> None:
         self.books = {s.id: Book(s) for s in series}
         self.orders: dict[int, Order] = {}  # open orders, in the order they entered the book
         self.by_client_id: dict[tuple[int, str], Order] = {}  # open orders
-        self.client_ids_used: set[tuple[int, str]] = set()  # for all time
+        # each account's last `coid_window` client order ids, oldest first, and as a set
+        self.coid_window = coid_window
+        self.client_ids_recent: dict[int, deque[str]] = {}
+        self.client_ids_used: set[tuple[int, str]] = set()
         self.gtd: SortedList = SortedList()  # (expire_ts, order_id) of open GTD orders
         self.next_order_id = 1
         self.next_trade_id = 1
@@ -225,7 +230,7 @@ class FullReferenceEngine:
             return reject(account, coid, 0, Reason.SERIES_HALTED, "the series is halted", ts)
         if not coid:
             return reject(account, coid, 0, Reason.INVALID_CLIENT_ORDER_ID, "empty id", ts)
-        if (account, coid) in self.client_ids_used:
+        if (account, coid) in self.client_ids_used or (account, coid) in self.by_client_id:
             return reject(account, coid, 0, Reason.DUPLICATE_CLIENT_ORDER_ID, "id reused", ts)
         bad_qty = validate_qty(book, cmd.qty)
         if bad_qty is not None:
@@ -274,6 +279,10 @@ class FullReferenceEngine:
         )
         self.next_order_id += 1
         self.client_ids_used.add((cmd.account, cmd.client_order_id))
+        recent = self.client_ids_recent.setdefault(cmd.account, deque())
+        recent.append(cmd.client_order_id)
+        if len(recent) > self.coid_window:
+            self.client_ids_used.discard((cmd.account, recent.popleft()))
         events.append(
             Accepted(
                 order.order_id,

@@ -64,6 +64,8 @@ class Reason(str, Enum):
     TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"
     KEY_REVOKED = "KEY_REVOKED"
     TOO_MANY_LOGON_FAILURES = "TOO_MANY_LOGON_FAILURES"
+    # settlement, added later (codes only grow)
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 
 
 class CancelReason(str, Enum):

@@ -12,10 +12,18 @@ the gateway can send it then and not before.
 
 `submit(cmd)` does all three. Only `apply` changes state, and given the same commands it
 always produces the same events: there is no clock, no randomness, no I/O.
+
+Client order ids are unique per account within a window: a new order is
+`DUPLICATE_CLIENT_ORDER_ID` when its id is one of the last `coid_window` ids the account's
+accepted orders used, or the id of one of its open orders (however old). An id older than
+the window and not on an open order may be used again. The window is a deque per account
+(oldest first) with a set beside it for lookups, so memory per account is bounded by
+`coid_window` ids plus its open orders, and the deque's order is part of the state hash.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from heapq import heappop, heappush
 
@@ -51,16 +59,26 @@ BUY = Side.BUY
 LIMIT = OrderType.LIMIT
 MARKET = OrderType.MARKET
 GTC, IOC, FOK, GTD = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD
+# Client order ids remembered per account (besides those of its open orders). An id is
+# ~50-60 bytes as a str, plus its set and deque slots: ~100 bytes, so ~10 MB for an account
+# whose window is full. At 1,000 orders/s one account's window spans 100 s; the open orders
+# of a resent order's account are always covered, whatever their age.
+COID_WINDOW = 100_000
 
 
 class Exchange:
     """Many books, one open-order index, one id sequence for orders and one for trades."""
 
-    def __init__(self, series: Iterable[Series] = ()) -> None:
+    def __init__(self, series: Iterable[Series] = (), *, coid_window: int = COID_WINDOW) -> None:
+        if coid_window <= 0:
+            raise ValueError(f"coid_window {coid_window} must be positive")
+        self.coid_window = coid_window
         self.books: dict[str, OrderBook] = {}
         self.open_orders: dict[int, Order] = {}  # order_id -> open order
         self.open_by_coid: dict[int, dict[str, Order]] = {}  # account -> coid -> open order
-        self.coids_seen: dict[int, set[str]] = {}  # account -> every client order id it used
+        # account -> its last `coid_window` client order ids, oldest first, and them as a set
+        self.coids_recent: dict[int, deque[str]] = {}
+        self.coids_seen: dict[int, set[str]] = {}
         self.next_order_id = 1
         self.next_trade_id = 1
         self._gtd: list[tuple[int, int]] = []  # heap of (expire_ts, order_id)
@@ -201,12 +219,28 @@ class Exchange:
             book.check_invariants()
         indexed = {o.order_id for coids in self.open_by_coid.values() for o in coids.values()}
         assert indexed == set(self.open_orders), "account index = open orders"
+        assert self.coids_seen.keys() == self.coids_recent.keys()
+        for account, recent in self.coids_recent.items():
+            assert len(recent) <= self.coid_window, "a window holds at most coid_window ids"
+            assert set(recent) == self.coids_seen[account] and len(recent) == len(
+                self.coids_seen[account]
+            ), "the window's set is its deque's ids, each once"
         for order in self.open_orders.values():
             assert order.qty > 0, "an open order has open quantity"
             book = self.books[order.series]
             assert order in book.queue(order.side, order.price), "an open order is in its book"
 
     # -- new orders --------------------------------------------------------------------------------
+
+    def _used(self, account: int, coid: str, seen: set[str]) -> bool:
+        """Whether `coid` is in the account's window or on one of its open orders. Until the
+        window is full it holds every id the account used, open orders' among them."""
+        if coid in seen:
+            return True
+        if len(seen) < self.coid_window:
+            return False
+        live = self.open_by_coid.get(account)
+        return live is not None and coid in live
 
     def _check_new(self, cmd: NewOrder) -> Rejected | None:
         """None if the order may enter. The common order (a valid limit GTC/IOC) passes one
@@ -222,7 +256,7 @@ class Exchange:
             if (
                 (tif is GTC or tif is IOC)
                 and coid
-                and (seen is None or coid not in seen)
+                and (seen is None or not self._used(cmd.account, coid, seen))
                 and 0 < qty <= series.max_order_qty
                 and not qty % series.lot
                 and book.band_low <= price <= book.band_high
@@ -253,13 +287,14 @@ class Exchange:
                 ts,
             )
         seen = self.coids_seen.get(account)
-        if seen is not None and coid in seen:
+        if seen is not None and self._used(account, coid, seen):
             return _reject(
                 account,
                 coid,
                 0,
                 Reason.DUPLICATE_CLIENT_ORDER_ID,
-                f"client_order_id {coid!r} was already used by this account",
+                f"client_order_id {coid!r} is one of this account's last {self.coid_window} "
+                "or of an open order",
                 ts,
             )
         rejected = self._check_qty(book, cmd.qty, account, coid, 0, ts)
@@ -327,7 +362,13 @@ class Exchange:
         seen = self.coids_seen.get(account)
         if seen is None:
             seen = self.coids_seen[account] = set()
+            recent = self.coids_recent[account] = deque()
+        else:
+            recent = self.coids_recent[account]
         seen.add(coid)
+        recent.append(coid)
+        if len(recent) > self.coid_window:
+            seen.discard(recent.popleft())  # it was not in the window twice: ids are unique
         side = cmd.side
         qty = cmd.qty
         market = cmd.type is MARKET

@@ -21,7 +21,9 @@
    snapshot was taken at the final command, that the state hash matches it too.
 
 Anything wrong in the journal or the log is a `RecoveryError` whose message names the first
-bad record: we never start with a wrong ledger. Only the core's contract (docs/CONTRACTS.md)
+bad record: we never start with a wrong ledger. A folder written before the limits
+(settlement/limits.py) existed may hold a command that the core now refuses: the message
+then names that command as well. Only the core's contract (docs/CONTRACTS.md)
 is used: `apply`, `drain_records`, `state_hash`, `snapshot`/`restore`.
 """
 
@@ -76,6 +78,8 @@ class Recovered(msgspec.Struct):
 
 
 # -- reference data: what the genesis core is built from ---------------------------------------
+
+LIMIT_EXCEEDED = "LIMIT_EXCEEDED"  # engine.events.Reason.LIMIT_EXCEEDED
 
 REF_SERIES = "series"
 REF_PROJECTS = "projects"
@@ -175,6 +179,7 @@ def _recover(
     # Snapshots the replay passes: their recorded state hash must be the replay's there.
     checkpoints = {s.seq: s for s in store.snapshots() if s.seq > seq}
     checked = False
+    over = ""  # the first replayed command refused with LIMIT_EXCEEDED, if any
     encode_record = codec.encode_record
     stored = store.records(log_seq)
     try:
@@ -196,6 +201,9 @@ def _recover(
                 events = core.apply(cmd)
             except Exception as exc:  # a bug or a broken invariant: name where
                 raise RecoveryError(f"replay of journal record seq {seq} failed: {exc!r}") from exc
+            if events and not over and getattr(events[-1], "reason", None) == LIMIT_EXCEEDED:
+                # a folder written before the limits: the replay refuses what was accepted
+                over = f" (journal record seq {seq} is over a limit on replay: {events[-1].text})"
             if on_command is not None:
                 on_command(seq, cmd, events)
             for record in core.drain_records():
@@ -214,6 +222,10 @@ def _recover(
             )
     except CorruptRecord as exc:
         raise RecoveryError(f"{exc}: refusing to start") from exc
+    except RecoveryError as exc:
+        if over:
+            raise RecoveryError(f"{exc}{over}") from exc
+        raise
     if chains is not None and (seq, log_seq) != (chains.seq, chains.log_seq):
         raise RecoveryError(  # the replay read one view; the chains were checked in it too
             f"replay ended at journal seq {seq}, log seq {log_seq}; the chains at "
@@ -265,8 +277,8 @@ def _try_snapshot(
         core = restore(snap.data)
     except Exception as exc:
         return f"does not restore: {exc!r}"
-    state_hash = core.state_hash()
-    if state_hash != info.state_hash:
+    if not _same_state(core, info.state_hash):
+        state_hash = core.state_hash()
         return f"restored state hash {state_hash[:16]} != recorded {info.state_hash[:16]}"
     core.drain_records()
     return core
@@ -302,14 +314,24 @@ def _check_checkpoint(
         store.snapshot(info.seq)
     except StoreError:
         return False
-    state_hash = core.state_hash()
-    if (state_hash, log_seq, log_head) != (info.state_hash, info.log_seq, info.log_head):
+    if not _same_state(core, info.state_hash) or (log_seq, log_head) != (
+        info.log_seq,
+        info.log_head,
+    ):
+        state_hash = core.state_hash()
         raise RecoveryError(
             f"replay to journal seq {info.seq} gives state hash {state_hash[:16]} and log "
             f"head {log_seq}/{log_head[:16]}, but snapshot seq {info.seq} recorded "
             f"{info.state_hash[:16]} and {info.log_seq}/{info.log_head[:16]}"
         )
     return True
+
+
+def _same_state(core: Any, recorded: str) -> bool:
+    """Whether a snapshot's recorded state hash is `core`'s: in the current format, or in an
+    earlier one the core still computes (`Core.has_state_hash`), so older folders open."""
+    check = getattr(core, "has_state_hash", None)
+    return bool(check(recorded)) if check is not None else core.state_hash() == recorded
 
 
 def _check_record(

@@ -25,7 +25,7 @@ from settlement.commands import (
     OpenAccount,
 )
 
-CASH_PER_ACCOUNT = 10**15  # minor units of each currency
+CASH_PER_ACCOUNT = 10**13  # minor units of each currency (900 accounts fit cash_total_max)
 CREDITS_PER_ACCOUNT = 10**8  # tonnes of each series
 SPAN_PER_ACCOUNT = 10**9  # serial numbers reserved per account
 SERIAL_BASE = 10**12  # above any real registry serial in data/serials.csv

@@ -19,11 +19,9 @@ with the ledger exactly as it was before that fill, and the process must stop.
 from __future__ import annotations
 
 import pickle
+from collections import deque
 from collections.abc import Callable, Iterable
-from hashlib import sha256
 from typing import Any
-
-import msgspec
 
 from engine.commands import (
     AdvanceTime,
@@ -39,7 +37,7 @@ from engine.commands import (
     Side,
 )
 from engine.events import Cancelled, Event, Expired, Reason, Rejected, Trade
-from engine.exchange import Exchange
+from engine.exchange import COID_WINDOW, Exchange
 from engine.reference import Project, Series
 from settlement.commands import (
     AnyCommand,
@@ -56,6 +54,12 @@ from settlement.dvp import settle_fill
 from settlement.events import AccountOpened, Listed, SettlementEvent
 from settlement.fees import BPS, FeeSchedule
 from settlement.ledger import CURRENCIES, FEE_ACCOUNT, Ledger, Reject
+from settlement.limits import (
+    AMOUNT_MAX,
+    CASH_TOTAL_MAX,
+    CERTIFICATES_MAX,
+    CREDITS_TOTAL_MAX,
+)
 from settlement.log import LogRecord
 from settlement.retirement import (
     apply_retirement,
@@ -64,7 +68,7 @@ from settlement.retirement import (
     plan_by_ranges,
 )
 from settlement.serials import Key
-from settlement.state import canonical
+from settlement.state import LEGACY, canonical, state_digest
 
 BUY = Side.BUY
 MARKET = OrderType.MARKET
@@ -83,11 +87,20 @@ class Core:
         taker_fee_bps: int = 0,
         currencies: Iterable[str] = CURRENCIES,
         fee_account: int = FEE_ACCOUNT,
+        cash_total_max: int = CASH_TOTAL_MAX,
+        credits_total_max: int = CREDITS_TOTAL_MAX,
+        coid_window: int = COID_WINDOW,
     ) -> None:
         self.fees = FeeSchedule(maker_fee_bps, taker_fee_bps)
         self._max_bps = self.fees.max_bps
-        self.exchange = Exchange()
-        self.ledger = Ledger(tuple(currencies), self.fees, fee_account)
+        self.exchange = Exchange(coid_window=coid_window)
+        self.ledger = Ledger(
+            tuple(currencies),
+            self.fees,
+            fee_account,
+            cash_total_max=cash_total_max,
+            credits_total_max=credits_total_max,
+        )
         self.projects: dict[str, Project] = {}
         self.currency: dict[str, str] = {}  # series id -> currency
         self.keys: dict[str, list[Key]] = {}  # series id -> eligible (project, vintage), in order
@@ -403,6 +416,8 @@ class Core:
             plan = Reject(Reason.UNKNOWN_SERIES, f"no series {cmd.series!r}")
         else:
             plan = plan_by_quantity(ledger, cmd.account, self.keys[cmd.series], cmd.qty, cmd.series)
+        if not isinstance(plan, Reject) and ledger.next_cert - 1 + len(plan) > CERTIFICATES_MAX:
+            plan = Reject(Reason.LIMIT_EXCEEDED, f"more than {CERTIFICATES_MAX} certificates")
         if isinstance(plan, Reject):
             events.append(_rejected(cmd.account, cmd.ref, 0, plan, cmd.ts))
             return events
@@ -449,6 +464,10 @@ class Core:
             return Reject(Reason.ALREADY_LISTED, f"series {s.id} is already listed")
         if s.currency not in self.ledger.currencies:
             return Reject(Reason.UNKNOWN_CURRENCY, f"series {s.id}: no currency {s.currency!r}")
+        if max(s.tick, s.lot, s.ref_price, s.band_bps, s.max_order_qty) > AMOUNT_MAX:
+            return Reject(
+                Reason.LIMIT_EXCEEDED, f"series {s.id}: a trading parameter is above {AMOUNT_MAX}"
+            )
         return None
 
     def _list_project(self, p: Project) -> None:
@@ -493,7 +512,13 @@ class Core:
 
     def state_hash(self) -> str:
         """Hex SHA-256 of `canonical()`: equal states give equal hashes in any process."""
-        return sha256(msgspec.msgpack.encode(self.canonical())).hexdigest()
+        return state_digest(self.canonical())
+
+    def has_state_hash(self, recorded: str) -> bool:
+        """Whether `recorded` (a snapshot's) is this state's hash, in the current format or
+        in the format before it (`settlement.state.LEGACY`), so that folders written before
+        version 2 keep their snapshots."""
+        return recorded == self.state_hash() or recorded == state_digest(canonical(self, LEGACY))
 
     def snapshot(self) -> bytes:
         """The full state as bytes (a pickle; restore only snapshots you wrote)."""
@@ -501,9 +526,17 @@ class Core:
 
     @classmethod
     def restore(cls, data: bytes) -> Core:
+        """The core a snapshot holds. ValueError if it is not one, or if it holds more than
+        the limits allow (a folder written before they existed): such a state is not
+        restored, and recovery replays the journal instead, which names the command."""
         core = pickle.loads(data)
         if not isinstance(core, cls):
             raise ValueError("not a Core snapshot")
+        core.ledger.upgrade()
+        _upgrade_exchange(core.exchange)
+        over = core.ledger.over_limit()
+        if over is not None:
+            raise ValueError(f"the snapshot holds {over}")
         return core
 
     def check_invariants(self) -> None:
@@ -524,6 +557,19 @@ class Core:
             assert c.account == o.account and c.qty == o.qty, "sell hold = open quantity"
             keys = set(self.keys[o.series])
             assert all(k in keys for k, _ in c.parts), "held credits are eligible"
+
+
+def _upgrade_exchange(ex: Exchange) -> None:
+    """Give an exchange unpickled from a snapshot older than the client-order-id window one:
+    its ids in sorted order (their order of use was not kept), the newest window's worth."""
+    if hasattr(ex, "coids_recent"):
+        return
+    ex.coid_window = COID_WINDOW
+    ex.coids_recent = {}
+    for account, seen in ex.coids_seen.items():
+        recent = ex.coids_recent[account] = deque(sorted(seen))
+        while len(recent) > ex.coid_window:
+            seen.discard(recent.popleft())
 
 
 def _rejected(account: int, ref: str, order_id: int, refused: Reject, ts: int) -> Rejected:

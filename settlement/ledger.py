@@ -19,6 +19,14 @@ from engine.events import Reason
 from settlement import serials
 from settlement.events import CashDeposited, CashWithdrawn, CreditsDeposited, CreditsWithdrawn
 from settlement.fees import FeeSchedule
+from settlement.limits import (
+    ACCOUNT_MAX,
+    AMOUNT_MAX,
+    CASH_TOTAL_MAX,
+    CERTIFICATES_MAX,
+    CREDITS_TOTAL_MAX,
+    check_limit,
+)
 from settlement.log import SettlementLog
 from settlement.serials import Key, Range, RangeConvention, SerialRange
 
@@ -84,7 +92,15 @@ class Ledger:
         currencies: tuple[str, ...] = CURRENCIES,
         fees: FeeSchedule | None = None,
         fee_account: int = FEE_ACCOUNT,
+        *,
+        cash_total_max: int = CASH_TOTAL_MAX,
+        credits_total_max: int = CREDITS_TOTAL_MAX,
     ) -> None:
+        # what custody may hold (settlement/limits.py): cash per currency, credits in all
+        self.cash_total_max = check_limit("cash_total_max", cash_total_max)
+        self.credits_total_max = check_limit("credits_total_max", credits_total_max)
+        if not 0 <= fee_account <= ACCOUNT_MAX:
+            raise ValueError(f"fee account {fee_account} must lie in 0..{ACCOUNT_MAX}")
         self.currencies = tuple(sorted(currencies))
         self.fees = fees or FeeSchedule()
         self.maker_bps = self.fees.maker_bps  # plain copies for the fill path
@@ -108,6 +124,8 @@ class Ledger:
             return Reject(Reason.ACCOUNT_EXISTS, f"account {account} already exists")
         if account < 0:
             return Reject(Reason.UNKNOWN_ACCOUNT, f"account {account} must not be negative")
+        if account > ACCOUNT_MAX:
+            return Reject(Reason.LIMIT_EXCEEDED, f"account {account} is above {ACCOUNT_MAX}")
         self.accounts[account] = Account(account, self.currencies)
         return None
 
@@ -127,6 +145,13 @@ class Ledger:
         acct = self._check_cash(account, currency, amount)
         if isinstance(acct, Reject):
             return acct
+        total = self.cash_net[currency] + amount
+        if total > self.cash_total_max:
+            return Reject(
+                Reason.LIMIT_EXCEEDED,
+                f"{currency} in custody would be {total} minor units, above cash_total_max "
+                f"{self.cash_total_max}",
+            )
         body = CashDeposited(account, currency, amount, ref, ts)
         self.log.append(body)
         acct.cash[currency] += amount
@@ -174,6 +199,13 @@ class Ledger:
             return Reject(Reason.INVALID_SERIAL_BLOCK, rng)
         first, last = rng
         key = (project, vintage)
+        total = sum(self.credits_net.values()) + quantity  # deposits are rare: a sum will do
+        if total > self.credits_total_max:
+            return Reject(
+                Reason.LIMIT_EXCEEDED,
+                f"credits in custody would be {total} t, above credits_total_max "
+                f"{self.credits_total_max}",
+            )
         if serials.overlaps(self.retired.get(key, []), first, last):
             return Reject(
                 Reason.SERIALS_RETIRED,
@@ -379,6 +411,31 @@ class Ledger:
 
     def available_credits(self, account: int, key: Key) -> list[Range]:
         return list(self.accounts[account].credits.get(key, []))
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Give a ledger unpickled from a snapshot older than the limits their defaults."""
+        if not hasattr(self, "cash_total_max"):
+            self.cash_total_max = CASH_TOTAL_MAX
+            self.credits_total_max = CREDITS_TOTAL_MAX
+
+    def over_limit(self) -> str | None:
+        """What this ledger holds beyond a limit (only a state that the limits did not guard
+        can: one restored from an older snapshot), or None."""
+        cash_max = min(self.cash_total_max, AMOUNT_MAX)  # a setting is never above AMOUNT_MAX
+        for currency, total in sorted(self.cash_net.items()):
+            if total > cash_max:
+                return f"{total} {currency} in custody, above cash_total_max {cash_max}"
+        credits = sum(self.credits_net.values())
+        credits_max = min(self.credits_total_max, AMOUNT_MAX)
+        if credits > credits_max:
+            return f"{credits} t in custody, above credits_total_max {credits_max}"
+        if self.next_cert - 1 > CERTIFICATES_MAX:
+            return f"{self.next_cert - 1} certificates, above {CERTIFICATES_MAX}"
+        if max(self.accounts) > ACCOUNT_MAX:
+            return f"account {max(self.accounts)}, above {ACCOUNT_MAX}"
+        return None
 
     # -- invariants ------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 `settlement.log.verify` replays every record into a `Replay` and raises `ReplayError` at the
 first one the state does not allow. It knows nothing of orders or holds (they are not
 records); it tracks, per project and vintage, which account owns each serial range (or
-that it is retired), and each account's cash per currency.
+that it is retired), and each account's cash per currency. It also checks the bounds every
+core keeps (settlement/limits.py): custody totals and serial numbers within `AMOUNT_MAX`, so
+that a log written before the limits existed is reported at the record that passed one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from settlement.events import (
     Retired,
     Settled,
 )
+from settlement.limits import AMOUNT_MAX, SERIAL_MAX
 from settlement.serials import Key, SerialRange
 
 RETIRED = -1  # the owner of a retired range
@@ -98,12 +101,25 @@ class Replay:
             if b.amount <= 0:
                 raise ReplayError("cash movement must be positive")
             delta = b.amount if isinstance(b, CashDeposited) else -b.amount
-            self._cash(b.account, b.currency, delta, b.__struct_config__.tag)  # type: ignore[arg-type]
-            self.net_cash[b.currency] = self.net_cash.get(b.currency, 0) + delta
+            what: str = b.__struct_config__.tag  # type: ignore[assignment]
+            self._cash(b.account, b.currency, delta, what)
+            net = self.net_cash[b.currency] = self.net_cash.get(b.currency, 0) + delta
+            if net > AMOUNT_MAX:
+                raise ReplayError(
+                    f"{what}: {net} {b.currency} in custody, above the limit {AMOUNT_MAX} "
+                    "(2^53 - 1)"
+                )
         elif isinstance(b, CreditsDeposited):
             r = b.range
             if r.last < r.first:
                 raise ReplayError(f"credit deposit: empty range {r}")
+            if r.first < 0 or r.last > SERIAL_MAX:
+                raise ReplayError(f"credit deposit: serials {r} outside 0..{SERIAL_MAX}")
+            if self.net_credits + r.qty > AMOUNT_MAX:
+                raise ReplayError(
+                    f"credit deposit: {self.net_credits + r.qty} t in custody, above the "
+                    f"limit {AMOUNT_MAX} (2^53 - 1)"
+                )
             spans = self.owners.setdefault((r.project, r.vintage), [])
             k = bisect_right(spans, [r.first, _BIG, _BIG]) - 1
             if (k >= 0 and spans[k][1] >= r.first) or (

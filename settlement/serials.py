@@ -17,6 +17,8 @@ from enum import Enum
 
 import msgspec
 
+from settlement.limits import SERIAL_MAX
+
 Range = tuple[int, int]  # inclusive (first, last)
 Key = tuple[str, int]  # (project id, vintage)
 
@@ -51,6 +53,8 @@ def normalize(start: int, end: int, quantity: int, convention: RangeConvention) 
     last = end if convention is RangeConvention.INCLUSIVE else end - 1
     if last < start:
         return f"block end {end} is before its start {start} ({convention.value})"
+    if last > SERIAL_MAX:
+        return f"serial {last} is above the highest serial {SERIAL_MAX}"
     if quantity != last - start + 1:
         return (
             f"quantity {quantity} does not match {start}..{end} {convention.value} "

@@ -2,20 +2,37 @@
 
 Everything that decides future behaviour, as plain lists, ints and strings in a fixed
 order: sorted keys, books best level first with live orders in time priority, counters,
-client order ids, accounts, holds, known and retired serials, net totals, log head. Never a
-`set`, a dict's insertion order or a pickle, so equal states hash equally in any process.
+each account's client-order-id window (oldest first), accounts, holds, known and retired
+serials, net totals, log head. Never a `set`, a dict's insertion order or a pickle, so
+equal states hash equally in any process.
 Derived indexes (eligible keys per series, currencies per series) are left out.
+
+`state_digest` hashes the walk's msgpack. The limits (settlement/limits.py) keep every
+integer of a state the core reached by `apply` within 2^53; an integer msgpack cannot hold
+(outside [-2^63, 2^64 - 1]: a state from before the limits, or a core built by hand) is
+hashed as an extension value carrying its decimal digits, so that any state has a hash, and
+a state msgpack can encode is hashed as its plain msgpack.
 """
 
 from __future__ import annotations
 
+from hashlib import sha256
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 if TYPE_CHECKING:
     from settlement.core import Core
 
 
-def canonical(core: Core) -> list[Any]:
+VERSION = "tonne-core-2"  # 2: limits and each account's client-order-id window, in order
+LEGACY = "tonne-core-1"  # what snapshots written before version 2 recorded
+
+
+def canonical(core: Core, version: str = VERSION) -> list[Any]:
+    """The walk, in `version`'s format. `LEGACY` (version 1) has neither the limits nor the
+    order of the client-order-id windows: it is only for checking a hash that a snapshot
+    recorded before version 2 (equal when no account's window has dropped an id yet)."""
     ex, ledger = core.exchange, core.ledger
     books = []
     for sid in sorted(ex.books):
@@ -41,13 +58,24 @@ def canonical(core: Core) -> list[Any]:
                 sorted([list(k), n] for k, n in a.credits_held.items() if n),
             ]
         )
+    config: list[Any] = [
+        core.fees.maker_bps,
+        core.fees.taker_bps,
+        ledger.fee_account,
+        ledger.currencies,
+    ]
+    if version == LEGACY:
+        coids = sorted([a, sorted(s)] for a, s in ex.coids_seen.items())
+    else:
+        config += [ledger.cash_total_max, ledger.credits_total_max, ex.coid_window]
+        coids = sorted([a, list(r)] for a, r in ex.coids_recent.items())
     return [
-        "tonne-core-1",
-        [core.fees.maker_bps, core.fees.taker_bps, ledger.fee_account, ledger.currencies],
+        version,
+        config,
         [core.projects[p] for p in sorted(core.projects)],
         books,
         [ex.next_order_id, ex.next_trade_id],
-        sorted([a, sorted(s)] for a, s in ex.coids_seen.items()),
+        coids,
         accounts,
         sorted([o, h.account, h.currency, h.amount] for o, h in ledger.cash_holds.items()),
         sorted(
@@ -75,3 +103,30 @@ def _order(o: Any) -> list[Any]:
         o.stp.value,
         o.post_only,
     ]
+
+
+BIG_INT_EXT = 1  # msgpack extension code of an integer outside msgpack's range
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def state_digest(state: list[Any]) -> str:
+    """Hex SHA-256 of the msgpack of a canonical walk, whatever integers it holds."""
+    try:
+        data = _encode(state)
+    except OverflowError:
+        data = _encode(_big_ints_as_ext(state))
+    return sha256(data).hexdigest()
+
+
+def _big_ints_as_ext(value: Any) -> Any:
+    """`value` with every integer outside msgpack's range as an `Ext` (structs as maps)."""
+    if isinstance(value, list | tuple):
+        return [_big_ints_as_ext(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _big_ints_as_ext(v) for k, v in value.items()}
+    if isinstance(value, msgspec.Struct):
+        return {f: _big_ints_as_ext(getattr(value, f)) for f in value.__struct_fields__}
+    if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+        return msgspec.msgpack.Ext(BIG_INT_EXT, str(value).encode())
+    return value

@@ -7,6 +7,8 @@ which it never imports. It emits the same events as `engine.Exchange` except Boo
 test checks L2 deltas against the book separately) and with Rejected.text left empty.
 
 Choices the rules leave open, fixed here and in the engine alike:
+- a client order id is a duplicate while it is one of the account's last `coid_window` ids
+  (of accepted orders) or the id of one of its open orders;
 - validation order of a new order: series, halt, client order id (empty, duplicate),
   quantity (positive, lot, maximum), price (tick, band) or market TIF, expiry, notional,
   post-only;
@@ -112,9 +114,10 @@ def _within(taker_side: Side, maker_price: int, limit: int | None) -> bool:
 
 
 class Model:
-    def __init__(self, series: list[Series]) -> None:
+    def __init__(self, series: list[Series], coid_window: int = 100_000) -> None:
         self.books = {s.id: MBook(s, s.ref_price) for s in series}
-        self.coids_seen: dict[int, set[str]] = {}
+        self.coid_window = coid_window
+        self.coids_used: dict[int, list[str]] = {}  # every id each account used, in order
         self.next_order_id = 1
         self.next_trade_id = 1
         self._priority = 0
@@ -163,7 +166,9 @@ class Model:
             return Reason.SERIES_HALTED
         if not cmd.client_order_id:
             return Reason.INVALID_CLIENT_ORDER_ID
-        if cmd.client_order_id in self.coids_seen.get(cmd.account, set()):
+        recent = self.coids_used.get(cmd.account, [])[-self.coid_window :]
+        live = [o.client_order_id for o in self.open_orders().values() if o.account == cmd.account]
+        if cmd.client_order_id in recent or cmd.client_order_id in live:
             return Reason.DUPLICATE_CLIENT_ORDER_ID
         reason = self._reject_qty(book, cmd.qty)
         if reason is not None:
@@ -233,7 +238,7 @@ class Model:
             cmd.post_only,
         )
         self.next_order_id += 1
-        self.coids_seen.setdefault(cmd.account, set()).add(cmd.client_order_id)
+        self.coids_used.setdefault(cmd.account, []).append(cmd.client_order_id)
         events.append(
             Accepted(
                 order.order_id,

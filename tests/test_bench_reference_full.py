@@ -14,6 +14,7 @@ from collections import Counter
 
 import pytest
 from hypothesis import settings
+from test_engine_stateful import COID_WINDOW as STATEFUL_COID_WINDOW
 from test_engine_stateful import EngineMachine
 
 from bench import reference_full
@@ -49,6 +50,7 @@ from engine import (
 )
 from engine.book import MAX_PRICE
 from engine.events import StatusChanged
+from engine.exchange import COID_WINDOW
 
 
 def without_texts(events: list[Event]) -> list[Event]:
@@ -88,9 +90,12 @@ def assert_same_state(exchange: Exchange, ref: FullReferenceEngine) -> None:
                 assert queue == [o.order_id for o in level.orders]
 
 
-def run_both(series: list[Series], commands: list[Command]) -> Counter[str]:
+def run_both(
+    series: list[Series], commands: list[Command], coid_window: int = COID_WINDOW
+) -> Counter[str]:
     """Feed `commands` to both engines, asserting equal events after each; what was seen."""
-    exchange, ref = Exchange(series), FullReferenceEngine(series)
+    exchange = Exchange(series, coid_window=coid_window)
+    ref = FullReferenceEngine(series, coid_window=coid_window)
     seen: Counter[str] = Counter()
     for i, cmd in enumerate(commands):
         ours = without_texts(exchange.submit(cmd))
@@ -335,6 +340,16 @@ def test_random_commands_of_every_kind_give_the_same_events_from_both(seed: int)
     assert seen["Trade"] > 50 and seen["Expired"] > 0 and seen["StatusChanged"] > 0
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_both_forget_client_order_ids_beyond_a_small_window_alike(seed: int) -> None:
+    seen = run_both(SERIES, RandomSession(seed).commands(2_500), coid_window=8)
+    assert seen[Reason.DUPLICATE_CLIENT_ORDER_ID.value] > 0
+
+
+def test_the_client_order_id_window_is_the_engines() -> None:
+    assert reference_full.COID_WINDOW == COID_WINDOW
+
+
 def test_the_random_sessions_reach_every_event_reason_and_cancel_reason() -> None:
     """The generator's reach, so that the comparison above means something."""
     seen: Counter[str] = Counter()
@@ -378,7 +393,10 @@ class BothReferencesMachine(EngineMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.full = FullReferenceEngine(self.model.books[s].series for s in self.model.books)
+        self.full = FullReferenceEngine(
+            (self.model.books[s].series for s in self.model.books),
+            coid_window=STATEFUL_COID_WINDOW,
+        )
 
     def step(self, cmd: Command) -> list[Event]:
         events = super().step(cmd)

@@ -87,6 +87,7 @@ def state(ex: Exchange) -> object:
         ex.next_order_id,
         ex.next_trade_id,
         {account: set(coids) for account, coids in ex.coids_seen.items()},
+        {account: list(coids) for account, coids in ex.coids_recent.items()},
         {account: set(by) for account, by in ex.open_by_coid.items()},
     )
 
@@ -132,6 +133,61 @@ def test_a_client_order_id_the_account_used_before_is_rejected_and_changes_nothi
     assert_rejected(
         ex, new(account=account, client_order_id=coid), Reason.DUPLICATE_CLIENT_ORDER_ID
     )
+
+
+def _windowed(window: int) -> Exchange:
+    """Account 1 with an open bid "live", then `window` IOC orders that leave nothing open
+    ("i1".. in order), so the window holds exactly the IOC ids."""
+    ex = Exchange(SERIES, coid_window=window)
+    assert isinstance(ex.submit(new(client_order_id="live", price=90))[0], Accepted)
+    for i in range(1, window + 1):
+        events = ex.submit(new(client_order_id=f"i{i}", price=95, tif=IOC))
+        assert isinstance(events[0], Accepted)
+    assert list(ex.coids_recent[1]) == [f"i{i}" for i in range(1, window + 1)]
+    ex.check_invariants()
+    return ex
+
+
+def test_a_client_order_id_resent_within_the_window_is_a_duplicate() -> None:
+    ex = _windowed(3)
+    for coid in ("i1", "i2", "i3"):
+        assert_rejected(ex, new(client_order_id=coid), Reason.DUPLICATE_CLIENT_ORDER_ID)
+
+
+def test_a_client_order_id_beyond_the_window_may_be_used_again() -> None:
+    ex = _windowed(3)
+    assert isinstance(ex.submit(new(client_order_id="i4", price=95, tif=IOC))[0], Accepted)
+    assert list(ex.coids_recent[1]) == ["i2", "i3", "i4"]  # i1 fell out
+    events = ex.submit(new(client_order_id="i1", price=95, tif=IOC))
+    assert isinstance(events[0], Accepted), events
+    assert list(ex.coids_recent[1]) == ["i3", "i4", "i1"]
+    assert_rejected(ex, new(client_order_id="i1"), Reason.DUPLICATE_CLIENT_ORDER_ID)
+    ex.check_invariants()
+
+
+def test_an_open_orders_client_order_id_is_a_duplicate_however_old() -> None:
+    ex = _windowed(3)  # "live" fell out of the window three orders ago, but it is still open
+    assert "live" not in ex.coids_seen[1]
+    assert_rejected(ex, new(client_order_id="live"), Reason.DUPLICATE_CLIENT_ORDER_ID)
+    assert_rejected(
+        ex, new(client_order_id="live", price=95, tif=IOC), Reason.DUPLICATE_CLIENT_ORDER_ID
+    )
+    (order,) = ex.open_orders.values()
+    ex.submit(Cancel(account=1, order_id=order.order_id, ts=TS))
+    assert isinstance(ex.submit(new(client_order_id="live"))[0], Accepted)  # closed: free
+
+
+def test_windows_are_per_account() -> None:
+    ex = _windowed(3)
+    assert isinstance(ex.submit(new(account=2, client_order_id="i1"))[0], Accepted)
+
+
+def test_the_window_is_a_positive_named_limit_with_a_large_default() -> None:
+    from engine.exchange import COID_WINDOW
+
+    assert Exchange().coid_window == COID_WINDOW == 100_000
+    with pytest.raises(ValueError, match="coid_window"):
+        Exchange(coid_window=0)
 
 
 def test_a_rejected_orders_client_order_id_is_not_used_up(ex: Exchange) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from engine_model import Model
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -73,14 +73,17 @@ ACCOUNTS = st.sampled_from([1, 2, 3])
 SERIES_IDS = st.sampled_from(["A", "B"])
 SIDES = st.sampled_from([Side.BUY, Side.SELL])
 STPS = st.sampled_from(list(SelfTrade))
+# A window this small fills within a run, so reused ids fall in it, beyond it and on open
+# orders older than it.
+COID_WINDOW = 2
 NOTIONALS = st.sampled_from([0, 0, 0, 0, 1_000, 350, 2_500])
 
 
 class EngineMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.ex = Exchange(SERIES)
-        self.model = Model(SERIES)
+        self.ex = Exchange(SERIES, coid_window=COID_WINDOW)
+        self.model = Model(SERIES, coid_window=COID_WINDOW)
         self.ts = 1_000
         self.coids = 0
         self.statuses: dict[int, OrderStatus] = {}
@@ -362,6 +365,19 @@ class EngineMachine(RuleBasedStateMachine):
         if what in ("reuse coid", "coid of another") and self.used_coids:
             owner, coid = data.draw(st.sampled_from(self.used_coids), label="used coid")
             account = owner if what == "reuse coid" else owner % 3 + 1
+            if what == "reuse coid":
+                live = coid in self.ex.open_by_coid.get(account, {})
+                recent = coid in self.ex.coids_recent.get(account, ())
+                event(
+                    "reused coid "
+                    + (
+                        "in the window"
+                        if recent
+                        else "of an older open order"
+                        if live
+                        else "beyond"
+                    )
+                )
         elif what == "empty coid":
             coid = ""
         elif what == "unknown series":
@@ -397,7 +413,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.ex.check_invariants()
         assert self.ex.next_order_id == self.model.next_order_id
         assert self.ex.next_trade_id == self.model.next_trade_id
-        assert self.ex.coids_seen == self.model.coids_seen
+        windows = {a: list(r) for a, r in self.ex.coids_recent.items()}
+        assert windows == {a: u[-COID_WINDOW:] for a, u in self.model.coids_used.items()}
         assert self.ex.next_expiry_ts() == self.model.next_expiry_ts()
         for sid, mbook in self.model.books.items():
             book = self.ex.books[sid]

@@ -392,3 +392,60 @@ def test_withdrawing_retired_serials_is_rejected(transport):
             assert _vcs(await c.holdings()).available == CREDITS - 10
 
     run(body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_a_deposit_that_would_pass_the_cash_total_is_refused_and_the_server_serves_on(transport):
+    """Issue 10: deposits of 2^62 were acknowledged until a balance passed 2^64 - 1 and the
+    server could no longer encode its answers. Now each is `LIMIT_EXCEEDED` and changes
+    nothing; deposits up to the limit are accepted and every answer still encodes."""
+    from settlement.limits import AMOUNT_MAX
+
+    async def body():
+        async with running_server(permissions=ALL) as env:
+            c = await env.connect(transport, 1)
+            for _ in range(5):
+                refused = await c.request(
+                    p.Deposit(currency="USD", amount=2**62, req_id=c.next_req_id())
+                )
+                assert isinstance(refused, p.Reject), refused
+                assert refused.reason is Reason.LIMIT_EXCEEDED and "cash_total_max" in refused.text
+            assert _usd(await c.balances()) == (CASH, 0)
+            in_custody = env.server.core.ledger.cash_net["USD"]
+            room = AMOUNT_MAX - in_custody
+            done = await c.request(p.Deposit(currency="USD", amount=room, req_id=c.next_req_id()))
+            assert isinstance(done, p.Done), done
+            one_more = await c.request(p.Deposit(currency="USD", amount=1, req_id=c.next_req_id()))
+            assert isinstance(one_more, p.Reject) and one_more.reason is Reason.LIMIT_EXCEEDED
+            assert _usd(await c.balances()) == (CASH + room, 0)
+            other = await env.connect(transport, 2)  # the server still logs sessions on
+            assert _usd(await other.balances()) == (CASH, 0)
+
+    run(body)
+
+
+def test_a_credit_deposit_that_would_pass_the_credits_in_custody_is_refused():
+    from settlement.limits import AMOUNT_MAX, SERIAL_MAX
+
+    async def body():
+        async with running_server(permissions=ALL) as env:
+            c = await env.tcp(2)
+            half = 1 << 52  # serials half..SERIAL_MAX are above every block the harness made
+            done = await c.request(_deposit_credits(c, half, SERIAL_MAX, SERIAL_MAX - half + 1))
+            assert isinstance(done, p.Done), done
+            room = AMOUNT_MAX - sum(env.server.core.ledger.credits_net.values())
+            vcs = {"project": "VCS1340", "vintage": 2020}
+            too_many = p.DepositCredits(
+                start=half, end=half + room, quantity=room + 1, req_id=c.next_req_id(), **vcs
+            )
+            refused = await c.request(too_many)
+            assert isinstance(refused, p.Reject) and refused.reason is Reason.LIMIT_EXCEEDED
+            assert "credits_total_max" in refused.text
+            fits = p.DepositCredits(
+                start=half, end=half + room - 1, quantity=room, req_id=c.next_req_id(), **vcs
+            )
+            assert isinstance(await c.request(fits), p.Done)
+            held = {h.project: h.available for h in (await c.holdings()).holdings}
+            assert held == {"GS11236": CREDITS + half, "VCS1340": CREDITS + room}
+
+    run(body)

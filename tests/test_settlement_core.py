@@ -206,6 +206,60 @@ def test_a_restored_snapshot_has_the_same_hash_and_behaves_identically() -> None
         Core.restore(__import__("pickle").dumps({"not": "a core"}))
 
 
+def _orders(core: Core, coids: list[str]) -> None:
+    """IOC buys on an empty book: each is accepted, uses its id and leaves nothing open."""
+    for coid in coids:
+        core.apply(
+            NewOrder(
+                account=2,
+                client_order_id=coid,
+                series=SID,
+                side=Side.BUY,
+                price=10,
+                qty=1,
+                tif=TimeInForce.IOC,
+                ts=5,
+            )
+        )
+
+
+def test_the_state_hash_covers_the_order_of_each_client_order_id_window() -> None:
+    """Two states with the same ids in their windows, used in another order, forget them in
+    another order: they must hash apart."""
+    a, b = fresh(), fresh()
+    for core in (a, b):
+        core.apply(Deposit(account=2, currency="USD", amount=1_000, ts=1))
+    _orders(a, ["x", "y"])
+    _orders(b, ["y", "x"])
+    assert a.exchange.coids_seen == b.exchange.coids_seen
+    assert a.state_hash() != b.state_hash()
+
+
+def test_a_snapshot_hash_recorded_in_the_format_before_the_window_still_matches() -> None:
+    """Version 1 of the canonical walk had neither the limits nor the windows' order; a
+    folder whose snapshots recorded it keeps them (Core.has_state_hash)."""
+    from settlement.state import LEGACY, VERSION, canonical, state_digest
+
+    core = fresh()
+    run(core, script())
+    legacy = state_digest(canonical(core, LEGACY))
+    assert canonical(core)[0] == VERSION and legacy != core.state_hash()
+    assert core.has_state_hash(legacy) and core.has_state_hash(core.state_hash())
+    assert not core.has_state_hash("0" * 64)
+
+
+def test_a_snapshot_pickled_before_the_window_restores_with_one() -> None:
+    core = fresh()
+    run(core, script())
+    ex = core.exchange
+    expected = {a: sorted(s) for a, s in ex.coids_seen.items()}
+    del ex.coids_recent, ex.coid_window  # what an older pickle lacks
+    restored = Core.restore(core.snapshot())
+    got = restored.exchange
+    assert {a: list(r) for a, r in got.coids_recent.items()} == expected
+    restored.check_invariants()
+
+
 def test_drained_records_continue_the_chain_across_drains() -> None:
     from settlement.log import verify
 

@@ -56,11 +56,11 @@ accounts = st.sampled_from(ACCOUNTS)
 
 
 class CoreMachine(RuleBasedStateMachine):
+    CONFIG: dict[str, int] = {"maker_fee_bps": 10, "taker_fee_bps": 25}  # the Core's arguments
+
     @initialize()
     def setup(self) -> None:
-        self.core: Core = catalogue_core(
-            PROJECTS, SERIALS, accounts=ACCOUNTS, maker_fee_bps=10, taker_fee_bps=25
-        )[0]
+        self.core: Core = catalogue_core(PROJECTS, SERIALS, accounts=ACCOUNTS, **self.CONFIG)[0]
         self.ts = 1
         self.commands: list[Any] = []
         self.records: list[Any] = []
@@ -300,9 +300,7 @@ class CoreMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         if not hasattr(self, "core"):
             return
-        replayed = catalogue_core(
-            PROJECTS, SERIALS, accounts=ACCOUNTS, maker_fee_bps=10, taker_fee_bps=25
-        )[0]
+        replayed = catalogue_core(PROJECTS, SERIALS, accounts=ACCOUNTS, **self.CONFIG)[0]
         for cmd in self.commands:
             replayed.apply(cmd)
         assert replayed.state_hash() == self.core.state_hash(), "replay reproduces the state"
