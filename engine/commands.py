@@ -120,6 +120,4 @@ class AdvanceTime(msgspec.Struct, frozen=True, kw_only=True, tag="advance_time",
     ts: int = 0
 
 
-Command = (
-    NewOrder | Cancel | Amend | MassCancel | Halt | Resume | SetReferencePrice | AdvanceTime
-)
+Command = NewOrder | Cancel | Amend | MassCancel | Halt | Resume | SetReferencePrice | AdvanceTime

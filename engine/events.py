@@ -66,6 +66,7 @@ class Reason(str, Enum):
     TOO_MANY_LOGON_FAILURES = "TOO_MANY_LOGON_FAILURES"
     # settlement, added later (codes only grow)
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    UNKNOWN_REGISTRY = "UNKNOWN_REGISTRY"
 
 
 class CancelReason(str, Enum):

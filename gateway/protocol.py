@@ -50,16 +50,29 @@ SeriesIds = Annotated[list[Str], msgspec.Meta(max_length=SERIES_PER_REQUEST_MAX)
 
 class SerialRange(msgspec.Struct, frozen=True, array_like=True):
     """[first, last] inclusive serials of one project and vintage: last - first + 1 tonnes.
-    On the wire an array: [project, vintage, first, last]. Sent both ways (`retire`
-    `serials`; fills, holdings, certificates), so its fields carry the client bounds."""
+    On the wire an array: [project, vintage, first, last, batch, registry_serial]. `batch`
+    is the registry issuance batch the serials belong to (the registry's serial string with
+    the range cut out, `ACR-FR-1129-2025-2917-*`; "" for serials deposited without one), part
+    of their identity: two batches can share numbers. `registry_serial` is the range as its
+    registry writes it (`ACR-FR-1129-2025-2917-30932 to 30950`), sent by the server, ignored
+    when sent to it. Sent both ways (`retire` `serials`; fills, holdings, certificates), so
+    its fields carry the client bounds; a client may send the first four or five items."""
 
     project: Str
     vintage: Int
     first: Int
     last: Int
+    batch: Str = ""
+    registry_serial: Str = ""
 
 
 SerialRanges = Annotated[list[SerialRange], msgspec.Meta(max_length=SERIAL_RANGES_MAX)]
+
+
+def serial_range(r: Any) -> SerialRange:
+    """The wire form of a settlement `SerialRange` (settlement/serials.py)."""
+    batch = r.batch
+    return SerialRange(r.project, r.vintage, r.first, r.last, batch, str(r) if batch else "")
 
 
 # gc=False: messages are plain data and never part of a reference cycle, so the cyclic
@@ -139,15 +152,23 @@ class Deposit(msgspec.Struct, frozen=True, **_client("deposit")):
 class DepositCredits(msgspec.Struct, frozen=True, **_client("deposit_credits")):
     """A registry block in (only for keys with the `fund` permission), as the registry
     writes it: `start`, `end` and `quantity` are checked against each other under
-    `convention` (`inclusive`: `end` is the last serial; `half_open`: one past it)."""
+    `convention` (`inclusive`: `end` is the last serial; `half_open`: one past it).
+
+    The block's registry identity, either way: `serial`, the registry's own serial string
+    (`ACR-FR-1129-2025-2917-30932 to 35143`; for Cercarbono the batch id, with `start` and
+    `end`), which the server reads by the project's registry rules, giving `start` and `end`
+    (if sent as well, they must agree) and the batch; or `batch` with `start` and `end`. With
+    neither, the block has no registry batch and is identified by project and vintage."""
 
     project: Str
     vintage: Int
-    start: Int
-    end: Int
     quantity: Int
+    start: Int = 0
+    end: Int = 0
     convention: Str = "inclusive"
     ref: Str = ""
+    batch: Str = ""
+    serial: Str = ""
     req_id: Int = 0
 
 
@@ -159,15 +180,17 @@ class Withdraw(msgspec.Struct, frozen=True, **_client("withdraw")):
 
 class WithdrawCredits(msgspec.Struct, frozen=True, **_client("withdraw_credits")):
     """Exact available serials out to the registry (only for keys with the `fund`
-    permission); the block is written as for `deposit_credits`."""
+    permission); the block is written as for `deposit_credits`, its batch included."""
 
     project: Str
     vintage: Int
-    start: Int
-    end: Int
     quantity: Int
+    start: Int = 0
+    end: Int = 0
     convention: Str = "inclusive"
     ref: Str = ""
+    batch: Str = ""
+    serial: Str = ""
     req_id: Int = 0
 
 

@@ -72,7 +72,9 @@ class Queries:
                     vintage=vintage,
                     available=acct.credit_qty.get(key, 0),
                     held=acct.credits_held.get(key, 0),
-                    serials=[p.SerialRange(project, vintage, a, b) for a, b in ranges],
+                    serials=[
+                        p.serial_range(self.ledger.serial_range(key, a, b)) for a, b in ranges
+                    ],
                 )
             )
         items.append((s, p.Holdings(account=s.account, holdings=out, req_id=msg.req_id)))

@@ -184,7 +184,7 @@ def route(
         else:
             tag = ev.__struct_config__.tag
             if tag == "fill":  # settlement.events.Settled: fees and serials of a trade
-                ranges = [p.SerialRange(r.project, r.vintage, r.first, r.last) for r in ev.ranges]
+                ranges = [p.serial_range(r) for r in ev.ranges]
                 for fill in fills.get(ev.trade_id, ()):
                     fill.fee = ev.buyer_fee if fill.side is BUY else ev.seller_fee
                     fill.serials = ranges
@@ -195,9 +195,7 @@ def route(
                     project=ev.project,
                     vintage=ev.vintage,
                     qty=ev.qty,
-                    serials=[
-                        p.SerialRange(r.project, r.vintage, r.first, r.last) for r in ev.ranges
-                    ],
+                    serials=[p.serial_range(r) for r in ev.ranges],
                     beneficiary=ev.beneficiary,
                     purpose=ev.purpose.value,
                     claim=ev.claim,

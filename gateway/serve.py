@@ -284,9 +284,7 @@ def limits_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logon-timeout-s", type=float, default=d.logon_timeout_s)
     parser.add_argument("--sessions-max", type=int, default=d.sessions_max)
     parser.add_argument("--logon-failures-max", type=int, default=d.logon_failures_max)
-    parser.add_argument(
-        "--slow-consumer-linger-s", type=float, default=d.slow_consumer_linger_s
-    )
+    parser.add_argument("--slow-consumer-linger-s", type=float, default=d.slow_consumer_linger_s)
     parser.add_argument("--inbox-frames-max", type=int, default=d.inbox_frames_max)
     parser.add_argument("--reads-in-flight-max", type=int, default=d.reads_in_flight_max)
 

@@ -648,9 +648,12 @@ class Server:
                 (s, reject_for(msg, Reason.NOT_SUPPORTED, "this core has no settlement"))
             )
             return
-        cmd = _settlement_command(msg, s.account, self._stamp())
+        cmd = _settlement_command(msg, s.account, self._stamp(), self.queries.projects)
         if isinstance(cmd, str):
             batch.items.append((s, reject_for(msg, Reason.MALFORMED_MESSAGE, cmd)))
+            return
+        if isinstance(cmd, tuple):
+            batch.items.append((s, reject_for(msg, *cmd)))
             return
         n = self._apply(cmd, s, batch, msg.req_id)
         if n >= 0 and type(msg) is not p.Retire:
@@ -716,9 +719,12 @@ class Server:
             await writer
 
 
-def _settlement_command(msg: Any, account: int, ts: int) -> Any:
+def _settlement_command(
+    msg: Any, account: int, ts: int, projects: dict[str, Any] | None = None
+) -> Any:
     """The settlement command for a deposit (cash or credits), withdrawal or retirement
-    request, or the text of why it cannot be one."""
+    request, or the text of why it cannot be one (a malformed message), or (reason, text)
+    for a registry serial string that does not read."""
     import settlement.commands as sc
     from settlement.events import Purpose
     from settlement.serials import RangeConvention, SerialRange
@@ -731,17 +737,26 @@ def _settlement_command(msg: Any, account: int, ts: int) -> Any:
             convention = RangeConvention(msg.convention)
         except ValueError:
             return f"convention must be one of {[x.value for x in RangeConvention]}"
+        start, end, batch = msg.start, msg.end, msg.batch
+        if msg.serial:
+            project = (projects or {}).get(msg.project)
+            if project is not None:  # (an unknown project: the core refuses it by name)
+                read = _read_serial(msg, project.registry, convention)
+                if isinstance(read, tuple):
+                    return read
+                start, end, batch = read.first, read.last, read.batch
         block = sc.DepositCredits if kind is p.DepositCredits else sc.WithdrawCredits
         return block(
             account=account,
             project=msg.project,
             vintage=msg.vintage,
-            start=msg.start,
-            end=msg.end,
+            start=start,
+            end=end,
             quantity=msg.quantity,
             convention=convention,
             ref=msg.ref,
             ts=ts,
+            batch=batch,
         )
     if kind is p.Withdraw:
         return sc.Withdraw(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
@@ -758,9 +773,42 @@ def _settlement_command(msg: Any, account: int, ts: int) -> Any:
         period_end=msg.period_end,
         series=msg.series,
         qty=msg.qty,
-        ranges=tuple(SerialRange(r.project, r.vintage, r.first, r.last) for r in msg.serials),
+        ranges=tuple(
+            SerialRange(r.project, r.vintage, r.first, r.last, r.batch) for r in msg.serials
+        ),
         ts=ts,
     )
+
+
+def _read_serial(msg: Any, registry_name: str, convention: Any) -> Any:
+    """A `serial` string of a deposit or withdrawal read by its project's registry rules
+    (settlement/registry.py), or (reason, text) why it cannot be."""
+    from settlement import registry
+    from settlement.serials import RangeConvention
+
+    if convention is not RangeConvention.INCLUSIVE:
+        return (Reason.INVALID_SERIAL_BLOCK, "a registry serial string is inclusive")
+    stated = (msg.start, msg.end) != (0, 0)
+    try:
+        read = registry.parse(
+            registry_name,
+            msg.serial,
+            msg.start if stated else None,
+            msg.end if stated else None,
+        )
+    except registry.SerialFormatError as exc:
+        reason = (
+            Reason.UNKNOWN_REGISTRY
+            if registry_name not in registry.REGISTRIES
+            else Reason.INVALID_SERIAL_BLOCK
+        )
+        return (reason, str(exc))
+    if msg.batch and msg.batch != read.batch:
+        return (
+            Reason.INVALID_SERIAL_BLOCK,
+            f"{msg.serial!r} is of batch {read.batch!r}, not {msg.batch!r}",
+        )
+    return read
 
 
 def _tag(msg: Any) -> str:

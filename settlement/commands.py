@@ -13,7 +13,7 @@ import msgspec
 from engine.commands import Command
 from engine.reference import Project, Series
 from settlement.events import Purpose
-from settlement.serials import RangeConvention, SerialRange
+from settlement.serials import RangeConvention, SerialRange, decode_hook
 
 
 class OpenAccount(msgspec.Struct, frozen=True, kw_only=True, tag="open_account", tag_field="cmd"):
@@ -49,7 +49,10 @@ class DepositCredits(
     """Operator: a registry block was transferred to the exchange for `account`.
 
     `start`/`end` as the registry writes them, `quantity` its stated number of credits,
-    `convention` how to read `end`; all three are checked against each other."""
+    `convention` how to read `end`; all three are checked against each other. `batch` is
+    the registry batch (the serial string with its range cut out, settlement/registry.py):
+    the block's identity, so batches sharing numbers are separate; "" for a block with no
+    registry batch, identified by project and vintage alone (every block before batches)."""
 
     account: int
     project: str
@@ -60,12 +63,13 @@ class DepositCredits(
     convention: RangeConvention = RangeConvention.INCLUSIVE
     ref: str = ""
     ts: int = 0
+    batch: str = ""
 
 
 class WithdrawCredits(
     msgspec.Struct, frozen=True, kw_only=True, tag="withdraw_credits", tag_field="cmd"
 ):
-    """Operator: transfer exact available serials back out to the registry."""
+    """Operator: transfer exact available serials (of `batch`) back out to the registry."""
 
     account: int
     project: str
@@ -76,6 +80,7 @@ class WithdrawCredits(
     convention: RangeConvention = RangeConvention.INCLUSIVE
     ref: str = ""
     ts: int = 0
+    batch: str = ""
 
 
 class Retire(msgspec.Struct, frozen=True, kw_only=True, tag="retire", tag_field="cmd"):
@@ -123,7 +128,7 @@ SettlementCommand = (
 AnyCommand = Command | SettlementCommand
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(AnyCommand)
+_decoder = msgspec.msgpack.Decoder(AnyCommand, dec_hook=decode_hook)
 
 
 def encode_command(cmd: AnyCommand) -> bytes:

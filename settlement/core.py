@@ -39,6 +39,7 @@ from engine.commands import (
 from engine.events import Cancelled, Event, Expired, Reason, Rejected, Trade
 from engine.exchange import COID_WINDOW, Exchange
 from engine.reference import Project, Series
+from settlement import registry
 from settlement.commands import (
     AnyCommand,
     Deposit,
@@ -68,7 +69,7 @@ from settlement.retirement import (
     plan_by_ranges,
 )
 from settlement.serials import Key
-from settlement.state import LEGACY, canonical, state_digest
+from settlement.state import OLDER, canonical, state_digest
 
 BUY = Side.BUY
 MARKET = OrderType.MARKET
@@ -376,6 +377,11 @@ class Core:
             refused = Reject(Reason.UNKNOWN_PROJECT, f"no project {cmd.project!r}")
             events.append(_rejected(cmd.account, cmd.ref, 0, refused, cmd.ts))
             return events
+        if cmd.batch:
+            refused_batch = _check_registry(self.projects[cmd.project], cmd.batch)
+            if refused_batch is not None:
+                events.append(_rejected(cmd.account, cmd.ref, 0, refused_batch, cmd.ts))
+                return events
         ledger = self.ledger
         move = ledger.deposit_credits if type(cmd) is DepositCredits else ledger.withdraw_credits
         result = move(
@@ -388,6 +394,7 @@ class Core:
             cmd.convention,
             cmd.ref,
             cmd.ts,
+            cmd.batch,
         )
         events.append(
             _rejected(cmd.account, cmd.ref, 0, result, cmd.ts)
@@ -516,9 +523,11 @@ class Core:
 
     def has_state_hash(self, recorded: str) -> bool:
         """Whether `recorded` (a snapshot's) is this state's hash, in the current format or
-        in the format before it (`settlement.state.LEGACY`), so that folders written before
-        version 2 keep their snapshots."""
-        return recorded == self.state_hash() or recorded == state_digest(canonical(self, LEGACY))
+        in a format before it (`settlement.state.OLDER`), so that folders written by earlier
+        versions keep their snapshots."""
+        if recorded == self.state_hash():
+            return True
+        return any(recorded == state_digest(canonical(self, v)) for v in OLDER)
 
     def snapshot(self) -> bytes:
         """The full state as bytes (a pickle; restore only snapshots you wrote)."""
@@ -570,6 +579,22 @@ def _upgrade_exchange(ex: Exchange) -> None:
         recent = ex.coids_recent[account] = deque(sorted(seen))
         while len(recent) > ex.coid_window:
             seen.discard(recent.popleft())
+
+
+def _check_registry(project: Project, batch: str) -> Reject | None:
+    """Why a batch cannot hold serials of `project` (None if it can): its registry must
+    have serial rules, and the batch must be one of them (settlement/registry.py)."""
+    if project.registry not in registry.REGISTRIES:
+        return Reject(
+            Reason.UNKNOWN_REGISTRY,
+            f"project {project.id}: no serial rules for registry {project.registry!r} "
+            f"(tonne reads {', '.join(registry.REGISTRIES)})",
+        )
+    try:
+        registry.rule_of_batch(project.registry, batch)
+    except registry.SerialFormatError as exc:
+        return Reject(Reason.INVALID_SERIAL_BLOCK, f"project {project.id}: {exc}")
+    return None
 
 
 def _rejected(account: int, ref: str, order_id: int, refused: Reject, ts: int) -> Rejected:

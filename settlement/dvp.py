@@ -24,7 +24,7 @@ from settlement import serials
 from settlement.events import Settled
 from settlement.fees import BPS
 from settlement.ledger import InjectedFault, Ledger, SettlementError
-from settlement.serials import Key, Range, SerialRange
+from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, SerialRange
 
 BUY = Side.BUY
 
@@ -84,6 +84,7 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
     # range split last, the pieces delivered: a sorted, merged range list of their own)
     moves: list[tuple[Key, int, list[Range], int, Range | None, list[Range]]] = []
     delivered: list[SerialRange] = []
+    batches = ledger.batches
     for key, m in wanted:
         ranges = seller_credits[key]
         rest: Range | None = None
@@ -115,7 +116,14 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
                     rest = (a + need, b)
                 break
         project, vintage = key
-        delivered += [SerialRange(project, vintage, x, y) for x, y in pieces]
+        names = batches.get(key)
+        if names is None:  # every serial of the key is batch-less (band 0)
+            delivered += [SerialRange(project, vintage, x, y) for x, y in pieces]
+        else:
+            delivered += [
+                SerialRange(project, vintage, x & BAND_MASK, y & BAND_MASK, names[x >> BAND_SHIFT])
+                for x, y in pieces
+            ]
         moves.append((key, m, ranges, whole, rest, pieces))
     body = Settled(
         trade.trade_id,

@@ -4,8 +4,12 @@ State lives here and only here: each account's cash per currency (total and held
 minor units) and credits per (project, vintage) (the owned serial ranges, with counts
 available and held); each live order's hold (a cash amount, or a credit quantity per key);
 every serial ever deposited and not withdrawn (`known`, retired ones included) and the
-retired ones. DvP (`settlement.dvp`) and retirement (`settlement.retirement`) are the
-other two writers, through the same attributes.
+retired ones. A key's serials are numbered in bands, one per registry batch
+(settlement/serials.py), so batches that share numbers never collide; `batches` names each
+band, and `scoped` / `scoped_retired` index the same serials by the space in which their
+registry keeps numbers unique (settlement/registry.py), where deposits are checked.
+DvP (`settlement.dvp`) and retirement (`settlement.retirement`) are the other two writers,
+through the same attributes.
 
 Methods that can refuse return a `Reject` (reason, text) and change nothing; they return
 None or the movement event when they succeeded. A broken invariant is an `AssertionError`.
@@ -16,19 +20,21 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from engine.events import Reason
-from settlement import serials
+from settlement import registry, serials
 from settlement.events import CashDeposited, CashWithdrawn, CreditsDeposited, CreditsWithdrawn
 from settlement.fees import FeeSchedule
 from settlement.limits import (
     ACCOUNT_MAX,
     AMOUNT_MAX,
+    BATCHES_PER_KEY_MAX,
     CASH_TOTAL_MAX,
     CERTIFICATES_MAX,
     CREDITS_TOTAL_MAX,
+    SERIAL_MAX,
     check_limit,
 )
 from settlement.log import SettlementLog
-from settlement.serials import Key, Range, RangeConvention, SerialRange
+from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, RangeConvention, SerialRange
 
 FEE_ACCOUNT = 0
 CURRENCIES = ("CNY", "HKD", "USD")
@@ -111,6 +117,11 @@ class Ledger:
         self.credit_holds: dict[int, CreditHold] = {}
         self.known: dict[Key, list[Range]] = {}  # every serial in the system, retired included
         self.retired: dict[Key, list[Range]] = {}
+        # key -> the batch of each band (band 0: "", serials deposited without a batch)
+        self.batches: dict[Key, list[str]] = {}
+        # derived from known / retired and batches: registry scope -> serials (band-free)
+        self.scoped: dict[str, list[Range]] = {}
+        self.scoped_retired: dict[str, list[Range]] = {}
         self.cash_net: dict[str, int] = dict.fromkeys(self.currencies, 0)  # deposits - withdrawals
         self.credits_net: dict[Key, int] = {}  # deposits - withdrawals - retirements
         self.log = SettlementLog()
@@ -188,9 +199,13 @@ class Ledger:
         convention: RangeConvention,
         ref: str,
         ts: int,
+        batch: str = "",
     ) -> Reject | CreditsDeposited:
-        """A registry block enters; it must not overlap any serial in the system, retired
-        ones included. (The caller has checked that the project is known.)"""
+        """A registry block enters; it must not overlap any serial of its identity in the
+        system, retired ones included: with a `batch`, any serial of the batch's registry
+        scope (settlement/registry.py); without one, any batch-less serial of the project
+        and vintage. (The caller has checked that the project is known, and that the
+        batch is of the project's registry.)"""
         acct = self.accounts.get(account)
         if acct is None:
             return Reject(Reason.UNKNOWN_ACCOUNT, f"no account {account}")
@@ -206,25 +221,99 @@ class Ledger:
                 f"credits in custody would be {total} t, above credits_total_max "
                 f"{self.credits_total_max}",
             )
-        if serials.overlaps(self.retired.get(key, []), first, last):
-            return Reject(
-                Reason.SERIALS_RETIRED,
-                f"{project}/{vintage} {first}-{last} overlaps retired serials",
-            )
-        if serials.overlaps(self.known.get(key, []), first, last):
-            return Reject(
-                Reason.SERIALS_OVERLAP,
-                f"{project}/{vintage} {first}-{last} overlaps serials already deposited",
-            )
-        body = CreditsDeposited(
-            account, SerialRange(project, vintage, first, last), convention, ref, ts
-        )
+        block = SerialRange(project, vintage, first, last, batch)
+        if batch:
+            refused = self._check_batch_block(block)
+            if isinstance(refused, Reject):
+                return refused
+            scope = refused
+            band = self.band(key, batch)
+            names = self.batches.get(key, [""])
+            if band is None and len(names) > BATCHES_PER_KEY_MAX:
+                return Reject(
+                    Reason.LIMIT_EXCEEDED,
+                    f"{project}/{vintage} already has {BATCHES_PER_KEY_MAX} batches",
+                )
+        else:
+            if serials.overlaps(self.retired.get(key, []), first, last):
+                return Reject(Reason.SERIALS_RETIRED, f"{block} overlaps retired serials")
+            if serials.overlaps(self.known.get(key, []), first, last):
+                return Reject(Reason.SERIALS_OVERLAP, f"{block} overlaps serials already deposited")
+            band = 0
+        body = CreditsDeposited(account, block, convention, ref, ts)
         self.log.append(body)
+        if batch:
+            if band is None:
+                band = len(names)
+                self.batches[key] = [*names, batch]
+            serials.add(self.scoped.setdefault(scope, []), first, last)
+            first, last = band << BAND_SHIFT | first, band << BAND_SHIFT | last
         serials.add(self.known.setdefault(key, []), first, last)
         serials.add(acct.credits.setdefault(key, []), first, last)
         acct.credit_qty[key] = acct.credit_qty.get(key, 0) + quantity
         self.credits_net[key] = self.credits_net.get(key, 0) + quantity
         return body
+
+    def _check_batch_block(self, block: SerialRange) -> Reject | str:
+        """The registry scope of a block with a batch, or why it may not enter: a batch its
+        registry's rules do not write, one of another project or vintage, or serials of its
+        scope already in the system (retired ones included)."""
+        try:
+            ident = registry.identify(block.batch, block.first, block.last)
+        except registry.SerialFormatError as exc:
+            return Reject(Reason.INVALID_SERIAL_BLOCK, str(exc))
+        if ident.project not in (None, block.project) or ident.vintage not in (
+            None,
+            block.vintage,
+        ):
+            return Reject(
+                Reason.INVALID_SERIAL_BLOCK,
+                f"{block} is a serial of {ident.project}/{ident.vintage}, "
+                f"not of {block.project}/{block.vintage}",
+            )
+        scope = ident.scope
+        if serials.overlaps(self.scoped_retired.get(scope, []), block.first, block.last):
+            return Reject(Reason.SERIALS_RETIRED, f"{block} overlaps retired serials of {scope}")
+        if serials.overlaps(self.scoped.get(scope, []), block.first, block.last):
+            return Reject(
+                Reason.SERIALS_OVERLAP, f"{block} overlaps serials of {scope} already deposited"
+            )
+        return scope
+
+    def band(self, key: Key, batch: str) -> int | None:
+        """The band of `batch` among `key`'s serials (0 for ""), or None if it has none."""
+        if not batch:
+            return 0
+        names = self.batches.get(key)
+        if names is None or batch not in names:
+            return None
+        return names.index(batch)
+
+    def serial_range(self, key: Key, first: int, last: int) -> SerialRange:
+        """A ledger range of `key` (band numbers) as the serials and batch it is."""
+        band = first >> BAND_SHIFT
+        if not band:
+            return SerialRange(key[0], key[1], first, last)
+        return SerialRange(
+            key[0], key[1], first & BAND_MASK, last & BAND_MASK, self.batches[key][band]
+        )
+
+    def banded(self, r: SerialRange) -> Range | None:
+        """The ledger's numbers for `r` (None if the ledger has no serials of its batch)."""
+        assert 0 <= r.first <= r.last <= SERIAL_MAX, "a range the caller checked"
+        band = self.band(r.key, r.batch)
+        if band is None:
+            return None
+        return band << BAND_SHIFT | r.first, band << BAND_SHIFT | r.last
+
+    def scope_of(self, key: Key, band: int) -> str:
+        """Where a band's serials are unique: the registry's scope of its batch; a
+        batch-less band has no registry scope ("")."""
+        return registry.identify(self.batches[key][band], 0, 0).scope if band else ""
+
+    def holding(self, account: int, key: Key) -> list[SerialRange]:
+        """Every serial of `key` the account owns, as serial ranges with their batches."""
+        return [self.serial_range(key, a, b) for a, b in self.accounts[account].credits[key]]
 
     def withdraw_credits(
         self,
@@ -237,23 +326,30 @@ class Ledger:
         convention: RangeConvention,
         ref: str,
         ts: int,
+        batch: str = "",
     ) -> Reject | CreditsWithdrawn:
-        """Exact available serials leave for the registry."""
+        """Exact available serials (of `batch`, or batch-less) leave for the registry."""
         acct = self.accounts.get(account)
         if acct is None:
             return Reject(Reason.UNKNOWN_ACCOUNT, f"no account {account}")
         rng = serials.normalize(start, end, quantity, convention)
         if isinstance(rng, str):
             return Reject(Reason.INVALID_SERIAL_BLOCK, rng)
-        first, last = rng
         key = (project, vintage)
+        block = SerialRange(project, vintage, rng[0], rng[1], batch)
+        banded = self.banded(block)
+        if banded is None:
+            return Reject(Reason.SERIALS_NOT_HELD, f"{block}: no serials of that batch")
+        first, last = banded
         rejected = self.check_available(acct, key, first, last)
         if rejected is not None:
             return rejected
-        body = CreditsWithdrawn(account, SerialRange(project, vintage, first, last), ref, ts)
+        body = CreditsWithdrawn(account, block, ref, ts)
         self.log.append(body)
         serials.remove(acct.credits[key], first, last)
         serials.remove(self.known[key], first, last)
+        if batch:
+            serials.remove(self.scoped[self.scope_of(key, first >> BAND_SHIFT)], *rng)
         acct.credit_qty[key] -= quantity
         self.credits_net[key] -= quantity
         return body
@@ -264,7 +360,7 @@ class Ledger:
         """Why `first..last` of `key` may not leave `acct` (None when it may): it must be
         owned, and the account must keep enough to cover its holds (`also` more credits of
         `key` leave in the same command)."""
-        where = f"{key[0]}/{key[1]} {first}-{last}"
+        where = str(self.serial_range(key, first, last))
         if not serials.covers(acct.credits.get(key, []), first, last):
             if serials.overlaps(self.retired.get(key, []), first, last):
                 return Reject(Reason.SERIALS_RETIRED, f"{where}: retired serials never move")
@@ -410,6 +506,7 @@ class Ledger:
         return acct.cash[currency], acct.cash_held[currency]
 
     def available_credits(self, account: int, key: Key) -> list[Range]:
+        """The account's ranges of `key`, in the ledger's band numbers (see `holding`)."""
         return list(self.accounts[account].credits.get(key, []))
 
     # -- limits ----------------------------------------------------------------------------
@@ -419,6 +516,10 @@ class Ledger:
         if not hasattr(self, "cash_total_max"):
             self.cash_total_max = CASH_TOTAL_MAX
             self.credits_total_max = CREDITS_TOTAL_MAX
+        if not hasattr(self, "batches"):  # before registry batches: every serial in band 0
+            self.batches = {}
+            self.scoped = {}
+            self.scoped_retired = {}
 
     def over_limit(self) -> str | None:
         """What this ledger holds beyond a limit (only a state that the limits did not guard
@@ -489,3 +590,31 @@ class Ledger:
             assert merged == self.known.get(key, []), f"every known serial of {key} has a place"
         for key, ranges in self.known.items():
             assert not ranges or key in place, f"known serials of {key} have a place"
+        for key, names in self.batches.items():
+            assert names[0] == "" and len(set(names)) == len(names) > 1, f"{key}: bands named"
+            assert len(names) <= BATCHES_PER_KEY_MAX + 1, f"{key}: at most the batch limit"
+        for key, ranges in self.known.items():
+            bands = len(self.batches.get(key, [""]))
+            assert all(a >> BAND_SHIFT == b >> BAND_SHIFT < bands for a, b in ranges), "banded"
+        scoped = (
+            {s: r for s, r in self.scoped.items() if r},
+            {s: r for s, r in self.scoped_retired.items() if r},
+        )
+        assert self.scopes() == scoped, "the scope indexes agree with known and retired"
+
+    def scopes(self) -> tuple[dict[str, list[Range]], dict[str, list[Range]]]:
+        """`scoped` and `scoped_retired` as `known`, `retired` and `batches` say they are
+        (a deposit that overlaps another band's serial of the same scope is refused, so
+        ranges of one scope from different keys never overlap)."""
+        out: tuple[dict[str, list[Range]], dict[str, list[Range]]] = ({}, {})
+        for index, source in zip(out, (self.known, self.retired), strict=True):
+            for key in sorted(source):
+                for a, b in source[key]:
+                    band = a >> BAND_SHIFT
+                    if band:
+                        ranges = index.setdefault(self.scope_of(key, band), [])
+                        serials.add(ranges, a & BAND_MASK, b & BAND_MASK)
+        for index in out:
+            for scope in [s for s, r in index.items() if not r]:
+                del index[scope]
+        return out

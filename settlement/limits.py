@@ -25,7 +25,9 @@ least 1). Prices are at most 2^53 (`engine.book.MAX_PRICE`).
 
 Fixed bounds, not settings: serial numbers (`SERIAL_MAX`, a block outside them is
 `INVALID_SERIAL_BLOCK`), account ids (`ACCOUNT_MAX`), the certificate counter
-(`CERTIFICATES_MAX`) and the series' trading parameters (tick, lot, reference price,
+(`CERTIFICATES_MAX`), the registry batches of one project and vintage
+(`BATCHES_PER_KEY_MAX`, 4096: real ones have a handful; a deposit of one more is
+`LIMIT_EXCEEDED`) and the series' trading parameters (tick, lot, reference price,
 band, maximum order size) all lie within `AMOUNT_MAX`. Order and trade ids and the log's
 seq count commands and fills, and cannot reach 2^53 (285 years at a million a second).
 
@@ -42,6 +44,7 @@ CREDITS_TOTAL_MAX = AMOUNT_MAX  # tonnes in custody, all keys and accounts toget
 SERIAL_MAX = AMOUNT_MAX  # the highest serial number a block may contain
 ACCOUNT_MAX = AMOUNT_MAX  # the highest account id
 CERTIFICATES_MAX = AMOUNT_MAX  # retirement certificates ever issued
+BATCHES_PER_KEY_MAX = 4096  # registry issuance batches of one project and vintage
 
 
 def check_limit(name: str, value: int) -> int:

@@ -37,11 +37,12 @@ from settlement.events import (
     RetirementCertificate,
     Settled,
 )
+from settlement.serials import decode_hook
 
 GENESIS = "0" * 64
 
 _body_encoder = msgspec.msgpack.Encoder()
-_body_decoder = msgspec.msgpack.Decoder(Movement)
+_body_decoder = msgspec.msgpack.Decoder(Movement, dec_hook=decode_hook)
 _KIND: dict[type, str] = {
     t: t.__struct_config__.tag  # type: ignore[misc]
     for t in (CashDeposited, CashWithdrawn, CreditsDeposited, CreditsWithdrawn, Settled, Retired)

@@ -42,6 +42,7 @@ a range as `CDC_1_1_1_321_14_1_2009 2262 to 4425`, which this module also parses
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -308,3 +309,37 @@ def format_serial(registry: str, batch: str, first: int, last: int) -> str:
 def scope_of(registry: str, batch: str) -> str:
     """The space in which `batch`'s serial numbers are unique (where overlaps are checked)."""
     return rule_of_batch(registry, batch).scope(batch)
+
+
+@functools.lru_cache(maxsize=4096)
+def registry_of_batch(batch: str) -> str:
+    """The one registry whose rules wrote `batch`. The formats do not overlap (each starts
+    differently: digits, `GS`, a Party code, `ACR-`, `CAR-`, `ART-`/`FCPF-`, `CDC_`), so a
+    batch names its registry; a batch that two registries' rules accept, or none, is refused
+    rather than guessed (the test over every rule and every real row keeps this true)."""
+    found = []
+    for registry in REGISTRIES:
+        try:
+            rule_of_batch(registry, batch)
+        except SerialFormatError:
+            continue
+        found.append(registry)
+    if len(found) != 1:
+        why = "no registry's" if not found else f"more than one registry's ({', '.join(found)})"
+        raise SerialFormatError(f"{batch!r} is {why} batch")
+    return found[0]
+
+
+def identify(batch: str, first: int, last: int) -> RegistrySerial:
+    """What the range `first..last` of `batch` is: its registry, scope, project and vintage,
+    as the registry's own string says (the range printed, then parsed back)."""
+    registry = registry_of_batch(batch)
+    parsed = parse(registry, format_serial(registry, batch, first, last))
+    if parsed.batch != batch:
+        raise SerialFormatError(f"{batch!r} does not print back as itself")
+    return parsed
+
+
+def format_batch_range(batch: str, first: int, last: int) -> str:
+    """`first..last` of `batch` in its registry's own form (the registry read off the batch)."""
+    return format_serial(registry_of_batch(batch), batch, first, last)

@@ -2,8 +2,10 @@
 
 `settlement.log.verify` replays every record into a `Replay` and raises `ReplayError` at the
 first one the state does not allow. It knows nothing of orders or holds (they are not
-records); it tracks, per project and vintage, which account owns each serial range (or
-that it is retired), and each account's cash per currency. It also checks the bounds every
+records); it tracks, per identity space (a registry scope for serials of a registry batch,
+settlement/registry.py; the project and vintage for batch-less ones), which account owns
+each serial range (or that it is retired) and which project, vintage and batch it is, and
+each account's cash per currency. It also checks the bounds every
 core keeps (settlement/limits.py): custody totals and serial numbers within `AMOUNT_MAX`, so
 that a log written before the limits existed is reported at the record that passed one.
 """
@@ -11,7 +13,9 @@ that a log written before the limits existed is reported at the record that pass
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Any
 
+from settlement import registry
 from settlement.events import (
     CashDeposited,
     CashWithdrawn,
@@ -22,7 +26,7 @@ from settlement.events import (
     Settled,
 )
 from settlement.limits import AMOUNT_MAX, SERIAL_MAX
-from settlement.serials import Key, SerialRange
+from settlement.serials import SerialRange
 
 RETIRED = -1  # the owner of a retired range
 _BIG = 1 << 62
@@ -36,34 +40,48 @@ class Replay:
     def __init__(self) -> None:
         self.cash: dict[tuple[int, str], int] = {}
         self.net_cash: dict[str, int] = {}  # deposits - withdrawals per currency
-        # per (project, vintage): sorted disjoint [first, last, owner] lists
-        self.owners: dict[Key, list[list[int]]] = {}
+        # per identity space: sorted disjoint [first, last, owner, (project, vintage, batch)]
+        self.owners: dict[tuple[str, ...], list[list[Any]]] = {}
         self.net_credits = 0  # deposits - withdrawals - retirements
         self.retired = 0
 
     # -- serial ownership --------------------------------------------------------------------
 
-    def _carve(self, r: SerialRange, owner: int, what: str) -> tuple[list[list[int]], int, int]:
-        """Split intervals at r's ends; check that r is wholly owned by `owner`; return the
-        interval list and the slice [i, j) covering r."""
-        spans = self.owners.get((r.project, r.vintage))
+    @staticmethod
+    def _space(r: SerialRange, what: str) -> tuple[str, ...]:
+        """Where r's numbers are unique: its batch's registry scope, or its key."""
+        if not r.batch:
+            return ("", r.project, str(r.vintage))
+        try:
+            return (registry.identify(r.batch, r.first, r.last).scope,)
+        except registry.SerialFormatError as exc:
+            raise ReplayError(f"{what}: serials {r!r}: {exc}") from None
+
+    def _carve(self, r: SerialRange, owner: int, what: str) -> tuple[list[list[Any]], int, int]:
+        """Split intervals at r's ends; check that r is wholly owned by `owner` and is of
+        r's project, vintage and batch; return the interval list and the slice [i, j)
+        covering r."""
+        spans = self.owners.get(self._space(r, what))
         if spans is None or r.last < r.first:
             raise ReplayError(f"{what}: serials {r} are not in the ledger")
         for cut in (r.first, r.last + 1):
             k = bisect_right(spans, [cut, _BIG, _BIG]) - 1
             if k >= 0 and spans[k][0] < cut <= spans[k][1]:
-                a, b, o = spans[k]
-                spans[k : k + 1] = [[a, cut - 1, o], [cut, b, o]]
-        i = bisect_right(spans, [r.first, -_BIG, -_BIG]) - 1
+                a, b, o, ident = spans[k]
+                spans[k : k + 1] = [[a, cut - 1, o, ident], [cut, b, o, ident]]
+        i = bisect_right(spans, [r.first, -_BIG, -_BIG, ()]) - 1
         i = i + 1 if i < 0 or spans[i][0] != r.first else i
         j, pos = i, r.first
+        ident = (r.project, r.vintage, r.batch)
         while j < len(spans) and spans[j][0] <= r.last:
-            a, b, o = spans[j]
+            a, b, o, of = spans[j]
             if a != pos:
                 break
+            if of != ident:
+                raise ReplayError(f"{what}: serials {a}-{b} of {r} are of {of}")
             if o != owner:
                 who = "retired" if o == RETIRED else f"account {o}"
-                raise ReplayError(f"{what}: serials {a}-{b} of {r.project} belong to {who}")
+                raise ReplayError(f"{what}: serials {a}-{b} of {r} belong to {who}")
             pos = b + 1
             j += 1
         if pos != r.last + 1:
@@ -72,7 +90,7 @@ class Replay:
 
     def _move(self, r: SerialRange, owner: int, to: int | None, what: str) -> None:
         spans, i, j = self._carve(r, owner, what)
-        spans[i:j] = [] if to is None else [[r.first, r.last, to]]
+        spans[i:j] = [] if to is None else [[r.first, r.last, to, (r.project, r.vintage, r.batch)]]
 
     # -- records ---------------------------------------------------------------------------
 
@@ -120,13 +138,13 @@ class Replay:
                     f"credit deposit: {self.net_credits + r.qty} t in custody, above the "
                     f"limit {AMOUNT_MAX} (2^53 - 1)"
                 )
-            spans = self.owners.setdefault((r.project, r.vintage), [])
-            k = bisect_right(spans, [r.first, _BIG, _BIG]) - 1
+            spans = self.owners.setdefault(self._space(r, "credit deposit"), [])
+            k = bisect_right(spans, [r.first, _BIG, _BIG, ()]) - 1
             if (k >= 0 and spans[k][1] >= r.first) or (
                 k + 1 < len(spans) and spans[k + 1][0] <= r.last
             ):
                 raise ReplayError(f"credit deposit: serials {r} overlap serials already held")
-            spans.insert(k + 1, [r.first, r.last, b.account])
+            spans.insert(k + 1, [r.first, r.last, b.account, (r.project, r.vintage, r.batch)])
             self.net_credits += r.qty
         elif isinstance(b, CreditsWithdrawn):
             self._move(b.range, b.account, None, "credit withdrawal")
@@ -155,7 +173,7 @@ class Replay:
         live = retired = 0
         for spans in self.owners.values():
             last = -1
-            for a, b, o in spans:
+            for a, b, o, _ in spans:
                 if a <= last or b < a:
                     raise ReplayError("a serial is in two places")
                 last = b

@@ -17,7 +17,8 @@ from engine.events import Reason
 from settlement import serials
 from settlement.events import Purpose, Retired, RetirementCertificate
 from settlement.ledger import Ledger, Reject
-from settlement.serials import Key, Range, SerialRange
+from settlement.limits import SERIAL_MAX
+from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, SerialRange
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 TEXT_MAX = 1000  # characters of beneficiary or claim text
@@ -90,14 +91,20 @@ def plan_by_ranges(
     for r in ranges:
         if r.last < r.first:
             return Reject(Reason.INVALID_SERIAL_BLOCK, f"range {r} ends before it starts")
-        key = (r.project, r.vintage)
+        if r.first < 0 or r.last > SERIAL_MAX:
+            return Reject(Reason.INVALID_SERIAL_BLOCK, f"range {r} is outside 0..{SERIAL_MAX}")
+        key = r.key
+        banded = ledger.banded(r)
+        if banded is None:
+            return Reject(Reason.SERIALS_NOT_HELD, f"{r}: no serials of that batch")
+        first, last = banded
         chosen = plan.setdefault(key, [])
-        rejected = ledger.check_available(acct, key, r.first, r.last, serials.total(chosen))
+        rejected = ledger.check_available(acct, key, first, last, serials.total(chosen))
         if rejected is not None:
             return rejected
-        if serials.overlaps(chosen, r.first, r.last):
+        if serials.overlaps(chosen, first, last):
             return Reject(Reason.INVALID_SERIAL_BLOCK, f"range {r} is given twice")
-        serials.add(chosen, r.first, r.last)
+        serials.add(chosen, first, last)
     return plan
 
 
@@ -125,7 +132,7 @@ def apply_retirement(
             account,
             project,
             vintage,
-            tuple(SerialRange(project, vintage, a, b) for a, b in ranges),
+            tuple(ledger.serial_range(key, a, b) for a, b in ranges),
             qty,
             beneficiary,
             purpose,
@@ -141,6 +148,10 @@ def apply_retirement(
         for a, b in ranges:
             serials.remove(acct.credits[key], a, b)
             serials.add(retired, a, b)
+            band = a >> BAND_SHIFT
+            if band:
+                scoped = ledger.scoped_retired.setdefault(ledger.scope_of(key, band), [])
+                serials.add(scoped, a & BAND_MASK, b & BAND_MASK)
         acct.credit_qty[key] -= qty
         ledger.credits_net[key] -= qty
         certificates.append(

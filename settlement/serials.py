@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from enum import Enum
+from typing import Any
 
-import msgspec
-
+from settlement import registry
 from settlement.limits import SERIAL_MAX
 
 Range = tuple[int, int]  # inclusive (first, last)
@@ -30,20 +30,107 @@ class RangeConvention(str, Enum):
     HALF_OPEN = "half_open"
 
 
-class SerialRange(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """Exact serials of one project and vintage, inclusive at both ends."""
+class SerialRange(tuple[Any, ...]):
+    """Exact serials of one project and vintage, inclusive at both ends, and the registry
+    batch they were issued in (`batch`, the serial string with its range cut out, see
+    settlement/registry.py; "" for a block deposited without one, identified by project and
+    vintage alone as before registry-true serials).
 
-    project: str
-    vintage: int
-    first: int
-    last: int
+    A tuple of four items, or five with a batch: encoded as an array of exactly those, so a
+    record without a batch keeps the bytes (and hash) it had before batches existed, and one
+    with a batch carries it. Build it with `SerialRange(project, vintage, first, last,
+    batch)`; decoders turn arrays back into it with `decode_hook`."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls, project: str, vintage: int, first: int, last: int, batch: str = ""
+    ) -> SerialRange:
+        items = (project, vintage, first, last, batch) if batch else (project, vintage, first, last)
+        return tuple.__new__(cls, items)
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return tuple(self)
+
+    @property
+    def project(self) -> str:
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def vintage(self) -> int:
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def first(self) -> int:
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def last(self) -> int:
+        return self[3]  # type: ignore[no-any-return]
+
+    @property
+    def batch(self) -> str:
+        return self[4] if len(self) == 5 else ""
+
+    @property
+    def key(self) -> Key:
+        return (self[0], self[1])
 
     @property
     def qty(self) -> int:
-        return self.last - self.first + 1
+        return self[3] - self[2] + 1  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
-        return f"{self.project}/{self.vintage}:{self.first}-{self.last}"
+        """The registry's own string for a batch's range; `project/vintage:first-last`
+        without a batch."""
+        if len(self) == 5:
+            try:
+                return registry.format_batch_range(self[4], self[2], self[3])
+            except registry.SerialFormatError:  # not a range its registry could write
+                return f"{self[4]} {self[2]}-{self[3]}"
+        return f"{self[0]}/{self[1]}:{self[2]}-{self[3]}"
+
+    def __repr__(self) -> str:
+        return f"SerialRange{tuple.__repr__(self)}"
+
+
+def decode_hook(kind: type, obj: Any) -> Any:
+    """msgspec `dec_hook` for `SerialRange`: an array [project, vintage, first, last] or
+    [project, vintage, first, last, batch], its items' types checked."""
+    if kind is SerialRange:
+        if (
+            type(obj) is list
+            and len(obj) in (4, 5)
+            and type(obj[0]) is str
+            and type(obj[1]) is int
+            and type(obj[2]) is int
+            and type(obj[3]) is int
+            and (len(obj) == 4 or (type(obj[4]) is str and obj[4]))
+        ):
+            return SerialRange(*obj)
+        raise ValueError(f"not a serial range: {obj!r}")
+    raise NotImplementedError(f"no decoder for {kind}")
+
+
+# -- batches inside one key -------------------------------------------------------------------
+#
+# Credits of one (project, vintage) trade as one fungible quantity (a sell order holds a count
+# of a key), but registries number serials within an issuance batch, so two batches of one key
+# can share numbers. Inside the ledger each key's serial numbers are therefore laid out in
+# bands, one per batch: band 0 is the batch-less numbering (every block deposited without a
+# batch, as every block was before batches existed), band k the key's k-th registry batch in
+# order of first deposit. Serial n of band k is `k << BAND_SHIFT | n`. A band holds 0..SERIAL_MAX
+# (2^53 - 1) and bands are 2^54 apart, so ranges of two batches are never adjacent and never
+# merge; every range-list helper below works on these numbers unchanged, and "the lowest
+# serials" (what a fill delivers) means the earliest batch first. Only the ledger sees band
+# numbers: every event, record, message and the canonical state carry (batch, serial).
+
+BAND_SHIFT = 54
+BAND_MASK = (1 << BAND_SHIFT) - 1
+
+
+def banded(band: int, n: int) -> int:
+    return band << BAND_SHIFT | n
 
 
 def normalize(start: int, end: int, quantity: int, convention: RangeConvention) -> Range | str:

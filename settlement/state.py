@@ -3,9 +3,11 @@
 Everything that decides future behaviour, as plain lists, ints and strings in a fixed
 order: sorted keys, books best level first with live orders in time priority, counters,
 each account's client-order-id window (oldest first), accounts, holds, known and retired
-serials, net totals, log head. Never a `set`, a dict's insertion order or a pickle, so
-equal states hash equally in any process.
-Derived indexes (eligible keys per series, currencies per series) are left out.
+serials (each range as its band, that is its registry batch, and serials; the batch names
+of each band are in the config), net totals, log head. Never a `set`, a dict's insertion
+order or a pickle, so equal states hash equally in any process.
+Derived indexes (eligible keys per series, currencies per series, the ledger's scope
+indexes) are left out.
 
 `state_digest` hashes the walk's msgpack. The limits (settlement/limits.py) keep every
 integer of a state the core reached by `apply` within 2^53; an integer msgpack cannot hold
@@ -21,19 +23,27 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from settlement.serials import BAND_MASK, BAND_SHIFT
+
 if TYPE_CHECKING:
     from settlement.core import Core
 
 
-VERSION = "tonne-core-2"  # 2: limits and each account's client-order-id window, in order
+VERSION = "tonne-core-3"  # 3: registry batches (each range as [band, first, last])
+V2 = "tonne-core-2"  # 2: limits and each account's client-order-id window, in order
 LEGACY = "tonne-core-1"  # what snapshots written before version 2 recorded
+OLDER = (V2, LEGACY)  # formats a snapshot may have recorded its hash in, newest first
 
 
 def canonical(core: Core, version: str = VERSION) -> list[Any]:
     """The walk, in `version`'s format. `LEGACY` (version 1) has neither the limits nor the
     order of the client-order-id windows: it is only for checking a hash that a snapshot
-    recorded before version 2 (equal when no account's window has dropped an id yet)."""
+    recorded before version 2 (equal when no account's window has dropped an id yet).
+    Versions 1 and 2 have no batches: their ranges are the ledger's numbers as they are,
+    which for a ledger without batches (all a folder of those versions holds) are its
+    serials."""
     ex, ledger = core.exchange, core.ledger
+    rs = _ranges if version == VERSION else _plain
     books = []
     for sid in sorted(ex.books):
         b = ex.books[sid]
@@ -54,7 +64,7 @@ def canonical(core: Core, version: str = VERSION) -> list[Any]:
                 aid,
                 sorted(a.cash.items()),
                 sorted(a.cash_held.items()),
-                sorted([list(k), r] for k, r in a.credits.items() if r),
+                sorted([list(k), rs(r)] for k, r in a.credits.items() if r),
                 sorted([list(k), n] for k, n in a.credits_held.items() if n),
             ]
         )
@@ -69,6 +79,8 @@ def canonical(core: Core, version: str = VERSION) -> list[Any]:
     else:
         config += [ledger.cash_total_max, ledger.credits_total_max, ex.coid_window]
         coids = sorted([a, list(r)] for a, r in ex.coids_recent.items())
+    if version == VERSION:
+        config.append(sorted([list(k), names] for k, names in ledger.batches.items()))
     return [
         version,
         config,
@@ -82,12 +94,21 @@ def canonical(core: Core, version: str = VERSION) -> list[Any]:
             [o, h.account, h.series, h.qty, [[list(k), n] for k, n in h.parts]]
             for o, h in ledger.credit_holds.items()
         ),
-        sorted([list(k), r] for k, r in ledger.known.items() if r),
-        sorted([list(k), r] for k, r in ledger.retired.items() if r),
+        sorted([list(k), rs(r)] for k, r in ledger.known.items() if r),
+        sorted([list(k), rs(r)] for k, r in ledger.retired.items() if r),
         sorted(ledger.cash_net.items()),
         sorted([list(k), n] for k, n in ledger.credits_net.items() if n),
         [ledger.next_cert, ledger.log.head_seq, ledger.log.head_hash],
     ]
+
+
+def _ranges(ranges: list[tuple[int, int]]) -> list[list[int]]:
+    """A ledger range list as [band, first serial, last serial] items."""
+    return [[a >> BAND_SHIFT, a & BAND_MASK, b & BAND_MASK] for a, b in ranges]
+
+
+def _plain(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return ranges
 
 
 def _order(o: Any) -> list[Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from engine.catalogue import RegistryBlock, parse_projects, parse_serials
 from engine.reference import STANDARD_OF_REGISTRY, Mitigation, Project, Series, series_id
+from settlement import registry
 from settlement.commands import DepositCredits, OpenAccount
 from settlement.core import AnyEvent, Core
 from settlement.serials import RangeConvention
@@ -26,7 +27,11 @@ def project_series(project: Project, vintage: int, **params: object) -> Series:
     )
 
 
-def deposit_block(account: int, block: RegistryBlock, ts: int = 0, ref: str = "") -> DepositCredits:
+def deposit_block(
+    account: int, block: RegistryBlock, ts: int = 0, ref: str = "", *, batch: bool = False
+) -> DepositCredits:
+    """The deposit of a whole registry block; with `batch`, under the registry batch its
+    serial string names (settlement/registry.py), else batch-less (project and vintage)."""
     return DepositCredits(
         account=account,
         project=block.project,
@@ -37,7 +42,13 @@ def deposit_block(account: int, block: RegistryBlock, ts: int = 0, ref: str = ""
         convention=RangeConvention(block.convention),
         ref=ref or block.serial_string,
         ts=ts,
+        batch=batch_of(block) if batch else "",
     )
+
+
+def batch_of(block: RegistryBlock) -> str:
+    """The registry batch a block's serial string names."""
+    return registry.parse(block.registry, block.serial_string, block.start, block.end).batch
 
 
 def catalogue_core(

@@ -303,7 +303,6 @@ def test_engine_rejections_pass_through_unchanged() -> None:
     assert isinstance(ev, Rejected) and ev.reason is Reason.UNKNOWN_ORDER
 
 
-
 def test_advance_time_expires_what_is_due_and_releases_its_holds_and_nothing_else() -> None:
     core = fresh()
     cmds = script()
