@@ -2,12 +2,15 @@
 
 It starts the exchange exactly as `tonne serve` does (SQLite store, group-commit journal,
 settlement core, TCP and WebSocket servers on loopback ports), provisions five participants
-with API keys, funds them through the settlement log with cash and with shares of the real
-registry serial blocks in data/serials.csv, and lets them trade through the client library
+with API keys, funds them through the settlement log with cash and with every real registry
+serial block in data/serials.csv (all 77, each under its registry's issuance batch, so blocks
+of one project and vintage that share numbers are both taken; the listed project-vintages'
+blocks are shared among the participants), and lets them trade through the client library
 (four over TCP, one over WebSocket), printing every fill as its execution report arrives,
-with the exact serials delivered. Then an airline retires credits for its CORSIA claim and
-gets a certificate, a market-data subscriber's local L2 book is checked against the engine's,
-and the settlement log is printed and verified as `tonne log tail` / `tonne log verify` do.
+with the exact serials delivered as their registries write them. Then an airline retires
+credits for its CORSIA claim and gets a certificate, a market-data subscriber's local L2 book
+is checked against the engine's, and the settlement log is printed and verified as `tonne log
+tail` / `tonne log verify` do.
 The same seed always trades the same market (only the clock times differ).
 """
 
@@ -34,6 +37,7 @@ from gateway.logcmd import tail, verify
 from gateway.refdata import SerialRow, load_projects, load_serials
 from gateway.serve import running
 from gateway.store import SQLiteStore
+from settlement import registry
 from settlement.commands import Deposit, DepositCredits
 
 CASH_EACH = 50_000_000  # minor units of each currency per participant (500,000.00)
@@ -163,7 +167,11 @@ def levels_text(levels: list[tuple[int, int]], currency: str) -> str:
 
 
 def serials_text(ranges: list[p.SerialRange]) -> str:
-    shown = ", ".join(f"{r.project}/{r.vintage}:{r.first}-{r.last}" for r in ranges[:2])
+    """Serial ranges as their registries write them (`project/vintage:first-last` for
+    serials without a registry batch)."""
+    shown = ", ".join(
+        r.registry_serial or f"{r.project}/{r.vintage}:{r.first}-{r.last}" for r in ranges[:2]
+    )
     return shown + (f" (+{len(ranges) - 2} more)" if len(ranges) > 2 else "")
 
 
@@ -178,35 +186,38 @@ def split_block(row: SerialRow, parts: int) -> list[tuple[int, int]]:
 def funding(
     listed: list[tuple[Series, Project, int]], serials: list[SerialRow], accounts: list[int]
 ) -> list[Deposit | DepositCredits]:
-    """Operator commands that fund every participant: cash in each currency, and a share of
-    each listed project-vintage's real registry serial blocks."""
+    """Operator commands that fund every participant: cash in each currency, and every real
+    registry serial block of data/serials.csv, each under its registry batch."""
     cmds: list[Deposit | DepositCredits] = []
     for account in accounts:
         for currency in sorted({s.currency for s, _, _ in listed}):
             cmds.append(
                 Deposit(account=account, currency=currency, amount=CASH_EACH, ref="demo funding")
             )
-    for series, _, _ in listed:
-        # One block per project-vintage: CAR and ART number serials within an issuance batch,
-        # so two of their blocks can share numbers; the ledger keys serials by project and
-        # vintage only (see README, "Not done yet") and would refuse the second as an overlap.
-        for row in [
-            r for r in serials if (r.project_id, r.vintage) == (series.project, series.vintage)
-        ][:1]:
-            for account, (first, last) in zip(
-                accounts, split_block(row, len(accounts)), strict=True
-            ):
-                cmds.append(
-                    DepositCredits(
-                        account=account,
-                        project=row.project_id,
-                        vintage=row.vintage,
-                        start=first,
-                        end=last,
-                        quantity=last - first + 1,
-                        ref=row.serial_string,
-                    )
+    listed_keys = {(s.project, s.vintage) for s, _, _ in listed}
+    for i, row in enumerate(serials):
+        # Every real block enters under its registry batch, so the two CAR and FCPF blocks
+        # of one project and vintage that share serial numbers are both taken into custody.
+        # A listed project-vintage's blocks are shared among all participants (each can
+        # sell); every other block goes whole to one participant in turn.
+        batch = registry.parse(row.registry, row.serial_string, row.start, row.end).batch
+        if (row.project_id, row.vintage) in listed_keys:
+            shares = list(zip(accounts, split_block(row, len(accounts)), strict=True))
+        else:
+            shares = [(accounts[i % len(accounts)], (row.start, row.end))]
+        for account, (first, last) in shares:
+            cmds.append(
+                DepositCredits(
+                    account=account,
+                    project=row.project_id,
+                    vintage=row.vintage,
+                    start=first,
+                    end=last,
+                    quantity=last - first + 1,
+                    ref=row.serial_string,
+                    batch=batch,
                 )
+            )
     return cmds
 
 
@@ -350,13 +361,15 @@ async def run_demo(data_dir: Path, seed: int, steps: int, out: Callable[[str], N
                 f"{series.mitigation.value}/{basis:<6} {labels:<16} near "
                 f"{money(mid, series.currency)}"
             )
-        deposits = funding(listed, load_serials(), list(names))
+        serials = load_serials()
+        deposits = funding(listed, serials, list(names))
         for cmd in deposits:
             events = await server.operator(cmd)
             assert not any(isinstance(e, Rejected) for e in events), events
         out(
             f"\n{len(names)} participants funded through the settlement log: {len(deposits)} "
-            f"deposits of cash and of real registry serial blocks (data/serials.csv)\n"
+            f"deposits of cash and of all {len(serials)} real registry serial blocks in "
+            f"data/serials.csv, each under its registry's issuance batch\n"
         )
         desks: dict[int, Desk] = {}
         for i, (account, key_id, secret) in enumerate(keys):

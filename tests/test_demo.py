@@ -24,6 +24,23 @@ def test_a_registry_block_splits_into_contiguous_shares_of_the_same_serials():
     assert sum(last - first + 1 for first, last in shares) == row.quantity
 
 
+def test_the_demo_takes_custody_of_every_real_block_under_its_batch():
+    projects = load_projects()
+    listed = demo.list_series(projects)
+    serials = load_serials()
+    deposits = [d for d in demo.funding(listed, serials, [1, 2, 3, 4, 5]) if hasattr(d, "batch")]
+    assert {d.ref for d in deposits} == {row.serial_string for row in serials}
+    assert len(serials) == 77
+    assert all(d.batch for d in deposits)
+    assert sum(d.quantity for d in deposits) == sum(row.quantity for row in serials)
+    # the CAR pair that shares numbers within one project and vintage is taken in whole
+    car = [d for d in deposits if (d.project, d.vintage) == ("CAR1335", 2025)]
+    assert {d.batch for d in car} == {
+        "CAR-1-US-1335-31-983-KS-2025-9205-*",
+        "CAR-1-US-1335-31-983-KS-2025-9659-*",
+    }
+
+
 def trades(out: str) -> list[str]:
     """The tape without its clock column."""
     return [line[14:] for line in out.splitlines() if re.match(r"\d\d:\d\d:\d\d\.\d{3}  #", line)]
@@ -36,6 +53,15 @@ def test_demo_trades_over_the_network_retires_and_verifies_its_log(capsys, tmp_p
     assert "certificate RC-00000001" in out
     assert "Closing books" in out
     assert re.search(r"^\s+OK \d+ records", out, re.M), out[-2000:]
+    assert "all 77 real registry serial blocks" in out
+    # trades, the certificate and the log tail print registry serial strings
+    verra = r"\d+-\d+-\d+-VCS-VCU-\d+-VER-[A-Z]{2}-\d+-\d+-\d{8}-\d{8}-\d+"
+    registry = rf"({verra}|GS1-1-[A-Z]{{2}}-GS\d+-\d+-\d{{4}}-\d+-\d+-\d+|CAR-[-A-Z0-9]+ to \d+)"
+    assert all(re.search(registry, line) for line in trades(out)), trades(out)
+    (cert,) = [line for line in out.splitlines() if "certificate RC-00000001" in line]
+    assert re.search(verra, cert), cert
+    tail = out[out.index("`tonne log tail -n 6`") :]
+    assert len(re.findall(rf"serials={registry}", tail)) >= 5, tail
 
 
 def test_same_seed_trades_the_same_market(capsys, tmp_path):
