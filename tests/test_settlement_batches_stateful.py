@@ -1,8 +1,9 @@
 """Property test: many registry batches that share serial numbers, traded, retired and
 withdrawn at random; every serial is in exactly one place, per identity (issue 11).
 
-A reference model keeps one entry per serial identity (its registry scope, here the CAR
-batch, or the project and vintage for batch-less serials, and the number): who owns it, or
+A reference model keeps one entry per serial identity (its registry scope: the CAR batch, or
+all of Verra, whatever the project; or the project and vintage for batch-less serials; and
+the number): who owns it, or
 that it is retired. Numbers are drawn from 1..40 in every batch, so any mix-up of batches in
 the ledger (a delivery, retirement or withdrawal of the wrong batch's serial 7) shows as a
 difference from the model.
@@ -28,11 +29,22 @@ from settlement.testing import catalogue_core
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 ACCOUNTS = (1, 2, 3)
-KEYS = (("CAR1335", 2025), ("CAR1568", 2025))
-SERIES = {("CAR1335", 2025): "CAR-1335-2025", ("CAR1568", 2025): "CAR-1568-2025"}
-BATCHES = {
+KEYS = (("CAR1335", 2025), ("CAR1568", 2025), ("VCS1340", 2020), ("VCS4268", 2024))
+SERIES = {
+    ("CAR1335", 2025): "CAR-1335-2025",
+    ("CAR1568", 2025): "CAR-1568-2025",
+    ("VCS1340", 2020): "VCS-1340-2020",
+    ("VCS4268", 2024): "VCS-4268-2024",
+}
+BATCHES = {  # CAR: numbers unique per batch; Verra: across the registry, batches and projects
     ("CAR1335", 2025): ["", *(f"CAR-1-US-1335-31-983-KS-2025-{n}-*" for n in (9205, 9659, 1, 2))],
     ("CAR1568", 2025): ["", *(f"CAR-1-MX-1568-42-1130-QR-2025-{n}-*" for n in (9680, 7))],
+    ("VCS1340", 2020): [
+        "",
+        "19385-*-VCS-VCU-1507-VER-ET-14-1340-01012020-31122020-1",
+        "19386-*-VCS-VCU-1507-VER-ET-14-1340-01012020-31122020-0",
+    ],
+    ("VCS4268", 2024): ["19334-*-VCS-VCU-576-VER-US-14-4268-01062024-31122024-1"],
 }
 RETIRED = 0
 
@@ -44,7 +56,10 @@ numbers = st.integers(1, 40)
 
 
 def scope(project: str, vintage: int, batch: str) -> str:
-    return batch or f"{project}/{vintage}"
+    """The model's own statement of each registry's rule (not the ledger's code)."""
+    if not batch:
+        return f"{project}/{vintage}"
+    return "VERRA" if batch[0].isdigit() else batch
 
 
 class Batches(RuleBasedStateMachine):
