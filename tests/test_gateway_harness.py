@@ -159,6 +159,7 @@ async def running_server(
     limits: Limits | None = None,
     permissions: Any = None,
     clock: Clock | None = None,
+    core: Any = None,
 ) -> AsyncIterator[Env]:
     store = KeyStore(secrets.token_bytes(32))
     keys = {}
@@ -169,7 +170,7 @@ async def running_server(
         journal = RecordingJournal(Path(data_dir))
         journal.start()
         server = Server(
-            make_core(),
+            core if core is not None else make_core(),
             journal,
             Authenticator(store, skew_s=5.0),
             limits=limits,
