@@ -563,10 +563,10 @@ ServerMessage = (
 
 _msgpack_enc = msgspec.msgpack.Encoder()
 _json_enc = msgspec.json.Encoder()
-_client_msgpack = msgspec.msgpack.Decoder(list[ClientMessage] | ClientMessage)  # type: ignore[arg-type]
-_client_json = msgspec.json.Decoder(list[ClientMessage] | ClientMessage)  # type: ignore[arg-type]
-_server_msgpack = msgspec.msgpack.Decoder(list[ServerMessage] | ServerMessage)  # type: ignore[arg-type]
-_server_json = msgspec.json.Decoder(list[ServerMessage] | ServerMessage)  # type: ignore[arg-type]
+_client_msgpack = msgspec.msgpack.Decoder(list[ClientMessage] | ClientMessage)
+_client_json = msgspec.json.Decoder(list[ClientMessage] | ClientMessage)
+_server_msgpack = msgspec.msgpack.Decoder(list[ServerMessage] | ServerMessage)
+_server_json = msgspec.json.Decoder(list[ServerMessage] | ServerMessage)
 
 
 class MalformedFrame(ValueError):

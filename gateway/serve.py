@@ -85,10 +85,12 @@ async def open_accounts(server: Server, keys: KeyStore) -> int:
     answers = await asyncio.gather(
         *[server.operator(OpenAccount(account=a)) for a in new], return_exceptions=True
     )
+    opened = 0
     for answer in answers:  # each awaited above: raise the first failure, leave none unread
         if isinstance(answer, BaseException):
             raise answer
-    return sum(not (len(ev) == 1 and isinstance(ev[0], Rejected)) for ev in answers)
+        opened += not (len(answer) == 1 and isinstance(answer[0], Rejected))
+    return opened
 
 
 async def watch_keys(server: Server, key_file: KeyFile, every_s: float) -> None:
