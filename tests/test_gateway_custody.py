@@ -1,7 +1,7 @@
 """`tonne custody`: cash and registry serial strings in and out of custody through a `fund`
 key, against the code `tonne serve` runs (real store in a temporary folder, loopback port 0).
-Every item prints what it did or why it was refused, and nothing is sent while an item is
-refused here."""
+Every item prints what it did or why it was refused; nothing is sent while an item is refused
+here; and `tonne load --connect` runs against accounts funded only by `tonne custody`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import queue
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from gateway import cli, custody_items
 from gateway import protocol as p
 from gateway.accounts import add_key
 from gateway.client import Client
+from gateway.load import choose_series
 from gateway.refdata import DATA_DIR, load_serials
 from gateway.serve import serve
 from settlement.registry import parse
@@ -692,3 +694,70 @@ def test_an_answer_that_does_not_come_leaves_that_item_unknown_and_the_rest_unse
     assert lines[0].startswith("unknown 1.00 USD: ") and why in lines[0]
     assert "look at the account before retrying" in lines[0]
     assert lines[1] == "not sent 2.00 USD: the connection failed before it"
+
+
+# -- tonne load against accounts funded by hand --------------------------------------------
+
+
+def test_tonne_load_runs_against_accounts_funded_only_by_tonne_custody(tmp_path, capsys):
+    """Accounts from `tonne accounts add`, cash and serials from `tonne custody`, then a short
+    `tonne load --connect`: it finds the series its participants are funded for (not the
+    first listed), trades it, and its end check holds."""
+    data = tmp_path / "data"
+    keys = []
+    for _ in range(2):
+        assert cli.main(["accounts", "add", "--data", str(data), "--permissions", "trade,fund",
+                         "--json"]) == 0  # fmt: skip
+        keys.append(capsys.readouterr().out.strip())
+    keys_file = tmp_path / "keys.jsonl"
+    keys_file.write_text("\n".join(keys) + "\n")
+    # VCS1340's one real block, split between the two participants as two sub-ranges
+    tail = "-VCS-VCU-1507-VER-ET-14-1340-01012020-31122020-1"
+    parts = [f"19385-941467007-941467200{tail}", f"19385-941467201-941467431{tail}"]
+    load = ["load", "--keys", str(keys_file), "--participants", "2", "--seconds", "20"]
+    with serving(data) as info:
+        tcp = f"127.0.0.1:{info['tcp_port']}"
+        assert cli.main([*load, "--connect", tcp]) == 2  # not funded yet: says so, runs nothing
+        assert "fund them (`tonne custody deposit`)" in capsys.readouterr().err
+        for i, (key, part) in enumerate(zip(keys, parts, strict=True)):
+            (tmp_path / f"k{i}.json").write_text(key)
+            code, lines, _ = custody(
+                capsys,
+                *("deposit", "--connect", tcp, "--key", str(tmp_path / f"k{i}.json")),
+                *("--cash", "USD", "20000.00", "--serial", part),
+            )
+            assert code == 0 and len(lines) == 2, lines
+        code = cli.main([*load, "--connect", tcp, "--orders", "120", "--seed", "3"])
+        out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("series VCS-1340-2020\n") and "orders 120 " in out and ": OK" in out
+    assert int(re.search(r"fills (\d+)", out)[1]) > 0, out
+    assert cli.main(["log", "verify", "--data", str(data)]) == 0
+    assert capsys.readouterr().out.startswith("OK ")
+
+
+def _series(id_: str, project: str | None, vintage: int, currency: str = "USD") -> p.SeriesInfo:
+    return p.SeriesInfo(id_, "VCS", "avoidance", vintage, project, currency, 5, 1, 1, 9, 50, False)
+
+
+def test_a_remote_load_trades_the_first_series_every_participant_is_funded_for():
+    listed = [
+        _series("GEN-2020", None, 2020),
+        _series("VCS-1-2020", "VCS1", 2020),
+        _series("VCS-2-2021", "VCS2", 2021, "HKD"),
+        _series("VCS-2-2020", "VCS2", 2020),
+    ]
+
+    def holdings(*held: tuple[str, int, int]) -> p.Holdings:
+        return p.Holdings(account=1, holdings=[p.Holding(pr, v, n, 0, []) for pr, v, n in held])
+
+    def balances(**cash: int) -> p.Balances:
+        return p.Balances(account=1, cash=[p.CashBalance(c, n, 0) for c, n in cash.items()])
+
+    both = holdings(("VCS1", 2020, 0), ("VCS2", 2021, 5), ("VCS2", 2020, 5))
+    only_one = holdings(("VCS2", 2021, 5))
+    chosen = choose_series(listed, "", [both, both], [balances(USD=1), balances(USD=1)])
+    assert chosen == listed[3]  # VCS-1 has no credits available; VCS-2-2021 has no HKD
+    assert choose_series(listed, "VCS-1-2020", [only_one], [balances()]) == listed[1]
+    assert "fund them" in str(choose_series(listed, "", [both, only_one], [balances(USD=1)] * 2))
+    assert "no series 'NOPE'" in str(choose_series(listed, "NOPE", [both], [balances()]))
