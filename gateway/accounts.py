@@ -8,8 +8,8 @@
 `add` prints the new key's id and secret once; only the sealed secret is stored
 (`accounts.json`, sealed with `master.key`, see gateway/auth.py). The server opens each
 provisioned account in the core when it starts. `fund` lets a key deposit and withdraw cash
-and deposit registry blocks of credits for its own account (test and demo markets; on a
-real exchange that is an operator's job).
+and registry blocks of credits for its own account (test and demo markets; on a real
+exchange that is an operator's job, which `tonne custody deposit|withdraw` does).
 
 `list` shows every key's id, account, permissions and whether it is revoked, never a secret.
 `revoke` refuses the key's logons from then on (UNKNOWN_KEY) and erases its sealed secret;

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recover": ("gateway.recover", "rebuild state from a data folder and report, without serving"),
     "journal": ("gateway.journalcmd", "operators: `journal archive` and `journal migrate`"),
     "accounts": ("gateway.accounts", "provision accounts and API keys"),
+    "custody": ("gateway.custody", "operators: cash and registry serials in and out of custody"),
 }
 
 

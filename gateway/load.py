@@ -7,7 +7,9 @@ Without `--connect` it opens its own exchange on a temporary data folder (the re
 store, journal and settlement core, exactly what `tonne serve` runs), provisions the
 participants, funds each with cash and a serial block of the first series through the
 operator pipeline, and runs them. With `--connect`, `--keys` is a file of JSON lines
-`{"account", "key_id", "secret"}` (as `tonne accounts add --json` prints) of funded accounts.
+`{"account", "key_id", "secret"}` (as `tonne accounts add --json` prints) of accounts funded
+with `tonne custody deposit`, and the load trades `--series`, or else the first listed series
+that every participant holds both cash and credits of.
 
 Each participant keeps `--in-flight` requests in flight (closed loops on one connection;
 1 by default): a limit order around the reference price, or a cancel of its oldest open
@@ -302,6 +304,40 @@ async def own_exchange(args: argparse.Namespace) -> int:
             return 0 if ok and stats.errors == 0 else 1
 
 
+def _funded(series: p.SeriesInfo, holdings: p.Holdings, balances: p.Balances) -> bool:
+    credits = sum(
+        h.available
+        for h in holdings.holdings
+        if (h.project, h.vintage) == (series.project, series.vintage)
+    )
+    cash = sum(c.total - c.held for c in balances.cash if c.currency == series.currency)
+    return credits > 0 and cash > 0
+
+
+def choose_series(
+    listed: list[p.SeriesInfo],
+    wanted: str,
+    holdings: list[p.Holdings],
+    balances: list[p.Balances],
+) -> p.SeriesInfo | str:
+    """The series a remote load trades: `wanted`, or else the first listed one that every
+    participant holds available cash and credits of (accounts funded by hand, with `tonne
+    custody`, hold what they were given, which need not be the first series); or why none."""
+    if wanted:
+        found = [s for s in listed if s.id == wanted]
+        if found:
+            return found[0]
+        return f"no series {wanted!r} on the server (listed: {', '.join(s.id for s in listed)})"
+    for s in listed:
+        tradable = s.project is not None and not s.halted
+        if tradable and all(_funded(s, h, b) for h, b in zip(holdings, balances, strict=True)):
+            return s
+    return (
+        "no listed series whose cash and credits every participant holds: fund them "
+        "(`tonne custody deposit`) or name one with --series"
+    )
+
+
 async def remote(args: argparse.Namespace) -> int:
     host, _, port = args.connect.rpartition(":")
     keys = [json.loads(line) for line in Path(args.keys).read_text().splitlines() if line.strip()]
@@ -312,8 +348,15 @@ async def remote(args: argparse.Namespace) -> int:
         await c.logon(k["key_id"], k["secret"])
         clients.append(c)
     listed = (await clients[0].series()).series
-    series = next(s for s in listed if not args.series or s.id == args.series)
     before = [await c.balances() for c in clients]
+    chosen = choose_series(listed, args.series, [await c.holdings() for c in clients], before)
+    if isinstance(chosen, str):
+        for c in clients:
+            await c.close()
+        print(f"tonne load: {chosen}", file=sys.stderr)
+        return 2
+    series = chosen
+    print(f"series {series.id}")
     ref = (series.band_low + series.band_high) // 2 if series.band_high < 1 << 40 else 1000
     stats, elapsed = await run_load(
         clients,
@@ -362,7 +405,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--connect", help="HOST:PORT of a running server (TCP, or WS port)")
     parser.add_argument("--ws-port", type=int, help="with --connect and --transport ws")
     parser.add_argument("--keys", help="JSON lines of funded accounts' keys (with --connect)")
-    parser.add_argument("--series", default="", help="series id (with --connect)")
+    parser.add_argument(
+        "--series",
+        default="",
+        help="series id (with --connect; default: the first one every participant is funded for)",
+    )
     args = parser.parse_args(argv)
     if args.participants < 1 or args.orders < 1 or args.seconds <= 0 or args.in_flight < 1:
         parser.error("--participants, --in-flight, --orders and --seconds must be positive")

@@ -274,6 +274,34 @@ def parse(
     raise SerialFormatError(f"{text!r} is not a {registry} serial ({names} format)")
 
 
+def registries_of(text: str) -> tuple[str, ...]:
+    """The registries in whose serial format `text` is written (a Cercarbono batch id alone
+    counts as Cercarbono's). The formats do not overlap, so a real string has one at most."""
+    found = [
+        r.registry
+        for r in RULES
+        if r.pattern.fullmatch(text) or (r.registry == "CERCARBONO" and _CDC_BATCH.fullmatch(text))
+    ]
+    return tuple(dict.fromkeys(found))
+
+
+def parse_any(text: str, start: int | None = None, end: int | None = None) -> RegistrySerial:
+    """A serial string read by the one registry whose format it is written in, for a caller
+    that holds the string but not its registry (an operator typing what a registry sent).
+    A string in no registry's format, or in more than one, is refused rather than guessed;
+    `start`/`end` are as for `parse`."""
+    if len(text.encode()) > SERIAL_TEXT_BYTES_MAX:
+        raise SerialFormatError(f"serial string longer than {SERIAL_TEXT_BYTES_MAX} bytes")
+    found = registries_of(text)
+    if not found:
+        raise SerialFormatError(
+            f"{text!r} is in no registry's serial format (read: {', '.join(REGISTRIES)})"
+        )
+    if len(found) > 1:
+        raise SerialFormatError(f"{text!r} reads as a serial of {' and '.join(found)}")
+    return parse(found[0], text, start, end)
+
+
 def _parsed(rule: Rule, m: re.Match[str], start: int | None, end: int | None) -> RegistrySerial:
     first, last = int(m["first"]), int(m["last"])
     if last < first:

@@ -133,3 +133,25 @@ def test_any_sub_range_of_a_real_block_round_trips(row, data):
 def test_every_rule_names_where_it_comes_from():
     assert all(rule.source for rule in registry.RULES)
     assert set(registry.REGISTRIES) >= {r.registry for r in ROWS}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.serial_string)
+def test_every_real_serial_string_names_its_own_registry(row):
+    assert registry.registries_of(row.serial_string) == (row.registry,)
+    s = registry.parse_any(row.serial_string, row.start, row.end)
+    assert s == parse(row.registry, row.serial_string, row.start, row.end)
+
+
+@pytest.mark.parametrize(
+    "text, start, end, why",
+    [
+        ("ACR-FR-1129-2025-2917-1 to", None, None, "no registry's serial format"),
+        ("941467007 to 941467431", None, None, "no registry's serial format"),
+        ("CDC_1_1_1_321_14_1_2009", None, None, "needs its range"),
+        ("ACR-FR-1129-2025-2917-9 to 2", None, None, "before its start"),
+        ("ACR-FR-1129-2025-2917-1 to 2" + " " * 300, None, None, "longer than"),
+    ],
+)
+def test_a_string_read_without_its_registry_is_refused_with_the_reason(text, start, end, why):
+    with pytest.raises(SerialFormatError, match=why):
+        registry.parse_any(text, start, end)
