@@ -139,36 +139,45 @@ def _cdm_scope(batch: str) -> str:
     return "CDM:" + batch.split("-", 1)[0]
 
 
+# Every pattern is ASCII: `\d` is 0-9 only, so another script's digits never make a serial
+# (`ACR-FR-١١٢٩-…` would otherwise read as a project that looks like ACR1129 and is not).
 _VERRA = re.compile(
     rf"\d{{1,12}}-{_num('first')}-{_num('last')}-VCS-VCU-\d{{1,6}}-VER-[A-Z]{{2}}-\d{{1,3}}-"
-    r"(?P<project>\d{1,6})-\d{4}(?P<vintage>\d{4})-\d{8}-[01]"
+    r"(?P<project>\d{1,6})-\d{4}(?P<vintage>\d{4})-\d{8}-[01]",
+    re.ASCII,
 )
 _GS_VER = re.compile(
     r"GS\d-\d-[A-Z]{2}-GS(?P<project>\d{1,6})-\d{1,3}-(?P<vintage>\d{4})-\d{1,9}-"
-    rf"{_num('first')}-{_num('last')}"
+    rf"{_num('first')}-{_num('last')}",
+    re.ASCII,
 )
 _CDM = re.compile(
     rf"(?P<party>[A-Z]{{2}})-(?P<unit>\d{{1,2}})-{_num('first')}-"
     r"(?P<tail>\d{1,2}-\d{1,2}-\d{1,2}-\d{1,6})(?P<sep> - )"
-    rf"(?P=party)-(?P=unit)-{_num('last')}-(?P=tail)"
+    rf"(?P=party)-(?P=unit)-{_num('last')}-(?P=tail)",
+    re.ASCII,
 )
 _ACR = re.compile(
     r"ACR-[A-Z]{2}-(?P<project>\d{1,6})-(?P<vintage>\d{4})-\d{1,9}-"
-    rf"{_num('first')} to {_num('last')}"
+    rf"{_num('first')} to {_num('last')}",
+    re.ASCII,
 )
 _CAR = re.compile(
     r"CAR-[A-Z0-9]{1,4}-[A-Z]{2}-(?P<project>\d{1,6})-\d{1,6}-\d{1,6}-[A-Z]{2}-"
-    rf"(?P<vintage>\d{{4}})-\d{{1,9}}-{_num('first')} to {_num('last')}"
+    rf"(?P<vintage>\d{{4}})-\d{{1,9}}-{_num('first')} to {_num('last')}",
+    re.ASCII,
 )
 _ART = re.compile(
     r"(?:ART|FCPF)-[A-Z]{2}-(?P<project>\d{1,6})-(?P<vintage>\d{4})-\d{1,9}-"
-    rf"{_num('first')} to {_num('last')}"
+    rf"{_num('first')} to {_num('last')}",
+    re.ASCII,
 )
 _CDC = re.compile(
     r"CDC_(?P<project>\d{1,6})(?:_[A-Z0-9]{1,6}){1,12}_(?P<vintage>\d{4})"
-    rf" {_num('first')} to {_num('last')}"
+    rf" {_num('first')} to {_num('last')}",
+    re.ASCII,
 )
-_CDC_BATCH = re.compile(r"CDC_\d{1,6}(?:_[A-Z0-9]{1,6}){1,12}_\d{4}")
+_CDC_BATCH = re.compile(r"CDC_\d{1,6}(?:_[A-Z0-9]{1,6}){1,12}_\d{4}", re.ASCII)
 
 _SAMPLE = "data/README.md: every sampled row of carbonplan/offsets-db-data's exports"
 

@@ -106,6 +106,9 @@ def test_a_cercarbono_batch_needs_its_range_and_parses_with_it():
             "not a VERRA serial",
         ),
         ("GOLD_STANDARD", "RW-5-1-2-2-0-7014 - KE-5-9-2-2-0-7014", None, None, "not a GOLD"),
+        # digits of another script are not serials (a look-alike identity otherwise)
+        ("ACR", "ACR-FR-\u0661\u0661\u0662\u0669-2025-2917-3 to 5", None, None, "not a ACR"),
+        ("ACR", "ACR-FR-1129-2025-2917-\u0663 to 5", None, None, "not a ACR serial"),
     ],
 )
 def test_a_string_no_rule_accepts_is_refused_with_the_reason(registry_, text, start, end, why):
