@@ -31,7 +31,7 @@ that the counts agree.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -99,7 +99,8 @@ def check_log_through_archive(
             start = (seg.first_seq - 1, seg.first_prev)
             rows = store.records(seg.first_seq - 1, seg.last_seq)
             pinned.update(check_log(rows, codec, pins, start=start)[2])
-    seq, head, live = check_log(store.records(pos), codec, pins, start=(pos, prev))
+    start = (pos, prev) if pos else None  # before any segment: the codec's genesis
+    seq, head, live = check_log(store.records(pos), codec, pins, start=start)
     pinned.update(live)
     return seq, head, pinned
 
@@ -137,6 +138,18 @@ def check_log(
         if seq in pins:
             pinned[seq] = prev
     return seq, (prev if seq else ""), pinned
+
+
+def chain_check(codec: Any) -> Callable[[Sequence[LogRow], str], None]:
+    """`check(records, prev)`: that consecutive records chain from the hash `prev` (before
+    they are archived: `SQLiteStore.archive_log`); `ChainError` naming the first that does
+    not."""
+
+    def check(records: Sequence[LogRow], prev: str) -> None:
+        if records:
+            check_log(iter(records), codec, start=(records[0].seq - 1, prev))
+
+    return check
 
 
 def check_ends(head: Head, seq: int, journal_head: str, log_seq: int, log_head: str) -> None:
