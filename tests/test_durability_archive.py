@@ -107,6 +107,7 @@ def test_the_writer_process_archives_the_same_way(tmp_path, archived):
     _build(tmp_path, archive_rows=SEGMENT_ROWS, writer_process=True)
     with SQLiteStore(tmp_path, readonly=True) as a, SQLiteStore(path, readonly=True) as b:
         assert [s.last_seq for s in a.segments()] == [s.last_seq for s in b.segments()]
+        assert a.log_segments() and a.log_segments() == b.log_segments()
         assert recover_store(a).state_hash == state_hash
 
 
