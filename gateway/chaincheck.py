@@ -96,11 +96,11 @@ def check_log_through_archive(
         if seg.last_seq in pins:
             pinned[seg.last_seq] = seg.last_hash
         if any(seg.first_seq <= p < seg.last_seq for p in pins):  # only a full read tells
-            start = (seg.first_seq - 1, seg.first_prev)
+            before = (seg.first_seq - 1, seg.first_prev)
             rows = store.records(seg.first_seq - 1, seg.last_seq)
-            pinned.update(check_log(rows, codec, pins, start=start)[2])
-    start = (pos, prev) if pos else None  # before any segment: the codec's genesis
-    seq, head, live = check_log(store.records(pos), codec, pins, start=start)
+            pinned.update(check_log(rows, codec, pins, start=before)[2])
+    after = (pos, prev) if pos else None  # no segment: from the codec's genesis
+    seq, head, live = check_log(store.records(pos), codec, pins, start=after)
     pinned.update(live)
     return seq, head, pinned
 

@@ -568,8 +568,8 @@ class SQLiteStore:
         """Rows in a live table (`archived` says how many the archives hold)."""
         if table not in ("journal", "log", "snapshot", "reference", "archive", "log_archive"):
             raise ValueError(f"no table {table!r}")
-        if table == "log_archive" and not self.log_segments():
-            return 0  # also when an old folder, opened read-only, has no such table
+        if table == "log_archive":  # 0 also when an old folder, opened read-only, has none
+            return len(self.log_segments())
         n: int = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         return n
 
