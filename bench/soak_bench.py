@@ -7,19 +7,20 @@ What `tonne serve` does with every command, without the network: the standard wo
 (bench/workload.py, generated chunk by chunk so the bench holds only one chunk), applied to
 the real core, appended to the real journal (SQLite store, group commit in a writer process,
 forked snapshots every `--snapshot-every` commands, three kept, and with archiving on, as
-`tonne serve --archive-journal` runs it). One commit is always in flight while the next
-commands are applied, as the server overlaps them.
+`tonne serve --archive` runs it: journal rows and settlement records the oldest kept snapshot
+covers move to segment files). One commit is always in flight while the next commands are
+applied, as the server overlaps them.
 
 Every `--report-every` commands it prints one line: commands, rate, resident memory (RSS) of
-this process and of the writer process, the data folder on disk (live db + WAL, archive), live
-journal rows, settlement-log records, and where the core's memory goes: client order ids
-remembered, open orders, accounts. And what a start costs there: `tonne recover --check` run
-as its own process on the folder (both chains from genesis + the newest snapshot + replay),
-with the chain check's share. Both memory and disk must level off: the live db does once
-archiving runs (the archive and the settlement log grow with the commands, by design); RSS
-grows with every client order id the engine remembers until the id window (issue 10, point 7,
-first bullet) bounds them: the `coids` column shows that share, so the curve can be read
-before and after that change.
+this process and of the writer process, where the core's memory goes (client order ids
+remembered, open orders), the data folder on disk (live db + WAL, the journal's archive, the
+log's archive), live journal rows, settlement records (all, and how many are live). And what
+a start costs there: `tonne recover --check` run as its own process on the folder (both
+chains from genesis through the archives' recorded heads + the newest snapshot + replay),
+with the chain check's share. Memory and the live db must level off: the live tables keep
+about three snapshot intervals once archiving runs, and the client order id window bounds
+what the engine remembers; the archives grow with the commands, by design (they are the
+audit trail, and a start reads only their headers).
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ def rss_mb(pid: int | str = "self") -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
-def folder_mb(folder: Path) -> tuple[float, float]:
-    """(live db + WAL, archive) in MB."""
+def folder_mb(folder: Path) -> tuple[float, float, float]:
+    """(live db + WAL, journal archive, log archive) in MB."""
     live = sum(p.stat().st_size for p in folder.glob("tonne.db*"))
-    archive = sum(p.stat().st_size for p in (folder / "archive").glob("*.seg"))
-    return live / 1e6, archive / 1e6
+    journal = sum(p.stat().st_size for p in (folder / "archive").glob("journal-*.seg"))
+    log = sum(p.stat().st_size for p in (folder / "archive").glob("log-*.seg"))
+    return live / 1e6, journal / 1e6, log / 1e6
 
 
 def core_counts(core: Any) -> dict[str, int]:
@@ -100,17 +102,19 @@ def start_cost(folder: Path) -> tuple[float, float, str]:
 def report(n: int, elapsed: float, core: Any, journal: Journal, folder: Path) -> None:
     """One line at `n` commands, `elapsed` seconds of applying and committing them (the
     reports' own time left out)."""
-    live_mb, archive_mb = folder_mb(folder)
+    live_mb, journal_mb, log_mb = folder_mb(folder)
     with SQLiteStore(folder, readonly=True) as store:
-        live_rows, log_rows = store.count("journal"), store.count("log")
+        live_rows, live_records = store.count("journal"), store.count("log")
+        records = store.head().log_seq
     total_s, chains_s, used = start_cost(folder)
     counts = core_counts(core)
     writer = journal._process.pid if journal._process is not None else None
     print(
         f"{n:>11,} cmds {elapsed:7.1f} s ({n / elapsed:6,.0f}/s) | RSS {rss_mb():6.0f} MB, "
         f"writer {rss_mb(writer) if writer else 0:4.0f} MB | coids {counts['coids']:,} "
-        f"open {counts['open']:,} | disk live {live_mb:6.0f} MB archive {archive_mb:6.0f} MB | "
-        f"rows live {live_rows:,} log {log_rows:,} | start {total_s:.2f} s "
+        f"open {counts['open']:,} | disk live {live_mb:5.0f} MB, journal archive "
+        f"{journal_mb:5.0f} MB, log archive {log_mb:5.0f} MB | journal rows live "
+        f"{live_rows:,} | records {records:,} ({live_records:,} live) | start {total_s:.2f} s "
         f"(chains {chains_s:.2f} s, {used})",
         flush=True,
     )

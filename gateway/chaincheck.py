@@ -6,14 +6,21 @@ start first walks
 
 - the journal: the archive's recorded heads (gateway/archive.py), then every live row, each
   row's hash recomputed from the previous one (`Store.check_journal`);
-- the settlement log: every record from genesis, decoded, its hash recomputed from the
-  previous record's (`check_log`);
+- the settlement log: the log archive's recorded heads (`Store.check_log_archive`: every
+  segment present, of the recorded length, with the recorded header, chained to the one
+  before), then every live record, decoded, its hash recomputed from the previous record's,
+  the first from the last segment's recorded last hash (`check_log`). With `full` (the
+  audit: `tonne log verify`, `tonne recover --check --full`) every archived record is read
+  and re-hashed too;
 
 and compares where each chain ends with the heads the store recorded in the same transaction
 as the last commit (`check_ends`): rows deleted from the end contradict the recorded head.
 Each check collects the hashes at the snapshots' positions (`pins`), so a snapshot is used
-only if the chain passes through exactly the heads it recorded. No command is decoded and
-nothing is replayed: measured at 10^6 commands in README.md (Durability).
+only if the chain passes through exactly the heads it recorded. A pin at an archived
+segment's end is its recorded last hash; a pin inside a segment costs reading that segment
+(no kept snapshot lies inside the archive: only what the oldest kept snapshot covers is
+archived, so this happens only on a folder archived by hand past it). No command is decoded
+and nothing is replayed: measured at 10^6 commands in README.md (Durability).
 
 `check_links` is the audit's extra step (`tonne log verify`): it reads the archived journal
 too and checks that every settlement record belongs to a journaled command (each journal row
@@ -24,7 +31,7 @@ that the counts agree.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -49,14 +56,23 @@ class Checked(msgspec.Struct):
 
 
 def check_chains(
-    store: Store, codec: Any, *, seq_pins: Collection[int] = (), log_pins: Collection[int] = ()
+    store: Store,
+    codec: Any,
+    *,
+    seq_pins: Collection[int] = (),
+    log_pins: Collection[int] = (),
+    full: bool = False,
 ) -> Checked:
-    """Check both chains from genesis and their ends against the recorded heads."""
+    """Check both chains from genesis and their ends against the recorded heads; the log's
+    archive through its recorded heads, or with `full` record by record."""
     started = time.perf_counter()
     seq, last_hash, pinned = store.check_journal(pins=seq_pins)
     journal_head = last_hash.hex()
     journal_pins = {s: h.hex() for s, h in pinned.items()}
-    log_seq, log_head, pinned_log = check_log(store.records(0), codec, log_pins)
+    if full:
+        log_seq, log_head, pinned_log = check_log(store.records(0), codec, log_pins)
+    else:
+        log_seq, log_head, pinned_log = check_log_through_archive(store, codec, log_pins)
     check_ends(store.head(), seq, journal_head, log_seq, log_head)
     return Checked(
         seq,
@@ -69,13 +85,38 @@ def check_chains(
     )
 
 
+def check_log_through_archive(
+    store: Store, codec: Any, pins: Collection[int] = ()
+) -> tuple[int, str, dict[int, str]]:
+    """The settlement log's chain, cheaply: the archive's recorded heads, then every live
+    record re-hashed, chained from the last segment's recorded hash. `check_log`'s result."""
+    pos, prev = store.check_log_archive()
+    pinned: dict[int, str] = {}
+    for seg in store.log_segments() if pins else ():
+        if seg.last_seq in pins:
+            pinned[seg.last_seq] = seg.last_hash
+        if any(seg.first_seq <= p < seg.last_seq for p in pins):  # only a full read tells
+            before = (seg.first_seq - 1, seg.first_prev)
+            rows = store.records(seg.first_seq - 1, seg.last_seq)
+            pinned.update(check_log(rows, codec, pins, start=before)[2])
+    after = (pos, prev) if pos else None  # no segment: from the codec's genesis
+    seq, head, live = check_log(store.records(pos), codec, pins, start=after)
+    pinned.update(live)
+    return seq, head, pinned
+
+
 def check_log(
-    rows: Iterator[LogRow], codec: Any, pins: Collection[int] = ()
+    rows: Iterator[LogRow],
+    codec: Any,
+    pins: Collection[int] = (),
+    *,
+    start: tuple[int, str] | None = None,
 ) -> tuple[int, str, dict[int, str]]:
     """Walk the settlement log's chain: consecutive, each record's prev the previous hash
-    and its hash recomputed by `codec.record_hash`; (last seq, its hash, pinned hashes)."""
+    and its hash recomputed by `codec.record_hash`, from genesis or from `start` (the seq
+    and hash before the first row); (last seq, its hash, pinned hashes)."""
     decode, rehash = codec.decode_record, codec.record_hash
-    seq, prev = 0, codec.log_genesis
+    seq, prev = start if start is not None else (0, codec.log_genesis)
     pinned: dict[int, str] = {}
     for row in rows:
         if row.seq != seq + 1:
@@ -97,6 +138,18 @@ def check_log(
         if seq in pins:
             pinned[seq] = prev
     return seq, (prev if seq else ""), pinned
+
+
+def chain_check(codec: Any) -> Callable[[Sequence[LogRow], str], None]:
+    """`check(records, prev)`: that consecutive records chain from the hash `prev` (before
+    they are archived: `SQLiteStore.archive_log`); `ChainError` naming the first that does
+    not."""
+
+    def check(records: Sequence[LogRow], prev: str) -> None:
+        if records:
+            check_log(iter(records), codec, start=(records[0].seq - 1, prev))
+
+    return check
 
 
 def check_ends(head: Head, seq: int, journal_head: str, log_seq: int, log_head: str) -> None:

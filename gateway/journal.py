@@ -23,9 +23,10 @@ flush. If a write fails, the journal is *failed*: every waiter and every later `
 raises `JournalFailed`, because the in-memory core is now ahead of the durable state and the
 process must stop rather than acknowledge anything (restart = recovery from the store).
 
-Archiving: with `archive_segment_rows` > 0 the writer moves the journal rows that the oldest
-kept snapshot covers to segment files (gateway/archive.py), one segment per commit turn, so
-the live table stops growing (`writer_process.Archiver`).
+Archiving: with `archive_segment_rows` > 0 the writer moves the journal rows and the
+settlement-log records that the oldest kept snapshot covers to segment files
+(gateway/archive.py), one segment per commit turn, so the live tables stop growing
+(`writer_process.Archiver`).
 
 Snapshots: when `core` is given, `flush()` takes a snapshot every `snapshot_every` commands or
 `snapshot_interval_s` seconds (whichever first) at a point where the core state is exactly the

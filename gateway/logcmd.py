@@ -86,7 +86,7 @@ def verify(store: SQLiteStore, out: TextIO, *, codec: Codec | None = None) -> in
 
 def _verify(store: SQLiteStore, out: TextIO, codec: Codec, verify_log: Any) -> int:
     try:  # both chains first, so that a break is named the same way as a start names it
-        check_chains(store, codec)
+        check_chains(store, codec, full=True)  # every archived record re-hashed too
     except (ChainError, CorruptRecord) as exc:
         out.write(f"FAIL: {exc}\n")
         return 1

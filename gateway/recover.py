@@ -2,8 +2,9 @@
 
 Reports the snapshot used (and any set aside, with why), the commands replayed, the journal
 and log positions, the log head and state hash, and the time taken. `--full` also replays the
-whole journal from genesis and checks that it reaches the same state hash. Exit 0 when the
-folder would start cleanly, 1 (naming the first bad record) when a server would refuse to.
+whole journal from genesis (re-hashing every archived settlement record first) and checks
+that it reaches the same state hash. Exit 0 when the folder would start cleanly, 1 (naming
+the first bad record) when a server would refuse to.
 """
 
 from __future__ import annotations
@@ -11,8 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gateway.archive import SegmentHeader
 from gateway.recovery import RecoveryError, recover
 from gateway.store import SQLiteStore, StoreError, default_data_dir
+
+
+def _archived(segments: list[SegmentHeader]) -> str:
+    """What the archive holds, as `, 688,128 in 42 archived segments` (or nothing)."""
+    if not segments:
+        return ""
+    return f", {sum(s.rows for s in segments):,} in {len(segments)} archived segments"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tonne recover: REFUSE to start: {exc}")
             return 1
         print(f"data folder     {folder}")
-        segments = store.segments()
-        archived = f", {sum(s.rows for s in segments):,} in {len(segments)} archived segments"
+        journal_archived = _archived(store.segments())
+        log_archived = _archived(store.log_segments())
         print(
-            f"chains          journal to seq {got.seq:,}{archived if segments else ''} and log "
-            f"to seq {got.log_seq:,} checked from genesis in {got.chains_s:.3f} s"
+            f"chains          journal to seq {got.seq:,}{journal_archived} and log to seq "
+            f"{got.log_seq:,}{log_archived} checked from genesis in {got.chains_s:.3f} s"
         )
         stored = ", ".join(f"seq {s.seq} ({s.size_bytes:,} bytes)" for s in store.snapshots())
         print(f"snapshots       {stored or 'none'}")

@@ -1,9 +1,10 @@
 """Crash recovery: rebuild the core from the store, check it, or refuse to start.
 
-0. Check both chains from genesis, hashes only (gateway/chaincheck.py): the journal (through
-   the archive's recorded heads, then every live row) and the settlement log, each ending at
-   the heads the store recorded with its last commit. Any break refuses the start, naming
-   the record, wherever it lies: before the newest snapshot too.
+0. Check both chains from genesis, hashes only (gateway/chaincheck.py): the journal and the
+   settlement log, each through its archive's recorded heads, then every live row, each
+   ending at the heads the store recorded with its last commit (a replay from genesis,
+   `use_snapshots=False`, re-hashes every archived log record too). Any break refuses the
+   start, naming the record, wherever it lies: before the newest snapshot too.
 1. Take the newest snapshot whose checksum holds, restore it, and check that the restored
    core's state hash is the one recorded with it and that the stored settlement log at the
    snapshot's log position has the recorded head hash. A snapshot failing any check is set
@@ -157,7 +158,7 @@ def _recover(
     skipped: list[str] = []
     core: Any = None
     start = SnapshotInfo(0, 0, "", "", 0, 0)
-    chains = None if resume is not None else _check_chains(store, codec)
+    chains = None if resume is not None else _check_chains(store, codec, not use_snapshots)
     candidates = store.snapshots() if use_snapshots and resume is None else []
     if resume is not None:
         core = resume.core
@@ -249,12 +250,16 @@ def _recover(
     )
 
 
-def _check_chains(store: Store, codec: Codec) -> Checked:
+def _check_chains(store: Store, codec: Codec, full: bool) -> Checked:
     """Both chains from genesis, pinned at every stored snapshot's position."""
     infos = store.snapshots()
     try:
         return check_chains(
-            store, codec, seq_pins={s.seq for s in infos}, log_pins={s.log_seq for s in infos}
+            store,
+            codec,
+            seq_pins={s.seq for s in infos},
+            log_pins={s.log_seq for s in infos},
+            full=full,
         )
     except (ChainError, CorruptRecord) as exc:
         raise RecoveryError(f"{exc}: refusing to start") from exc

@@ -6,7 +6,7 @@
                 [--reads-in-flight-max N] [--inbox-frames-max N] [--logon-failures-max N]
                 [--slow-consumer-linger-s S]
                 [--snapshot-every N] [--batch-max N] [--window-ms MS]
-                [--journal-writer process|thread] [--archive-journal]
+                [--journal-writer process|thread] [--archive]
                 [--archive-segment-rows N] [--keys-check-s S]
 
 On an empty data folder it stores the genesis reference data (the fee schedule, the demo's
@@ -18,8 +18,9 @@ stops accepting, commits, snapshots and exits 0. `--snapshot-every N` snapshots 
 every N commands as well as every 300 s (the default N is the journal's, 100 000); `--batch-max` and
 `--window-ms` bound each group commit (defaults 2 048 commands, no extra wait). The journal
 commits in a writer process (`--journal-writer thread`: in a thread of this one); with
-`--archive-journal` it moves the journal rows the oldest kept snapshot covers to segment
-files after each snapshot (gateway/archive.py). The key
+`--archive` (or its older name `--archive-journal`) it moves the journal rows and the
+settlement-log records the oldest kept snapshot covers to segment files after each snapshot,
+one segment per commit turn (gateway/archive.py). The key
 file is looked at every `--keys-check-s` (1 s): keys added can log on, and the sessions of a
 revoked key end.
 """
@@ -127,7 +128,7 @@ class JournalSettings:
     window_s: float = WINDOW_S  # extra wait for more commands before a commit
     snapshot_every: int = SNAPSHOT_EVERY  # commands between snapshots (also every 300 s)
     writer_process: bool = True  # commit in a writer process (False: a thread of this one)
-    archive_segment_rows: int = 0  # archive covered journal rows in segments of this many (0: off)
+    archive_segment_rows: int = 0  # archive covered rows in segments of this many (0: off)
 
 
 class Running:
@@ -350,17 +351,20 @@ def main(argv: list[str]) -> int:
         "GIL) or in a thread of this process",
     )
     parser.add_argument(
+        "--archive",
         "--archive-journal",
+        dest="archive",
         action="store_true",
-        help="after each snapshot, move the journal rows the oldest kept snapshot covers to "
-        "archive/journal-<first>-<last>.seg (the live journal then stops growing)",
+        help="after each snapshot, move the journal rows and settlement-log records the "
+        "oldest kept snapshot covers to archive/journal-*.seg and archive/log-*.seg (the "
+        "live db then stops growing); --archive-journal is its older name",
     )
     parser.add_argument(
         "--archive-segment-rows",
         type=int,
         default=ARCHIVE_SEGMENT_ROWS,
         metavar="N",
-        help="journal rows per archived segment",
+        help="journal rows or log records per archived segment",
     )
     limits_arguments(parser)
     args = parser.parse_args(argv)
@@ -390,7 +394,7 @@ def main(argv: list[str]) -> int:
                 window_s=args.window_ms / 1000,
                 snapshot_every=args.snapshot_every,
                 writer_process=args.journal_writer == "process",
-                archive_segment_rows=args.archive_segment_rows if args.archive_journal else 0,
+                archive_segment_rows=args.archive_segment_rows if args.archive else 0,
             ),
             tune_gc=True,
             keys_check_s=args.keys_check_s,

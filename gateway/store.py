@@ -18,9 +18,13 @@ the log's last seq and hash. Deleting trailing rows therefore contradicts the re
 (README, Durability). `CorruptRecord` names the bad table and sequence number. The store only
 moves bytes: it never decodes a command or a record, so it depends on nothing else of ours.
 
-Journal rows that the oldest kept snapshot covers can be archived to segment files
-(gateway/archive.py) and deleted from the live table; `commands()` then reads through the
-segments transparently, checking them, and `check_archive()` checks their recorded heads.
+Journal rows and settlement-log records that the oldest kept snapshot covers can be
+archived to segment files (gateway/archive.py; the `archive` and `log_archive` tables record
+their headers, gateway/segments.py) and deleted from the live tables; `commands()` and
+`records()` then read through the segments transparently, each segment checked against its
+recorded header, and `check_archive()` / `check_log_archive()` check the recorded heads
+cheaply. A folder of schema 2 from before the log archive has no `log_archive` table: a
+writable open creates it, a read-only one reads no log segments.
 
 Ownership: one `SQLiteStore` object per connection. The journal's writer (thread or process)
 owns the one that writes; readers (`tonne log tail -f`, recovery) open their own.
@@ -33,7 +37,7 @@ import os
 import sqlite3
 import struct
 import zlib
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,39 +45,24 @@ from typing import Any, Protocol
 import msgspec
 
 from gateway import archive
+from gateway.segments import SegmentTable
+from gateway.storeerrors import CorruptRecord, MissingRecord, StoreError
 
 DB_NAME = "tonne.db"
 DATA_DIR_ENV = "TONNE_DATA"  # the data folder when --data is not given
 DATA_DIR_DEFAULT = "var"
 SCHEMA_VERSION = 2  # 2: chained journal rows with their log_seq, the heads row, archives
 READ_CHUNK_ROWS = 4096  # rows fetched per round trip when streaming the journal or the log
-ARCHIVE_SEGMENT_ROWS = 16_384  # journal rows per archived segment (about 7 MB)
+ARCHIVE_SEGMENT_ROWS = 16_384  # journal rows or log records per archived segment (~7 MB)
 ZERO_HASH = bytes(32)  # the journal's "previous hash" before its first row
+# The settlement log's `prev` before its first record (settlement.log.GENESIS; the store
+# decodes no record, so it keeps its own copy, and a test checks that the two agree).
+LOG_GENESIS = "0" * 64
 LOG_SEQ_UNKNOWN = -1  # a row journaled before schema 2 (migrated) or written without one
 
 _SEQ_TS_LOG = struct.Struct(">qqq")
 _SEQ_TS = struct.Struct(">qq")
 _SEQ = struct.Struct(">q")
-
-
-class StoreError(Exception):
-    """The root of the store's errors: something is wrong with the data folder."""
-
-
-class CorruptRecord(StoreError):
-    """A row whose checksum or chain hash does not match its content. `what` names it, e.g.
-    `journal record seq 1234`."""
-
-    def __init__(self, what: str, detail: str = "", *, state: str = "corrupt") -> None:
-        self.what = what
-        super().__init__(f"{what} is {state}" + (f": {detail}" if detail else ""))
-
-
-class MissingRecord(CorruptRecord):
-    """A row that the chain or the recorded heads say must be there, and is not."""
-
-    def __init__(self, what: str, detail: str = "") -> None:
-        super().__init__(what, detail, state="missing")
 
 
 class JournalRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -159,8 +148,17 @@ class Store(Protocol):
         `through`): hashes only. Where the chain ends (seq, hash), and the hashes at the
         seqs in `pins` that it passed."""
 
-    def records(self, after_seq: int = 0) -> Iterator[LogRow]:
-        """Settlement-log rows with seq > after_seq, in order, each checked."""
+    def records(self, after_seq: int = 0, through: int | None = None) -> Iterator[LogRow]:
+        """Settlement-log rows with after_seq < seq <= through, in order, through archived
+        segments, each checked (a live row against its CRC, an archived one against its
+        segment's recorded header); the chain inside the records is the codec's to check."""
+
+    def check_log_archive(self) -> tuple[int, str]:
+        """Check the log archive's recorded heads (cheaply, as `check_journal` does the
+        journal's): where the archived log ends (seq, hash hex), (0, LOG_GENESIS) if none."""
+
+    def log_segments(self) -> list[archive.SegmentHeader]:
+        """The archived settlement-log segments, in order."""
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Every stored snapshot, newest first (without the data)."""
@@ -222,6 +220,10 @@ CREATE TABLE IF NOT EXISTS archive (
     first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, first_prev TEXT NOT NULL,
     last_hash TEXT NOT NULL, rows INTEGER NOT NULL, body_bytes INTEGER NOT NULL,
     body_sha256 TEXT NOT NULL, file TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS log_archive (
+    first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, first_prev TEXT NOT NULL,
+    last_hash TEXT NOT NULL, rows INTEGER NOT NULL, body_bytes INTEGER NOT NULL,
+    body_sha256 TEXT NOT NULL, file TEXT NOT NULL);
 """
 
 
@@ -246,10 +248,6 @@ def _chained(prev: bytes, seq: int, ts: object, log_seq: object, cmd: object) ->
         return journal_hash(prev, seq, ts, log_seq, cmd)
     except struct.error:
         return None
-
-
-def _segment_what(seg: archive.SegmentHeader) -> str:
-    return f"journal archive segment {seg.first_seq}-{seg.last_seq}"
 
 
 def default_data_dir() -> str:
@@ -282,6 +280,7 @@ class SQLiteStore:
                 raise StoreError(f"no store at {path} (is --data the right folder?)")
             uri = f"file:{path}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._archives()
             try:
                 self._check_schema_readonly()
             except BaseException:
@@ -290,6 +289,7 @@ class SQLiteStore:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._archives()
         try:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
@@ -302,6 +302,25 @@ class SQLiteStore:
         except BaseException:
             self._db.close()
             raise
+
+    def _archives(self) -> None:
+        """The journal's and the log's archived segments, read through this connection."""
+        self._journal_archive = SegmentTable(
+            self._db,
+            self.archive_dir,
+            archive.JOURNAL,
+            table="archive",
+            live_table="journal",
+            genesis=ZERO_HASH.hex(),
+        )
+        self._log_archive = SegmentTable(
+            self._db,
+            self.archive_dir,
+            archive.LOG,
+            table="log_archive",
+            live_table="log",
+            genesis=LOG_GENESIS,
+        )
 
     def _schema_version(self) -> int | None:
         try:
@@ -343,7 +362,7 @@ class SQLiteStore:
     def _migrate_from_1(self) -> None:
         """Schema 1 -> 2 in one transaction: chain the existing journal rows (each checked
         against its CRC first; their log_seq is not known, so LOG_SEQ_UNKNOWN), add the heads
-        row and the archive table. A damaged row refuses the migration, naming it."""
+        row and the archive tables. A damaged row refuses the migration, naming it."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -461,20 +480,35 @@ class SQLiteStore:
         ]
         if len(rows) < segment_rows:
             raise MissingRecord(f"journal record seq {pos + len(rows) + 1}", "cannot archive")
-        name, header = archive.write_segment(self.archive_dir, rows, prev)
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                "INSERT INTO archive VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (*msgspec.structs.astuple(header), name),
-            )
-            db.execute("DELETE FROM journal WHERE seq <= ?", (header.last_seq,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        self._journal_archive.move(rows, prev.hex())
+        return len(rows)
+
+    def archive_log(
+        self,
+        through: int,
+        segment_rows: int = ARCHIVE_SEGMENT_ROWS,
+        check: Callable[[Sequence[LogRow], str], object] | None = None,
+    ) -> int:
+        """Move the first `segment_rows` live settlement-log records to a segment file and
+        delete them from the live table, if all of them are at or below log seq `through`
+        (the oldest kept snapshot's `log_seq`); how many moved (0 or `segment_rows`). Each
+        record's checksum is checked; `check(records, prev)` checks that they chain from the
+        hash `prev` (the codec's job: the store decodes no record) and raises if not, so that
+        a damaged record is refused here rather than sealed into a segment."""
+        if segment_rows < 1:
+            raise ValueError("segment_rows must be at least 1")
+        pos, prev = self.check_log_archive()
+        if through - pos < segment_rows:
+            return 0
+        rows = list(self._live_records(pos, pos + segment_rows))
+        gap = next((pos + 1 + i for i, r in enumerate(rows) if r.seq != pos + 1 + i), None)
+        if gap is None and len(rows) < segment_rows:
+            gap = pos + len(rows) + 1
+        if gap is not None:
+            raise MissingRecord(f"settlement log record seq {gap}", "cannot archive")
+        if check is not None:
+            check(rows, prev)
+        self._log_archive.move([(r.seq, r.record, r.hash) for r in rows], prev)
         return len(rows)
 
     def prune_snapshots(self, keep: int) -> int:
@@ -531,17 +565,26 @@ class SQLiteStore:
         return Head(seq, log_seq, _text(log_hash), jhash.hex())
 
     def count(self, table: str) -> int:
-        if table not in ("journal", "log", "snapshot", "reference", "archive"):
+        """Rows in a live table (`archived` says how many the archives hold)."""
+        if table not in ("journal", "log", "snapshot", "reference", "archive", "log_archive"):
             raise ValueError(f"no table {table!r}")
+        if table == "log_archive":  # 0 also when an old folder, opened read-only, has none
+            return len(self.log_segments())
         n: int = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         return n
+
+    def archived(self) -> tuple[int, int]:
+        """(journal rows, settlement records) held in archived segments, as recorded."""
+        return (
+            sum(s.rows for s in self.segments()),
+            sum(s.rows for s in self.log_segments()),
+        )
 
     def commands(self, after_seq: int = 0) -> Iterator[JournalRow]:
         pos, prev = 0, ZERO_HASH
         for seg in self.segments():
             if seg.last_seq > after_seq:
-                if seg.first_seq != pos + 1 or seg.first_prev != prev.hex():
-                    raise CorruptRecord(_segment_what(seg), "it does not follow the one before")
+                self._journal_archive.check_follows(seg, pos, prev.hex())
                 for row in self._segment_rows(seg):
                     if row.seq > after_seq:
                         yield row
@@ -553,10 +596,14 @@ class SQLiteStore:
     def check_journal(
         self, through: int | None = None, pins: Collection[int] = ()
     ) -> tuple[int, bytes, dict[int, bytes]]:
+        """A pin at a segment's end is its recorded last hash; a pin inside a segment (no
+        kept snapshot is: only rows the oldest covers are archived) costs reading it."""
         pinned: dict[int, bytes] = {}
         for seg in self.segments() if pins else ():
             if seg.last_seq in pins:
                 pinned[seg.last_seq] = bytes.fromhex(seg.last_hash)
+            if any(seg.first_seq <= p < seg.last_seq for p in pins):
+                pinned.update((r.seq, r.hash) for r in self._segment_rows(seg) if r.seq in pins)
         pos, prev = self._live_start()
         for row in self._live(pos, prev, through):
             pos, prev = row.seq, row.hash
@@ -601,62 +648,29 @@ class SQLiteStore:
             if len(rows) < READ_CHUNK_ROWS:
                 return
 
-    # -- the archive ----------------------------------------------------------------------------
-
-    def segments(self) -> list[archive.SegmentHeader]:
-        """The archived journal segments the store records, in order."""
-        rows = self._db.execute(
-            "SELECT first_seq, last_seq, first_prev, last_hash, rows, body_bytes, body_sha256 "
-            "FROM archive ORDER BY first_seq"
-        ).fetchall()
-        try:
-            return [archive.SegmentHeader(*row) for row in rows]
-        except (TypeError, msgspec.ValidationError) as exc:
-            raise CorruptRecord("the archive table", str(exc)) from None
-
-    def check_archive(self) -> tuple[int, bytes]:
-        """The archive's recorded heads, cheaply: segments consecutive from seq 1, each
-        chained to the one before, each file present with the recorded header and length.
-        Where the archived chain ends: (seq, hash); (0, zeros) with no archive."""
-        pos, prev = 0, ZERO_HASH.hex()
-        for seg in self.segments():
-            what = _segment_what(seg)
-            if seg.first_seq != pos + 1 or seg.first_prev != prev:
-                raise CorruptRecord(what, "it does not follow the segment before")
-            try:
-                header, _ = archive.read_header(self._segment_path(seg))
-            except archive.SegmentError as exc:
-                raise CorruptRecord(what, str(exc)) from None
-            if header != seg:
-                raise CorruptRecord(what, "its header is not the one the store recorded")
+    def records(self, after_seq: int = 0, through: int | None = None) -> Iterator[LogRow]:
+        last = (1 << 62) if through is None else through
+        pos, prev = 0, LOG_GENESIS
+        for seg in self.log_segments():
+            if seg.first_seq > last:
+                return
+            if seg.last_seq > after_seq:
+                self._log_archive.check_follows(seg, pos, prev)
+                for seq, record, hash_hex in self._log_archive.rows(seg):
+                    if after_seq < seq <= last:
+                        yield LogRow(seq, record, hash_hex)
             pos, prev = seg.last_seq, seg.last_hash
-        return pos, bytes.fromhex(prev)
+        if pos < last:
+            yield from self._live_records(max(pos, after_seq), last)
 
-    def _segment_path(self, seg: archive.SegmentHeader) -> Path:
-        return self.archive_dir / archive.segment_name(seg.first_seq, seg.last_seq)
-
-    def _segment_rows(self, seg: archive.SegmentHeader) -> Iterator[JournalRow]:
-        """A segment's rows, each checked against the chain from its recorded first_prev."""
-        pos, prev = seg.first_seq - 1, bytes.fromhex(seg.first_prev)
-        what = _segment_what(seg)
-        try:
-            for seq, ts, log_seq, cmd, stored in archive.read_rows(self._segment_path(seg)):
-                if seq != pos + 1 or _chained(prev, seq, ts, log_seq, cmd) != stored:
-                    raise CorruptRecord(f"journal record seq {pos + 1} (archived in {what})")
-                pos, prev = seq, stored
-                yield JournalRow(seq, ts, cmd, log_seq, stored)
-        except archive.SegmentError as exc:
-            raise CorruptRecord(what, str(exc)) from None
-        if pos != seg.last_seq or prev.hex() != seg.last_hash:
-            raise CorruptRecord(what, "it does not end where its header says")
-
-    def records(self, after_seq: int = 0) -> Iterator[LogRow]:
-        seq = after_seq
+    def _live_records(self, after_seq: int, through: int | None = None) -> Iterator[LogRow]:
+        """Live log rows with after_seq < seq <= through, each checked against its CRC."""
+        seq, last = after_seq, (1 << 62) if through is None else through
         while True:
             rows = self._db.execute(
                 "SELECT seq, CAST(record AS BLOB), CAST(hash AS BLOB), crc FROM log "
-                "WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, READ_CHUNK_ROWS),
+                "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (seq, last, READ_CHUNK_ROWS),
             ).fetchall()
             for seq, record, hash_raw, crc in rows:
                 hash_hex = _text(hash_raw)
@@ -665,6 +679,35 @@ class SQLiteStore:
                 yield LogRow(seq, record, hash_hex)
             if len(rows) < READ_CHUNK_ROWS:
                 return
+
+    # -- the archives ---------------------------------------------------------------------------
+
+    def segments(self) -> list[archive.SegmentHeader]:
+        """The archived journal segments the store records, in order."""
+        return self._journal_archive.headers()
+
+    def log_segments(self) -> list[archive.SegmentHeader]:
+        return self._log_archive.headers()
+
+    def check_archive(self) -> tuple[int, bytes]:
+        """The journal archive's recorded heads, cheaply: segments consecutive from seq 1,
+        each chained to the one before, each file present with the recorded header and
+        length. Where the archived chain ends: (seq, hash); (0, zeros) with no archive."""
+        pos, prev = self._journal_archive.check()
+        return pos, bytes.fromhex(prev)
+
+    def check_log_archive(self) -> tuple[int, str]:
+        return self._log_archive.check()
+
+    def _segment_rows(self, seg: archive.SegmentHeader) -> Iterator[JournalRow]:
+        """A journal segment's rows, each checked against the chain from its first_prev."""
+        prev = bytes.fromhex(seg.first_prev)
+        for seq, ts, log_seq, cmd, stored in self._journal_archive.rows(seg):
+            if _chained(prev, seq, ts, log_seq, cmd) != stored:
+                what = self._journal_archive.what(seg)
+                raise CorruptRecord(f"journal record seq {seq} (archived in {what})")
+            prev = stored
+            yield JournalRow(seq, ts, cmd, log_seq, stored)
 
     def snapshots(self) -> list[SnapshotInfo]:
         rows = self._db.execute(

@@ -37,12 +37,13 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
-from gateway.store import Batch, SQLiteStore, Store
+from gateway.chaincheck import chain_check
+from gateway.store import Batch, LogRow, SQLiteStore, Store
 
 _LEN = struct.Struct(">I")
 RECV_BYTES = 1 << 20
@@ -84,18 +85,33 @@ def absorb(batch: Batch, more: Batch, batch_max: int) -> bool:
 
 
 class Archiver:
-    """Archives the journal rows the oldest kept snapshot covers, one segment per commit
-    turn, so that a writer's pause for it is one segment's (about 7 MB of rows written and
-    fsynced), not a whole snapshot interval's. The one rule of both writers; `segment_rows`
-    0 turns it off. Every kept snapshot can still start without the archive: rows after the
-    oldest stay live."""
+    """Archives the journal rows and the settlement-log records that the oldest kept
+    snapshot covers, one segment per commit turn (the journal's first, then the log's), so
+    that a writer's pause for it is one segment's (about 7 MB written and fsynced), not a
+    whole snapshot interval's. The one rule of both writers; `segment_rows` 0 turns it off.
+    Every kept snapshot can still start without the archive: what comes after the oldest
+    stays live. Log records are re-hashed before they are sealed into a segment
+    (`check_log(records, prev)`; by default the real codec's chain, `chaincheck.chain_check`),
+    since a start no longer re-hashes them once they are archived."""
 
-    def __init__(self, store: Store, segment_rows: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        segment_rows: int,
+        check_log: Callable[[Sequence[LogRow], str], object] | None = None,
+    ) -> None:
         self.store = store
         self.segment_rows = segment_rows
-        self.through = 0
+        self.through = 0  # journal seq of the oldest kept snapshot
+        self.log_through = 0  # and its settlement log seq
         self.pending = False
         self.archived_rows = 0
+        self.archived_records = 0
+        if segment_rows and check_log is None:
+            from gateway.journal import SettlementCodec  # here: gateway.journal imports us
+
+            check_log = chain_check(SettlementCodec())
+        self.check_log = check_log
         if segment_rows:
             self.after_snapshot()  # rows covered before this start, if any
 
@@ -105,7 +121,7 @@ class Archiver:
             return
         kept = self.store.snapshots()
         if kept:
-            self.through, self.pending = kept[-1].seq, True
+            self.through, self.log_through, self.pending = kept[-1].seq, kept[-1].log_seq, True
 
     def step(self) -> None:
         """Archive one segment if one is covered (after a commit, between batches)."""
@@ -113,6 +129,9 @@ class Archiver:
             assert isinstance(self.store, SQLiteStore)
             moved = self.store.archive_journal(self.through, self.segment_rows)
             self.archived_rows += moved
+            if not moved:
+                moved = self.store.archive_log(self.log_through, self.segment_rows, self.check_log)
+                self.archived_records += moved
             self.pending = moved > 0
 
     def finish(self) -> None:

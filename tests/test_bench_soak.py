@@ -15,6 +15,8 @@ def test_the_soak_bench_reports_memory_disk_and_start_cost_every_interval(tmp_pa
     assert len(lines) == 2
     for line in lines:
         assert re.search(r"RSS +\d+ MB, writer +\d+ MB \| coids [\d,]+ open [\d,]+", line)
-        assert re.search(r"disk live +\d+ MB archive +\d+ MB", line)
+        assert re.search(r"disk live +\d+ MB, journal archive +\d+ MB, log archive +\d+ MB", line)
+        assert re.search(r"journal rows live [\d,]+ \| records [\d,]+ \([\d,]+ live\)", line)
         assert re.search(r"start [\d.]+ s \(chains [\d.]+ s, seq \d+\)", line)
-    assert list((tmp_path / "archive").glob("*.seg"))  # archiving ran, as serve runs it
+    assert list((tmp_path / "archive").glob("journal-*.seg"))  # archiving ran, as serve runs it
+    assert list((tmp_path / "archive").glob("log-*.seg"))
