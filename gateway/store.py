@@ -46,7 +46,9 @@ import msgspec
 
 from gateway import archive
 from gateway.segments import SegmentTable
-from gateway.storeerrors import CorruptRecord, MissingRecord, StoreError
+from gateway.storeerrors import CorruptRecord as CorruptRecord
+from gateway.storeerrors import MissingRecord as MissingRecord
+from gateway.storeerrors import StoreError as StoreError
 
 DB_NAME = "tonne.db"
 DATA_DIR_ENV = "TONNE_DATA"  # the data folder when --data is not given
