@@ -35,10 +35,10 @@ from typing import Any
 import uvloop
 
 from bench.workload import ACCOUNTS, DEFAULT_SEED, generate
-from gateway import journal as journal_mod
-from gateway.journal import Journal, NullJournal, SettlementCodec
-from gateway.recovery import recover, save_genesis
-from gateway.store import SQLiteStore
+from gateway.durability import journal as journal_mod
+from gateway.durability.journal import Journal, NullJournal, SettlementCodec
+from gateway.durability.recovery import recover, save_genesis
+from gateway.durability.store import SQLiteStore
 
 SESSIONS_SWEEP = "32,128,512"  # concurrent sessions feeding the core, one run each
 READ_COMMANDS = 4  # commands a session applies per read before it awaits the flush

@@ -25,7 +25,7 @@ journal on a temporary folder (acks after COMMIT, synchronous=FULL), which is wh
 `tonne serve` runs.
 
 Measured 2026-11-25 on the 2-core development VM (no other benchmark running), 20 000
-orders, uvloop, loopback, the serving GC policy (gateway/gcpolicy.py) for server, in-memory
+orders, uvloop, loopback, the serving GC policy (gateway/server/gcpolicy.py) for server, in-memory
 runs and clients alike; clients in a separate process (the default) / `--same-process`:
 
     journal sqlite (the writer process, as `tonne serve`):
@@ -67,12 +67,12 @@ import uvloop
 
 from engine.commands import Side, TimeInForce
 from engine.reference import Mitigation, Series
-from gateway import protocol as p
-from gateway.auth import Authenticator, KeyStore
-from gateway.client import Client
-from gateway.gcpolicy import serving, tune_for_serving
-from gateway.server import Server
-from gateway.session import Limits
+from gateway.client.client import Client
+from gateway.server.auth import Authenticator, KeyStore
+from gateway.server.gcpolicy import serving, tune_for_serving
+from gateway.server.server import Server
+from gateway.server.session import Limits
+from gateway.wire import protocol as p
 
 SERIES = Series(
     id="VCS-1340-2020",
@@ -193,15 +193,15 @@ class Bench:
         self._tmp = None
         self._store = None
         if self.journal_kind == "sqlite":
-            from gateway.journal import Journal
-            from gateway.store import SQLiteStore
+            from gateway.durability.journal import Journal
+            from gateway.durability.store import SQLiteStore
 
             self._tmp = tempfile.TemporaryDirectory(prefix="tonne-bench-")
             self._store = SQLiteStore(Path(self._tmp.name))
             journal: Any = Journal(self._store, writer_process=True)
             journal.start()
         else:
-            from gateway.journal import NullJournal
+            from gateway.durability.journal import NullJournal
 
             journal = NullJournal()
         self.journal = journal

@@ -39,9 +39,9 @@ from typing import Any
 
 from bench.durable_bench import ACCOUNTS, fund_commands
 from bench.workload import DEFAULT_SEED, _Generator
-from gateway.journal import SNAPSHOT_EVERY, Journal
-from gateway.recovery import save_genesis
-from gateway.store import ARCHIVE_SEGMENT_ROWS, SQLiteStore
+from gateway.durability.journal import SNAPSHOT_EVERY, Journal
+from gateway.durability.recovery import save_genesis
+from gateway.durability.store import ARCHIVE_SEGMENT_ROWS, SQLiteStore
 
 CHUNK_COMMANDS = 100_000  # commands generated at a time (the bench holds one chunk)
 APPLY_COMMANDS = 1024  # commands applied between flushes (one commit in flight meanwhile)
@@ -82,7 +82,7 @@ def start_cost(folder: Path) -> tuple[float, float, str]:
     """(total s, chains s, snapshot used) of `tonne recover --check` on the folder, in its
     own process (so its memory is not this one's)."""
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "recover", "--check", str(folder)],
+        [sys.executable, "-m", "gateway.cli.main", "recover", "--check", str(folder)],
         capture_output=True,
         text=True,
         timeout=CHECK_TIMEOUT_S,

@@ -1,6 +1,6 @@
 """A minimal command feed: the durable core served on loopback, for the crash test.
 
-It stands in for the network gateway (gateway/server.py) until that carries the journal, and
+It stands in for the network gateway (gateway/server/server.py) until that carries the journal, and
 does exactly what the gateway must: recover the core from the store, then for every read,
 stamp and apply each command, append it and its settlement records to the journal, await one
 `flush()`, and only then answer. An answer is therefore a promise that the command is durable.
@@ -33,10 +33,10 @@ from typing import Any
 import msgspec
 import uvloop
 
-from gateway import journal as journal_mod
-from gateway.journal import Journal, JournalFailed, SettlementCodec
-from gateway.recovery import RecoveryError, recover
-from gateway.store import SQLiteStore, StoreError
+from gateway.durability import journal as journal_mod
+from gateway.durability.journal import Journal, JournalFailed, SettlementCodec
+from gateway.durability.recovery import RecoveryError, recover
+from gateway.durability.store import SQLiteStore, StoreError
 
 HEADER = struct.Struct(">I")
 FRAME_BYTES_MAX = 1 << 20  # a larger frame closes the connection

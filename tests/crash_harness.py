@@ -42,9 +42,9 @@ from typing import Any
 
 import msgspec
 
-from gateway.journal import SettlementCodec
-from gateway.recovery import REF_SERIES, recover, save_genesis
-from gateway.store import SQLiteStore
+from gateway.durability.journal import SettlementCodec
+from gateway.durability.recovery import REF_SERIES, recover, save_genesis
+from gateway.durability.store import SQLiteStore
 
 HEADER = struct.Struct(">I")
 START_TIMEOUT_S = 30.0
@@ -60,7 +60,7 @@ RETIREMENT_TAGS = frozenset({"certificate"})  # one per project and vintage reti
 class FeedProcess:
     """The server under test, as a child process on loopback: `python -m <command> --data
     DIR <args>`, which prints one JSON line when it is ready (the feed by default; the real
-    server is `command=("gateway.cli", "serve")`)."""
+    server is `command=("gateway.cli.main", "serve")`)."""
 
     def __init__(
         self, data_dir: Path, args: Sequence[str] = (), command: Sequence[str] = ("gateway.feed",)
@@ -376,7 +376,7 @@ def check_recovery(
     newest snapshot equal to the replay, and `tonne log verify`. The replay, for the next
     check."""
     from engine.events import Trade
-    from gateway.logcmd import verify as log_verify
+    from gateway.cli.logcmd import verify as log_verify
 
     trades: dict[int, Any] = {}  # trade id -> the engine's Trade, from the replay
 

@@ -3,7 +3,7 @@ retire, verify its own settlement log, and be reproducible from its seed."""
 
 import re
 
-from gateway import demo
+from gateway.cli import demo
 from gateway.refdata import load_projects, load_serials
 
 

@@ -14,11 +14,11 @@ import sqlite3
 import pytest
 
 from bench.workload import generate
-from gateway import journalcmd, logcmd, recover
-from gateway.journal import Journal
-from gateway.recovery import recover as recover_store
-from gateway.recovery import save_genesis
-from gateway.store import SQLiteStore, db_path
+from gateway.cli import journalcmd, logcmd, recover
+from gateway.durability.journal import Journal
+from gateway.durability.recovery import recover as recover_store
+from gateway.durability.recovery import save_genesis
+from gateway.durability.store import SQLiteStore, db_path
 from settlement.bootstrap import funding_commands
 from settlement.core import Core
 

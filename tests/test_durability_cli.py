@@ -16,11 +16,12 @@ import msgspec
 import pytest
 
 from bench.workload import generate
-from gateway import cli, logcmd, recover
-from gateway.journal import Journal, SettlementCodec
-from gateway.recovery import recover as recover_store
-from gateway.recovery import save_genesis
-from gateway.store import SQLiteStore, db_path, log_crc
+from gateway.cli import logcmd, recover
+from gateway.cli import main as cli
+from gateway.durability.journal import Journal, SettlementCodec
+from gateway.durability.recovery import recover as recover_store
+from gateway.durability.recovery import save_genesis
+from gateway.durability.store import SQLiteStore, db_path, log_crc
 from settlement.bootstrap import funding_commands
 from settlement.commands import Retire
 from settlement.core import Core
@@ -154,8 +155,8 @@ def test_log_tail_follow_prints_records_as_they_are_committed(tmp_path):
 def test_tonne_log_tail_follow_runs_until_interrupted(folder):
     path, _ = folder
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "log", "tail", "-f", "-n", "2", "--data", str(path)]
-        + ["--poll-s", "0.05"],
+        [sys.executable, "-m", "gateway.cli.main", "log", "tail", "-f", "-n", "2"]
+        + ["--data", str(path), "--poll-s", "0.05"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -178,7 +179,7 @@ def test_tonne_log_tail_into_a_reader_that_stops_early_ends_quietly(folder):
     """`tonne log tail | head -1`: the reader closes the pipe; tonne stops with no traceback."""
     path, _ = folder
     tail = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "log", "tail", "--data", str(path)],
+        [sys.executable, "-m", "gateway.cli.main", "log", "tail", "--data", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

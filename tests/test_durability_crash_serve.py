@@ -1,10 +1,10 @@
 """The crash test against the real server: `tonne serve` on its SQLite store, real clients,
 real SIGKILLs (issue 5).
 
-Each cycle starts `python -m gateway.cli serve` on the same data folder, so it recovers from
+Each cycle starts `python -m gateway.cli.main serve` on the same data folder, so it recovers from
 whatever the last kill left, and checks that it came back where the replay from scratch
 says: the journal seq and state hash it reports, and each participant's balances, holdings
-and open orders as its client sees them. The participants are clients of gateway/client.py
+and open orders as its client sees them. The participants are clients of gateway/client/client.py
 (three over TCP, one over WebSocket), each its own account with a `trade,retire,fund` key.
 In the first cycle they fund themselves over the wire (`deposit`, `deposit_credits`); then
 they trade with several requests in flight each: limit orders around each series' mid (many
@@ -33,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.commands import Side, TimeInForce
-from gateway import protocol as p
-from gateway.accounts import add_key
-from gateway.client import Client, ClientError, RequestRejected
-from gateway.journal import SettlementCodec
+from gateway.cli.accounts import add_key
+from gateway.client.client import Client, ClientError, RequestRejected
+from gateway.durability.journal import SettlementCodec
+from gateway.wire import protocol as p
 from tests.crash_harness import FeedProcess, Tally, check_recovery
 
 CYCLES = int(os.environ.get("TONNE_CRASH_CYCLES", "3"))
 SEED = int(os.environ.get("TONNE_CRASH_SEED", "21"))
-SERVE = ("gateway.cli", "serve")
+SERVE = ("gateway.cli.main", "serve")
 PARTICIPANTS = 4  # the last one over WebSocket, the others over TCP
 WORKERS = 3  # requests each participant has in flight at once
 KILL_AFTER_ANSWERS = (100, 400)  # the kill comes after a seeded number of answered requests

@@ -16,9 +16,9 @@ import time
 import msgspec
 import pytest
 
-from gateway.journal import Journal, JournalFailed, NullJournal
-from gateway.recovery import RecoveryError, recover
-from gateway.store import Batch, JournalRow, LogRow, SQLiteStore, db_path, log_crc
+from gateway.durability.journal import Journal, JournalFailed, NullJournal
+from gateway.durability.recovery import RecoveryError, recover
+from gateway.durability.store import Batch, JournalRow, LogRow, SQLiteStore, db_path, log_crc
 
 TIMEOUT_S = 10.0
 

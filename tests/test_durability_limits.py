@@ -10,11 +10,11 @@ import asyncio
 
 import pytest
 
-from gateway import cli
-from gateway.journal import Journal
-from gateway.recovery import save_genesis
-from gateway.serve import serve
-from gateway.store import SQLiteStore
+from gateway.cli import main as cli
+from gateway.cli.serve import serve
+from gateway.durability.journal import Journal
+from gateway.durability.recovery import save_genesis
+from gateway.durability.store import SQLiteStore
 from settlement.commands import Deposit, OpenAccount, Withdraw
 from settlement.core import Core
 

@@ -21,12 +21,13 @@ import sys
 import msgspec
 import pytest
 
-from gateway import archive, journalcmd, logcmd, recover, serve
-from gateway.chaincheck import ChainError, chain_check, check_chains
-from gateway.journal import SettlementCodec
-from gateway.recovery import recover as recover_store
-from gateway.store import LOG_GENESIS, SQLiteStore, db_path, log_crc
-from gateway.writer_process import Archiver
+from gateway.cli import journalcmd, logcmd, recover, serve
+from gateway.durability import archive
+from gateway.durability.chaincheck import ChainError, chain_check, check_chains
+from gateway.durability.journal import SettlementCodec
+from gateway.durability.recovery import recover as recover_store
+from gateway.durability.store import LOG_GENESIS, SQLiteStore, db_path, log_crc
+from gateway.durability.writer_process import Archiver
 from settlement.log import GENESIS
 from tests.test_durability_archive import SEGMENT_ROWS, _build
 
@@ -237,7 +238,7 @@ def test_the_real_serve_command_refuses_a_missing_log_segment(archived, tmp_path
     name = _damage(tmp_path, "file deleted")
     argv = ["serve", "--data", str(tmp_path), "--tcp-port", "0", "--ws-port", "0", "--archive"]
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *argv],
+        [sys.executable, "-m", "gateway.cli.main", *argv],
         capture_output=True,
         text=True,
         timeout=SERVE_TIMEOUT_S,

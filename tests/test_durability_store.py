@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from gateway.store import (
+from gateway.durability.store import (
     LOG_SEQ_UNKNOWN,
     Batch,
     CorruptRecord,
@@ -200,7 +200,7 @@ def test_a_damaged_schema_1_row_refuses_the_migration_naming_it_and_changes_noth
 
 
 def test_the_journal_cli_migrates_a_schema_1_folder(tmp_path, capsys):
-    from gateway import journalcmd
+    from gateway.cli import journalcmd
 
     _schema_1_folder(tmp_path)
     assert journalcmd.main(["migrate", "--data", str(tmp_path)]) == 0

@@ -21,10 +21,10 @@ import pytest
 
 from bench.workload import generate
 from engine.commands import NewOrder
-from gateway import logcmd, recover, serve
-from gateway.journal import Journal
-from gateway.recovery import save_genesis
-from gateway.store import SQLiteStore, db_path, log_crc
+from gateway.cli import logcmd, recover, serve
+from gateway.durability.journal import Journal
+from gateway.durability.recovery import save_genesis
+from gateway.durability.store import SQLiteStore, db_path, log_crc
 from settlement.bootstrap import funding_commands
 from settlement.commands import Retire
 from settlement.core import Core
@@ -232,7 +232,7 @@ def test_the_real_serve_command_refuses_tampering_and_names_the_record(case, pri
     db.close()
     argv = ["serve", "--data", str(tmp_path), "--tcp-port", "0", "--ws-port", "0"]
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *argv],
+        [sys.executable, "-m", "gateway.cli.main", *argv],
         capture_output=True,
         text=True,
         timeout=SERVE_TIMEOUT_S,

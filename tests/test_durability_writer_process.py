@@ -26,9 +26,9 @@ from test_durability_journal import (
     _run,
 )
 
-from gateway.journal import Journal, JournalFailed
-from gateway.store import Batch, JournalRow, SQLiteStore
-from gateway.writer_process import frame, merge, split_frames
+from gateway.durability.journal import Journal, JournalFailed
+from gateway.durability.store import Batch, JournalRow, SQLiteStore
+from gateway.durability.writer_process import frame, merge, split_frames
 
 
 def _journal(store: SQLiteStore, **kw) -> Journal:
@@ -180,7 +180,7 @@ def test_the_writer_dies_with_a_killed_server(tmp_path):
         import asyncio, sys, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_durability_writer_process import _journal
-        from gateway.store import SQLiteStore
+        from gateway.durability.store import SQLiteStore
 
         async def main():
             journal = _journal(SQLiteStore({str(tmp_path)!r}))

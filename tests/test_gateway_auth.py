@@ -7,9 +7,9 @@ import json
 import pytest
 
 from engine.events import Reason
-from gateway.accounts import add_key
-from gateway.accounts import main as accounts_main
-from gateway.auth import Authenticator, KeyStore, SealedSecretError, sign_logon
+from gateway.cli.accounts import add_key
+from gateway.cli.accounts import main as accounts_main
+from gateway.server.auth import Authenticator, KeyStore, SealedSecretError, sign_logon
 
 NOW = 1_700_000_000 * 10**9
 

@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from gateway import cli, custody_items
-from gateway import protocol as p
-from gateway.accounts import add_key
-from gateway.client import Client
-from gateway.load import choose_series
+from gateway.cli import custody_items
+from gateway.cli import main as cli
+from gateway.cli.accounts import add_key
+from gateway.cli.load import choose_series
+from gateway.cli.serve import serve
+from gateway.client.client import Client
 from gateway.refdata import DATA_DIR, load_serials
-from gateway.serve import serve
+from gateway.wire import protocol as p
 from settlement.registry import parse
 
 ROWS = load_serials()

@@ -8,8 +8,8 @@ import pytest
 from test_gateway_harness import SERIES, run, running_server
 
 from engine.commands import AdvanceTime, Side, TimeInForce
-from gateway import protocol as p
-from gateway.clock import ManualClock
+from gateway.server.clock import ManualClock
+from gateway.wire import protocol as p
 
 GTD = TimeInForce.GTD
 S = 10**9

@@ -15,8 +15,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from engine.commands import OrderType, Side, TimeInForce
-from gateway import protocol as p
-from gateway.session import Limits
+from gateway.server.session import Limits
+from gateway.wire import protocol as p
 
 TAGS = [
     "logon",

@@ -19,14 +19,14 @@ from typing import Any
 import uvloop
 
 from engine import Mitigation, Series
-from gateway.auth import Authenticator, KeyStore
-from gateway.client import Client
-from gateway.clock import Clock
-from gateway.journal import Journal
+from gateway.client.client import Client
+from gateway.durability.journal import Journal
+from gateway.durability.store import SQLiteStore
 from gateway.refdata import load_projects
-from gateway.server import Server
-from gateway.session import Limits
-from gateway.store import SQLiteStore
+from gateway.server.auth import Authenticator, KeyStore
+from gateway.server.clock import Clock
+from gateway.server.server import Server
+from gateway.server.session import Limits
 from settlement.commands import Deposit, DepositCredits, OpenAccount
 from settlement.core import Core
 

@@ -10,9 +10,11 @@ import pytest
 from test_gateway_harness import run, running_server
 
 from engine.events import Reason
-from gateway.accounts import add_key
-from gateway.accounts import main as accounts_main
-from gateway.auth import (
+from gateway.cli.accounts import add_key
+from gateway.cli.accounts import main as accounts_main
+from gateway.client.client import Client, LogonFailed
+from gateway.durability.store import StoreError
+from gateway.server.auth import (
     MASTER_KEY_ENV,
     Authenticator,
     KeyFileFormatError,
@@ -22,8 +24,6 @@ from gateway.auth import (
     UnknownKeyId,
     sign_logon,
 )
-from gateway.client import Client, LogonFailed
-from gateway.store import StoreError
 
 NOW = 1_700_000_000 * 10**9
 SECRET = "5ecret-5ecret-5ecret"
@@ -287,7 +287,7 @@ def test_a_server_refuses_a_key_revoked_in_its_key_store_from_the_next_logon():
 
 
 def test_tonne_serve_refuses_a_key_revoked_while_it_runs_and_after_a_restart(tmp_path):
-    from gateway.serve import serve
+    from gateway.cli.serve import serve
 
     _, key_id, secret = add_key(tmp_path)
 
@@ -355,7 +355,7 @@ def test_changes_to_the_key_file_wait_for_each_other():
     import threading
     from pathlib import Path
 
-    from gateway.accounts import LOCK_FILE, key_file_lock, revoke_key
+    from gateway.cli.accounts import LOCK_FILE, key_file_lock, revoke_key
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -393,7 +393,7 @@ def test_a_key_that_comes_back_after_a_reload_still_refuses_a_replayed_logon(tmp
 
 
 def test_a_reload_ends_the_sessions_of_a_key_reissued_with_other_rights(tmp_path):
-    from gateway.accounts import import_keys
+    from gateway.cli.accounts import import_keys
 
     _, key_id, secret = add_key(tmp_path)
     auth = Authenticator(KeyStore.load(tmp_path), skew_s=30)

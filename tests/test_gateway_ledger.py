@@ -8,8 +8,8 @@ from test_gateway_harness import CASH, CREDITS, SERIES, run, running_server
 
 from engine.commands import Side
 from engine.events import Reason
-from gateway import protocol as p
-from gateway.client import RequestRejected
+from gateway.client.client import RequestRejected
+from gateway.wire import protocol as p
 
 ALL = frozenset({"trade", "retire", "fund"})
 

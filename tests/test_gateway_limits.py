@@ -16,10 +16,10 @@ from websockets.exceptions import ConnectionClosed
 
 from engine.commands import Side
 from engine.events import Reason
-from gateway import protocol as p
-from gateway.auth import sign_logon
-from gateway.client import ConnectionLost, RequestRejected
-from gateway.session import Limits, TokenBucket
+from gateway.client.client import ConnectionLost, RequestRejected
+from gateway.server.auth import sign_logon
+from gateway.server.session import Limits, TokenBucket
+from gateway.wire import protocol as p
 
 
 def test_token_bucket_allows_the_burst_then_the_rate():

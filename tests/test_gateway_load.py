@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.load import main
+from gateway.cli.load import main
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])

@@ -11,7 +11,7 @@ from test_gateway_harness import run, running_server
 
 from engine.commands import Side
 from engine.events import Reason
-from gateway import protocol as p
+from gateway.wire import protocol as p
 from settlement.testing import catalogue_core
 
 DATA = Path(__file__).resolve().parent.parent / "data"

@@ -10,10 +10,10 @@ import pytest
 from test_gateway_harness import run
 
 from engine.commands import Side
-from gateway import protocol as p
-from gateway.accounts import add_key
-from gateway.client import Client
-from gateway.serve import serve
+from gateway.cli.accounts import add_key
+from gateway.cli.serve import serve
+from gateway.client.client import Client
+from gateway.wire import protocol as p
 
 
 async def _serving(data_dir, stop: asyncio.Event) -> tuple[asyncio.Task, dict]:
@@ -64,8 +64,8 @@ def test_a_gtd_order_expires_on_time_in_a_quiet_market_and_replay_reproduces_it(
     order leaves open_orders and the L2 book; the journal holds the one `AdvanceTime`, and a
     replay from genesis and a restart reproduce it."""
     from engine.commands import AdvanceTime, TimeInForce
-    from gateway.recovery import recover
-    from gateway.store import SQLiteStore
+    from gateway.durability.recovery import recover
+    from gateway.durability.store import SQLiteStore
     from settlement.commands import decode_command
 
     account, key_id, secret = add_key(tmp_path, permissions=frozenset({"trade", "fund"}))
@@ -119,7 +119,7 @@ def test_a_gtd_order_expires_on_time_in_a_quiet_market_and_replay_reproduces_it(
 
 
 def test_the_group_commit_bounds_are_set_from_the_command_line(tmp_path):
-    from gateway.serve import JournalSettings, running
+    from gateway.cli.serve import JournalSettings, running
 
     async def body():
         settings = JournalSettings(batch_max=7, window_s=0.002, snapshot_every=50)
@@ -134,7 +134,7 @@ def test_the_group_commit_bounds_are_set_from_the_command_line(tmp_path):
 
 
 def test_the_journal_commits_in_a_writer_process_unless_told_a_thread(tmp_path):
-    from gateway.serve import JournalSettings, running
+    from gateway.cli.serve import JournalSettings, running
 
     async def body():
         async with running(tmp_path, tcp_port=0, ws_port=0) as ex:
@@ -152,7 +152,7 @@ def test_the_journal_commits_in_a_writer_process_unless_told_a_thread(tmp_path):
 def test_out_of_range_group_commit_bounds_are_refused_with_a_message(tmp_path, capsys):
     import pytest
 
-    from gateway.serve import main
+    from gateway.cli.serve import main
 
     for argv in (
         ["--batch-max", "0"],
@@ -171,7 +171,7 @@ def test_out_of_range_group_commit_bounds_are_refused_with_a_message(tmp_path, c
 def test_the_serving_gc_policy_is_applied_for_a_while_and_undone():
     import gc
 
-    from gateway.gcpolicy import YOUNG, serving
+    from gateway.server.gcpolicy import YOUNG, serving
 
     before = gc.get_threshold()
     with serving():
@@ -201,7 +201,7 @@ def test_serve_refuses_a_bad_key_file_before_starting_anything(tmp_path, capsys)
 def test_the_session_limits_and_the_journal_writer_are_read_from_the_command_line():
     import argparse
 
-    from gateway.serve import limits_arguments, limits_from
+    from gateway.cli.serve import limits_arguments, limits_from
 
     parser = argparse.ArgumentParser()
     limits_arguments(parser)
@@ -214,7 +214,7 @@ def test_the_session_limits_and_the_journal_writer_are_read_from_the_command_lin
 def test_a_journal_writer_process_needs_a_store_with_a_path():
     import pytest
 
-    from gateway.journal import Journal
+    from gateway.durability.journal import Journal
 
     class NoPath:
         pass
@@ -228,9 +228,9 @@ def test_a_running_server_sees_keys_added_and_revoked_without_a_restart(tmp_path
     runs: a new key (of a new account) can log on and trade within a check, and the
     sessions of a revoked key end with `goodbye` KEY_REVOKED; it cannot log on again."""
     from engine.events import Reason
-    from gateway.accounts import revoke_key
-    from gateway.client import ConnectionLost, LogonFailed
-    from gateway.serve import running
+    from gateway.cli.accounts import revoke_key
+    from gateway.cli.serve import running
+    from gateway.client.client import ConnectionLost, LogonFailed
 
     _, old_key, old_secret = add_key(tmp_path)
 
@@ -262,7 +262,7 @@ def test_a_running_server_sees_keys_added_and_revoked_without_a_restart(tmp_path
 
 
 def test_a_key_file_that_cannot_be_read_keeps_the_keys_in_use(tmp_path):
-    from gateway.serve import running
+    from gateway.cli.serve import running
 
     _, key_id, secret = add_key(tmp_path)
 
@@ -282,7 +282,7 @@ def test_a_key_file_that_cannot_be_read_keeps_the_keys_in_use(tmp_path):
 def test_a_key_file_moved_away_for_a_moment_ends_no_session(tmp_path):
     """A reload that finds no key file (moved, being restored) keeps the keys in use: it is
     not read as "every key revoked"."""
-    from gateway.serve import running
+    from gateway.cli.serve import running
 
     _, key_id, secret = add_key(tmp_path)
 

@@ -10,10 +10,10 @@ from test_gateway_harness import OTHER, SERIES, run, running_server
 
 from engine.commands import Side, TimeInForce
 from engine.events import CancelReason, Reason
-from gateway import protocol as p
-from gateway.auth import sign_logon
-from gateway.client import ConnectionLost, LocalBook, LogonFailed, RequestRejected
-from gateway.clock import ManualClock
+from gateway.client.client import ConnectionLost, LocalBook, LogonFailed, RequestRejected
+from gateway.server.auth import sign_logon
+from gateway.server.clock import ManualClock
+from gateway.wire import protocol as p
 
 TRANSPORTS = ["tcp", "ws"]
 

@@ -1,5 +1,5 @@
 """The protocol document is enough to write a client in another language: a Node.js client
-written from gateway/PROTOCOL.md alone (clients/node/, standard library only, its own
+written from gateway/wire/PROTOCOL.md alone (clients/node/, standard library only, its own
 msgpack codec) trades, funds, keeps an L2 book and checks 121 promises of the document
 against a real `tonne serve`, over TCP and WebSocket. If the server and the document drift
 apart, this fails.

@@ -13,8 +13,8 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from gateway import cli
-from gateway.store import SQLiteStore
+from gateway.cli import main as cli
+from gateway.durability.store import SQLiteStore
 from settlement.log import decode_record
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "folder-before-batches"
@@ -52,10 +52,10 @@ def test_the_old_folder_serves_and_takes_a_block_under_its_batch(tmp_path, capsy
     """The old blocks stay batch-less; the same numbers under a registry batch are a new
     identity and enter, over the wire as a registry serial string; the folder then
     verifies, old records and new together."""
-    from gateway import protocol as p
-    from gateway.accounts import add_key
-    from gateway.client import Client
-    from gateway.serve import running
+    from gateway.cli.accounts import add_key
+    from gateway.cli.serve import running
+    from gateway.client.client import Client
+    from gateway.wire import protocol as p
 
     folder = _folder(tmp_path)
     account, key_id, secret = add_key(folder, 2, frozenset({"trade", "fund"}))

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// tonne trading client in Node.js, written from gateway/PROTOCOL.md alone.
+// tonne trading client in Node.js, written from gateway/wire/PROTOCOL.md alone.
 // Standard library only (net, crypto). Includes a minimal msgpack codec and, when the
 // runtime has a global WebSocket (Node 22+, or Node 20/21 with --experimental-websocket),
 // a JSON-over-WebSocket check.

@@ -13,15 +13,15 @@ import sys
 
 # subcommand -> (module, what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("gateway.demo", "a seeded demo market with simulated participants"),
+    "demo": ("gateway.cli.demo", "a seeded demo market with simulated participants"),
     "bench": ("bench.engine_bench", "the standard engine workload against the reference engine"),
-    "serve": ("gateway.serve", "run the exchange (TCP + WebSocket) on the embedded store"),
-    "load": ("gateway.load", "simulated participants against a running server"),
-    "log": ("gateway.logcmd", "operators: `log tail [-f]` and `log verify` of the settlement log"),
-    "recover": ("gateway.recover", "rebuild state from a data folder and report, without serving"),
-    "journal": ("gateway.journalcmd", "operators: `journal archive` and `journal migrate`"),
-    "accounts": ("gateway.accounts", "provision accounts and API keys"),
-    "custody": ("gateway.custody", "operators: cash and registry serials in and out of custody"),
+    "serve": ("gateway.cli.serve", "run the exchange (TCP + WebSocket) on the embedded store"),
+    "load": ("gateway.cli.load", "simulated participants against a running server"),
+    "log": ("gateway.cli.logcmd", "operators: `log tail [-f]` and `log verify` of the log"),
+    "recover": ("gateway.cli.recover", "rebuild state from a data folder and report, not serving"),
+    "journal": ("gateway.cli.journalcmd", "operators: `journal archive` and `journal migrate`"),
+    "accounts": ("gateway.cli.accounts", "provision accounts and API keys"),
+    "custody": ("gateway.cli.custody", "operators: cash and registry serials in and out"),
 }
 
 

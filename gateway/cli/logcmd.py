@@ -21,10 +21,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from gateway.chaincheck import ChainError, check_chains, check_links
-from gateway.journal import Codec, SettlementCodec
-from gateway.recovery import RecoveryError, recover
-from gateway.store import CorruptRecord, SQLiteStore, StoreError, default_data_dir
+from gateway.durability.chaincheck import ChainError, check_chains, check_links
+from gateway.durability.journal import Codec, SettlementCodec
+from gateway.durability.recovery import RecoveryError, recover
+from gateway.durability.store import CorruptRecord, SQLiteStore, StoreError, default_data_dir
 
 POLL_S = 0.5
 POLL_S_MIN = 0.01

@@ -2,7 +2,7 @@
 
 A segment is a run of consecutive rows of one kind (`JOURNAL` rows or settlement-log
 records, `LOG`) that the oldest kept snapshot covers, moved out of its live table
-(gateway/store.py `archive_journal`, `archive_log`) into `archive/<prefix>-<first>-<last>.seg`
+(store.py `archive_journal`, `archive_log`) into `archive/<prefix>-<first>-<last>.seg`
 in the data folder (sequence numbers zero-padded to 12 digits, so names sort in order):
 
     MAGIC | header length (4 bytes, big-endian) | header (msgpack `SegmentHeader`) | body

@@ -19,7 +19,7 @@ What moves, in this order (any mix; `--cash` and `--serial` may repeat):
 
 - `--cash CUR AMOUNT`: AMOUNT is a decimal in the currency's major units (`500000.00`),
   converted exactly (never through a float) to the integer minor units the exchange keeps.
-  It may have at most as many decimals as the currency has (gateway/custody_items.py
+  It may have at most as many decimals as the currency has (gateway/cli/custody_items.py
   `CURRENCY_DECIMALS`: USD, HKD and CNY have 2), so `0.1` USD is 10 cents, `12` is 1200
   and `0.001` is refused. With `--minor-units` every AMOUNT is an integer of minor units
   instead (`50000000`), for any currency the server carries. CUR is an ISO 4217 code (case
@@ -59,7 +59,7 @@ prints one line:
     not sent ACR-FR-1129-2025-2917-4751 to 23327: <why>
     unknown ACR-FR-1129-2025-2917-4751 to 23327: <why> (look at the account before retrying)
 
-A refusal names the reason code of gateway/PROTOCOL.md, whether the server gave it or the
+A refusal names the reason code of gateway/wire/PROTOCOL.md, whether the server gave it or the
 check here did (a CSV row is named by its line). Exit status: 0 if every item was done, 1 if
 any was refused, 2 for a usage error, a key or CSV file that cannot be read, a connection or
 logon that failed, or an answer that did not come (the `unknown` item may or may not have
@@ -80,9 +80,7 @@ from typing import Any
 
 from websockets.exceptions import WebSocketException
 
-from gateway import protocol as p
-from gateway.client import Client, ClientError, LogonFailed
-from gateway.custody_items import (
+from gateway.cli.custody_items import (
     CSV_BYTES_MAX,
     CURRENCY_DECIMALS,
     ITEMS_MAX,
@@ -93,6 +91,8 @@ from gateway.custody_items import (
     SerialArg,
     plan,
 )
+from gateway.client.client import Client, ClientError, LogonFailed
+from gateway.wire import protocol as p
 from settlement import registry
 
 TIMEOUT_S = 10.0  # connecting, logging on, and each answer

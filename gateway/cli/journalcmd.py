@@ -5,13 +5,13 @@
                                          oldest snapshot covers to archive/journal-*.seg and
                                          archive/log-*.seg, in segments
 
-`archive` moves whole segments of `--segment-rows` rows (gateway/archive.py), only journal
-rows at or below the oldest stored snapshot and log records at or below its log position, so
-every kept snapshot can still start without them; what is left over (less than a segment)
-stays live. Each log record is re-hashed before it is sealed into a segment: a damaged one
-refuses the archive, naming it. `tonne serve --archive` does the same after every snapshot.
-Run this command while no server runs on the folder: a server's writer and this command
-would wait on each other's transactions.
+`archive` moves whole segments of `--segment-rows` rows (gateway/durability/archive.py),
+only journal rows at or below the oldest stored snapshot and log records at or below its log
+position, so every kept snapshot can still start without them; what is left over (less than
+a segment) stays live. Each log record is re-hashed before it is sealed into a segment: a
+damaged one refuses the archive, naming it. `tonne serve --archive` does the same after
+every snapshot. Run this command while no server runs on the folder: a server's writer and
+this command would wait on each other's transactions.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.chaincheck import ChainError, chain_check
-from gateway.journal import SettlementCodec
-from gateway.store import ARCHIVE_SEGMENT_ROWS, SQLiteStore, StoreError, default_data_dir
+from gateway.durability.chaincheck import ChainError, chain_check
+from gateway.durability.journal import SettlementCodec
+from gateway.durability.store import ARCHIVE_SEGMENT_ROWS, SQLiteStore, StoreError, default_data_dir
 
 
 def archive_covered(

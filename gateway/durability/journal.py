@@ -6,7 +6,7 @@ results awaits `flush()`, which returns once everything appended before the call
 committed. All SQLite work runs in one dedicated writer, so the event loop never waits on an
 fsync, and every awaiter whose commands are in the same transaction is released by the same
 COMMIT. The writer is a thread (below), or with `writer_process=True` a separate process
-(gateway/writer_process.py: the same batches, gathered and committed the same way, over a
+(writer_process.py: the same batches, gathered and committed the same way, over a
 socket pair, so that SQLite never holds this process's GIL):
 
     loop thread                                  writer thread
@@ -25,7 +25,7 @@ process must stop rather than acknowledge anything (restart = recovery from the 
 
 Archiving: with `archive_segment_rows` > 0 the writer moves the journal rows and the
 settlement-log records that the oldest kept snapshot covers to segment files
-(gateway/archive.py), one segment per commit turn, so the live tables stop growing
+(archive.py), one segment per commit turn, so the live tables stop growing
 (`writer_process.Archiver`).
 
 Snapshots: when `core` is given, `flush()` takes a snapshot every `snapshot_every` commands or
@@ -47,8 +47,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from gateway.store import Batch, JournalRow, LogRow, Snapshot, SnapshotInfo, Store
-from gateway.writer_process import Archiver, WriterProcess, absorb
+from gateway.durability.store import Batch, JournalRow, LogRow, Snapshot, SnapshotInfo, Store
+from gateway.durability.writer_process import Archiver, WriterProcess, absorb
 
 BATCH_MAX = 2048  # commands per transaction, at most
 WINDOW_S = 0.0  # extra wait for more commands after the first batch arrives

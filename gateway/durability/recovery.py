@@ -1,6 +1,6 @@
 """Crash recovery: rebuild the core from the store, check it, or refuse to start.
 
-0. Check both chains from genesis, hashes only (gateway/chaincheck.py): the journal and the
+0. Check both chains from genesis, hashes only (chaincheck.py): the journal and the
    settlement log, each through its archive's recorded heads, then every live row, each
    ending at the heads the store recorded with its last commit (a replay from genesis,
    `use_snapshots=False`, re-hashes every archived log record too). Any break refuses the
@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 import msgspec
 
-from gateway.chaincheck import ChainError, Checked, check_chains
-from gateway.journal import Codec, SettlementCodec
-from gateway.store import CorruptRecord, LogRow, SnapshotInfo, Store, StoreError
+from gateway.durability.chaincheck import ChainError, Checked, check_chains
+from gateway.durability.journal import Codec, SettlementCodec
+from gateway.durability.store import CorruptRecord, LogRow, SnapshotInfo, Store, StoreError
 
 
 class RecoveryError(Exception):

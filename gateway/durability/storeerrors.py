@@ -1,5 +1,5 @@
-"""The store's errors, in a module of their own so that the store's parts (gateway/store.py,
-gateway/segments.py) share them; `gateway.store` re-exports them, and callers import them
+"""The store's errors, in a module of their own so that the store's parts (store.py,
+segments.py) share them; `gateway.durability.store` re-exports them, and callers import them
 from there.
 
     StoreError          something is wrong with the data folder

@@ -10,7 +10,7 @@ currency minor units per tonne, quantities whole tonnes, times integer nanosecon
 Unix epoch. `req_id` is the client's correlation number, echoed in the answer.
 
 This module is pure: encoders and decoders are built once and reused, and `FrameReader`
-turns a byte stream into frames without touching a socket. gateway/PROTOCOL.md is the
+turns a byte stream into frames without touching a socket. gateway/wire/PROTOCOL.md is the
 reference for client writers; keep it true when this file changes.
 """
 

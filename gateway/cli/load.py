@@ -36,9 +36,9 @@ from pathlib import Path
 import uvloop
 
 from engine.commands import Side
-from gateway import protocol as p
-from gateway.client import Client, ClientError, RequestRejected
-from gateway.gcpolicy import serving
+from gateway.client.client import Client, ClientError, RequestRejected
+from gateway.server.gcpolicy import serving
+from gateway.wire import protocol as p
 
 CASH_EACH = 10**10  # minor units deposited per participant (own exchange)
 CREDITS_EACH = 1_000_000  # tonnes deposited per participant (own exchange)
@@ -223,8 +223,8 @@ async def _connect(transport: str, host: str, tcp_port: int, ws_port: int | None
 
 async def own_exchange(args: argparse.Namespace) -> int:
     """Load against an exchange of our own on a temporary data folder."""
-    from gateway.accounts import add_key
-    from gateway.serve import running
+    from gateway.cli.accounts import add_key
+    from gateway.cli.serve import running
     from settlement.commands import Deposit, DepositCredits
 
     with tempfile.TemporaryDirectory(prefix="tonne-load-") as tmp:
@@ -418,7 +418,7 @@ def main(argv: list[str]) -> int:
             parser.error("--connect needs --keys")
         if args.transport == "ws" and args.ws_port is None:
             args.ws_port = int(args.connect.rpartition(":")[2])
-        with serving():  # a load client is a serving process: gateway/gcpolicy.py
+        with serving():  # a load client is a serving process: gateway/server/gcpolicy.py
             return uvloop.run(remote(args))
     try:
         with serving():

@@ -1,7 +1,7 @@
 """Core events into the protocol's server messages: what each command's events tell whom.
 
 `route` turns the events of one applied command into `(target, message)` items for the
-server to release once the command is durable (gateway/server.py): public market data
+server to release once the command is durable (gateway/server/server.py): public market data
 (`BookDelta`, `StatusChanged`, `Trade`) by series, private reports (acks, fills, cancels,
 expiries, amends, certificates) by account, and the rejection of the command to the session
 that sent it. It keeps an `OrderInfo` for each open order, because the engine's events name
@@ -25,9 +25,9 @@ from engine.events import (
     StatusChanged,
     Trade,
 )
-from gateway import protocol as p
-from gateway.marketdata import MarketData
-from gateway.session import Session
+from gateway.server.marketdata import MarketData
+from gateway.server.session import Session
+from gateway.wire import protocol as p
 
 BUY = Side.BUY
 

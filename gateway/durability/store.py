@@ -10,7 +10,7 @@ before the first row, so that an edited, dropped, inserted or reordered row brea
 at that row. `log_seq` is the settlement log's last record after the command, which links the
 two: the records a command produced are exactly those after the previous row's `log_seq`.
 Log rows carry a CRC-32 of their content (their chain is in the record itself, which only the
-codec can decode: gateway/recovery.py checks it), snapshots a SHA-256.
+codec can decode: recovery.py checks it), snapshots a SHA-256.
 
 Every transaction also rewrites the one-row `heads` table: the journal's last seq and hash and
 the log's last seq and hash. Deleting trailing rows therefore contradicts the recorded head
@@ -19,8 +19,8 @@ the log's last seq and hash. Deleting trailing rows therefore contradicts the re
 moves bytes: it never decodes a command or a record, so it depends on nothing else of ours.
 
 Journal rows and settlement-log records that the oldest kept snapshot covers can be
-archived to segment files (gateway/archive.py; the `archive` and `log_archive` tables record
-their headers, gateway/segments.py) and deleted from the live tables; `commands()` and
+archived to segment files (archive.py; the `archive` and `log_archive` tables record
+their headers, segments.py) and deleted from the live tables; `commands()` and
 `records()` then read through the segments transparently, each segment checked against its
 recorded header, and `check_archive()` / `check_log_archive()` check the recorded heads
 cheaply. A folder of schema 2 from before the log archive has no `log_archive` table: a
@@ -44,11 +44,11 @@ from typing import Any, Protocol
 
 import msgspec
 
-from gateway import archive
-from gateway.segments import SegmentTable
-from gateway.storeerrors import CorruptRecord as CorruptRecord
-from gateway.storeerrors import MissingRecord as MissingRecord
-from gateway.storeerrors import StoreError as StoreError
+from gateway.durability import archive
+from gateway.durability.segments import SegmentTable
+from gateway.durability.storeerrors import CorruptRecord as CorruptRecord
+from gateway.durability.storeerrors import MissingRecord as MissingRecord
+from gateway.durability.storeerrors import StoreError as StoreError
 
 DB_NAME = "tonne.db"
 DATA_DIR_ENV = "TONNE_DATA"  # the data folder when --data is not given

@@ -30,13 +30,13 @@ from engine import NewOrder, OrderType, Rejected, Series, Side, TimeInForce
 from engine.commands import Cancel, Command
 from engine.events import Reason
 from engine.reference import Project, series_id
-from gateway import protocol as p
-from gateway.accounts import add_key
-from gateway.client import Client, RequestRejected
-from gateway.logcmd import tail, verify
+from gateway.cli.accounts import add_key
+from gateway.cli.logcmd import tail, verify
+from gateway.cli.serve import running
+from gateway.client.client import Client, RequestRejected
+from gateway.durability.store import SQLiteStore
 from gateway.refdata import SerialRow, load_projects, load_serials
-from gateway.serve import running
-from gateway.store import SQLiteStore
+from gateway.wire import protocol as p
 from settlement import registry
 from settlement.commands import Deposit, DepositCredits
 

@@ -1,10 +1,10 @@
 """The store's archive of one kind of row: segment files and the table of their headers.
 
-`SegmentTable` is the part of `SQLiteStore` (gateway/store.py) that the journal's archive
+`SegmentTable` is the part of `SQLiteStore` (store.py) that the journal's archive
 (`archive` table, `journal-*.seg`) and the settlement log's (`log_archive` table,
 `log-*.seg`) share: listing the recorded segments, checking them cheaply through their
 recorded heads, reading one segment's rows back (checked against its recorded header), and
-moving a run of live rows into a new segment. The file format is gateway/archive.py's; each
+moving a run of live rows into a new segment. The file format is archive.py's; each
 row's own chain (its hash recomputed from the one before) is the store's to check, since
 only it knows how a row of each kind is hashed.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import msgspec
 
-from gateway import archive
-from gateway.storeerrors import CorruptRecord
+from gateway.durability import archive
+from gateway.durability.storeerrors import CorruptRecord
 
 _COLUMNS = "first_seq, last_seq, first_prev, last_hash, rows, body_bytes, body_sha256"
 

@@ -3,7 +3,7 @@
 Open orders, balances, holdings and the series list are read from the exchange and the
 ledger as they stand when the request is handled (after every command before it in the same
 read). Subscribe and unsubscribe queue a snapshot and a callable that changes the
-subscription when the batch is released (gateway/server.py), so a subscriber gets exactly
+subscription when the batch is released (gateway/server/server.py), so a subscriber gets exactly
 the updates after its snapshot. Nothing here is journaled: it changes no state of the core.
 """
 
@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.events import Reason
-from gateway import protocol as p
-from gateway.marketdata import MarketData
-from gateway.routing import reject_for
-from gateway.session import Session
+from gateway.server.marketdata import MarketData
+from gateway.server.routing import reject_for
+from gateway.server.session import Session
+from gateway.wire import protocol as p
 
-# (target, message) pairs of a batch, as gateway/server.py releases them
+# (target, message) pairs of a batch, as gateway/server/server.py releases them
 Items = list[tuple[Any, Any]]
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from engine.book import OrderBook
 from engine.events import BookDelta, StatusChanged, Trade
-from gateway import protocol as p
-from gateway.session import Session
+from gateway.server.session import Session
+from gateway.wire import protocol as p
 
 
 class MarketData:

@@ -42,8 +42,8 @@ from typing import Any
 
 import msgspec
 
-from gateway.chaincheck import chain_check
-from gateway.store import Batch, LogRow, SQLiteStore, Store
+from gateway.durability.chaincheck import chain_check
+from gateway.durability.store import Batch, LogRow, SQLiteStore, Store
 
 _LEN = struct.Struct(">I")
 RECV_BYTES = 1 << 20
@@ -108,7 +108,9 @@ class Archiver:
         self.archived_rows = 0
         self.archived_records = 0
         if segment_rows and check_log is None:
-            from gateway.journal import SettlementCodec  # here: gateway.journal imports us
+            from gateway.durability.journal import (
+                SettlementCodec,  # here: gateway.durability.journal imports us
+            )
 
             check_log = chain_check(SettlementCodec())
         self.check_log = check_log

@@ -37,8 +37,8 @@ from websockets.exceptions import ConnectionClosed
 
 from engine.commands import Side
 from engine.events import Reason
-from gateway import protocol as p
-from gateway.auth import sign_logon
+from gateway.server.auth import sign_logon
+from gateway.wire import protocol as p
 
 HISTORY_MAX = 100_000  # messages kept for `wait_for`
 FRAME_BYTES_MAX = 64 << 20  # the largest frame the client accepts from the server

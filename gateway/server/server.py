@@ -22,9 +22,9 @@ comes: one timer on the server's `clock` waits for the earliest expiry among ope
 like any command; nothing is journaled while nothing is due. The core is synchronous and
 runs on the loop thread: its commands are serialized by construction.
 
-`Server` is transport-agnostic; `TcpSession` and `WsSession` (gateway/session.py) only move
-bytes. What a command's events tell whom is gateway/routing.py; the queries and subscriptions
-that are not core commands are answered by gateway/queries.py.
+`Server` is transport-agnostic; `TcpSession` and `WsSession` (gateway/server/session.py) only move
+bytes. What a command's events tell whom is gateway/server/routing.py; the queries and subscriptions
+that are not core commands are answered by gateway/server/queries.py.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ from websockets.exceptions import ConnectionClosed
 
 import engine.commands as ec
 from engine.events import Reason, Rejected
-from gateway import protocol as p
-from gateway.auth import Authenticator
-from gateway.clock import Clock, SystemClock, Timer
-from gateway.marketdata import MarketData
-from gateway.queries import ANSWERS, Queries
-from gateway.routing import OrderInfo, reject_for, route
-from gateway.session import Limits, Session, State, TcpSession, WsSession
+from gateway.server.auth import Authenticator
+from gateway.server.clock import Clock, SystemClock, Timer
+from gateway.server.marketdata import MarketData
+from gateway.server.queries import ANSWERS, Queries
+from gateway.server.routing import OrderInfo, reject_for, route
+from gateway.server.session import Limits, Session, State, TcpSession, WsSession
+from gateway.wire import protocol as p
 
 log = logging.getLogger("tonne.gateway")
 

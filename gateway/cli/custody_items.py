@@ -1,4 +1,4 @@
-"""What `tonne custody` is asked to move, checked before anything is sent (gateway/custody.py).
+"""What `tonne custody` is asked to move, checked before anything is sent (gateway/cli/custody.py).
 
 Each input (a `--cash` pair, a `--serial` with its options, a CSV row) becomes a `Cash`, a
 `Credits` or a `Refused` with the reason code the server would give and why. Nothing here
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.events import Reason
-from gateway.protocol import STR_CHARS_MAX
+from gateway.wire.protocol import STR_CHARS_MAX
 from settlement import registry
 from settlement.limits import AMOUNT_MAX
 from settlement.registry import RegistrySerial, SerialFormatError

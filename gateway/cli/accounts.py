@@ -6,7 +6,7 @@
     tonne accounts revoke KEY_ID [--data DIR]
 
 `add` prints the new key's id and secret once; only the sealed secret is stored
-(`accounts.json`, sealed with `master.key`, see gateway/auth.py). The server opens each
+(`accounts.json`, sealed with `master.key`, see gateway/server/auth.py). The server opens each
 provisioned account in the core when it starts. `fund` lets a key deposit and withdraw cash
 and registry blocks of credits for its own account (test and demo markets; on a real
 exchange that is an operator's job, which `tonne custody deposit|withdraw` does).
@@ -34,8 +34,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from gateway.auth import PERMISSIONS, KeyStore, KeyStoreError, UnknownKeyId
-from gateway.store import default_data_dir
+from gateway.durability.store import default_data_dir
+from gateway.server.auth import PERMISSIONS, KeyStore, KeyStoreError, UnknownKeyId
 
 LOCK_FILE = "accounts.lock"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.archive import SegmentHeader
-from gateway.recovery import RecoveryError, recover
-from gateway.store import SQLiteStore, StoreError, default_data_dir
+from gateway.durability.archive import SegmentHeader
+from gateway.durability.recovery import RecoveryError, recover
+from gateway.durability.store import SQLiteStore, StoreError, default_data_dir
 
 
 def _archived(segments: list[SegmentHeader]) -> str:

@@ -23,7 +23,7 @@ sealing) is refused, not read: its keys must be provisioned again.
 
 Errors::
 
-    StoreError (gateway/store.py: something is wrong with the data folder)
+    StoreError (gateway/durability/store.py: something is wrong with the data folder)
      └── KeyStoreError            the key file or the master key cannot be used
           ├── KeyFileFormatError  accounts.json of another version, or not a key file
           └── SealedSecretError   a sealed secret does not open: edited, moved to another key,
@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.events import Reason
-from gateway.store import StoreError
+from gateway.durability.store import StoreError
 
 ACCOUNTS_FILE = "accounts.json"
 KEY_FILE_VERSION = 2

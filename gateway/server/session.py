@@ -35,10 +35,10 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from engine.events import Reason
-from gateway import protocol as p
+from gateway.wire import protocol as p
 
 if TYPE_CHECKING:
-    from gateway.server import Server
+    from gateway.server.server import Server
 
 log = logging.getLogger("tonne.gateway")
 

@@ -20,7 +20,7 @@ every N commands as well as every 300 s (the default N is the journal's, 100 000
 commits in a writer process (`--journal-writer thread`: in a thread of this one); with
 `--archive` (or its older name `--archive-journal`) it moves the journal rows and the
 settlement-log records the oldest kept snapshot covers to segment files after each snapshot,
-one segment per commit turn (gateway/archive.py). The key
+one segment per commit turn (gateway/durability/archive.py). The key
 file is looked at every `--keys-check-s` (1 s): keys added can log on, and the sessions of a
 revoked key end.
 """
@@ -41,11 +41,8 @@ from typing import Any
 
 import uvloop
 
-from gateway.accounts import key_file_lock
-from gateway.auth import Authenticator, KeyFile, KeyStore, KeyStoreError
-from gateway.clock import Clock, SystemClock
-from gateway.gcpolicy import tune_for_serving
-from gateway.journal import (
+from gateway.cli.accounts import key_file_lock
+from gateway.durability.journal import (
     BATCH_MAX,
     SNAPSHOT_EVERY,
     WINDOW_S,
@@ -53,10 +50,13 @@ from gateway.journal import (
     Journal,
     JournalFailed,
 )
-from gateway.recovery import REF_SERIES, RecoveryError, recover, save_genesis
-from gateway.server import Server
-from gateway.session import Limits
-from gateway.store import ARCHIVE_SEGMENT_ROWS, SQLiteStore, StoreError, default_data_dir
+from gateway.durability.recovery import REF_SERIES, RecoveryError, recover, save_genesis
+from gateway.durability.store import ARCHIVE_SEGMENT_ROWS, SQLiteStore, StoreError, default_data_dir
+from gateway.server.auth import Authenticator, KeyFile, KeyStore, KeyStoreError
+from gateway.server.clock import Clock, SystemClock
+from gateway.server.gcpolicy import tune_for_serving
+from gateway.server.server import Server
+from gateway.server.session import Limits
 
 log = logging.getLogger("tonne.serve")
 KEYS_CHECK_S = 1.0  # how often the key file is looked at for added and revoked keys
@@ -68,7 +68,7 @@ GENESIS_FEES = {"maker_fee_bps": 5, "taker_fee_bps": 15}
 
 def genesis_listing() -> tuple[list[Any], list[Any]]:
     """(series, projects) a new exchange starts with: the demo's listings on real projects."""
-    from gateway.demo import list_series
+    from gateway.cli.demo import list_series
     from gateway.refdata import load_projects
 
     projects = load_projects()
@@ -235,7 +235,7 @@ async def serve(
     clock: Clock | None = None,
 ) -> int:
     """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop. `tune_gc`: this
-    process only serves, so use the serving GC policy (gateway/gcpolicy.py) once started."""
+    process only serves, so use the serving GC policy (gateway/server/gcpolicy.py) once started."""
     stop = stop or asyncio.Event()
     try:
         async with running(

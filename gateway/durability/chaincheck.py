@@ -4,7 +4,7 @@ Recovery replays only the journal after the newest snapshot, so by itself it wou
 what lies before it: a changed byte, a deleted or a swapped row there would go unseen. So a
 start first walks
 
-- the journal: the archive's recorded heads (gateway/archive.py), then every live row, each
+- the journal: the archive's recorded heads (archive.py), then every live row, each
   row's hash recomputed from the previous one (`Store.check_journal`);
 - the settlement log: the log archive's recorded heads (`Store.check_log_archive`: every
   segment present, of the recorded length, with the recorded header, chained to the one
@@ -36,7 +36,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.store import LOG_SEQ_UNKNOWN, Head, LogRow, Store
+from gateway.durability.store import LOG_SEQ_UNKNOWN, Head, LogRow, Store
 
 
 class ChainError(Exception):
