@@ -34,7 +34,6 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -44,39 +43,44 @@ from websockets.exceptions import ConnectionClosed
 
 import engine.commands as ec
 from engine.events import Reason, Rejected
+from engine.exchange import Exchange
+from engine.reference import Project
 from gateway.server.auth import Authenticator
 from gateway.server.clock import Clock, SystemClock, Timer
+from gateway.server.commit import Batch, CommitPipeline
 from gateway.server.marketdata import MarketData
+from gateway.server.policy import ANSWERING, Reply, handle
 from gateway.server.queries import ANSWERS, Queries
 from gateway.server.routing import OrderInfo, reject_for, route
 from gateway.server.session import Limits, Session, State, TcpSession, WsSession
 from gateway.wire import protocol as p
+from settlement.ledger import Ledger
 
 log = logging.getLogger("tonne.gateway")
 
 
 class Core(Protocol):
+    """What the server needs of the core (settlement.core.Core is one): it applies commands
+    and drains their settlement records; the server reads its exchange (books, open
+    orders), ledger (queries) and catalogue, and changes them only through `apply`."""
+
+    @property
+    def exchange(self) -> Exchange: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def projects(self) -> dict[str, Project]: ...
     def apply(self, cmd: Any) -> list[Any]: ...
     def drain_records(self) -> list[Any]: ...
+    def check_invariants(self) -> None: ...
 
 
 class JournalLike(Protocol):
+    """What the server needs of the journal (gateway/durability/journal.py `Journal`, or a
+    test's): append a command with its records, and flush everything appended so far."""
+
     def append(self, cmd: Any, records: list[Any]) -> Any: ...
     async def flush(self) -> None: ...
-
-
-class _Batch:
-    __slots__ = ("no", "items", "session", "done")
-
-    def __init__(self, no: int, session: Session | None) -> None:
-        self.no = no
-        self.session = session  # whose read this is (None: operator, cancel on disconnect)
-        self.done: asyncio.Future[None] | None = None  # set when someone awaits the release
-        # (target, message), released in order: target is a Session (that session), an int
-        # (every session of that account), a str (subscribers of that series), or None
-        # (the message is a callable to run at that point: a subscription change, so that
-        # a subscriber gets exactly the updates after its snapshot)
-        self.items: list[tuple[Any, Any]] = []
 
 
 class Server:
@@ -84,8 +88,8 @@ class Server:
 
     def __init__(
         self,
-        core: Any,
-        journal: Any,
+        core: Core,
+        journal: JournalLike,
         authenticator: Authenticator,
         *,
         limits: Limits | None = None,
@@ -103,9 +107,7 @@ class Server:
         self.counters: dict[str, int] = {}
         self._changed = asyncio.Event()
         self._ids = itertools.count(1)
-        self._batch_no = 0
-        self._pending: deque[_Batch] = deque()
-        self._committing = False  # the commit loop is running
+        self.commits = CommitPipeline(journal, self._deliver, self._fail, self.spawn)
         self._last_ts = 0
         self._orders: dict[int, OrderInfo] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -116,18 +118,18 @@ class Server:
         self._ws: Any = None
         self._ticker: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
-        self.exchange = getattr(core, "exchange", core)
-        # GTD expiry in a quiet market: one timer at the earliest expiry (`_arm_expiry`);
-        # an order-only core without `next_expiry_ts` never arms it
-        self._next_expiry_ts: Callable[[], int | None] = getattr(
-            self.exchange, "next_expiry_ts", lambda: None
-        )
+        self.exchange = core.exchange
+        # GTD expiry in a quiet market: one timer at the earliest expiry (`_arm_expiry`)
+        self._next_expiry_ts: Callable[[], int | None] = self.exchange.next_expiry_ts
         self._expiry_timer: Timer | None = None
         self._expiry_at: int | None = None
         self._expiry_stopped = False  # closing: no timer is armed any more
-        self.ledger = getattr(core, "ledger", None)  # None: an order-only core (benchmarks)
-        self.queries = Queries(self.exchange, self.ledger, self.md, getattr(core, "projects", None))
-        for order in getattr(self.exchange, "open_orders", {}).values():
+        self.ledger: Ledger | None = core.ledger
+        self.queries = Queries(self.exchange, self.ledger, self.md, core.projects)
+        self.projects = self.queries.projects  # the policy's context (gateway/server/policy.py)
+        self.has_ledger = self.ledger is not None
+        self._open_by_coid: dict[int, Any] = self.exchange.open_by_coid
+        for order in self.exchange.open_orders.values():
             self._orders[order.order_id] = OrderInfo(
                 order.account, order.client_order_id, order.side, order.qty
             )
@@ -366,7 +368,7 @@ class Server:
             self._commit_soon()
         self._arm_expiry()
 
-    def _goodbye_after(self, s: Session, batch: _Batch, reason: Reason, text: str) -> None:
+    def _goodbye_after(self, s: Session, batch: Batch, reason: Reason, text: str) -> None:
         """Say goodbye and close once the answers already in `batch` are released (they go
         out first, in the same write); the session reads nothing more meanwhile."""
         s.ending = True
@@ -381,11 +383,18 @@ class Server:
         self._last_ts = ts
         return ts
 
-    def _new_batch(self, session: Session | None = None) -> _Batch:
-        self._batch_no += 1
-        batch = _Batch(self._batch_no, session)
-        self._pending.append(batch)
-        return batch
+    def _new_batch(self, session: Session | None = None) -> Batch:
+        return self.commits.new_batch(session)
+
+    def _commit_soon(self) -> None:
+        self.commits.commit_soon()
+
+    async def _released(self, batch: Batch) -> None:
+        await self.commits.released(batch)
+
+    def open_orders(self, account: int) -> int:
+        """The account's open orders (the policy's open-order limit)."""
+        return len(self._open_by_coid.get(account, ()))
 
     async def handle_read(self, s: Session, items: list[Any]) -> None:
         """Process everything one read brought (messages, or `MalformedFrame`s in place)."""
@@ -414,46 +423,7 @@ class Server:
         self._commit_soon()
         if s.reads_in_flight > self.limits.reads_in_flight_max:
             # back-pressure: this session reads no further until its oldest read is answered
-            oldest = next((b for b in self._pending if b.session is s), batch)
-            await self._released(oldest)
-
-    def _commit_soon(self) -> None:
-        """Make sure the commit loop runs: everything applied so far gets committed and
-        released, without the caller waiting for it."""
-        if not self._committing and self.failed is None:
-            self._committing = True
-            self.spawn(self._commit_loop())
-
-    async def _commit_loop(self) -> None:
-        """One journal flush in flight at a time: while it commits, sessions keep applying
-        (their commands join the next flush); when it returns, every batch applied before it
-        began is released, in order. This is group commit across sessions and reads."""
-        try:
-            while self._pending and self.failed is None:
-                upto = self._pending[-1].no
-                try:
-                    await self.journal.flush()
-                except Exception as exc:  # the core is ahead of the durable state: stop serving
-                    self._fail(exc)
-                    return
-                if self.failed is None:
-                    try:
-                        self._release(upto)
-                    except Exception as exc:  # a bug: what was released is out of order now
-                        log.exception("releasing committed batches failed")
-                        self._fail(exc)
-                        return
-        finally:
-            self._committing = False
-
-    async def _released(self, batch: _Batch) -> None:
-        """Return once `batch` is committed and released (or the server has failed)."""
-        if self.failed is not None or not self._pending or self._pending[0].no > batch.no:
-            return
-        if batch.done is None:
-            batch.done = asyncio.get_running_loop().create_future()
-        self._commit_soon()
-        await batch.done
+            await self._released(self.commits.oldest_of(s, batch))
 
     def _fail(self, exc: BaseException) -> None:
         if self.failed is None:
@@ -461,206 +431,58 @@ class Server:
             log.critical("core or journal failed, closing every session: %r", exc)
             for s in list(self.sessions):
                 s.abort("journal failed")
-            for batch in self._pending:  # nothing more is released; wake who waits
-                if batch.done is not None and not batch.done.done():
-                    batch.done.set_result(None)
+            self.commits.fail()  # nothing more is released; wake who waits
 
-    def _release(self, upto: int) -> None:
+    def _deliver(self, batches: list[Batch]) -> None:
+        """Send what durable batches hold, in order: each touched session is written once."""
         touched: set[Session] = set()
-        pending = self._pending
         md = self.md
         by_account = self.by_account
-        while pending and pending[0].no <= upto:
-            batch = pending.popleft()
+        for batch in batches:
             if batch.session is not None:
                 batch.session.reads_in_flight -= 1
-            try:
-                for target, msg in batch.items:
-                    kind = type(target)
-                    if kind is str:
-                        md.publish(target, msg, touched)
-                    elif kind is int:
-                        for peer in by_account.get(target, ()):
-                            peer.out.append(msg)
-                            touched.add(peer)
-                    elif target is None:
-                        msg()
-                    elif not target.closed:
-                        target.out.append(msg)
-                        touched.add(target)
-            finally:  # whoever waits for it wakes, even if releasing it failed (a bug)
-                if batch.done is not None and not batch.done.done():
-                    batch.done.set_result(None)
+            for target, msg in batch.items:
+                kind = type(target)
+                if kind is str:
+                    md.publish(target, msg, touched)
+                elif kind is int:
+                    for peer in by_account.get(target, ()):
+                        peer.out.append(msg)
+                        touched.add(peer)
+                elif target is None:
+                    msg()
+                elif not target.closed:
+                    target.out.append(msg)
+                    touched.add(target)
         for s in touched:
             if not s.closed:
                 s.write_out()
 
-    def _handle(self, s: Session, msg: Any, batch: _Batch) -> None:
-        kind = type(msg)
-        if kind is p.Heartbeat:
-            batch.items.append((s, p.ServerHeartbeat(ts=self.clock_ns(), req_id=msg.req_id)))
+    def _handle(self, s: Session, msg: Any, batch: Batch) -> None:
+        """Do what the policy decides for one message (gateway/server/policy.py)."""
+        decided = handle(s, msg, self._stamp(), self)
+        if type(decided) is Reply:
+            for name in decided.counters:
+                self.count(name)
+            if decided.query:
+                answer = ANSWERS.get(type(msg))
+                assert answer is not None, f"no handler for {type(msg).__name__}"
+                answer(self.queries, s, msg, batch.items)
+                return
+            batch.items.extend((s, m) for m in decided.send)
+            if decided.logged_on:
+                self.by_account.setdefault(s.account, set()).add(s)
+            if decided.goodbye is not None:
+                self._goodbye_after(s, batch, *decided.goodbye)
             return
-        if kind is p.Logon:
-            self._logon(s, msg, batch)
-            return
-        if not s.logged_on:
-            batch.items.append((s, reject_for(msg, Reason.NOT_LOGGED_ON, "log on first")))
-            return
-        handler = _HANDLERS.get(kind)
-        if handler is not None:
-            handler(self, s, msg, batch)
-            return
-        answer = ANSWERS.get(kind)
-        assert answer is not None, f"no handler for {kind.__name__}"
-        answer(self.queries, s, msg, batch.items)
-
-    def _logon(self, s: Session, msg: p.Logon, batch: _Batch) -> None:
-        if s.logged_on:
-            batch.items.append(
-                (
-                    s,
-                    p.LogonReject(
-                        reason=Reason.ALREADY_LOGGED_ON, text="already logged on", req_id=msg.req_id
-                    ),
-                )
-            )
-            return
-        key, reason, text = self.auth.check(
-            msg.key_id, msg.ts, msg.nonce, msg.signature, self.clock_ns()
-        )
-        if key is None:
-            assert reason is not None
-            self.count("logon_rejected")
-            batch.items.append((s, p.LogonReject(reason=reason, text=text, req_id=msg.req_id)))
-            s.logon_failures += 1
-            if s.logon_failures >= self.limits.logon_failures_max:
-                self.count("logon_failures_limited")
-                self._goodbye_after(
-                    s,
-                    batch,
-                    Reason.TOO_MANY_LOGON_FAILURES,
-                    f"{s.logon_failures} failed logons on this connection",
-                )
-            return
-        s.transition(State.LOGGED_ON)
-        s.account = key.account
-        s.key_id = key.key_id
-        s.permissions = key.permissions
-        s.cancel_on_disconnect = msg.cancel_on_disconnect
-        self.by_account.setdefault(s.account, set()).add(s)
-        self.count("logons")
-        lim = self.limits
-        batch.items.append(
-            (
-                s,
-                p.LogonAck(
-                    account=s.account,
-                    session_id=s.session_id,
-                    heartbeat_s=lim.heartbeat_s,
-                    idle_timeout_s=lim.idle_timeout_s,
-                    messages_per_s=lim.messages_per_s,
-                    frame_bytes_max=lim.frame_bytes_max,
-                    open_orders_max=lim.open_orders_max,
-                    cancel_on_disconnect=msg.cancel_on_disconnect,
-                    req_id=msg.req_id,
-                ),
-            )
-        )
-
-    # -- requests that become core commands ----------------------------------------------
-
-    def _permitted(self, s: Session, perm: str, msg: Any, batch: _Batch) -> bool:
-        if perm in s.permissions:
-            return True
-        batch.items.append(
-            (s, reject_for(msg, Reason.NOT_PERMITTED, f"this API key lacks {perm!r}"))
-        )
-        return False
-
-    def _new_order(self, s: Session, msg: p.NewOrder, batch: _Batch) -> None:
-        if not self._permitted(s, "trade", msg, batch):
-            return
-        open_now = len(getattr(self.exchange, "open_by_coid", {}).get(s.account, ()))
-        if open_now >= self.limits.open_orders_max:
-            self.count("open_orders_limited")
-            batch.items.append(
-                (
-                    s,
-                    reject_for(
-                        msg,
-                        Reason.TOO_MANY_OPEN_ORDERS,
-                        f"{open_now} open orders, the limit is {self.limits.open_orders_max}",
-                    ),
-                )
-            )
-            return
-        cmd = ec.NewOrder(
-            account=s.account,
-            client_order_id=msg.client_order_id,
-            series=msg.series,
-            side=msg.side,
-            qty=msg.qty,
-            price=msg.price,
-            type=msg.order_type,
-            tif=msg.tif,
-            expire_ts=msg.expire_ts,
-            post_only=msg.post_only,
-            stp=msg.stp,
-            max_notional=msg.max_notional,
-            ts=self._stamp(),
-        )
-        self._apply(cmd, s, batch, 0)
-
-    def _amend(self, s: Session, msg: p.Amend, batch: _Batch) -> None:
-        if self._permitted(s, "trade", msg, batch):
-            cmd = ec.Amend(
-                account=s.account,
-                order_id=msg.order_id,
-                price=msg.price,
-                qty=msg.qty,
-                ts=self._stamp(),
-            )
-            self._apply(cmd, s, batch, msg.req_id)
-
-    def _cancel(self, s: Session, msg: p.Cancel, batch: _Batch) -> None:
-        if self._permitted(s, "trade", msg, batch):
-            cmd = ec.Cancel(
-                account=s.account,
-                order_id=msg.order_id,
-                client_order_id=msg.client_order_id,
-                ts=self._stamp(),
-            )
-            self._apply(cmd, s, batch, msg.req_id)
-
-    def _mass_cancel(self, s: Session, msg: p.MassCancel, batch: _Batch) -> None:
-        if self._permitted(s, "trade", msg, batch):
-            cmd = ec.MassCancel(account=s.account, series=msg.series, ts=self._stamp())
-            n = self._apply(cmd, s, batch, 0)  # the answer is the `done`, not each cancel
-            if n >= 0:
-                batch.items.append((s, p.Done(request="mass_cancel", count=n, req_id=msg.req_id)))
-
-    def _settlement(self, s: Session, msg: Any, batch: _Batch) -> None:
-        perm = "retire" if type(msg) is p.Retire else "fund"
-        if not self._permitted(s, perm, msg, batch):
-            return
-        if self.ledger is None:
-            batch.items.append(
-                (s, reject_for(msg, Reason.NOT_SUPPORTED, "this core has no settlement"))
-            )
-            return
-        cmd = _settlement_command(msg, s.account, self._stamp(), self.queries.projects)
-        if isinstance(cmd, str):
-            batch.items.append((s, reject_for(msg, Reason.MALFORMED_MESSAGE, cmd)))
-            return
-        if isinstance(cmd, tuple):
-            batch.items.append((s, reject_for(msg, *cmd)))
-            return
-        n = self._apply(cmd, s, batch, msg.req_id)
-        if n >= 0 and type(msg) is not p.Retire:
-            batch.items.append((s, p.Done(request=_tag(msg), count=1, req_id=msg.req_id)))
+        how = ANSWERING[type(msg)]
+        n = self._apply(decided, s, batch, msg.req_id if how.echo_req_id else 0)
+        if n >= 0 and how.done:
+            count = n if how.cancels else 1
+            batch.items.append((s, p.Done(request=how.done, count=count, req_id=msg.req_id)))
 
     def _apply(
-        self, cmd: Any, s: Session | None, batch: _Batch, req_id: int, seen: list[Any] | None = None
+        self, cmd: Any, s: Session | None, batch: Batch, req_id: int, seen: list[Any] | None = None
     ) -> int:
         """Apply one command and route its events; the number of cancels it caused, or -1
         if it was rejected."""
@@ -717,115 +539,6 @@ class Server:
             self.closed(s, "disconnected")
             s.wake()
             await writer
-
-
-def _settlement_command(
-    msg: Any, account: int, ts: int, projects: dict[str, Any] | None = None
-) -> Any:
-    """The settlement command for a deposit (cash or credits), withdrawal or retirement
-    request, or the text of why it cannot be one (a malformed message), or (reason, text)
-    for a registry serial string that does not read."""
-    import settlement.commands as sc
-    from settlement.events import Purpose
-    from settlement.serials import RangeConvention, SerialRange
-
-    kind = type(msg)
-    if kind is p.Deposit:
-        return sc.Deposit(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
-    if kind is p.DepositCredits or kind is p.WithdrawCredits:
-        try:
-            convention = RangeConvention(msg.convention)
-        except ValueError:
-            return f"convention must be one of {[x.value for x in RangeConvention]}"
-        start, end, batch = msg.start, msg.end, msg.batch
-        if msg.serial:
-            project = (projects or {}).get(msg.project)
-            if project is not None:  # (an unknown project: the core refuses it by name)
-                read = _read_serial(msg, project.registry, convention)
-                if isinstance(read, tuple):
-                    return read
-                start, end, batch = read.first, read.last, read.batch
-        block = sc.DepositCredits if kind is p.DepositCredits else sc.WithdrawCredits
-        return block(
-            account=account,
-            project=msg.project,
-            vintage=msg.vintage,
-            start=start,
-            end=end,
-            quantity=msg.quantity,
-            convention=convention,
-            ref=msg.ref,
-            ts=ts,
-            batch=batch,
-        )
-    if kind is p.Withdraw:
-        return sc.Withdraw(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
-    try:
-        purpose = Purpose(msg.purpose)
-    except ValueError:
-        return f"purpose must be one of {[x.value for x in Purpose]}"
-    return sc.Retire(
-        account=account,
-        beneficiary=msg.beneficiary,
-        purpose=purpose,
-        claim=msg.claim,
-        period_start=msg.period_start,
-        period_end=msg.period_end,
-        series=msg.series,
-        qty=msg.qty,
-        ranges=tuple(
-            SerialRange(r.project, r.vintage, r.first, r.last, r.batch) for r in msg.serials
-        ),
-        ts=ts,
-    )
-
-
-def _read_serial(msg: Any, registry_name: str, convention: Any) -> Any:
-    """A `serial` string of a deposit or withdrawal read by its project's registry rules
-    (settlement/registry.py), or (reason, text) why it cannot be."""
-    from settlement import registry
-    from settlement.serials import RangeConvention
-
-    if convention is not RangeConvention.INCLUSIVE:
-        return (Reason.INVALID_SERIAL_BLOCK, "a registry serial string is inclusive")
-    stated = (msg.start, msg.end) != (0, 0)
-    try:
-        read = registry.parse(
-            registry_name,
-            msg.serial,
-            msg.start if stated else None,
-            msg.end if stated else None,
-        )
-    except registry.SerialFormatError as exc:
-        reason = (
-            Reason.UNKNOWN_REGISTRY
-            if registry_name not in registry.REGISTRIES
-            else Reason.INVALID_SERIAL_BLOCK
-        )
-        return (reason, str(exc))
-    if msg.batch and msg.batch != read.batch:
-        return (
-            Reason.INVALID_SERIAL_BLOCK,
-            f"{msg.serial!r} is of batch {read.batch!r}, not {msg.batch!r}",
-        )
-    return read
-
-
-def _tag(msg: Any) -> str:
-    return str(msg.__struct_config__.tag)
-
-
-_HANDLERS: dict[type, Callable[[Server, Session, Any, _Batch], None]] = {
-    p.NewOrder: Server._new_order,
-    p.Amend: Server._amend,
-    p.Cancel: Server._cancel,
-    p.MassCancel: Server._mass_cancel,
-    p.Deposit: Server._settlement,
-    p.DepositCredits: Server._settlement,
-    p.Withdraw: Server._settlement,
-    p.WithdrawCredits: Server._settlement,
-    p.Retire: Server._settlement,
-}
 
 
 __all__ = ["Server", "Limits"]

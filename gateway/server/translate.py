@@ -1,0 +1,170 @@
+"""Wire requests into core commands: pure, one function per request kind.
+
+Each takes the request, the session's account, the command's timestamp (stamped by the
+server, once per command) and the catalogue's projects, and returns the core command, or a
+`Refusal` (reason, text) when the request cannot be one: a field the wire schema lets
+through but no command can carry (an unknown convention or purpose), or a registry serial
+string that its project's registry rules do not read. The account is always the session's:
+a client never names an account. Nothing here looks at the core's state; whether the
+command is allowed is the core's to decide, with its own reason codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import engine.commands as ec
+import settlement.commands as sc
+from engine.events import Reason
+from engine.reference import Project
+from gateway.wire import protocol as p
+from settlement import registry
+from settlement.events import Purpose
+from settlement.serials import RangeConvention, SerialRange
+
+
+class Refusal(NamedTuple):
+    """Why a request is not a command: sent back as a `reject` with this reason and text."""
+
+    reason: Reason
+    text: str
+
+
+Projects = dict[str, Project]
+Translate = Callable[[Any, int, int, Projects], Any]
+
+
+def new_order(msg: p.NewOrder, account: int, ts: int, _projects: Projects) -> ec.NewOrder:
+    return ec.NewOrder(
+        account=account,
+        client_order_id=msg.client_order_id,
+        series=msg.series,
+        side=msg.side,
+        qty=msg.qty,
+        price=msg.price,
+        type=msg.order_type,
+        tif=msg.tif,
+        expire_ts=msg.expire_ts,
+        post_only=msg.post_only,
+        stp=msg.stp,
+        max_notional=msg.max_notional,
+        ts=ts,
+    )
+
+
+def amend(msg: p.Amend, account: int, ts: int, _projects: Projects) -> ec.Amend:
+    return ec.Amend(account=account, order_id=msg.order_id, price=msg.price, qty=msg.qty, ts=ts)
+
+
+def cancel(msg: p.Cancel, account: int, ts: int, _projects: Projects) -> ec.Cancel:
+    return ec.Cancel(
+        account=account, order_id=msg.order_id, client_order_id=msg.client_order_id, ts=ts
+    )
+
+
+def mass_cancel(msg: p.MassCancel, account: int, ts: int, _projects: Projects) -> ec.MassCancel:
+    return ec.MassCancel(account=account, series=msg.series, ts=ts)
+
+
+def deposit(msg: p.Deposit, account: int, ts: int, _projects: Projects) -> sc.Deposit:
+    return sc.Deposit(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
+
+
+def withdraw(msg: p.Withdraw, account: int, ts: int, _projects: Projects) -> sc.Withdraw:
+    return sc.Withdraw(account=account, currency=msg.currency, amount=msg.amount, ts=ts)
+
+
+def credits(
+    msg: p.DepositCredits | p.WithdrawCredits, account: int, ts: int, projects: Projects
+) -> sc.DepositCredits | sc.WithdrawCredits | Refusal:
+    """A block in or out, its identity read from `serial` (by the project's registry) or
+    given as `batch` with `start` and `end` (gateway/wire/PROTOCOL.md, `deposit_credits`)."""
+    try:
+        convention = RangeConvention(msg.convention)
+    except ValueError:
+        return Refusal(
+            Reason.MALFORMED_MESSAGE,
+            f"convention must be one of {[x.value for x in RangeConvention]}",
+        )
+    start, end, batch = msg.start, msg.end, msg.batch
+    project = projects.get(msg.project)
+    if msg.serial and project is not None:  # (an unknown project: the core refuses it by name)
+        read = read_serial(msg, project.registry, convention)
+        if isinstance(read, Refusal):
+            return read
+        start, end, batch = read.first, read.last, read.batch
+    block = sc.DepositCredits if type(msg) is p.DepositCredits else sc.WithdrawCredits
+    return block(
+        account=account,
+        project=msg.project,
+        vintage=msg.vintage,
+        start=start,
+        end=end,
+        quantity=msg.quantity,
+        convention=convention,
+        ref=msg.ref,
+        ts=ts,
+        batch=batch,
+    )
+
+
+def read_serial(
+    msg: p.DepositCredits | p.WithdrawCredits, registry_name: str, convention: RangeConvention
+) -> registry.RegistrySerial | Refusal:
+    """A `serial` string read by its project's registry rules (settlement/registry.py)."""
+    if convention is not RangeConvention.INCLUSIVE:
+        return Refusal(Reason.INVALID_SERIAL_BLOCK, "a registry serial string is inclusive")
+    stated = (msg.start, msg.end) != (0, 0)
+    try:
+        read = registry.parse(
+            registry_name,
+            msg.serial,
+            msg.start if stated else None,
+            msg.end if stated else None,
+        )
+    except registry.SerialFormatError as exc:
+        known = registry_name in registry.REGISTRIES
+        return Refusal(Reason.INVALID_SERIAL_BLOCK if known else Reason.UNKNOWN_REGISTRY, str(exc))
+    if msg.batch and msg.batch != read.batch:
+        return Refusal(
+            Reason.INVALID_SERIAL_BLOCK,
+            f"{msg.serial!r} is of batch {read.batch!r}, not {msg.batch!r}",
+        )
+    return read
+
+
+def retire(msg: p.Retire, account: int, ts: int, _projects: Projects) -> sc.Retire | Refusal:
+    try:
+        purpose = Purpose(msg.purpose)
+    except ValueError:
+        return Refusal(
+            Reason.MALFORMED_MESSAGE, f"purpose must be one of {[x.value for x in Purpose]}"
+        )
+    return sc.Retire(
+        account=account,
+        beneficiary=msg.beneficiary,
+        purpose=purpose,
+        claim=msg.claim,
+        period_start=msg.period_start,
+        period_end=msg.period_end,
+        series=msg.series,
+        qty=msg.qty,
+        ranges=tuple(
+            SerialRange(r.project, r.vintage, r.first, r.last, r.batch) for r in msg.serials
+        ),
+        ts=ts,
+    )
+
+
+COMMANDS: dict[type, Translate] = {
+    p.NewOrder: new_order,
+    p.Amend: amend,
+    p.Cancel: cancel,
+    p.MassCancel: mass_cancel,
+    p.Deposit: deposit,
+    p.Withdraw: withdraw,
+    p.DepositCredits: credits,
+    p.WithdrawCredits: credits,
+    p.Retire: retire,
+}
