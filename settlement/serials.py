@@ -127,6 +127,9 @@ def decode_hook(kind: type, obj: Any) -> Any:
 
 BAND_SHIFT = 54
 BAND_MASK = (1 << BAND_SHIFT) - 1
+# above every ledger number (band 4096 starts at 2^66), so that `(first, _AFTER)` sorts after
+# every range that starts at `first` in the searches below
+_AFTER = 1 << 127
 
 
 def banded(band: int, n: int) -> int:
@@ -156,7 +159,7 @@ def total(ranges: list[Range]) -> int:
 
 def overlaps(ranges: list[Range], first: int, last: int) -> bool:
     """Whether any serial of `first..last` is in the range list."""
-    i = bisect_right(ranges, (first, 1 << 62)) - 1  # the last range starting at or before
+    i = bisect_right(ranges, (first, _AFTER)) - 1  # the last range starting at or before
     if i >= 0 and ranges[i][1] >= first:
         return True
     return i + 1 < len(ranges) and ranges[i + 1][0] <= last
@@ -164,7 +167,7 @@ def overlaps(ranges: list[Range], first: int, last: int) -> bool:
 
 def covers(ranges: list[Range], first: int, last: int) -> bool:
     """Whether every serial of `first..last` is in the (merged) range list."""
-    i = bisect_right(ranges, (first, 1 << 62)) - 1
+    i = bisect_right(ranges, (first, _AFTER)) - 1
     return i >= 0 and ranges[i][0] <= first and ranges[i][1] >= last
 
 
@@ -186,7 +189,7 @@ def add(ranges: list[Range], first: int, last: int) -> None:
 
 def remove(ranges: list[Range], first: int, last: int) -> None:
     """Take `first..last` out of the list; the caller has checked `covers`."""
-    i = bisect_right(ranges, (first, 1 << 62)) - 1
+    i = bisect_right(ranges, (first, _AFTER)) - 1
     a, b = ranges[i]
     assert a <= first and last <= b, "remove() needs a covered range"
     pieces = []

@@ -372,3 +372,32 @@ def test_every_real_batch_names_exactly_one_registry():
         assert registry.registry_of_batch(batch_of(block)) == block.registry
     with pytest.raises(registry.SerialFormatError):
         registry.registry_of_batch("NOT-A-BATCH-*")
+
+
+def test_a_key_with_hundreds_of_batches_finds_the_range_at_each_bands_first_serial():
+    """Band k's numbers are k << 54 | n: past band 255 they pass 2^62, so the range searches
+    must look beyond any ledger number (a search bounded at 2^62 missed the range starting
+    exactly at `first` and refused, or crashed a retirement halfway)."""
+    core, _ = core_and_blocks()
+    batches = [f"CAR-1-US-1335-31-983-KS-2025-{20000 + n}-*" for n in range(300)]
+    for batch in batches:
+        block = DepositCredits(
+            account=1, project="CAR1335", vintage=2025, start=1, end=5, quantity=5, batch=batch
+        )
+        assert isinstance(core.apply(block)[-1], CreditsDeposited)
+    key = ("CAR1335", 2025)
+    last = batches[-1]
+    out = core.apply(
+        WithdrawCredits(
+            account=1, project="CAR1335", vintage=2025, start=1, end=5, quantity=5, batch=last
+        )
+    )
+    assert str(out[-1].range) == "CAR-1-US-1335-31-983-KS-2025-20299-1 to 5", out
+    ranges = (SerialRange(*key, 1, 2, batches[280]), SerialRange(*key, 1, 1, batches[290]))
+    exact = core.apply(Retire(account=1, beneficiary="b", ranges=ranges))
+    assert isinstance(exact[-1], RetirementCertificate), exact
+    by_qty = core.apply(Retire(account=1, beneficiary="b", series="CAR-1335-2025", qty=1480))
+    assert isinstance(by_qty[-1], RetirementCertificate), by_qty
+    assert core.ledger.credits_net[key] == 300 * 5 - 5 - 3 - 1480
+    core.check_invariants()
+    assert verify(core.drain_records()).ok
