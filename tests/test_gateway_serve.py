@@ -303,3 +303,44 @@ def test_a_key_file_moved_away_for_a_moment_ends_no_session(tmp_path):
             await c.close()
 
     run(body)
+
+
+def test_a_core_that_fails_stops_the_server_and_is_never_snapshotted(tmp_path, monkeypatch, capsys):
+    """A broken invariant in the core fails the server: every session closes, `tonne serve`
+    exits 1 by itself (no client can log on to a server that no longer serves) and writes no
+    snapshot on the way out, so the next start replays the journal instead of restoring a
+    half-applied state."""
+    from gateway.durability.store import SQLiteStore
+    from settlement.core import Core
+
+    account, key_id, secret = add_key(tmp_path, permissions=frozenset({"trade", "fund"}))
+
+    async def body():
+        stop = asyncio.Event()
+        task, info = await _serving(tmp_path, stop)
+        c = await Client.connect_tcp("127.0.0.1", info["tcp_port"])
+        await c.logon(key_id, secret)
+        await c.request(p.Deposit(currency="USD", amount=10**7, req_id=1))
+        with SQLiteStore(tmp_path, readonly=True) as store:
+            before = [s.seq for s in store.snapshots()]
+        real = Core.apply
+
+        def broken(self, cmd):  # the core breaks on the next order
+            if type(cmd).__name__ == "NewOrder":
+                raise AssertionError("an invariant broke")
+            return real(self, cmd)
+
+        monkeypatch.setattr(Core, "apply", broken)
+        series = (await c.series()).series[0]
+        await c.send(
+            p.NewOrder(client_order_id="x", series=series.id, side="buy", qty=1, price=series.tick)
+        )
+        assert await asyncio.wait_for(task, 20) == 1  # it stopped by itself
+        await c.close()
+        with SQLiteStore(tmp_path, readonly=True) as store:
+            assert [s.seq for s in store.snapshots()] == before
+        with pytest.raises(OSError):
+            await Client.connect_tcp("127.0.0.1", info["tcp_port"])
+
+    run(body, 40)
+    assert "the core or journal failed" in capsys.readouterr().err

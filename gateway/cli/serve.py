@@ -213,7 +213,10 @@ async def running(
         try:
             if server is not None:
                 await server.close()
-            if journal.failed is None and journal.seq > journal.snapshot_seq:
+            # never snapshot a core that failed: its state may be half-applied (a broken
+            # invariant), and a snapshot would make it the next start's state
+            healthy = server is None or server.failed is None
+            if healthy and journal.failed is None and journal.seq > journal.snapshot_seq:
                 journal.snapshot_now()
             await journal.close()
         finally:
@@ -260,8 +263,19 @@ async def serve(
                     loop.add_signal_handler(sig, stop.set)
                 except (RuntimeError, ValueError):  # not the main thread
                     break
-            await stop.wait()
+            # until told to stop, or until the core or journal fails: a failed server stops
+            # serving (its listeners close on the way out) and the process exits 1
+            stopping = asyncio.ensure_future(stop.wait())
+            failing = asyncio.ensure_future(ex.server.failure.wait())
+            await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (stopping, failing):
+                waiter.cancel()
             failed = ex.server.failed
+            if failed is not None:
+                print(
+                    f"tonne serve: stopping, the core or journal failed: {failed!r}",
+                    file=sys.stderr,
+                )
         if failed is None and ex.journal.failed is not None:  # the closing commit or snapshot
             failed = ex.journal.failed
             print(f"tonne serve: the journal failed while stopping: {failed}", file=sys.stderr)

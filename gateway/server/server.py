@@ -118,6 +118,7 @@ class Server:
         self._ws: Any = None
         self._ticker: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
+        self.failure = asyncio.Event()  # set when `failed` is
         self.exchange = core.exchange
         # GTD expiry in a quiet market: one timer at the earliest expiry (`_arm_expiry`)
         self._next_expiry_ts: Callable[[], int | None] = self.exchange.next_expiry_ts
@@ -432,6 +433,7 @@ class Server:
             for s in list(self.sessions):
                 s.abort("journal failed")
             self.commits.fail()  # nothing more is released; wake who waits
+            self.failure.set()  # `tonne serve` stops: a failed core never serves again
 
     def _deliver(self, batches: list[Batch]) -> None:
         """Send what durable batches hold, in order: each touched session is written once."""
