@@ -222,6 +222,9 @@ class Ledger:
                 f"{self.credits_total_max}",
             )
         block = SerialRange(project, vintage, first, last, batch)
+        crossed = self._check_across_bands(key, block)
+        if crossed is not None:
+            return crossed
         if batch:
             refused = self._check_batch_block(block)
             if isinstance(refused, Reject):
@@ -253,6 +256,29 @@ class Ledger:
         acct.credit_qty[key] = acct.credit_qty.get(key, 0) + quantity
         self.credits_net[key] = self.credits_net.get(key, 0) + quantity
         return body
+
+    def _check_across_bands(self, key: Key, block: SerialRange) -> Reject | None:
+        """A batch-less serial n of a project and vintage may be serial n of any of its
+        batches (the block came without the batch that would say which), so the two never
+        coexist: a batch-less block must not share a number with any batch of its key, nor
+        a batch's block with the key's batch-less serials, retired ones included. The only
+        way one tonne could otherwise be held twice, once without its batch and once with."""
+        first, last = block.first, block.last
+        # a batch's block against the batch-less serials (band 0), or the other way round
+        bands = [0] if block.batch else list(range(1, len(self.batches.get(key, [""]))))
+        for band in bands:
+            a, b = band << BAND_SHIFT | first, band << BAND_SHIFT | last
+            for ranges, reason in (
+                (self.retired.get(key, []), Reason.SERIALS_RETIRED),
+                (self.known.get(key, []), Reason.SERIALS_OVERLAP),
+            ):
+                if serials.overlaps(ranges, a, b):
+                    other = self.serial_range(key, a, a)
+                    of = f"batch {other.batch}" if other.batch else "no batch"
+                    return Reject(
+                        reason, f"{block} shares numbers with serials of {key[0]}/{key[1]} {of}"
+                    )
+        return None
 
     def _check_batch_block(self, block: SerialRange) -> Reject | str:
         """The registry scope of a block with a batch, or why it may not enter: a batch its

@@ -106,8 +106,13 @@ class Rule:
         return s[: m.start("first")] + PLACEHOLDER + s[m.end("last") :]
 
 
+def _n(digits: int) -> str:
+    """A number of 1 to `digits` digits in canonical form: no leading zero."""
+    return f"(?:0|[1-9][0-9]{{0,{digits - 1}}})"
+
+
 def _num(name: str) -> str:
-    return rf"(?P<{name}>\d{{1,{SERIAL_DIGITS_MAX}}})"
+    return f"(?P<{name}>{_n(SERIAL_DIGITS_MAX)})"
 
 
 def _dash(batch: str, first: int, last: int) -> str:
@@ -140,44 +145,43 @@ def _cdm_scope(batch: str) -> str:
 
 
 # Every pattern is ASCII: `\d` is 0-9 only, so another script's digits never make a serial
-# (`ACR-FR-١١٢٩-…` would otherwise read as a project that looks like ACR1129 and is not).
+# (`ACR-FR-١١٢٩-…` would otherwise read as a project that looks like ACR1129 and is not); and
+# every number of variable length is in canonical form, without leading zeros, so that one
+# batch has one spelling (`…-2025-09205-*` would otherwise be a second identity of `9205`).
+_YEAR = "(?P<vintage>[0-9]{4})"
 _VERRA = re.compile(
-    rf"\d{{1,12}}-{_num('first')}-{_num('last')}-VCS-VCU-\d{{1,6}}-VER-[A-Z]{{2}}-\d{{1,3}}-"
-    r"(?P<project>\d{1,6})-\d{4}(?P<vintage>\d{4})-\d{8}-[01]",
+    f"{_n(12)}-{_num('first')}-{_num('last')}-VCS-VCU-{_n(6)}-VER-[A-Z]{{2}}-{_n(3)}-"
+    f"(?P<project>{_n(6)})-[0-9]{{4}}{_YEAR}-[0-9]{{8}}-[01]",
     re.ASCII,
 )
 _GS_VER = re.compile(
-    r"GS\d-\d-[A-Z]{2}-GS(?P<project>\d{1,6})-\d{1,3}-(?P<vintage>\d{4})-\d{1,9}-"
-    rf"{_num('first')}-{_num('last')}",
+    f"GS[0-9]-[0-9]-[A-Z]{{2}}-GS(?P<project>{_n(6)})-{_n(3)}-{_YEAR}-{_n(9)}-"
+    f"{_num('first')}-{_num('last')}",
     re.ASCII,
 )
 _CDM = re.compile(
-    rf"(?P<party>[A-Z]{{2}})-(?P<unit>\d{{1,2}})-{_num('first')}-"
-    r"(?P<tail>\d{1,2}-\d{1,2}-\d{1,2}-\d{1,6})(?P<sep> - )"
-    rf"(?P=party)-(?P=unit)-{_num('last')}-(?P=tail)",
+    f"(?P<party>[A-Z]{{2}})-(?P<unit>{_n(2)})-{_num('first')}-"
+    f"(?P<tail>{_n(2)}-{_n(2)}-{_n(2)}-{_n(6)})(?P<sep> - )"
+    f"(?P=party)-(?P=unit)-{_num('last')}-(?P=tail)",
     re.ASCII,
 )
 _ACR = re.compile(
-    r"ACR-[A-Z]{2}-(?P<project>\d{1,6})-(?P<vintage>\d{4})-\d{1,9}-"
-    rf"{_num('first')} to {_num('last')}",
+    f"ACR-[A-Z]{{2}}-(?P<project>{_n(6)})-{_YEAR}-{_n(9)}-{_num('first')} to {_num('last')}",
     re.ASCII,
 )
 _CAR = re.compile(
-    r"CAR-[A-Z0-9]{1,4}-[A-Z]{2}-(?P<project>\d{1,6})-\d{1,6}-\d{1,6}-[A-Z]{2}-"
-    rf"(?P<vintage>\d{{4}})-\d{{1,9}}-{_num('first')} to {_num('last')}",
+    f"CAR-[A-Z0-9]{{1,4}}-[A-Z]{{2}}-(?P<project>{_n(6)})-{_n(6)}-{_n(6)}-[A-Z]{{2}}-"
+    f"{_YEAR}-{_n(9)}-{_num('first')} to {_num('last')}",
     re.ASCII,
 )
 _ART = re.compile(
-    r"(?:ART|FCPF)-[A-Z]{2}-(?P<project>\d{1,6})-(?P<vintage>\d{4})-\d{1,9}-"
-    rf"{_num('first')} to {_num('last')}",
+    f"(?:ART|FCPF)-[A-Z]{{2}}-(?P<project>{_n(6)})-{_YEAR}-{_n(9)}-"
+    f"{_num('first')} to {_num('last')}",
     re.ASCII,
 )
-_CDC = re.compile(
-    r"CDC_(?P<project>\d{1,6})(?:_[A-Z0-9]{1,6}){1,12}_(?P<vintage>\d{4})"
-    rf" {_num('first')} to {_num('last')}",
-    re.ASCII,
-)
-_CDC_BATCH = re.compile(r"CDC_\d{1,6}(?:_[A-Z0-9]{1,6}){1,12}_\d{4}", re.ASCII)
+_CDC_ID = f"CDC_(?P<project>{_n(6)})(?:_[A-Z0-9]{{1,6}}){{1,12}}_{_YEAR}"
+_CDC = re.compile(f"{_CDC_ID} {_num('first')} to {_num('last')}", re.ASCII)
+_CDC_BATCH = re.compile(_CDC_ID, re.ASCII)
 
 _SAMPLE = "data/README.md: every sampled row of carbonplan/offsets-db-data's exports"
 
@@ -326,6 +330,7 @@ def _parsed(rule: Rule, m: re.Match[str], start: int | None, end: int | None) ->
     return RegistrySerial(rule.registry, batch, rule.scope(batch), first, last, project, vintage)
 
 
+@functools.lru_cache(maxsize=4096)  # every fill report prints its serials: read each batch once
 def rule_of_batch(registry: str, batch: str) -> Rule:
     """The rule a batch was parsed by (a batch that none of its registry's rules wrote is
     refused, so a range is never printed in a form its registry does not use)."""

@@ -119,13 +119,34 @@ def test_verra_numbers_are_unique_across_the_registry_not_per_batch():
     assert "VERRA" in refused(clash, Reason.SERIALS_OVERLAP).text
 
 
-def test_a_batch_less_block_keeps_the_old_identity_by_project_and_vintage():
+def test_a_batch_less_block_never_shares_a_number_with_a_batch_of_its_key():
+    """Without its batch a block is identified by project and vintage, as before batches;
+    its serial 7 may be any batch's serial 7, so the two are never held side by side."""
     core, _ = core_and_blocks()
     assert isinstance(deposit(core, start=1, end=100)[-1], CreditsDeposited)
     refused(deposit(core, start=50, end=60), Reason.SERIALS_OVERLAP)
-    # a registry batch is another identity, even with the same numbers
-    assert isinstance(deposit(core, start=1, end=100, batch=CAR_A)[-1], CreditsDeposited)
+    clash = refused(deposit(core, start=90, end=120, batch=CAR_A), Reason.SERIALS_OVERLAP)
+    assert "no batch" in clash.text
+    assert isinstance(deposit(core, start=101, end=200, batch=CAR_A)[-1], CreditsDeposited)
+    back = refused(deposit(core, start=150, end=150), Reason.SERIALS_OVERLAP)
+    assert "batch CAR-1-US-1335-31-983-KS-2025-9205-*" in back.text
+    # a batch-less block of another project and vintage is another identity
+    other = deposit(core, project="CAR1568", start=150, end=150)
+    assert isinstance(other[-1], CreditsDeposited)
     core.check_invariants()
+
+
+def test_a_retired_batch_serial_refuses_the_same_number_without_a_batch():
+    core = _two_batches_one_seller()
+    core.apply(
+        Retire(account=1, beneficiary="b", ranges=(SerialRange("CAR1335", 2025, 5, 5, CAR_A),))
+    )
+    core.apply(
+        WithdrawCredits(
+            account=1, project="CAR1335", vintage=2025, start=1, end=30, quantity=30, batch=CAR_B
+        )
+    )
+    refused(deposit(core, account=3, start=5, end=5), Reason.SERIALS_RETIRED)
 
 
 @pytest.mark.parametrize(

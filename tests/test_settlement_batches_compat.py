@@ -49,9 +49,11 @@ def test_the_old_folder_recovers_from_its_snapshot_and_by_a_full_replay(tmp_path
 
 
 def test_the_old_folder_serves_and_takes_a_block_under_its_batch(tmp_path, capsys):
-    """The old blocks stay batch-less; the same numbers under a registry batch are a new
-    identity and enter, over the wire as a registry serial string; the folder then
-    verifies, old records and new together."""
+    """The old blocks stay batch-less, and keep their numbers: the same numbers under a
+    registry batch of the same project and vintage are refused (a batch-less serial 7 may be
+    any batch's serial 7). A real block the folder does not hold enters under its batch,
+    over the wire as a registry serial string; the folder then verifies, old records and
+    new together."""
     from gateway.cli.accounts import add_key
     from gateway.cli.serve import running
     from gateway.client.client import Client
@@ -59,6 +61,11 @@ def test_the_old_folder_serves_and_takes_a_block_under_its_batch(tmp_path, capsy
 
     folder = _folder(tmp_path)
     account, key_id, secret = add_key(folder, 2, frozenset({"trade", "fund"}))
+
+    def deposit(client: Client, project: str, qty: int, serial: str) -> p.DepositCredits:
+        return p.DepositCredits(
+            project=project, vintage=2025, quantity=qty, serial=serial, req_id=client.next_req_id()
+        )
 
     async def body() -> None:
         async with running(folder, tcp_port=0, ws_port=0) as ex:
@@ -68,21 +75,15 @@ def test_the_old_folder_serves_and_takes_a_block_under_its_batch(tmp_path, capsy
             (old,) = [h for h in before.holdings if h.project == "CAR1568"]
             assert old.serials and all(r.batch == "" == r.registry_serial for r in old.serials)
             first = old.serials[0].first
-            serial = f"CAR-1-MX-1568-42-1130-QR-2025-9680-{first} to {first + 9}"
-            done = await client.request(
-                p.DepositCredits(
-                    project="CAR1568",
-                    vintage=2025,
-                    quantity=10,
-                    serial=serial,
-                    req_id=client.next_req_id(),
-                )
-            )
+            same = f"CAR-1-MX-1568-42-1130-QR-2025-9680-{first} to {first + 9}"
+            clash = await client.request(deposit(client, "CAR1568", 10, same))
+            assert isinstance(clash, p.Reject) and clash.reason.value == "SERIALS_OVERLAP"
+            new = "CAR-1-US-1335-31-983-KS-2025-9205-1 to 5000"
+            done = await client.request(deposit(client, "CAR1335", 5000, new))
             assert isinstance(done, p.Done), done
             after = await client.holdings()
-            (now,) = [h for h in after.holdings if h.project == "CAR1568"]
-            assert now.available == old.available + 10
-            assert [r.registry_serial for r in now.serials if r.batch] == [serial]
+            (car,) = [h for h in after.holdings if h.project == "CAR1335"]
+            assert [r.registry_serial for r in car.serials] == [new]
             await client.close()
 
     asyncio.run(body())

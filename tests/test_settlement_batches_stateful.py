@@ -3,7 +3,8 @@ withdrawn at random; every serial is in exactly one place, per identity (issue 1
 
 A reference model keeps one entry per serial identity (its registry scope: the CAR batch, or
 all of Verra, whatever the project; or the project and vintage for batch-less serials; and
-the number): who owns it, or
+the number; a batch-less number also collides with the same number of any batch of its
+project and vintage, and the other way round): who owns it, or
 that it is retired. Numbers are drawn from 1..40 in every batch, so any mix-up of batches in
 the ledger (a delivery, retirement or withdrawal of the wrong batch's serial 7) shows as a
 difference from the model.
@@ -81,6 +82,18 @@ class Batches(RuleBasedStateMachine):
         self.records += self.core.drain_records()
         return events
 
+    def taken(self, key: tuple[str, int], batch: str, n: int) -> Any:
+        """Who holds a serial that number n of this batch would collide with: the same
+        number in its registry scope, and, across a key's batch-less and batched serials,
+        the same number on the other side (a batch-less 7 may be any batch's 7)."""
+        found = self.where.get((scope(*key, batch), n))
+        if found is not None:
+            return found
+        for (_, number), (owner, what) in self.where.items():
+            if number == n and what[:2] == key and bool(what[2]) != bool(batch):
+                return (owner, what)
+        return None
+
     def _owned_by(self, account: int, r: SerialRange) -> bool:
         what = (r.project, r.vintage, r.batch)
         return all(
@@ -112,7 +125,7 @@ class Batches(RuleBasedStateMachine):
                 batch=batch,
             )
         )
-        taken = [self.where.get((scope(*key, batch), i)) for i in range(first, last + 1)]
+        taken = [self.taken(key, batch, i) for i in range(first, last + 1)]
         if any(taken):
             assert isinstance(events[-1], Rejected), events
             retired = any(t is not None and t[0] == RETIRED for t in taken)

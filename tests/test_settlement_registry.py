@@ -109,6 +109,10 @@ def test_a_cercarbono_batch_needs_its_range_and_parses_with_it():
         # digits of another script are not serials (a look-alike identity otherwise)
         ("ACR", "ACR-FR-\u0661\u0661\u0662\u0669-2025-2917-3 to 5", None, None, "not a ACR"),
         ("ACR", "ACR-FR-1129-2025-2917-\u0663 to 5", None, None, "not a ACR serial"),
+        # one spelling per number: a leading zero would make a second identity of a batch
+        ("CAR", "CAR-1-US-1335-31-983-KS-2025-09205-1 to 5000", None, None, "not a CAR serial"),
+        ("ACR", "ACR-FR-01129-2025-2917-1 to 5", None, None, "not a ACR serial"),
+        ("ACR", "ACR-FR-1129-2025-2917-01 to 5", None, None, "not a ACR serial"),
     ],
 )
 def test_a_string_no_rule_accepts_is_refused_with_the_reason(registry_, text, start, end, why):
