@@ -117,7 +117,9 @@ class Server:
         self._sessions_timer: Timer | None = None
         self._sessions_at: int | None = None  # when it is due (monotonic)
         self.md = MarketData()
-        self.sessions: set[Session] = set()
+        # insertion-ordered (a dict, not a set): timeouts and closing visit sessions in the
+        # order they opened, so that a seeded run replays exactly (tests/simulation.py)
+        self.sessions: dict[Session, None] = {}
         self.by_account: dict[int, set[Session]] = {}
         self.counters: dict[str, int] = {}
         self._changed = asyncio.Event()
@@ -156,9 +158,7 @@ class Server:
     ) -> None:
         loop = asyncio.get_running_loop()
         if tcp_port is not None:
-            self._tcp = await loop.create_server(
-                lambda: TcpSession(self, next(self._ids)), host, tcp_port
-            )
+            self._tcp = await loop.create_server(self.tcp_session, host, tcp_port)
         if ws_port is not None:
             self._ws = await serve(
                 self._ws_handler,
@@ -171,6 +171,11 @@ class Server:
                 write_limit=1 << 16,
             )
         self._arm_expiry()  # GTD orders recovered from the store expire on time too
+
+    def tcp_session(self) -> TcpSession:
+        """A new TCP session, for the listener (or a transport of the caller's: the
+        simulation's in-memory network calls its `connection_made`)."""
+        return TcpSession(self, next(self._ids))
 
     @property
     def tcp_port(self) -> int:
@@ -231,7 +236,7 @@ class Server:
 
     def opened(self, s: Session) -> None:
         """A transport has a new connection: admit it, or say goodbye at `sessions_max`."""
-        self.sessions.add(s)
+        self.sessions[s] = None
         self.count("sessions_opened")
         first = min(self._logon_timeout_ns, self._idle_timeout_ns, self._heartbeat_ns)
         self._arm_sessions(s.opened_at + first)
@@ -243,7 +248,7 @@ class Server:
         """Called once by a transport when its connection is gone."""
         if s not in self.sessions:
             return
-        self.sessions.discard(s)
+        del self.sessions[s]
         was_logged_on = s.logged_on
         if not s.closed:
             s.transition(State.CLOSED)
