@@ -127,6 +127,9 @@ class RecordingJournal:
 
 
 class Env:
+    """A running server and its clients; the clients share the server's clock, so that on a
+    `ManualClock` their keepalive heartbeats too go out only as a test advances it."""
+
     def __init__(self, server: Server, journal: RecordingJournal, keys: dict[int, tuple[str, str]]):
         self.server = server
         self.journal = journal
@@ -134,7 +137,7 @@ class Env:
         self.clients: list[Client] = []
 
     async def tcp(self, account: int | None = None, **logon: Any) -> Client:
-        c = await Client.connect_tcp("127.0.0.1", self.server.tcp_port)
+        c = await Client.connect_tcp("127.0.0.1", self.server.tcp_port, clock=self.server.clock)
         self.clients.append(c)
         if account is not None:
             key_id, secret = self.keys[account]
@@ -142,7 +145,8 @@ class Env:
         return c
 
     async def ws(self, account: int | None = None, **logon: Any) -> Client:
-        c = await Client.connect_ws(f"ws://127.0.0.1:{self.server.ws_port}")
+        url = f"ws://127.0.0.1:{self.server.ws_port}"
+        c = await Client.connect_ws(url, clock=self.server.clock)
         self.clients.append(c)
         if account is not None:
             key_id, secret = self.keys[account]

@@ -186,16 +186,16 @@ def test_a_revoked_key_cannot_log_on_and_the_accounts_other_key_still_can():
     spare_id, spare = keys.add(7)
     auth = Authenticator(keys, skew_s=5)
     assert logon(auth, key_id, secret, "a") == (None, "")
-    assert keys.revoke(key_id) is True
+    assert keys.revoke(key_id, NOW) is True
     assert logon(auth, key_id, secret, "b") == (Reason.UNKNOWN_KEY, "API key revoked")
     assert logon(auth, spare_id, spare, "b") == (None, "")
-    assert keys.revoke(key_id) is False  # already revoked: nothing changes
+    assert keys.revoke(key_id, NOW) is False  # already revoked: nothing changes
     assert keys.accounts() == {7: [key_id, spare_id]}
 
 
 def test_revoking_an_unknown_key_id_is_an_error():
     with pytest.raises(UnknownKeyId, match="nope"):
-        KeyStore(b"m" * 32).revoke("nope")
+        KeyStore(b"m" * 32).revoke("nope", NOW)
 
 
 def test_a_revocation_is_kept_in_the_key_file_and_erases_the_sealed_secret(tmp_path, capsys):
@@ -276,7 +276,7 @@ def test_a_server_refuses_a_key_revoked_in_its_key_store_from_the_next_logon():
         async with running_server(accounts=2) as env:
             key_id, secret = env.keys[1]
             first = await env.tcp(1)
-            env.server.auth.keys.revoke(key_id)
+            env.server.auth.keys.revoke(key_id, NOW)
             c = await env.tcp()
             with pytest.raises(LogonFailed) as caught:
                 await c.logon(key_id, secret)

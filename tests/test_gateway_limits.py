@@ -18,17 +18,19 @@ from engine.commands import Side
 from engine.events import Reason
 from gateway.client.client import ConnectionLost, RequestRejected
 from gateway.server.auth import sign_logon
+from gateway.server.clock import NS_PER_S as S
+from gateway.server.clock import ManualClock
 from gateway.server.session import Limits, TokenBucket
 from gateway.wire import protocol as p
 
 
 def test_token_bucket_allows_the_burst_then_the_rate():
-    now = [0.0]
-    bucket = TokenBucket(rate=10, burst=3, clock=lambda: now[0])
+    clock = ManualClock(0)
+    bucket = TokenBucket(rate=10, burst=3, monotonic_ns=clock.monotonic_ns)
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
-    now[0] += 0.1
+    clock.advance(S // 10)
     assert bucket.take() and not bucket.take()
-    now[0] += 10
+    clock.advance(10 * S)
     assert sum(bucket.take() for _ in range(10)) == 3
 
 
@@ -90,12 +92,19 @@ def test_an_oversized_websocket_message_closes_that_connection_only():
 
 
 def test_an_idle_session_gets_heartbeats_then_is_disconnected():
+    clock = ManualClock()
+
     async def body():
-        limits = Limits(heartbeat_s=0.05, idle_timeout_s=0.3)
-        async with running_server(limits=limits) as env:
+        limits = Limits(heartbeat_s=10, idle_timeout_s=30)
+        async with running_server(limits=limits, clock=clock) as env:
             c = await env.tcp(1, keepalive=False)
+            assert clock.advance(10 * S - 1) == 0  # not quiet for heartbeat_s yet: no timer
+            clock.advance(1)  # heartbeat_s without a write: a heartbeat, at once
             hb = await c.wait_for(lambda m: isinstance(m, p.ServerHeartbeat) and not m.req_id)
-            assert hb.ts > 0
+            assert hb.ts == clock.now
+            assert not env.server.counters.get("idle_timeouts")
+            clock.advance(20 * S)  # idle_timeout_s since the logon, the last thing received
+            assert env.server.counters["idle_timeouts"] == 1
             lost = await c.wait_closed()
             assert lost.reason == Reason.IDLE_TIMEOUT.value
 
@@ -103,19 +112,40 @@ def test_an_idle_session_gets_heartbeats_then_is_disconnected():
 
 
 def test_a_client_with_keepalive_outlives_the_idle_timeout():
+    clock = ManualClock()
+
     async def body():
-        limits = Limits(heartbeat_s=0.02, idle_timeout_s=0.1)
-        async with running_server(limits=limits) as env:
-            c = await env.ws(1)  # keepalive is the default
-            beats = [0]
+        limits = Limits(heartbeat_s=10, idle_timeout_s=30)
+        async with running_server(limits=limits, clock=clock) as env:
+            c = await env.ws(1)  # keepalive is the default; it shares the server's clock
+            for _ in range(10):  # 100 s, over three times the idle timeout
+                mark, beats = c.received, [0]
 
-            def tenth_beat(m):
-                beats[0] += isinstance(m, p.ServerHeartbeat)
-                return beats[0] >= 10
+                def second_beat(m, beats=beats):
+                    beats[0] += isinstance(m, p.ServerHeartbeat)
+                    return beats[0] == 2
 
-            await c.wait_for(tenth_beat)  # >= 0.2 s, twice the idle timeout
+                clock.advance(10 * S)
+                # the server's heartbeat, and its answer to the client's keepalive
+                await c.wait_for(second_beat, since=mark)
             assert c.connected and (await c.heartbeat()).ts > 0
             assert env.server.counters.get("idle_timeouts", 0) == 0
+
+    run(body)
+
+
+def test_a_connection_that_never_logs_on_is_closed():
+    clock = ManualClock()
+
+    async def body():
+        async with running_server(limits=Limits(logon_timeout_s=10), clock=clock) as env:
+            c = await env.tcp()
+            await env.server.wait_counter("sessions_opened", 1)
+            assert clock.advance(10 * S - 1) == 0 and c.connected
+            assert clock.advance(1) == 1
+            lost = await c.wait_closed()
+            assert lost.reason == Reason.NOT_LOGGED_ON.value
+            assert env.server.counters["logon_timeouts"] == 1
 
     run(body)
 
@@ -130,16 +160,6 @@ def test_a_connection_over_sessions_max_is_refused_and_the_others_go_on(transpor
             lost = await c.wait_closed()
             assert lost.reason == Reason.TOO_MANY_SESSIONS.value
             assert (await a.heartbeat()).ts > 0 and (await b.heartbeat()).ts > 0
-
-    run(body)
-
-
-def test_a_connection_that_never_logs_on_is_closed():
-    async def body():
-        async with running_server(limits=Limits(logon_timeout_s=0.1)) as env:
-            c = await env.tcp()
-            lost = await c.wait_closed()
-            assert lost.reason == Reason.NOT_LOGGED_ON.value
 
     run(body)
 
@@ -260,12 +280,17 @@ def test_a_tcp_slow_consumer_reads_its_goodbye_last_when_it_reads_again():
 
 
 def test_a_tcp_slow_consumer_that_never_reads_is_aborted_after_the_linger():
+    clock = ManualClock()
+
     async def body():
-        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=0.2)
-        async with running_server(limits=limits) as env:
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=2)
+        async with running_server(limits=limits, clock=clock) as env:
             await _deep_book(env, 400)
             reader, writer = await _slow_tcp_reader(env)
-            await env.server.wait_counter("slow_consumer_aborts", 1)
+            clock.advance(2 * S - 1)
+            assert env.server.lingering and not env.server.counters.get("slow_consumer_aborts")
+            clock.advance(1)
+            assert env.server.counters["slow_consumer_aborts"] == 1
             assert not env.server.lingering
             writer.close()
             with contextlib.suppress(ConnectionError):
@@ -305,9 +330,11 @@ def test_a_websocket_slow_consumer_reads_its_goodbye_last_then_the_close():
 
 
 def test_a_websocket_slow_consumer_that_never_reads_is_aborted_after_the_linger():
+    clock = ManualClock()
+
     async def body():
-        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=0.2)
-        async with running_server(limits=limits) as env:
+        limits = Limits(out_bytes_max=64 << 10, burst_messages=100_000, slow_consumer_linger_s=2)
+        async with running_server(limits=limits, clock=clock) as env:
             await _deep_book(env, 400)
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -322,7 +349,11 @@ def test_a_websocket_slow_consumer_that_never_reads_is_aborted_after_the_linger(
                         await ws.send(text)
                         if env.server.counters.get("slow_consumers"):
                             break
-                await env.server.wait_counter("slow_consumer_aborts", 1)
+                await env.server.wait_counter("slow_consumers", 1)
+                clock.advance(2 * S - 1)
+                assert env.server.lingering and not env.server.counters.get("slow_consumer_aborts")
+                clock.advance(1)
+                assert env.server.counters["slow_consumer_aborts"] == 1
                 assert not env.server.lingering
             assert (await (await env.ws(2)).heartbeat()).ts > 0
 

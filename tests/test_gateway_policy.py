@@ -9,6 +9,7 @@ import pytest
 
 from engine.commands import NewOrder as CoreNewOrder
 from engine.events import Reason
+from gateway.server.clock import ManualClock
 from gateway.server.policy import QUERY, Reply, handle
 from gateway.server.session import Limits, Session
 from gateway.wire import protocol as p
@@ -51,7 +52,7 @@ def order(**kw: Any) -> p.NewOrder:
 
 
 def logged_on(ctx: Context) -> Session:
-    s = Session(1, ctx.limits)
+    s = Session(1, ctx.limits, ManualClock(0).monotonic_ns)
     reply = handle(s, logon(), 10, ctx)
     assert reply.logged_on and s.account == 7
     return s
@@ -59,7 +60,7 @@ def logged_on(ctx: Context) -> Session:
 
 def test_a_good_logon_logs_the_session_on_with_the_keys_account():
     ctx = Context()
-    s = Session(1, ctx.limits)
+    s = Session(1, ctx.limits, ManualClock(0).monotonic_ns)
     reply = handle(s, logon(), 10, ctx)
     assert isinstance(reply, Reply) and reply.counters == ("logons",) and reply.logged_on
     (ack,) = reply.send
@@ -70,7 +71,7 @@ def test_a_good_logon_logs_the_session_on_with_the_keys_account():
 
 def test_failed_logons_are_counted_and_the_last_allowed_one_says_goodbye():
     ctx = Context(logon_failures_max=3)
-    s = Session(1, ctx.limits)
+    s = Session(1, ctx.limits, ManualClock(0).monotonic_ns)
     for n in (1, 2):
         reply = handle(s, logon("bad"), n, ctx)
         assert reply.send[0].reason is Reason.BAD_SIGNATURE and reply.goodbye is None
@@ -82,7 +83,7 @@ def test_failed_logons_are_counted_and_the_last_allowed_one_says_goodbye():
 
 def test_nothing_but_logon_and_heartbeat_before_logon():
     ctx = Context()
-    s = Session(1, ctx.limits)
+    s = Session(1, ctx.limits, ManualClock(0).monotonic_ns)
     beat = handle(s, p.Heartbeat(req_id=4), 99, ctx)
     assert beat.send == (p.ServerHeartbeat(ts=99, req_id=4),)
     for msg in (order(), p.QueryBalances(req_id=2)):

@@ -269,9 +269,7 @@ def test_a_key_file_that_cannot_be_read_keeps_the_keys_in_use(tmp_path):
     async def body():
         async with running(tmp_path, tcp_port=0, ws_port=0, keys_check_s=0.02) as ex:
             (tmp_path / "accounts.json").write_text("{not json")
-            async with asyncio.timeout(5):
-                while not ex.server.counters.get("key_reload_failed"):
-                    await asyncio.sleep(0.01)
+            await ex.server.wait_counter("key_reload_failed", 1, timeout_s=5)
             c = await Client.connect_tcp("127.0.0.1", ex.server.tcp_port)
             await c.logon(key_id, secret)  # the keys loaded before still hold
             await c.close()
@@ -291,9 +289,7 @@ def test_a_key_file_moved_away_for_a_moment_ends_no_session(tmp_path):
             c = await Client.connect_tcp("127.0.0.1", ex.server.tcp_port)
             await c.logon(key_id, secret)
             (tmp_path / "accounts.json").rename(tmp_path / "accounts.json.moved")
-            async with asyncio.timeout(5):
-                while not ex.server.counters.get("key_reload_failed"):
-                    await asyncio.sleep(0.01)
+            await ex.server.wait_counter("key_reload_failed", 1, timeout_s=5)
             await c.heartbeat()  # still logged on
             assert not any(isinstance(m, p.Goodbye) for m in c.history)
             (tmp_path / "accounts.json.moved").rename(tmp_path / "accounts.json")

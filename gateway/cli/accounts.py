@@ -36,6 +36,7 @@ from pathlib import Path
 
 from gateway.durability.store import default_data_dir
 from gateway.server.auth import PERMISSIONS, KeyStore, KeyStoreError, UnknownKeyId
+from gateway.server.clock import SystemClock
 
 LOCK_FILE = "accounts.lock"
 
@@ -92,7 +93,7 @@ def revoke_key(data_dir: Path, key_id: str) -> tuple[int, bool]:
     Raises `UnknownKeyId` when the folder has no such key."""
     with key_file_lock(data_dir, create=False):
         store = KeyStore.load(data_dir)
-        revoked = store.revoke(key_id)
+        revoked = store.revoke(key_id, SystemClock().now_ns())
         if revoked:
             store.save(data_dir)
     account = next(k.account for k in store.describe() if k.key_id == key_id)

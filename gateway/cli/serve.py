@@ -156,13 +156,14 @@ async def running(
     """Genesis (on an empty folder), recovery, journal, accounts opened, server started;
     on exit: server closed, journal committed and snapshotted, store closed. Raises
     `RecoveryError`/`StoreError` when the folder cannot be trusted."""
+    clock = clock or SystemClock()  # one clock for recovery, journal and server
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(data_dir)
     try:
         if not store.head().seq and not store.reference(REF_SERIES):
             series, projects = genesis_listing()
             save_genesis(store, series=series, projects=projects, config=dict(GENESIS_FEES))
-        got = recover(store)
+        got = recover(store, clock=clock)
         key_file = KeyFile(data_dir)
         with key_file_lock(data_dir):  # not while `tonne accounts` makes the master key
             keys = key_file.load(create=True)  # a bad key file: refuse before starting
@@ -180,6 +181,7 @@ async def running(
         snapshot_every=journaling.snapshot_every,
         writer_process=journaling.writer_process,
         archive_segment_rows=journaling.archive_segment_rows,
+        clock=clock,
     )
     journal.start()
     limits = limits or Limits()
@@ -191,7 +193,7 @@ async def running(
             journal,
             Authenticator(keys, skew_s=limits.logon_skew_s),
             limits=limits,
-            clock=clock or SystemClock(),
+            clock=clock,
         )
         opened = await open_accounts(server, keys)
         await server.start(host, tcp_port, ws_port)

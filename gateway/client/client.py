@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +37,7 @@ from websockets.exceptions import ConnectionClosed
 from engine.commands import Side
 from engine.events import Reason
 from gateway.server.auth import sign_logon
+from gateway.server.clock import NS_PER_S, Clock, SystemClock, Timer
 from gateway.wire import protocol as p
 
 HISTORY_MAX = 100_000  # messages kept for `wait_for`
@@ -118,9 +118,14 @@ class LocalBook:
 
 
 class Client:
-    """One connection to a tonne server. Build it with `connect_tcp` or `connect_ws`."""
+    """One connection to a tonne server. Build it with `connect_tcp` or `connect_ws`.
 
-    def __init__(self) -> None:
+    `clock` (gateway/server/clock.py; `SystemClock` by default) stamps logons and times the
+    keepalive heartbeats: on a `ManualClock` they go out only as a test advances it."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._monotonic_ns = self.clock.monotonic_ns
         self.history: deque[Any] = deque(maxlen=HISTORY_MAX)
         self.received = 0  # messages received so far (history index of the next one)
         self.books: dict[str, LocalBook] = {}
@@ -136,21 +141,23 @@ class Client:
         self._closed: ClientError | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ws: ClientConnection | None = None
-        self._last_send = time.monotonic()
-        self._keepalive: asyncio.Task[None] | None = None
+        self._last_send = self._monotonic_ns()
+        self._keepalive: Timer | None = None  # the next look at whether to send a heartbeat
+        self._keepalive_ns = 0
+        self._beat: asyncio.Task[None] | None = None  # a heartbeat being sent
 
     # -- connecting ----------------------------------------------------------------------
 
     @classmethod
-    async def connect_tcp(cls, host: str, port: int) -> Client:
-        self = cls()
+    async def connect_tcp(cls, host: str, port: int, *, clock: Clock | None = None) -> Client:
+        self = cls(clock)
         reader, self._writer = await asyncio.open_connection(host, port)
         self._reader_task = asyncio.create_task(self._read_tcp(reader))
         return self
 
     @classmethod
-    async def connect_ws(cls, url: str) -> Client:
-        self = cls()
+    async def connect_ws(cls, url: str, *, clock: Clock | None = None) -> Client:
+        self = cls(clock)
         self._ws = await ws_connect(
             url, compression=None, max_size=FRAME_BYTES_MAX, ping_interval=None, proxy=None
         )
@@ -160,8 +167,12 @@ class Client:
     async def close(self) -> None:
         if self._keepalive is not None:
             self._keepalive.cancel()
+            self._keepalive = None
+        self._keepalive_ns = 0
+        if self._beat is not None:
+            self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+                await self._beat
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(ConnectionError):
@@ -188,7 +199,7 @@ class Client:
         """Send messages in one frame (TCP) or one WebSocket message."""
         if self._closed is not None:
             raise self._closed
-        self._last_send = time.monotonic()
+        self._last_send = self._monotonic_ns()
         try:
             if self._writer is not None:
                 self._writer.write(p.encode_frame(list(msgs)))
@@ -242,7 +253,7 @@ class Client:
         nonce: str | None = None,
         timeout_s: float = 10.0,
     ) -> p.LogonAck:
-        ts = time.time_ns() if ts is None else ts
+        ts = self.clock.now_ns() if ts is None else ts
         nonce = secrets.token_hex(16) if nonce is None else nonce
         msg = p.Logon(
             key_id=key_id,
@@ -256,20 +267,30 @@ class Client:
         if isinstance(answer, p.LogonReject):
             raise LogonFailed(answer.reason, answer.text)
         self.account = answer.account
-        if keepalive and self._keepalive is None:
-            self._keepalive = asyncio.create_task(self._heartbeats(answer.heartbeat_s))
+        if keepalive and not self._keepalive_ns:
+            self._keepalive_ns = max(1, round(answer.heartbeat_s * NS_PER_S))
+            self._keepalive = self.clock.call_later(answer.heartbeat_s, self._keepalive_due)
         return answer  # type: ignore[no-any-return]
 
-    async def _heartbeats(self, interval_s: float) -> None:
-        """Send a heartbeat whenever nothing was sent for `interval_s`, so that an idle but
-        healthy session is not closed for idleness."""
-        while self._closed is None:
-            quiet_s = time.monotonic() - self._last_send
-            if quiet_s >= interval_s:
-                with contextlib.suppress(ClientError):
-                    await self.send(p.Heartbeat())
-                quiet_s = 0.0
-            await asyncio.sleep(interval_s - quiet_s)
+    def _keepalive_due(self) -> None:
+        """Send a heartbeat if nothing was sent for the server's `heartbeat_s`, so that an
+        idle but healthy session is not closed for idleness; look again when that much
+        quiet would have passed."""
+        self._keepalive = None
+        if self._closed is not None or not self._keepalive_ns:
+            return
+        interval_ns = self._keepalive_ns
+        quiet_ns = self._monotonic_ns() - self._last_send
+        if quiet_ns >= interval_ns:
+            if self._beat is None or self._beat.done():  # one heartbeat in flight at most
+                self._beat = asyncio.ensure_future(self._send_heartbeat())
+            quiet_ns = 0
+        delay_s = (interval_ns - quiet_ns) / NS_PER_S
+        self._keepalive = self.clock.call_later(delay_s, self._keepalive_due)
+
+    async def _send_heartbeat(self) -> None:
+        with contextlib.suppress(ClientError):
+            await self.send(p.Heartbeat())
 
     # -- orders --------------------------------------------------------------------------
 
@@ -464,6 +485,9 @@ class Client:
         if isinstance(error, ConnectionLost) and self.goodbye is not None:
             error = ConnectionLost(self.goodbye.reason.value, self.goodbye.text)
         self._closed = error
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         waiting = [f for _, f in self._waiters]
         for fut in itertools.chain(self._by_req.values(), self._by_coid.values(), waiting):
             if not fut.done():

@@ -28,6 +28,18 @@ settlement-log records that the oldest kept snapshot covers to segment files
 (archive.py), one segment per commit turn, so the live tables stop growing
 (`writer_process.Archiver`).
 
+The writer can also be given (`writer`, a factory of what `ExternalWriter` describes): the
+journal then hands it its batches and hears its commits exactly as it does the writer
+process's. The simulation (tests/simulation.py) gives one that commits when its seeded
+scheduler says, on the loop, so that a run replays exactly.
+
+Time: the journal reads no clock of its own. The snapshot interval, the commit window and
+the snapshot pauses are measured on `clock`'s monotonic reading, and a snapshot's stamp is
+its wall time (gateway/server/clock.py; `SystemClock` by default). The window's wait itself
+is the writer's queue wait, in real time: the clock only says how much of it is left. A
+clock object cannot cross into the writer process, which builds its own from
+`process_clock` (a picklable factory, `SystemClock` by default).
+
 Snapshots: when `core` is given, `flush()` takes a snapshot every `snapshot_every` commands or
 `snapshot_interval_s` seconds (whichever first) at a point where the core state is exactly the
 appended commands. It is queued behind the batch that ends at its sequence number, so it is
@@ -41,7 +53,6 @@ import asyncio
 import os
 import queue
 import threading
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -49,6 +60,7 @@ from typing import Any, Protocol
 
 from gateway.durability.store import Batch, JournalRow, LogRow, Snapshot, SnapshotInfo, Store
 from gateway.durability.writer_process import Archiver, WriterProcess, absorb
+from gateway.server.clock import NS_PER_S, Clock, SystemClock
 
 BATCH_MAX = 2048  # commands per transaction, at most
 WINDOW_S = 0.0  # extra wait for more commands after the first batch arrives
@@ -104,6 +116,20 @@ class SnapshotSource(Protocol):
     def state_hash(self) -> str: ...
 
 
+class ExternalWriter(Protocol):
+    """A writer outside the journal's own thread (the writer process, or a simulation's):
+    it is handed batches in order and reports each commit (`on_commit(last_seq, commands)`)
+    on the loop, or a failure (`on_failure(text)`)."""
+
+    def start(self) -> None: ...
+    def send(self, batch: Batch) -> None: ...
+    def send_threadsafe(self, batch: Batch) -> None: ...
+    async def close(self) -> None: ...
+
+
+WriterFactory = Callable[[Callable[[int, int], None], Callable[[str], None]], ExternalWriter]
+
+
 class NullJournal:
     """The journal interface without durability: for tests and benchmarks of the core alone.
     Keeps nothing (so it is not a memory leak under a long benchmark), counts appends."""
@@ -150,7 +176,9 @@ class Journal:
         snapshot_fork: bool = hasattr(os, "fork"),
         writer_process: bool = False,
         archive_segment_rows: int = 0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
+        process_clock: Callable[[], Clock] = SystemClock,
+        writer: WriterFactory | None = None,
     ) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
@@ -160,11 +188,14 @@ class Journal:
             raise ValueError("snapshot_every, snapshot_interval_s, snapshots_kept must be > 0")
         if archive_segment_rows < 0:
             raise ValueError("archive_segment_rows must be >= 0 (0: no archiving)")
+        if writer_process and writer is not None:
+            raise ValueError("writer_process and writer are two writers: give one")
         if writer_process and not isinstance(getattr(store, "path", None), os.PathLike):
             raise ValueError("writer_process needs a store with a path (SQLiteStore)")
         self.store = store
         self.writer_process = writer_process
-        self._process: WriterProcess | None = None
+        self._writer_factory = writer
+        self._process: ExternalWriter | None = None
         self.codec: Codec = codec if codec is not None else SettlementCodec()
         self._encode_command = self.codec.encode_command
         self._encode_record = self.codec.encode_record
@@ -175,7 +206,11 @@ class Journal:
         self.snapshot_interval_s = snapshot_interval_s
         self.snapshots_kept = snapshots_kept
         self.archive_segment_rows = archive_segment_rows
-        self._clock = clock
+        self.clock: Clock = clock or SystemClock()
+        self._monotonic_ns = self.clock.monotonic_ns
+        self._process_clock = process_clock
+        self.window_ns = round(window_s * NS_PER_S)
+        self.snapshot_interval_ns = round(snapshot_interval_s * NS_PER_S)
         self.seq = seq  # last appended command
         self.log_seq = log_seq  # last appended settlement record
         self.log_head = log_head
@@ -188,7 +223,7 @@ class Journal:
         self.snapshot_fork = snapshot_fork
         self._snap_reader: threading.Thread | None = None
         self._snap_seq = seq
-        self._snap_time = clock()
+        self._snap_time = self._monotonic_ns()
         self._buf_cmds: list[JournalRow] = []
         self._buf_recs: list[LogRow] = []
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
@@ -205,6 +240,11 @@ class Journal:
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
+        on_failure = self._external_failed
+        if self._writer_factory is not None:
+            self._process = self._writer_factory(self._process_committed, on_failure)
+            self._process.start()
+            return
         if self.writer_process:
             self._process = WriterProcess(
                 str(self.store.path.parent),  # type: ignore[attr-defined]
@@ -213,7 +253,9 @@ class Journal:
                 snapshots_kept=self.snapshots_kept,
                 archive_segment_rows=self.archive_segment_rows,
                 on_commit=self._process_committed,
-                on_failure=lambda why: self._failed(JournalFailed(why)),
+                on_failure=on_failure,
+                clock=self.clock,
+                process_clock=self._process_clock,
             )
             self._process.start()
             return
@@ -232,6 +274,9 @@ class Journal:
             self._process.send_threadsafe(batch)
         else:
             self._process.send(batch)
+
+    def _external_failed(self, why: str) -> None:
+        self._failed(JournalFailed(why))
 
     def _process_committed(self, last_seq: int, commands: int) -> None:
         self.commits += 1
@@ -301,12 +346,12 @@ class Journal:
         seq, log_seq, log_head = self.seq, self.log_seq, self.log_head
         self._cut()  # the commands the snapshot covers go first
         self._snap_seq = seq
-        self._snap_time = self._clock()
+        self._snap_time = self._monotonic_ns()
         self.snapshots_taken += 1
-        started = time.perf_counter()
+        started = self._monotonic_ns()
         if self.snapshot_fork:
             read_fd, pid = _fork_snapshot(self.core)
-            self.snapshot_pauses_s.append(time.perf_counter() - started)
+            self.snapshot_pauses_s.append((self._monotonic_ns() - started) / NS_PER_S)
             self._snap_reader = threading.Thread(
                 target=self._collect_snapshot,
                 args=(read_fd, pid, seq, log_seq, log_head),
@@ -317,8 +362,8 @@ class Journal:
             return True
         data = self.core.snapshot()
         state_hash = self.core.state_hash()
-        self.snapshot_pauses_s.append(time.perf_counter() - started)
-        info = SnapshotInfo(seq, log_seq, log_head, state_hash, time.time_ns(), len(data))
+        self.snapshot_pauses_s.append((self._monotonic_ns() - started) / NS_PER_S)
+        info = SnapshotInfo(seq, log_seq, log_head, state_hash, self.clock.now_ns(), len(data))
         self._submit(Batch([], [], Snapshot(info, data)))
         return True
 
@@ -340,7 +385,7 @@ class Journal:
             return
         state_hash = payload[:HASH_HEX_BYTES].decode()
         data = payload[HASH_HEX_BYTES:]
-        info = SnapshotInfo(seq, log_seq, log_head, state_hash, time.time_ns(), len(data))
+        info = SnapshotInfo(seq, log_seq, log_head, state_hash, self.clock.now_ns(), len(data))
         self._submit(Batch([], [], Snapshot(info, data)), threadsafe=True)
 
     async def close(self, *, snapshot: bool = False) -> None:
@@ -390,7 +435,7 @@ class Journal:
             return
         if (
             self.seq - self._snap_seq >= self.snapshot_every
-            or self._clock() - self._snap_time >= self.snapshot_interval_s
+            or self._monotonic_ns() - self._snap_time >= self.snapshot_interval_ns
         ):
             self.snapshot_now()
 
@@ -437,12 +482,13 @@ class Journal:
                 self._finish_archive(archiver)
                 return
             batch = Batch(list(first.commands), list(first.records), first.snapshot)
-            deadline = time.monotonic() + self.window_s
+            monotonic_ns = self._monotonic_ns
+            deadline = monotonic_ns() + self.window_ns
             # Gather more batches: up to batch_max commands, never past a snapshot (it
             # must be stored with the batch that ends at its sequence number).
             while not stop and batch.snapshot is None and len(batch.commands) < self.batch_max:
                 try:
-                    timeout = deadline - time.monotonic()
+                    timeout = (deadline - monotonic_ns()) / NS_PER_S
                     more = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
                 except queue.Empty:
                     break

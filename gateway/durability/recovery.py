@@ -30,7 +30,6 @@ is used: `apply`, `drain_records`, `state_hash`, `snapshot`/`restore`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -39,6 +38,7 @@ import msgspec
 from gateway.durability.chaincheck import ChainError, Checked, check_chains
 from gateway.durability.journal import Codec, SettlementCodec
 from gateway.durability.store import CorruptRecord, LogRow, SnapshotInfo, Store, StoreError
+from gateway.server.clock import NS_PER_S, Clock, SystemClock
 
 
 class RecoveryError(Exception):
@@ -134,14 +134,19 @@ def recover(
     use_snapshots: bool = True,
     on_command: Callable[[int, Any, list[Any]], None] | None = None,
     resume: Recovered | None = None,
+    clock: Clock | None = None,
 ) -> Recovered:
     """Rebuild the core from `store` (see the module docstring), reading one consistent view
     of it (a server may be writing meanwhile). `use_snapshots=False` replays the whole
     journal from genesis (the audit check). `on_command(seq, cmd, events)` sees every
     replayed command and its events (the crash test uses it). `resume` continues an earlier
-    result's replay with the commands stored since (its core is taken over and moved on)."""
+    result's replay with the commands stored since (its core is taken over and moved on).
+    `clock` (`SystemClock` by default) times it, for `elapsed_s` and `chains_s`."""
+    monotonic_ns = (clock or SystemClock()).monotonic_ns
     with store.reading():
-        return _recover(store, codec, genesis, restore, use_snapshots, on_command, resume)
+        return _recover(
+            store, codec, genesis, restore, use_snapshots, on_command, resume, monotonic_ns
+        )
 
 
 def _recover(
@@ -152,13 +157,16 @@ def _recover(
     use_snapshots: bool,
     on_command: Callable[[int, Any, list[Any]], None] | None,
     resume: Recovered | None,
+    monotonic_ns: Callable[[], int],
 ) -> Recovered:
-    started = time.perf_counter()
+    started = monotonic_ns()
     codec = codec if codec is not None else SettlementCodec()
     skipped: list[str] = []
     core: Any = None
     start = SnapshotInfo(0, 0, "", "", 0, 0)
-    chains = None if resume is not None else _check_chains(store, codec, not use_snapshots)
+    chains = (
+        None if resume is not None else _check_chains(store, codec, not use_snapshots, monotonic_ns)
+    )
     candidates = store.snapshots() if use_snapshots and resume is None else []
     if resume is not None:
         core = resume.core
@@ -244,13 +252,15 @@ def _recover(
         log_seq=log_seq,
         log_head=log_head,
         state_hash=state_hash,
-        elapsed_s=time.perf_counter() - started,
+        elapsed_s=(monotonic_ns() - started) / NS_PER_S,
         checked_state_hash=checked,
         chains_s=chains.elapsed_s if chains is not None else 0.0,
     )
 
 
-def _check_chains(store: Store, codec: Codec, full: bool) -> Checked:
+def _check_chains(
+    store: Store, codec: Codec, full: bool, monotonic_ns: Callable[[], int]
+) -> Checked:
     """Both chains from genesis, pinned at every stored snapshot's position."""
     infos = store.snapshots()
     try:
@@ -260,6 +270,7 @@ def _check_chains(store: Store, codec: Codec, full: bool) -> Checked:
             seq_pins={s.seq for s in infos},
             log_pins={s.log_seq for s in infos},
             full=full,
+            monotonic_ns=monotonic_ns,
         )
     except (ChainError, CorruptRecord) as exc:
         raise RecoveryError(f"{exc}: refusing to start") from exc

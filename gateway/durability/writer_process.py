@@ -21,6 +21,12 @@ A failed write is reported and the writer exits; a writer that dies is seen as E
 fails the journal. On Linux the writer is killed with its parent (PR_SET_PDEATHSIG), so that a
 crashed server never leaves a writer behind to append to a store that recovery is reading.
 The loop closes its end to stop the writer: it commits what it has received, then exits.
+
+Time: a clock object cannot cross the process boundary, so the parent passes a picklable
+factory (`process_clock`, `SystemClock` by default) and the writer builds its own clock from
+it, for the window. The window's wait is a `select` on the socket, in real time whatever
+the clock: the clock says how much of the window is left. The loop side takes the journal's
+clock, for how long it waits for the writer to exit.
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ import select
 import signal
 import socket
 import struct
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +49,7 @@ import msgspec
 
 from gateway.durability.chaincheck import chain_check
 from gateway.durability.store import Batch, LogRow, SQLiteStore, Store
+from gateway.server.clock import NS_PER_S, Clock, SystemClock
 
 _LEN = struct.Struct(">I")
 RECV_BYTES = 1 << 20
@@ -172,6 +178,7 @@ def writer_main(
     window_s: float,
     snapshots_kept: int,
     archive_segment_rows: int = 0,
+    process_clock: Callable[[], Clock] = SystemClock,
 ) -> None:
     """The writer process: read batches, commit them, reply; exit at EOF or on a failure."""
     _die_with_parent()
@@ -187,6 +194,8 @@ def writer_main(
     buf = bytearray()
     pending: deque[Batch] = deque()
     eof = False
+    monotonic_ns = process_clock().monotonic_ns
+    window_ns = round(window_s * NS_PER_S)
 
     def receive(timeout_s: float | None) -> None:
         """Read what arrives within `timeout_s` (None: block for at least one read)."""
@@ -214,10 +223,10 @@ def writer_main(
                 receive(None)
                 continue
             if not eof:  # what else has arrived (up to a full batch) joins this transaction
-                deadline = time.monotonic() + window_s
+                deadline = monotonic_ns() + window_ns
                 while not eof and sum(len(b.commands) for b in pending) < batch_max:
                     before = len(pending)
-                    receive(max(0.0, deadline - time.monotonic()))
+                    receive(max(0.0, (deadline - monotonic_ns()) / NS_PER_S))
                     if len(pending) == before:
                         break
             batch = merge(pending, batch_max)
@@ -254,8 +263,12 @@ class WriterProcess:
         on_commit: Callable[[int, int], None],
         on_failure: Callable[[str], None],
         archive_segment_rows: int = 0,
+        clock: Clock | None = None,
+        process_clock: Callable[[], Clock] = SystemClock,
     ) -> None:
         self._args = (data_dir, batch_max, window_s, snapshots_kept, archive_segment_rows)
+        self._clock: Clock = clock or SystemClock()
+        self._process_clock = process_clock
         self._on_commit = on_commit
         self._on_failure = on_failure
         self._decode = msgspec.msgpack.Decoder(tuple[int, int, str]).decode
@@ -281,7 +294,16 @@ class WriterProcess:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._proc = ctx.Process(
             target=writer_main,
-            args=(data_dir, theirs, os.getpid(), batch_max, window_s, snapshots_kept, archive_rows),
+            args=(
+                data_dir,
+                theirs,
+                os.getpid(),
+                batch_max,
+                window_s,
+                snapshots_kept,
+                archive_rows,
+                self._process_clock,
+            ),
             name="tonne-journal-writer",
             daemon=True,
         )
@@ -382,8 +404,9 @@ class WriterProcess:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_WR)
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + JOIN_S
-        while self._proc.is_alive() and time.monotonic() < deadline:
+        monotonic_ns = self._clock.monotonic_ns
+        deadline = monotonic_ns() + round(JOIN_S * NS_PER_S)
+        while self._proc.is_alive() and monotonic_ns() < deadline:
             await asyncio.sleep(0.005)  # keep the loop turning: replies, the rest of _out
         if self._proc.is_alive():
             self._proc.kill()

@@ -197,8 +197,9 @@ class KeyInfo(msgspec.Struct, frozen=True):
     revoked_at: str | None
 
 
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+def _utc(now_ns: int) -> str:
+    when = datetime.datetime.fromtimestamp(now_ns // 1_000_000_000, datetime.UTC)
+    return when.isoformat(timespec="seconds")
 
 
 class KeyStore:
@@ -309,16 +310,17 @@ class KeyStore:
         self._stored[key_id] = StoredKey(key_id, account, perms, sealed)
         self._records[key_id] = KeyRecord(key_id, account, secret, permissions)
 
-    def revoke(self, key_id: str) -> bool:
-        """Revoke a key: its logons are refused and its sealed secret is erased. False when it
-        was revoked already; `UnknownKeyId` when there is no such key."""
+    def revoke(self, key_id: str, now_ns: int) -> bool:
+        """Revoke a key at wall time `now_ns` (the caller's clock): its logons are refused and
+        its sealed secret is erased. False when it was revoked already; `UnknownKeyId` when
+        there is no such key."""
         stored = self._stored.get(key_id)
         if stored is None:
             raise UnknownKeyId(f"no API key {key_id!r}")
         if stored.revoked_at is not None:
             return False
         self._stored[key_id] = msgspec.structs.replace(
-            stored, secret_sealed=None, revoked_at=_utc_now()
+            stored, secret_sealed=None, revoked_at=_utc(now_ns)
         )
         del self._records[key_id]
         return True

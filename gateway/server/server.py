@@ -22,6 +22,12 @@ comes: one timer on the server's `clock` waits for the earliest expiry among ope
 like any command; nothing is journaled while nothing is due. The core is synchronous and
 runs on the loop thread: its commands are serialized by construction.
 
+The server reads no clock of its own: command stamps and GTD timers come from the `clock`
+it is given (wall time), and the sessions' timeouts from its monotonic reading. Heartbeats
+out, idle and logon timeouts are one timer on that clock, armed at the earliest deadline of
+any session (`_arm_sessions`, no more often than every `tick_s`), so on a `ManualClock` a
+test advances the time and sees the heartbeat or the goodbye at once.
+
 `Server` is transport-agnostic; `TcpSession` and `WsSession` (gateway/server/session.py) only move
 bytes. What a command's events tell whom is gateway/server/routing.py; the queries and subscriptions
 that are not core commands are answered by gateway/server/queries.py.
@@ -30,10 +36,8 @@ that are not core commands are answered by gateway/server/queries.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -46,7 +50,7 @@ from engine.events import Reason, Rejected
 from engine.exchange import Exchange
 from engine.reference import Project
 from gateway.server.auth import Authenticator
-from gateway.server.clock import Clock, SystemClock, Timer
+from gateway.server.clock import NS_PER_S, Clock, SystemClock, Timer
 from gateway.server.commit import Batch, CommitPipeline
 from gateway.server.marketdata import MarketData
 from gateway.server.policy import ANSWERING, Reply, handle
@@ -101,8 +105,21 @@ class Server:
         self.limits = limits or Limits()
         self.clock = clock or SystemClock()
         self.clock_ns: Callable[[], int] = self.clock.now_ns
+        self._monotonic_ns: Callable[[], int] = self.clock.monotonic_ns
+        lim = self.limits
+        self._logon_timeout_ns = round(lim.logon_timeout_s * NS_PER_S)
+        self._idle_timeout_ns = round(lim.idle_timeout_s * NS_PER_S)
+        self._heartbeat_ns = round(lim.heartbeat_s * NS_PER_S)
+        # a scan of every session at most this often (a quarter of the shortest timeout, as
+        # the periodic tick this timer replaces): sessions' deadlines are many, scans few
+        tick_s = max(0.01, min(lim.heartbeat_s, lim.idle_timeout_s, lim.logon_timeout_s) / 4)
+        self._tick_ns = round(tick_s * NS_PER_S)
+        self._sessions_timer: Timer | None = None
+        self._sessions_at: int | None = None  # when it is due (monotonic)
         self.md = MarketData()
-        self.sessions: set[Session] = set()
+        # insertion-ordered (a dict, not a set): timeouts and closing visit sessions in the
+        # order they opened, so that a seeded run replays exactly (tests/simulation.py)
+        self.sessions: dict[Session, None] = {}
         self.by_account: dict[int, set[Session]] = {}
         self.counters: dict[str, int] = {}
         self._changed = asyncio.Event()
@@ -116,7 +133,7 @@ class Server:
         self.lingering: set[Session] = set()
         self._tcp: asyncio.Server | None = None
         self._ws: Any = None
-        self._ticker: asyncio.Task[None] | None = None
+        self._stopped = False  # closing: no session timer is armed any more
         self.failed: BaseException | None = None
         self.failure = asyncio.Event()  # set when `failed` is
         self.exchange = core.exchange
@@ -142,9 +159,7 @@ class Server:
     ) -> None:
         loop = asyncio.get_running_loop()
         if tcp_port is not None:
-            self._tcp = await loop.create_server(
-                lambda: TcpSession(self, next(self._ids)), host, tcp_port
-            )
+            self._tcp = await loop.create_server(self.tcp_session, host, tcp_port)
         if ws_port is not None:
             self._ws = await serve(
                 self._ws_handler,
@@ -156,8 +171,12 @@ class Server:
                 max_queue=64,
                 write_limit=1 << 16,
             )
-        self._ticker = asyncio.create_task(self._tick())
         self._arm_expiry()  # GTD orders recovered from the store expire on time too
+
+    def tcp_session(self) -> TcpSession:
+        """A new TCP session, for the listener (or a transport of the caller's: the
+        simulation's in-memory network calls its `connection_made`)."""
+        return TcpSession(self, next(self._ids))
 
     @property
     def tcp_port(self) -> int:
@@ -174,10 +193,10 @@ class Server:
             self._expiry_timer.cancel()
             self._expiry_timer = None
         self._expiry_stopped = True
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        self._stopped = True
+        if self._sessions_timer is not None:
+            self._sessions_timer.cancel()
+            self._sessions_timer = None
         if self._tcp is not None:
             self._tcp.close()
         if self._ws is not None:
@@ -218,8 +237,10 @@ class Server:
 
     def opened(self, s: Session) -> None:
         """A transport has a new connection: admit it, or say goodbye at `sessions_max`."""
-        self.sessions.add(s)
+        self.sessions[s] = None
         self.count("sessions_opened")
+        first = min(self._logon_timeout_ns, self._idle_timeout_ns, self._heartbeat_ns)
+        self._arm_sessions(s.opened_at + first)
         if len(self.sessions) > self.limits.sessions_max:
             self.count("sessions_refused")
             self.goodbye(s, Reason.TOO_MANY_SESSIONS, f"{self.limits.sessions_max} sessions open")
@@ -228,7 +249,7 @@ class Server:
         """Called once by a transport when its connection is gone."""
         if s not in self.sessions:
             return
-        self.sessions.discard(s)
+        del self.sessions[s]
         was_logged_on = s.logged_on
         if not s.closed:
             s.transition(State.CLOSED)
@@ -273,26 +294,53 @@ class Server:
         self._arm_expiry()
         await self._released(batch)
 
-    async def _tick(self) -> None:
-        """Heartbeats out, idle sessions closed."""
+    # -- session timeouts and heartbeats ------------------------------------------------
+
+    def _arm_sessions(self, due: int) -> None:
+        """Have the session timer fire by `due` (monotonic): move it if it is later."""
+        if self._stopped or (self._sessions_at is not None and self._sessions_at <= due):
+            return
+        if self._sessions_timer is not None:
+            self._sessions_timer.cancel()
+        self._sessions_at = due
+        delay_s = (due - self._monotonic_ns()) / NS_PER_S
+        self._sessions_timer = self.clock.call_later(delay_s, self._sessions_due)
+
+    def _sessions_due(self) -> None:
+        """The session timer fired: logon and idle timeouts say goodbye, sessions that wrote
+        nothing for `heartbeat_s` get a heartbeat; then the timer is armed for the earliest
+        deadline left, at least `_tick_ns` from now (none without sessions)."""
+        self._sessions_timer = None
+        self._sessions_at = None
+        if self._stopped:
+            return
+        now = self._monotonic_ns()
         lim = self.limits
-        period = max(0.01, min(lim.heartbeat_s, lim.idle_timeout_s, lim.logon_timeout_s) / 4)
-        while True:
-            await asyncio.sleep(period)
-            now = time.monotonic()
-            for s in list(self.sessions):
-                if not s.logged_on and now - s.opened_at > lim.logon_timeout_s:
-                    self.count("logon_timeouts")
-                    text = f"no logon within {lim.logon_timeout_s} s"
-                    self.goodbye(s, Reason.NOT_LOGGED_ON, text)
-                elif now - s.last_in > lim.idle_timeout_s:
-                    self.count("idle_timeouts")
-                    self.goodbye(
-                        s, Reason.IDLE_TIMEOUT, f"nothing received for {lim.idle_timeout_s} s"
-                    )
-                elif now - s.last_out > lim.heartbeat_s and not s.closed:
-                    s.out.append(p.ServerHeartbeat(ts=self.clock_ns()))
-                    s.write_out()
+        logon_ns, idle_ns, heartbeat_ns = (
+            self._logon_timeout_ns,
+            self._idle_timeout_ns,
+            self._heartbeat_ns,
+        )
+        earliest: int | None = None
+        for s in list(self.sessions):
+            if not s.logged_on and now - s.opened_at >= logon_ns:
+                self.count("logon_timeouts")
+                self.goodbye(s, Reason.NOT_LOGGED_ON, f"no logon within {lim.logon_timeout_s} s")
+                continue
+            if now - s.last_in >= idle_ns:
+                self.count("idle_timeouts")
+                text = f"nothing received for {lim.idle_timeout_s} s"
+                self.goodbye(s, Reason.IDLE_TIMEOUT, text)
+                continue
+            if now - s.last_out >= heartbeat_ns and not s.closed:
+                s.out.append(p.ServerHeartbeat(ts=self.clock_ns()))
+                s.write_out()
+            due = min(s.last_in + idle_ns, s.last_out + heartbeat_ns)
+            if not s.logged_on:
+                due = min(due, s.opened_at + logon_ns)
+            earliest = due if earliest is None else min(earliest, due)
+        if earliest is not None:
+            self._arm_sessions(max(earliest, now + self._tick_ns))
 
     def replace_keys(self, keys: Any) -> int:
         """Check logons against `keys` (a reloaded key file) from now on, and end every
@@ -324,7 +372,7 @@ class Server:
                 self.count("slow_consumer_aborts")
                 s.abort_lingering()
 
-        asyncio.get_running_loop().call_later(linger_s, give_up)
+        self.clock.call_later(linger_s, give_up)
 
     def goodbye(self, s: Session, reason: Reason, text: str) -> None:
         """Say why, then close."""
@@ -401,7 +449,7 @@ class Server:
         """Process everything one read brought (messages, or `MalformedFrame`s in place)."""
         if self.failed is not None or s.closed or s.ending:
             return
-        s.last_in = time.monotonic()
+        s.last_in = self._monotonic_ns()
         batch = self._new_batch(s)
         s.reads_in_flight += 1
         for item in items:

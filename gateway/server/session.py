@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from engine.events import Reason
+from gateway.server.clock import NS_PER_S
 from gateway.wire import protocol as p
 
 if TYPE_CHECKING:
@@ -96,29 +97,30 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TokenBucket:
-    """`rate` tokens per second, at most `burst` saved up; one token per message."""
+    """`rate` tokens per second, at most `burst` saved up; one token per message. Time is
+    `monotonic_ns`, a clock's monotonic reading (`Clock.monotonic_ns`)."""
 
     __slots__ = ("rate", "burst", "tokens", "stamp", "_clock")
 
-    def __init__(self, rate: float, burst: float, clock: Any = time.monotonic) -> None:
+    def __init__(self, rate: float, burst: float, monotonic_ns: Callable[[], int]) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
-        self._clock = clock
-        self.stamp = clock()
+        self._clock = monotonic_ns
+        self.stamp = monotonic_ns()
 
     def take(self) -> bool:
         tokens = self.tokens
         if tokens < 1.0:
             now = self._clock()
-            tokens = min(self.burst, tokens + (now - self.stamp) * self.rate)
+            tokens = min(self.burst, tokens + (now - self.stamp) * self.rate / NS_PER_S)
             self.stamp = now
             if tokens < 1.0:
                 self.tokens = tokens
                 return False
         elif tokens < self.burst:
             now = self._clock()
-            tokens = min(self.burst, tokens + (now - self.stamp) * self.rate)
+            tokens = min(self.burst, tokens + (now - self.stamp) * self.rate / NS_PER_S)
             self.stamp = now
         else:
             self.stamp = self._clock()
@@ -131,11 +133,13 @@ class SessionStateError(Exception):
 
 
 class Session:
-    """What the server knows of one connection. Transport-specific writing is in subclasses."""
+    """What the server knows of one connection. Transport-specific writing is in subclasses.
+    `monotonic_ns` is the server clock's monotonic reading: `opened_at`, `last_in` and
+    `last_out` are in it (nanoseconds), and so is the token bucket's time."""
 
     transport_name = "?"
 
-    def __init__(self, session_id: int, limits: Limits) -> None:
+    def __init__(self, session_id: int, limits: Limits, monotonic_ns: Callable[[], int]) -> None:
         self.session_id = session_id
         self.limits = limits
         self.state = State.CONNECTED
@@ -143,13 +147,14 @@ class Session:
         self.key_id = ""
         self.permissions: frozenset[str] = frozenset()
         self.cancel_on_disconnect = False
-        self.bucket = TokenBucket(limits.messages_per_s, limits.burst_messages)
+        self._monotonic_ns = monotonic_ns
+        self.bucket = TokenBucket(limits.messages_per_s, limits.burst_messages, monotonic_ns)
         self.subscriptions: set[str] = set()
         self.out: list[Any] = []  # messages to write at the next `write_out`
         self.reads_in_flight = 0  # reads applied, not yet committed and released
         self.logon_failures = 0  # logons refused on this connection
         self.ending = False  # a goodbye is queued behind this session's answers: read no more
-        now = time.monotonic()
+        now = monotonic_ns()
         self.opened_at = now
         self.last_in = now
         self.last_out = now
@@ -196,7 +201,7 @@ class TcpSession(Session, asyncio.Protocol):
     transport_name = "tcp"
 
     def __init__(self, server: Server, session_id: int) -> None:
-        Session.__init__(self, session_id, server.limits)
+        Session.__init__(self, session_id, server.limits, server.clock.monotonic_ns)
         self.server = server
         self.reader = p.FrameReader(server.limits.frame_bytes_max)
         self.transport: asyncio.Transport | None = None
@@ -257,7 +262,7 @@ class TcpSession(Session, asyncio.Protocol):
             return
         self.out = []
         self.transport.write(p.encode_frame(out))
-        self.last_out = time.monotonic()
+        self.last_out = self._monotonic_ns()
         buffered = self.transport.get_write_buffer_size()
         if buffered > self.limits.out_bytes_max:
             self._slow_consumer(buffered)
@@ -305,7 +310,7 @@ class WsSession(Session):
     transport_name = "ws"
 
     def __init__(self, server: Server, session_id: int, ws: ServerConnection) -> None:
-        super().__init__(session_id, server.limits)
+        super().__init__(session_id, server.limits, server.clock.monotonic_ns)
         self.server = server
         self.ws = ws
         self.queue: deque[bytes] = deque()
@@ -321,7 +326,7 @@ class WsSession(Session):
         data = p.encode_json(out)
         self.queue.append(data)
         self.queued_bytes += len(data)
-        self.last_out = time.monotonic()
+        self.last_out = self._monotonic_ns()
         if self.queued_bytes > self.limits.out_bytes_max:
             self._slow_consumer()
             return
