@@ -99,6 +99,22 @@ def start_cost(folder: Path) -> tuple[float, float, str]:
     )
 
 
+async def snapshot_stored(journal: Journal, folder: Path, timeout_s: float = 120.0) -> None:
+    """Wait until the snapshot the journal last took is in the store, so that each line's
+    start cost is measured on the folder as that many commands leave it (a forked snapshot
+    is stored a little after it is taken; on a loaded machine, after the next report)."""
+    await journal.snapshot_handed_over()
+    if journal.snapshot_seq <= 0 or journal.snapshots_taken == journal.snapshot_failures:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with SQLiteStore(folder, readonly=True) as store:
+            if any(s.seq >= journal.snapshot_seq for s in store.snapshots()):
+                return
+        await asyncio.sleep(0.01)
+    raise SystemExit(f"the snapshot at seq {journal.snapshot_seq} was not stored in {timeout_s} s")
+
+
 def report(n: int, elapsed: float, core: Any, journal: Journal, folder: Path) -> None:
     """One line at `n` commands, `elapsed` seconds of applying and committing them (the
     reports' own time left out)."""
@@ -167,6 +183,7 @@ async def soak(args: argparse.Namespace, folder: Path) -> None:
                 await inflight
                 inflight = None
             paused = time.perf_counter()
+            await snapshot_stored(journal, folder)
             report(done, paused - started, core, journal, folder)
             started += time.perf_counter() - paused  # the report's time is not the soak's
             next_report += args.report_every

@@ -416,6 +416,14 @@ class Journal:
                 await asyncio.sleep(0)  # a snapshot the reader just handed over goes first
                 await self._process.close()
 
+    async def snapshot_handed_over(self) -> None:
+        """Return once the snapshot being written (if any) has been handed to the writer,
+        which stores it in its next transaction (tools and benches that report on the
+        folder wait for this; serving never does)."""
+        reader = self._snap_reader
+        if reader is not None and reader.is_alive():
+            await asyncio.get_running_loop().run_in_executor(None, reader.join)
+
     @property
     def failed(self) -> BaseException | None:
         return self._error
