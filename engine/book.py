@@ -7,6 +7,10 @@ Layout, chosen for CPython speed (see bench/ for the measurements):
   `key <= limit_key`. A binary heap of keys (C `heapq`) finds the best level; a level that
   empties is deleted from the dict and its heap entry goes stale, to be dropped when it
   reaches the top (and the heap is rebuilt when stale entries outnumber live ones).
+- `bid_top` and `ask_top` are each side's best key, kept by every operation that changes the
+  side (`EMPTY` when it has no level): the root of its heap, stale entries above it dropped.
+  So "would an order trade on arrival?" is one attribute read and a comparison, for the
+  `Exchange` as for the book, and no query ever has to pop stale entries.
 - A `Level` is a FIFO deque of orders plus its live total. Cancelling is O(1): the order's
   open quantity is set to 0 and it stays in the deque until matching pops it or the level is
   compacted. An order object is never reinserted after that (an amend that loses priority
@@ -37,6 +41,7 @@ CANCEL_RESTING = SelfTrade.CANCEL_RESTING
 CANCEL_BOTH = SelfTrade.CANCEL_BOTH
 
 MAX_PRICE = 1 << 53  # the highest price any order may carry, band or no band
+EMPTY = MAX_PRICE + 1  # the top key of a side with no level: above every limit key
 _DEAD_COMPACT_MIN = 64  # a level compacts once it holds this many dead orders...
 _HEAP_SLACK = 64  # ...and a side's heap is rebuilt past 2 x levels + this many entries
 
@@ -71,7 +76,9 @@ class Level:
 
 
 class OrderBook:
-    """The book of one series. Mutated only by `Exchange` (which owns the open-order index)."""
+    """The book of one series: its levels, their heaps and best keys, and its L2 sequence.
+    Only its own methods change them; `Exchange` (which owns the open-order index) calls
+    them."""
 
     def __init__(self, series: Series, exchange: Exchange) -> None:
         self.series = series
@@ -82,8 +89,18 @@ class OrderBook:
         self.asks: dict[int, Level] = {}  # key = price
         self._bid_heap: list[int] = []
         self._ask_heap: list[int] = []
+        self.bid_top = EMPTY  # the best key of each side (see the module docstring)
+        self.ask_top = EMPTY
         self._ex = exchange
         self.set_reference_price(series.ref_price)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickle, giving a book from a snapshot written before the best keys were kept
+        its `bid_top` and `ask_top` (the heaps' live roots)."""
+        self.__dict__.update(state)
+        if "bid_top" not in state:
+            self.bid_top = _live_top(self._bid_heap, self.bids)
+            self.ask_top = _live_top(self._ask_heap, self.asks)
 
     # -- reference price and band ------------------------------------------------------
 
@@ -100,11 +117,9 @@ class OrderBook:
     # -- queries -------------------------------------------------------------------------
 
     def best_key(self, side: Side) -> int | None:
-        """The best key on `side` (ask: price, bid: -price), dropping stale heap tops."""
-        levels, heap = (self.bids, self._bid_heap) if side is BUY else (self.asks, self._ask_heap)
-        while heap and heap[0] not in levels:
-            heappop(heap)
-        return heap[0] if heap else None
+        """The best key on `side` (ask: price, bid: -price); None when the side is empty."""
+        key = self.bid_top if side is BUY else self.ask_top
+        return None if key == EMPTY else key
 
     def best_bid(self) -> int | None:
         key = self.best_key(BUY)
@@ -131,8 +146,7 @@ class OrderBook:
 
     def crosses(self, side: Side, limit_key: int) -> bool:
         """Whether an incoming order on `side` with `limit_key` would trade on arrival."""
-        best = self.best_key(SELL if side is BUY else BUY)
-        return best is not None and best <= limit_key
+        return (self.ask_top if side is BUY else self.bid_top) <= limit_key
 
     def fillable(
         self, side: Side, account: int, stp: SelfTrade, qty: int, limit_key: int, max_notional: int
@@ -181,6 +195,11 @@ class OrderBook:
             if len(heap) > 2 * len(levels) + _HEAP_SLACK:
                 heap[:] = levels
                 heapify(heap)
+            if order.side is BUY:
+                if key < self.bid_top:
+                    self.bid_top = key
+            elif key < self.ask_top:
+                self.ask_top = key
         level.orders.append(order)
         total = level.qty = level.qty + order.qty
         seq = self.seq = self.seq + 1
@@ -200,6 +219,11 @@ class OrderBook:
             level.dead += 1
             if not level.qty:
                 del levels[key]
+                if order.side is BUY:
+                    if key == self.bid_top:
+                        self.bid_top = _live_top(self._bid_heap, levels)
+                elif key == self.ask_top:
+                    self.ask_top = _live_top(self._ask_heap, levels)
             elif level.dead >= _DEAD_COMPACT_MIN and level.dead * 2 > len(level.orders):
                 level.orders = deque(o for o in level.orders if o.qty)
                 level.dead = 0
@@ -229,14 +253,8 @@ class OrderBook:
         stopped: CancelReason | None = None
         append = events.append
         trade_id = ex.next_trade_id - 1
-        while remaining:
-            while heap and heap[0] not in levels:
-                heappop(heap)
-            if not heap:
-                break
-            key = heap[0]
-            if key > limit_key:
-                break
+        key = self.ask_top if taker_side is BUY else self.bid_top
+        while remaining and key <= limit_key:
             level = levels[key]
             level_qty_before = level.qty
             price = key * sign
@@ -311,11 +329,18 @@ class OrderBook:
             if level.qty != level_qty_before:
                 self.seq += 1
                 append(BookDelta(series_id, self.seq, maker_side, price, level.qty))
-            if not level.qty:
+            if not level.qty:  # `_live_top`, inlined: the hot path
                 del levels[key]
                 heappop(heap)
+                while heap and heap[0] not in levels:
+                    heappop(heap)
+                key = heap[0] if heap else EMPTY
             if stopped is not None:
                 break
+        if taker_side is BUY:
+            self.ask_top = key
+        else:
+            self.bid_top = key
         ex.next_trade_id = trade_id + 1
         taker.qty = remaining
         return stopped
@@ -329,6 +354,9 @@ class OrderBook:
             (self.asks, self._ask_heap, SELL, 1),
         ):
             assert set(levels) <= set(heap), "every level has a heap entry"
+            top = self.bid_top if side is BUY else self.ask_top
+            assert top == min(levels, default=EMPTY), "the top is the side's best key"
+            assert not levels or heap[0] == top, "the top is the heap's root"
             for key, level in levels.items():
                 live = [o for o in level.orders if o.qty]
                 assert live, "no empty level is kept"
@@ -340,3 +368,11 @@ class OrderBook:
                     assert o.qty % self.series.lot == 0, "open quantity is a lot multiple"
         bid, ask = self.best_bid(), self.best_ask()
         assert bid is None or ask is None or bid < ask, f"book crossed: {bid} >= {ask}"
+
+
+def _live_top(heap: list[int], levels: dict[int, Level]) -> int:
+    """The best key of a side whose old best level has just gone: the heap's root once the
+    stale entries above it are dropped (`EMPTY` if none is left)."""
+    while heap and heap[0] not in levels:
+        heappop(heap)
+    return heap[0] if heap else EMPTY

@@ -414,14 +414,8 @@ class Exchange:
     ) -> None:
         """Match an order on arrival, then rest what is left or cancel it as its TIF says.
         `gtd_indexed`: the order's expiry is already in the GTD heap (an amended order)."""
-        if order.side is BUY:
-            levels, heap = book.asks, book._ask_heap
-        else:
-            levels, heap = book.bids, book._bid_heap
-        while heap and heap[0] not in levels:  # drop stale tops, as OrderBook.best_key does
-            heappop(heap)
         stopped = None
-        if heap and heap[0] <= limit_key:
+        if (book.ask_top if order.side is BUY else book.bid_top) <= limit_key:  # book.crosses
             stopped = book.match(order, limit_key, max_notional, ts, events)
             if not order.qty:
                 return

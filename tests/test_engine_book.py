@@ -1,0 +1,71 @@
+"""Who owns what in the engine: the book keeps its levels, heaps and best keys; the exchange
+keeps the open-order index and the id sequences; each changes its own state only."""
+
+from __future__ import annotations
+
+import pickle
+from heapq import heappush
+
+from engine_series import SERIES
+
+from engine import Cancel, Event, Exchange, NewOrder, Side, TimeInForce
+from engine.book import EMPTY
+
+BUY, SELL = Side.BUY, Side.SELL
+
+
+def submit(ex: Exchange, **kw: object) -> list[Event]:
+    kw.setdefault("series", "A")
+    events = ex.submit(NewOrder(**kw))  # type: ignore[arg-type]
+    ex.check_invariants()
+    return events
+
+
+def test_each_side_knows_its_best_key_through_rests_cancels_and_fills() -> None:
+    ex = Exchange(SERIES)
+    book = ex.books["A"]
+    assert (book.bid_top, book.ask_top) == (EMPTY, EMPTY)
+    for i, price in enumerate((100, 102, 101)):
+        submit(ex, account=1, client_order_id=f"s{i}", side=SELL, price=price, qty=5)
+    submit(ex, account=1, client_order_id="b", side=BUY, price=90, qty=5)
+    assert (book.bid_top, book.ask_top) == (-90, 100)
+    ex.submit(Cancel(account=1, order_id=1))  # the best ask's only order: 101 becomes best
+    ex.check_invariants()
+    assert book.ask_top == 101 and book.best_ask() == 101
+    submit(ex, account=2, client_order_id="t", side=BUY, price=102, qty=10)  # takes 101, 102
+    assert (book.best_bid(), book.best_ask(), book.ask_top) == (90, None, EMPTY)
+
+
+def test_asking_for_the_best_price_changes_nothing() -> None:
+    ex = Exchange(SERIES)
+    book = ex.books["A"]
+    for i, price in enumerate((100, 101)):
+        submit(ex, account=1, client_order_id=f"s{i}", side=SELL, price=price, qty=5)
+    ex.submit(Cancel(account=1, order_id=1))
+    heap = list(book._ask_heap)
+    assert book.best_ask() == 101 and book.crosses(BUY, 101) and not book.crosses(BUY, 100)
+    assert book._ask_heap == heap
+
+
+def test_a_book_pickled_before_it_kept_its_best_keys_finds_them_on_restore() -> None:
+    ex = Exchange(SERIES)
+    book = ex.books["A"]
+    for i, price in enumerate((100, 101, 103)):
+        submit(ex, account=1, client_order_id=f"s{i}", side=SELL, price=price, qty=5)
+        submit(ex, account=1, client_order_id=f"b{i}", side=BUY, price=price - 10, qty=5)
+    ex.submit(Cancel(account=1, order_id=1))
+    # What a snapshot of an older version holds: no best keys, and stale heap entries at
+    # the roots, which that version dropped only when it next looked.
+    del book.bid_top, book.ask_top
+    heappush(book._ask_heap, 100)
+    old = pickle.loads(pickle.dumps(ex))
+    old.check_invariants()
+    assert (old.books["A"].bid_top, old.books["A"].ask_top) == (-93, 101)
+    events = old.submit(
+        NewOrder(
+            account=2, client_order_id="t", series="A", side=BUY, price=101, qty=5,
+            tif=TimeInForce.IOC,
+        )
+    )  # fmt: skip
+    assert [type(e).__name__ for e in events] == ["Accepted", "Trade", "BookDelta"]
+    old.check_invariants()
