@@ -17,23 +17,22 @@ Layout, chosen for CPython speed (see bench/ for the measurements):
   makes a new one), so a zero in the deque always means "dead".
 
 The book never validates: `Exchange` checks a command completely before calling it, so every
-method here may assume well-formed input and is free to mutate.
+method here may assume well-formed input and is free to mutate. It knows nothing of the
+exchange: `match` is given the id of its first trade and returns the next one, and it reports
+the resting orders it took off the book in a list, for the exchange to drop from its index.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from heapq import heapify, heappop, heappush
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from engine.commands import SelfTrade, Side, TimeInForce
 from engine.events import BookDelta, Cancelled, CancelReason, Event, Trade
 from engine.reference import Series
-
-if TYPE_CHECKING:
-    from engine.exchange import Exchange
 
 BUY = Side.BUY
 SELL = Side.SELL
@@ -80,7 +79,7 @@ class OrderBook:
     Only its own methods change them; `Exchange` (which owns the open-order index) calls
     them."""
 
-    def __init__(self, series: Series, exchange: Exchange) -> None:
+    def __init__(self, series: Series) -> None:
         self.series = series
         self.id = series.id
         self.halted = False
@@ -91,12 +90,13 @@ class OrderBook:
         self._ask_heap: list[int] = []
         self.bid_top = EMPTY  # the best key of each side (see the module docstring)
         self.ask_top = EMPTY
-        self._ex = exchange
         self.set_reference_price(series.ref_price)
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Unpickle, giving a book from a snapshot written before the best keys were kept
-        its `bid_top` and `ask_top` (the heaps' live roots)."""
+        its `bid_top` and `ask_top` (the heaps' live roots), and dropping the exchange it
+        used to refer to."""
+        state.pop("_ex", None)
         self.__dict__.update(state)
         if "bid_top" not in state:
             self.bid_top = _live_top(self._bid_heap, self.bids)
@@ -138,6 +138,12 @@ class OrderBook:
             [(-k, self.bids[k].qty) for k in bid_keys],
             [(k, self.asks[k].qty) for k in ask_keys],
         )
+
+    def orders(self) -> Iterator[Order]:
+        """Every live order, bids then asks, each side by key, in time priority."""
+        for levels in (self.bids, self.asks):
+            for key in sorted(levels):
+                yield from (o for o in levels[key].orders if o.qty)
 
     def queue(self, side: Side, price: int) -> list[Order]:
         """The live orders at one price in time priority (for tests and snapshots)."""
@@ -231,18 +237,25 @@ class OrderBook:
         events.append(BookDelta(self.id, seq, order.side, order.price, level.qty))
 
     def match(
-        self, taker: Order, limit_key: int, max_notional: int, ts: int, events: list[Event]
-    ) -> CancelReason | None:
+        self,
+        taker: Order,
+        limit_key: int,
+        max_notional: int,
+        ts: int,
+        trade_id: int,
+        events: list[Event],
+        closed: list[Order],
+    ) -> tuple[int, CancelReason | None]:
         """Trade `taker` against the opposite side up to `limit_key`, best price first, then
-        time. Lowers `taker.qty` by what filled. Returns why matching stopped early with
-        quantity left (self-trade prevention or the notional cap), else None."""
+        time; `trade_id` is the id of the first trade. Lowers `taker.qty` by what filled and
+        appends to `closed` every resting order it took off the book (filled, or cancelled by
+        self-trade prevention). Returns the id the next trade takes, and why matching stopped
+        early with quantity left (self-trade prevention or the notional cap) or None."""
         if taker.side is BUY:
             levels, heap, sign, maker_side = self.asks, self._ask_heap, 1, SELL
         else:
             levels, heap, sign, maker_side = self.bids, self._bid_heap, -1, BUY
-        ex = self._ex
-        open_orders = ex.open_orders
-        open_by_coid = ex.open_by_coid
+        close = closed.append
         series_id = self.id
         taker_side = taker.side
         taker_id = taker.order_id
@@ -252,7 +265,7 @@ class OrderBook:
         notional_left = max_notional
         stopped: CancelReason | None = None
         append = events.append
-        trade_id = ex.next_trade_id - 1
+        trade_id -= 1
         key = self.ask_top if taker_side is BUY else self.bid_top
         while remaining and key <= limit_key:
             level = levels[key]
@@ -272,8 +285,7 @@ class OrderBook:
                         m.qty = 0
                         orders.popleft()
                         level.qty -= mq
-                        del open_orders[m.order_id]
-                        del open_by_coid[taker_account][m.client_order_id]
+                        close(m)
                         append(
                             Cancelled(
                                 m.order_id,
@@ -320,8 +332,7 @@ class OrderBook:
                 if q == mq:
                     m.qty = 0
                     orders.popleft()
-                    del open_orders[m.order_id]
-                    del open_by_coid[m.account][m.client_order_id]
+                    close(m)
                 else:
                     m.qty = mq - q
                 if not remaining or not level.qty:
@@ -341,9 +352,8 @@ class OrderBook:
             self.ask_top = key
         else:
             self.bid_top = key
-        ex.next_trade_id = trade_id + 1
         taker.qty = remaining
-        return stopped
+        return trade_id + 1, stopped
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -364,7 +374,6 @@ class OrderBook:
                 assert level.dead == len(level.orders) - len(live), "dead count is exact"
                 for o in live:
                     assert o.side is side and o.price == key * sign, "order sits at its price"
-                    assert self._ex.open_orders.get(o.order_id) is o, "live order is indexed"
                     assert o.qty % self.series.lot == 0, "open quantity is a lot multiple"
         bid, ask = self.best_bid(), self.best_ask()
         assert bid is None or ask is None or bid < ask, f"book crossed: {bid} >= {ask}"

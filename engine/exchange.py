@@ -13,6 +13,13 @@ the gateway can send it then and not before.
 `submit(cmd)` does all three. Only `apply` changes state, and given the same commands it
 always produces the same events: there is no clock, no randomness, no I/O.
 
+State has one owner each. The exchange owns the open-order index (`open_orders`,
+`open_by_coid`), the client-order-id windows, the order and trade id sequences and the GTD
+heap: only its methods change them (the settlement core and the gateway read them). Each
+`OrderBook` owns its levels, heaps and best keys, and changes them through its operations
+(`rest`, `reduce`, `match`); `match` takes the next trade id and returns it, and lists the
+resting orders it closed, which the exchange then drops from its index.
+
 Client order ids are unique per account within a window: a new order is
 `DUPLICATE_CLIENT_ORDER_ID` when its id is one of the last `coid_window` ids the account's
 accepted orders used, or the id of one of its open orders (however old). An id older than
@@ -88,7 +95,7 @@ class Exchange:
     def add_series(self, series: Series) -> OrderBook:
         if series.id in self.books:
             raise ValueError(f"series {series.id} is already listed")
-        book = self.books[series.id] = OrderBook(series, self)
+        book = self.books[series.id] = OrderBook(series)
         return book
 
     # -- the command interface -----------------------------------------------------------------
@@ -217,6 +224,8 @@ class Exchange:
     def check_invariants(self) -> None:
         for book in self.books.values():
             book.check_invariants()
+            for o in book.orders():
+                assert self.open_orders.get(o.order_id) is o, "a live order is indexed"
         indexed = {o.order_id for coids in self.open_by_coid.values() for o in coids.values()}
         assert indexed == set(self.open_orders), "account index = open orders"
         assert self.coids_seen.keys() == self.coids_recent.keys()
@@ -416,7 +425,14 @@ class Exchange:
         `gtd_indexed`: the order's expiry is already in the GTD heap (an amended order)."""
         stopped = None
         if (book.ask_top if order.side is BUY else book.bid_top) <= limit_key:  # book.crosses
-            stopped = book.match(order, limit_key, max_notional, ts, events)
+            closed: list[Order] = []
+            self.next_trade_id, stopped = book.match(
+                order, limit_key, max_notional, ts, self.next_trade_id, events, closed
+            )
+            open_orders, open_by_coid = self.open_orders, self.open_by_coid
+            for maker in closed:  # `_unindex`, inlined: the hot path
+                del open_orders[maker.order_id]
+                del open_by_coid[maker.account][maker.client_order_id]
             if not order.qty:
                 return
         tif = order.tif
@@ -467,12 +483,15 @@ class Exchange:
             cmd.ts,
         )
 
-    def _remove(self, order: Order, events: list[Event]) -> None:
-        """Take an open order out of its book and the indexes (no event of its own)."""
-        book = self.books[order.series]
-        book.reduce(order, order.qty, events)
+    def _unindex(self, order: Order) -> None:
+        """Drop an order that left its book from the open-order index."""
         del self.open_orders[order.order_id]
         del self.open_by_coid[order.account][order.client_order_id]
+
+    def _remove(self, order: Order, events: list[Event]) -> None:
+        """Take an open order out of its book and the index (no event of its own)."""
+        self.books[order.series].reduce(order, order.qty, events)
+        self._unindex(order)
 
     def _cancel(self, order: Order, reason: CancelReason, ts: int, events: list[Event]) -> None:
         qty = order.qty

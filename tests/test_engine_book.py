@@ -8,8 +8,19 @@ from heapq import heappush
 
 from engine_series import SERIES
 
-from engine import Cancel, Event, Exchange, NewOrder, Side, TimeInForce
-from engine.book import EMPTY
+from engine import (
+    BookDelta,
+    Cancel,
+    Cancelled,
+    Event,
+    Exchange,
+    NewOrder,
+    SelfTrade,
+    Side,
+    TimeInForce,
+    Trade,
+)
+from engine.book import EMPTY, Order, OrderBook
 
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -58,9 +69,11 @@ def test_a_book_pickled_before_it_kept_its_best_keys_finds_them_on_restore() -> 
     # the roots, which that version dropped only when it next looked.
     del book.bid_top, book.ask_top
     heappush(book._ask_heap, 100)
+    book._ex = ex  # type: ignore[attr-defined]  # books referred to their exchange then
     old = pickle.loads(pickle.dumps(ex))
     old.check_invariants()
     assert (old.books["A"].bid_top, old.books["A"].ask_top) == (-93, 101)
+    assert not hasattr(old.books["A"], "_ex")
     events = old.submit(
         NewOrder(
             account=2, client_order_id="t", series="A", side=BUY, price=101, qty=5,
@@ -69,3 +82,37 @@ def test_a_book_pickled_before_it_kept_its_best_keys_finds_them_on_restore() -> 
     )  # fmt: skip
     assert [type(e).__name__ for e in events] == ["Accepted", "Trade", "BookDelta"]
     old.check_invariants()
+
+
+def resting(
+    book: OrderBook, order_id: int, account: int, side: Side, price: int, qty: int
+) -> Order:
+    order = Order(
+        order_id, book.id, account, f"c{order_id}", side, price, qty, TimeInForce.GTC, 0,
+        SelfTrade.CANCEL_RESTING, False,
+    )  # fmt: skip
+    book.rest(order, [])
+    return order
+
+
+def test_a_book_matches_on_its_own_taking_trade_ids_and_reporting_what_it_closed() -> None:
+    """No exchange behind it: the book is given the first trade id and returns the next, and
+    lists the resting orders it took off, filled or cancelled by self-trade prevention."""
+    book = OrderBook(SERIES[0])
+    own = resting(book, 1, 2, SELL, 100, 5)  # the taker's own: cancelled, not traded
+    first = resting(book, 2, 1, SELL, 100, 5)
+    second = resting(book, 3, 1, SELL, 101, 10)
+    taker = Order(4, "A", 2, "t", BUY, 101, 8, TimeInForce.IOC, 0, SelfTrade.CANCEL_RESTING, False)
+    events: list[Event] = []
+    closed: list[Order] = []
+    next_trade_id, stopped = book.match(taker, 101, 0, 7, 41, events, closed)
+    assert (next_trade_id, stopped, taker.qty) == (43, None, 0)
+    assert closed == [own, first] and (own.qty, first.qty, second.qty) == (0, 0, 7)
+    trades = [e for e in events if isinstance(e, Trade)]
+    assert [(t.trade_id, t.maker_order_id, t.price, t.qty) for t in trades] == [
+        (41, 2, 100, 5),
+        (42, 3, 101, 3),
+    ]
+    assert [type(e) for e in events if not isinstance(e, Trade | BookDelta)] == [Cancelled]
+    assert (book.best_ask(), book.best_bid()) == (101, None)
+    book.check_invariants()
