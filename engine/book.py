@@ -250,96 +250,27 @@ class OrderBook:
         time; `trade_id` is the id of the first trade. Lowers `taker.qty` by what filled and
         appends to `closed` every resting order it took off the book (filled, or cancelled by
         self-trade prevention). Returns the id the next trade takes, and why matching stopped
-        early with quantity left (self-trade prevention or the notional cap) or None."""
+        early with quantity left (self-trade prevention or the notional cap) or None.
+
+        This walks the levels (one L2 delta for each level it changed); `_take` walks the
+        orders of one level."""
         if taker.side is BUY:
-            levels, heap, sign, maker_side = self.asks, self._ask_heap, 1, SELL
+            levels, heap, sign, maker_side, key = self.asks, self._ask_heap, 1, SELL, self.ask_top
         else:
-            levels, heap, sign, maker_side = self.bids, self._bid_heap, -1, BUY
-        close = closed.append
-        series_id = self.id
-        taker_side = taker.side
-        taker_id = taker.order_id
-        taker_account = taker.account
-        lot = self.series.lot
-        remaining = taker.qty
+            levels, heap, sign, maker_side, key = self.bids, self._bid_heap, -1, BUY, self.bid_top
+        capped = max_notional > 0
         notional_left = max_notional
         stopped: CancelReason | None = None
-        append = events.append
-        trade_id -= 1
-        key = self.ask_top if taker_side is BUY else self.bid_top
-        while remaining and key <= limit_key:
+        while taker.qty and key <= limit_key:
             level = levels[key]
             level_qty_before = level.qty
             price = key * sign
-            orders = level.orders
-            while True:
-                m = orders[0]
-                mq = m.qty
-                if not mq:
-                    orders.popleft()
-                    level.dead -= 1
-                    continue
-                if m.account == taker_account:
-                    stp = taker.stp
-                    if stp is CANCEL_RESTING or stp is CANCEL_BOTH:
-                        m.qty = 0
-                        orders.popleft()
-                        level.qty -= mq
-                        close(m)
-                        append(
-                            Cancelled(
-                                m.order_id,
-                                taker_account,
-                                series_id,
-                                maker_side,
-                                mq,
-                                CancelReason.SELF_TRADE,
-                                ts,
-                            )
-                        )
-                    if stp is not CANCEL_RESTING:
-                        stopped = CancelReason.SELF_TRADE
-                        break
-                    if not level.qty:
-                        break
-                    continue
-                q = remaining if remaining < mq else mq
-                if max_notional:
-                    affordable = notional_left // price // lot * lot
-                    if affordable < q:
-                        q = affordable
-                        if not q:
-                            stopped = CancelReason.NOTIONAL_LIMIT
-                            break
-                    notional_left -= q * price
-                trade_id += 1
-                append(
-                    Trade(
-                        trade_id,
-                        series_id,
-                        price,
-                        q,
-                        taker_side,
-                        m.order_id,
-                        m.account,
-                        taker_id,
-                        taker_account,
-                        ts,
-                    )
-                )
-                remaining -= q
-                level.qty -= q
-                if q == mq:
-                    m.qty = 0
-                    orders.popleft()
-                    close(m)
-                else:
-                    m.qty = mq - q
-                if not remaining or not level.qty:
-                    break
+            trade_id, notional_left, stopped = self._take(
+                level, price, taker, capped, notional_left, trade_id, ts, events, closed
+            )
             if level.qty != level_qty_before:
-                self.seq += 1
-                append(BookDelta(series_id, self.seq, maker_side, price, level.qty))
+                seq = self.seq = self.seq + 1
+                events.append(BookDelta(self.id, seq, maker_side, price, level.qty))
             if not level.qty:  # `_live_top`, inlined: the hot path
                 del levels[key]
                 heappop(heap)
@@ -348,12 +279,108 @@ class OrderBook:
                 key = heap[0] if heap else EMPTY
             if stopped is not None:
                 break
-        if taker_side is BUY:
+        if taker.side is BUY:
             self.ask_top = key
         else:
             self.bid_top = key
+        return trade_id, stopped
+
+    def _take(
+        self,
+        level: Level,
+        price: int,
+        taker: Order,
+        capped: bool,
+        notional_left: int,
+        trade_id: int,
+        ts: int,
+        events: list[Event],
+        closed: list[Order],
+    ) -> tuple[int, int, CancelReason | None]:
+        """Trade `taker` against the orders of one level in time priority, until either is
+        done or matching must stop. Returns the next trade id, the notional the taker may
+        still spend (if `capped`), and why matching stopped (or None)."""
+        orders, append, series_id, lot = level.orders, events.append, self.id, self.series.lot
+        taker_side, taker_id, taker_account = taker.side, taker.order_id, taker.account
+        remaining = taker.qty
+        stopped: CancelReason | None = None
+        while True:
+            m = orders[0]
+            mq = m.qty
+            if not mq:
+                orders.popleft()
+                level.dead -= 1
+                continue
+            if m.account == taker_account:
+                stopped = self._self_trade(level, m, taker.stp, ts, events, closed)
+                if stopped is not None or not level.qty:
+                    break
+                continue
+            q = remaining if remaining < mq else mq
+            if capped:  # whole lots the taker can still pay for at this price
+                q = min(q, notional_left // price // lot * lot)
+                if not q:
+                    stopped = CancelReason.NOTIONAL_LIMIT
+                    break
+                notional_left -= q * price
+            append(
+                Trade(
+                    trade_id,
+                    series_id,
+                    price,
+                    q,
+                    taker_side,
+                    m.order_id,
+                    m.account,
+                    taker_id,
+                    taker_account,
+                    ts,
+                )
+            )
+            trade_id += 1
+            remaining -= q
+            level.qty -= q
+            if q == mq:
+                m.qty = 0
+                orders.popleft()
+                closed.append(m)
+            else:
+                m.qty = mq - q
+            if not remaining or not level.qty:
+                break
         taker.qty = remaining
-        return trade_id + 1, stopped
+        return trade_id, notional_left, stopped
+
+    def _self_trade(
+        self,
+        level: Level,
+        resting: Order,
+        stp: SelfTrade,
+        ts: int,
+        events: list[Event],
+        closed: list[Order],
+    ) -> CancelReason | None:
+        """Self-trade prevention, at the front of `level`: `resting` is the incoming order's
+        own. Cancels it (cancel_resting, cancel_both) and says whether matching stops there
+        (cancel_incoming, cancel_both: SELF_TRADE) or goes on (None)."""
+        if stp is CANCEL_RESTING or stp is CANCEL_BOTH:
+            qty = resting.qty
+            resting.qty = 0
+            level.orders.popleft()
+            level.qty -= qty
+            closed.append(resting)
+            events.append(
+                Cancelled(
+                    resting.order_id,
+                    resting.account,
+                    self.id,
+                    resting.side,
+                    qty,
+                    CancelReason.SELF_TRADE,
+                    ts,
+                )
+            )
+        return None if stp is CANCEL_RESTING else CancelReason.SELF_TRADE
 
     # -- checks -------------------------------------------------------------------------------
 

@@ -277,11 +277,26 @@ class Exchange:
         return self._validate_new(cmd)
 
     def _validate_new(self, cmd: NewOrder) -> Rejected | None:
-        """The complete validation of a new order, in the order a client would fix things."""
+        """The complete validation of a new order, in the order a client would fix things:
+        where it goes and under which id, then its terms."""
         book = self.books.get(cmd.series)
-        account, coid, ts = cmd.account, cmd.client_order_id, cmd.ts
         if book is None:
-            return _reject(account, coid, 0, Reason.UNKNOWN_SERIES, f"no series {cmd.series!r}", ts)
+            return _reject(
+                cmd.account,
+                cmd.client_order_id,
+                0,
+                Reason.UNKNOWN_SERIES,
+                f"no series {cmd.series!r}",
+                cmd.ts,
+            )
+        rejected = self._check_entry(cmd, book)
+        if rejected is not None:
+            return rejected
+        return self._check_terms(cmd, book)
+
+    def _check_entry(self, cmd: NewOrder, book: OrderBook) -> Rejected | None:
+        """Whether the order's book takes orders and its client order id is fresh."""
+        account, coid, ts = cmd.account, cmd.client_order_id, cmd.ts
         if book.halted:
             return _reject(
                 account, coid, 0, Reason.SERIES_HALTED, f"{cmd.series} is halted: cancels only", ts
@@ -306,6 +321,12 @@ class Exchange:
                 "or of an open order",
                 ts,
             )
+        return None
+
+    def _check_terms(self, cmd: NewOrder, book: OrderBook) -> Rejected | None:
+        """Whether the order's quantity, price, time in force, expiry, notional cap and
+        post-only flag are valid in `book`."""
+        account, coid, ts = cmd.account, cmd.client_order_id, cmd.ts
         rejected = self._check_qty(book, cmd.qty, account, coid, 0, ts)
         if rejected is not None:
             return rejected
