@@ -17,7 +17,9 @@ Layout, chosen for CPython speed (see bench/ for the measurements):
   makes a new one), so a zero in the deque always means "dead".
 
 The book never validates: `Exchange` checks a command completely before calling it, so every
-method here may assume well-formed input and is free to mutate. It knows nothing of the
+method here may assume well-formed input and is free to mutate. What it does not assume is
+the lifecycle: `match` moves the orders it fills or cancels along the table in
+engine/lifecycle.py, checking each step before it changes the order. It knows nothing of the
 exchange: `match` is given the id of its first trade and returns the next one, and it reports
 the resting orders it took off the book in a list, for the exchange to drop from its index.
 """
@@ -32,6 +34,17 @@ import msgspec
 
 from engine.commands import SelfTrade, Side, TimeInForce
 from engine.events import BookDelta, Cancelled, CancelReason, Event, Trade
+from engine.lifecycle import (
+    IS_OPEN,
+    MAY,
+    MAY_TRADE,
+    S_CANCELLED,
+    S_FILLED,
+    S_NEW,
+    S_PARTIALLY_FILLED,
+    cannot_trade,
+    illegal,
+)
 from engine.reference import Series
 
 BUY = Side.BUY
@@ -47,7 +60,11 @@ _HEAP_SLACK = 64  # ...and a side's heap is rebuilt past 2 x levels + this many 
 
 class Order(msgspec.Struct, gc=False):
     """An open order: the engine's only per-order allocation. A mutable C-level struct that
-    the garbage collector does not track (it refers to no container), built positionally."""
+    the garbage collector does not track (it refers to no container), built positionally.
+    `status` is an `engine.lifecycle.OrderStatus` as a plain int; it changes only along the
+    lifecycle table, and an order unpickled from a snapshot older than statuses is NEW (an
+    open order then was NEW or PARTIALLY_FILLED, and the table lets both go the same ways).
+    """
 
     order_id: int
     series: str
@@ -60,6 +77,7 @@ class Order(msgspec.Struct, gc=False):
     expire_ts: int
     stp: SelfTrade
     post_only: bool
+    status: int = S_NEW
 
 
 class Level:
@@ -253,7 +271,11 @@ class OrderBook:
         early with quantity left (self-trade prevention or the notional cap) or None.
 
         This walks the levels (one L2 delta for each level it changed); `_take` walks the
-        orders of one level."""
+        orders of one level. The taker's status moves once, at the end, so it is checked
+        before anything trades: the table must let it be partially filled and filled."""
+        taker_qty = taker.qty
+        if not MAY_TRADE[taker.status]:
+            raise cannot_trade(taker.order_id, taker.status)
         if taker.side is BUY:
             levels, heap, sign, maker_side, key = self.asks, self._ask_heap, 1, SELL, self.ask_top
         else:
@@ -283,6 +305,8 @@ class OrderBook:
             self.ask_top = key
         else:
             self.bid_top = key
+        if taker.qty != taker_qty:
+            taker.status = S_PARTIALLY_FILLED if taker.qty else S_FILLED
         return trade_id, stopped
 
     def _take(
@@ -323,6 +347,9 @@ class OrderBook:
                     stopped = CancelReason.NOTIONAL_LIMIT
                     break
                 notional_left -= q * price
+            status = S_FILLED if q == mq else S_PARTIALLY_FILLED
+            if not MAY[m.status][status]:
+                raise illegal(m.order_id, m.status, status)
             append(
                 Trade(
                     trade_id,
@@ -340,6 +367,7 @@ class OrderBook:
             trade_id += 1
             remaining -= q
             level.qty -= q
+            m.status = status
             if q == mq:
                 m.qty = 0
                 orders.popleft()
@@ -364,8 +392,11 @@ class OrderBook:
         own. Cancels it (cancel_resting, cancel_both) and says whether matching stops there
         (cancel_incoming, cancel_both: SELF_TRADE) or goes on (None)."""
         if stp is CANCEL_RESTING or stp is CANCEL_BOTH:
+            if not MAY[resting.status][S_CANCELLED]:
+                raise illegal(resting.order_id, resting.status, S_CANCELLED)
             qty = resting.qty
             resting.qty = 0
+            resting.status = S_CANCELLED
             level.orders.popleft()
             level.qty -= qty
             closed.append(resting)
@@ -401,6 +432,7 @@ class OrderBook:
                 assert level.dead == len(level.orders) - len(live), "dead count is exact"
                 for o in live:
                     assert o.side is side and o.price == key * sign, "order sits at its price"
+                    assert IS_OPEN[o.status], "a live order's status is open"
                     assert o.qty % self.series.lot == 0, "open quantity is a lot multiple"
         bid, ask = self.best_bid(), self.best_ask()
         assert bid is None or ask is None or bid < ask, f"book crossed: {bid} >= {ask}"

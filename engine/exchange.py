@@ -20,6 +20,11 @@ heap: only its methods change them (the settlement core and the gateway read the
 (`rest`, `reduce`, `match`); `match` takes the next trade id and returns it, and lists the
 resting orders it closed, which the exchange then drops from its index.
 
+An order's status is driven by the lifecycle table (engine/lifecycle.py): each operation that
+moves an order (accept, fill, cancel, expire, amend) looks the step up in `MAY` and raises
+`LifecycleError` before it changes the order if the table does not allow it. Such an error
+is a bug, not a rejection: the command stops there, and the process with it.
+
 Client order ids are unique per account within a window: a new order is
 `DUPLICATE_CLIENT_ORDER_ID` when its id is one of the last `coid_window` ids the account's
 accepted orders used, or the id of one of its open orders (however old). An id older than
@@ -60,6 +65,7 @@ from engine.events import (
     Rejected,
     StatusChanged,
 )
+from engine.lifecycle import IS_OPEN, MAY, MAY_START, S_CANCELLED, S_EXPIRED, S_NEW, illegal
 from engine.reference import Series
 
 BUY = Side.BUY
@@ -131,12 +137,17 @@ class Exchange:
         """Remove every GTD order whose expiry time is at or before `ts`."""
         gtd = self._gtd
         while gtd and gtd[0][0] <= ts:
-            expire_ts, order_id = heappop(gtd)
+            expire_ts, order_id = gtd[0]
             order = self.open_orders.get(order_id)
             if order is None or order.expire_ts != expire_ts:
+                heappop(gtd)
                 continue  # already gone, or amended into a new order with its own entry
+            if not MAY[order.status][S_EXPIRED]:
+                raise illegal(order_id, order.status, S_EXPIRED)
+            heappop(gtd)
             qty = order.qty
             self._remove(order, events)
+            order.status = S_EXPIRED
             events.append(Expired(order_id, order.account, order.series, order.side, qty, ts))
 
     def next_expiry_ts(self) -> int | None:
@@ -236,6 +247,7 @@ class Exchange:
             ), "the window's set is its deque's ids, each once"
         for order in self.open_orders.values():
             assert order.qty > 0, "an open order has open quantity"
+            assert IS_OPEN[order.status], "an open order's status is open"
             book = self.books[order.series]
             assert order in book.queue(order.side, order.price), "an open order is in its book"
 
@@ -386,6 +398,8 @@ class Exchange:
     def _apply_new(self, cmd: NewOrder, events: list[Event]) -> None:
         book = self.books[cmd.series]
         order_id = self.next_order_id
+        if not MAY_START:
+            raise illegal(order_id, None, S_NEW)
         self.next_order_id = order_id + 1
         account = cmd.account
         coid = cmd.client_order_id
@@ -420,11 +434,15 @@ class Exchange:
             cmd.expire_ts,
             cmd.stp,
             cmd.post_only,
+            S_NEW,
         )
         events.append(Accepted(order_id, account, coid, book.id, side, price, qty, cmd.ts))
         if cmd.tif is FOK and (
             book.fillable(side, account, cmd.stp, qty, limit_key, cmd.max_notional) < qty
         ):
+            if not MAY[order.status][S_CANCELLED]:
+                raise illegal(order_id, order.status, S_CANCELLED)
+            order.status = S_CANCELLED
             events.append(
                 Cancelled(order_id, account, book.id, side, qty, CancelReason.FILL_OR_KILL, cmd.ts)
             )
@@ -458,6 +476,9 @@ class Exchange:
                 return
         tif = order.tif
         if stopped is not None or market or tif is IOC or tif is FOK:
+            if not MAY[order.status][S_CANCELLED]:
+                raise illegal(order.order_id, order.status, S_CANCELLED)
+            order.status = S_CANCELLED
             if stopped is None:
                 stopped = (
                     CancelReason.MARKET_NO_LIQUIDITY if market else CancelReason.IMMEDIATE_OR_CANCEL
@@ -517,9 +538,12 @@ class Exchange:
     def _cancel(self, order: Order, reason: CancelReason, ts: int, events: list[Event]) -> None:
         qty = order.qty
         order_id = order.order_id
+        if not MAY[order.status][S_CANCELLED]:
+            raise illegal(order_id, order.status, S_CANCELLED)
         self.books[order.series].reduce(order, qty, events)  # `_remove`, inlined: the hot path
         del self.open_orders[order_id]
         del self.open_by_coid[order.account][order.client_order_id]
+        order.status = S_CANCELLED
         events.append(Cancelled(order_id, order.account, order.series, order.side, qty, reason, ts))
 
     def _check_amend(self, cmd: Amend) -> Rejected | None:
@@ -582,6 +606,8 @@ class Exchange:
 
     def _apply_amend(self, cmd: Amend, events: list[Event]) -> None:
         order = self.open_orders[cmd.order_id]
+        if not MAY[order.status][order.status]:  # an amend keeps the status it finds
+            raise illegal(order.order_id, order.status, order.status)
         series_id = order.series
         book = self.books[series_id]
         price = cmd.price or order.price
@@ -632,6 +658,7 @@ class Exchange:
             order.expire_ts,
             order.stp,
             order.post_only,
+            order.status,
         )
         self._enter(
             book,
