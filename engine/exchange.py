@@ -277,7 +277,15 @@ class Exchange:
             if (
                 (tif is GTC or tif is IOC)
                 and coid
-                and (seen is None or not self._used(cmd.account, coid, seen))
+                and (  # `_used`, inlined for the common case: an id new to a window not full
+                    seen is None
+                    or (
+                        coid not in seen
+                        and (
+                            len(seen) < self.coid_window or not self._used(cmd.account, coid, seen)
+                        )
+                    )
+                )
                 and 0 < qty <= series.max_order_qty
                 and not qty % series.lot
                 and book.band_low <= price <= book.band_high
