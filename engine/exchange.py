@@ -13,6 +13,18 @@ the gateway can send it then and not before.
 `submit(cmd)` does all three. Only `apply` changes state, and given the same commands it
 always produces the same events: there is no clock, no randomness, no I/O.
 
+State has one owner each. The exchange owns the open-order index (`open_orders`,
+`open_by_coid`), the client-order-id windows, the order and trade id sequences and the GTD
+heap: only its methods change them (the settlement core and the gateway read them). Each
+`OrderBook` owns its levels, heaps and best keys, and changes them through its operations
+(`rest`, `reduce`, `match`); `match` takes the next trade id and returns it, and lists the
+resting orders it closed, which the exchange then drops from its index.
+
+An order's status is driven by the lifecycle table (engine/lifecycle.py): each operation that
+moves an order (accept, fill, cancel, expire, amend) looks the step up in `MAY` and raises
+`LifecycleError` before it changes the order if the table does not allow it. Such an error
+is a bug, not a rejection: the command stops there, and the process with it.
+
 Client order ids are unique per account within a window: a new order is
 `DUPLICATE_CLIENT_ORDER_ID` when its id is one of the last `coid_window` ids the account's
 accepted orders used, or the id of one of its open orders (however old). An id older than
@@ -53,6 +65,7 @@ from engine.events import (
     Rejected,
     StatusChanged,
 )
+from engine.lifecycle import IS_OPEN, MAY, MAY_START, S_CANCELLED, S_EXPIRED, S_NEW, illegal
 from engine.reference import Series
 
 BUY = Side.BUY
@@ -88,7 +101,7 @@ class Exchange:
     def add_series(self, series: Series) -> OrderBook:
         if series.id in self.books:
             raise ValueError(f"series {series.id} is already listed")
-        book = self.books[series.id] = OrderBook(series, self)
+        book = self.books[series.id] = OrderBook(series)
         return book
 
     # -- the command interface -----------------------------------------------------------------
@@ -124,12 +137,17 @@ class Exchange:
         """Remove every GTD order whose expiry time is at or before `ts`."""
         gtd = self._gtd
         while gtd and gtd[0][0] <= ts:
-            expire_ts, order_id = heappop(gtd)
+            expire_ts, order_id = gtd[0]
             order = self.open_orders.get(order_id)
             if order is None or order.expire_ts != expire_ts:
+                heappop(gtd)
                 continue  # already gone, or amended into a new order with its own entry
+            if not MAY[order.status][S_EXPIRED]:
+                raise illegal(order_id, order.status, S_EXPIRED)
+            heappop(gtd)
             qty = order.qty
             self._remove(order, events)
+            order.status = S_EXPIRED
             events.append(Expired(order_id, order.account, order.series, order.side, qty, ts))
 
     def next_expiry_ts(self) -> int | None:
@@ -217,6 +235,8 @@ class Exchange:
     def check_invariants(self) -> None:
         for book in self.books.values():
             book.check_invariants()
+            for o in book.orders():
+                assert self.open_orders.get(o.order_id) is o, "a live order is indexed"
         indexed = {o.order_id for coids in self.open_by_coid.values() for o in coids.values()}
         assert indexed == set(self.open_orders), "account index = open orders"
         assert self.coids_seen.keys() == self.coids_recent.keys()
@@ -227,6 +247,7 @@ class Exchange:
             ), "the window's set is its deque's ids, each once"
         for order in self.open_orders.values():
             assert order.qty > 0, "an open order has open quantity"
+            assert IS_OPEN[order.status], "an open order's status is open"
             book = self.books[order.series]
             assert order in book.queue(order.side, order.price), "an open order is in its book"
 
@@ -256,7 +277,15 @@ class Exchange:
             if (
                 (tif is GTC or tif is IOC)
                 and coid
-                and (seen is None or not self._used(cmd.account, coid, seen))
+                and (  # `_used`, inlined for the common case: an id new to a window not full
+                    seen is None
+                    or (
+                        coid not in seen
+                        and (
+                            len(seen) < self.coid_window or not self._used(cmd.account, coid, seen)
+                        )
+                    )
+                )
                 and 0 < qty <= series.max_order_qty
                 and not qty % series.lot
                 and book.band_low <= price <= book.band_high
@@ -268,11 +297,26 @@ class Exchange:
         return self._validate_new(cmd)
 
     def _validate_new(self, cmd: NewOrder) -> Rejected | None:
-        """The complete validation of a new order, in the order a client would fix things."""
+        """The complete validation of a new order, in the order a client would fix things:
+        where it goes and under which id, then its terms."""
         book = self.books.get(cmd.series)
-        account, coid, ts = cmd.account, cmd.client_order_id, cmd.ts
         if book is None:
-            return _reject(account, coid, 0, Reason.UNKNOWN_SERIES, f"no series {cmd.series!r}", ts)
+            return _reject(
+                cmd.account,
+                cmd.client_order_id,
+                0,
+                Reason.UNKNOWN_SERIES,
+                f"no series {cmd.series!r}",
+                cmd.ts,
+            )
+        rejected = self._check_entry(cmd, book)
+        if rejected is not None:
+            return rejected
+        return self._check_terms(cmd, book)
+
+    def _check_entry(self, cmd: NewOrder, book: OrderBook) -> Rejected | None:
+        """Whether the order's book takes orders and its client order id is fresh."""
+        account, coid, ts = cmd.account, cmd.client_order_id, cmd.ts
         if book.halted:
             return _reject(
                 account, coid, 0, Reason.SERIES_HALTED, f"{cmd.series} is halted: cancels only", ts
@@ -297,6 +341,12 @@ class Exchange:
                 "or of an open order",
                 ts,
             )
+        return None
+
+    def _check_terms(self, cmd: NewOrder, book: OrderBook) -> Rejected | None:
+        """Whether the order's quantity, price, time in force, expiry, notional cap and
+        post-only flag are valid in `book`."""
+        account, coid, ts = cmd.account, cmd.client_order_id, cmd.ts
         rejected = self._check_qty(book, cmd.qty, account, coid, 0, ts)
         if rejected is not None:
             return rejected
@@ -356,6 +406,8 @@ class Exchange:
     def _apply_new(self, cmd: NewOrder, events: list[Event]) -> None:
         book = self.books[cmd.series]
         order_id = self.next_order_id
+        if not MAY_START:
+            raise illegal(order_id, None, S_NEW)
         self.next_order_id = order_id + 1
         account = cmd.account
         coid = cmd.client_order_id
@@ -390,11 +442,15 @@ class Exchange:
             cmd.expire_ts,
             cmd.stp,
             cmd.post_only,
+            S_NEW,
         )
         events.append(Accepted(order_id, account, coid, book.id, side, price, qty, cmd.ts))
         if cmd.tif is FOK and (
             book.fillable(side, account, cmd.stp, qty, limit_key, cmd.max_notional) < qty
         ):
+            if not MAY[order.status][S_CANCELLED]:
+                raise illegal(order_id, order.status, S_CANCELLED)
+            order.status = S_CANCELLED
             events.append(
                 Cancelled(order_id, account, book.id, side, qty, CancelReason.FILL_OR_KILL, cmd.ts)
             )
@@ -414,19 +470,23 @@ class Exchange:
     ) -> None:
         """Match an order on arrival, then rest what is left or cancel it as its TIF says.
         `gtd_indexed`: the order's expiry is already in the GTD heap (an amended order)."""
-        if order.side is BUY:
-            levels, heap = book.asks, book._ask_heap
-        else:
-            levels, heap = book.bids, book._bid_heap
-        while heap and heap[0] not in levels:  # drop stale tops, as OrderBook.best_key does
-            heappop(heap)
         stopped = None
-        if heap and heap[0] <= limit_key:
-            stopped = book.match(order, limit_key, max_notional, ts, events)
+        if (book.ask_top if order.side is BUY else book.bid_top) <= limit_key:  # book.crosses
+            closed: list[Order] = []
+            self.next_trade_id, stopped = book.match(
+                order, limit_key, max_notional, ts, self.next_trade_id, events, closed
+            )
+            open_orders, open_by_coid = self.open_orders, self.open_by_coid
+            for maker in closed:  # `_unindex`, inlined: the hot path
+                del open_orders[maker.order_id]
+                del open_by_coid[maker.account][maker.client_order_id]
             if not order.qty:
                 return
         tif = order.tif
         if stopped is not None or market or tif is IOC or tif is FOK:
+            if not MAY[order.status][S_CANCELLED]:
+                raise illegal(order.order_id, order.status, S_CANCELLED)
+            order.status = S_CANCELLED
             if stopped is None:
                 stopped = (
                     CancelReason.MARKET_NO_LIQUIDITY if market else CancelReason.IMMEDIATE_OR_CANCEL
@@ -473,19 +533,25 @@ class Exchange:
             cmd.ts,
         )
 
-    def _remove(self, order: Order, events: list[Event]) -> None:
-        """Take an open order out of its book and the indexes (no event of its own)."""
-        book = self.books[order.series]
-        book.reduce(order, order.qty, events)
+    def _unindex(self, order: Order) -> None:
+        """Drop an order that left its book from the open-order index."""
         del self.open_orders[order.order_id]
         del self.open_by_coid[order.account][order.client_order_id]
+
+    def _remove(self, order: Order, events: list[Event]) -> None:
+        """Take an open order out of its book and the index (no event of its own)."""
+        self.books[order.series].reduce(order, order.qty, events)
+        self._unindex(order)
 
     def _cancel(self, order: Order, reason: CancelReason, ts: int, events: list[Event]) -> None:
         qty = order.qty
         order_id = order.order_id
+        if not MAY[order.status][S_CANCELLED]:
+            raise illegal(order_id, order.status, S_CANCELLED)
         self.books[order.series].reduce(order, qty, events)  # `_remove`, inlined: the hot path
         del self.open_orders[order_id]
         del self.open_by_coid[order.account][order.client_order_id]
+        order.status = S_CANCELLED
         events.append(Cancelled(order_id, order.account, order.series, order.side, qty, reason, ts))
 
     def _check_amend(self, cmd: Amend) -> Rejected | None:
@@ -548,6 +614,8 @@ class Exchange:
 
     def _apply_amend(self, cmd: Amend, events: list[Event]) -> None:
         order = self.open_orders[cmd.order_id]
+        if not MAY[order.status][order.status]:  # an amend keeps the status it finds
+            raise illegal(order.order_id, order.status, order.status)
         series_id = order.series
         book = self.books[series_id]
         price = cmd.price or order.price
@@ -598,6 +666,7 @@ class Exchange:
             order.expire_ts,
             order.stp,
             order.post_only,
+            order.status,
         )
         self._enter(
             book,

@@ -1,35 +1,47 @@
 """The order lifecycle: one table that says which order status may follow which.
 
-All transition logic lives here (h11's habit). `TRANSITIONS` is the table; `transition`
-checks one step against it; `apply_event` folds the engine's events into per-order statuses
-and open quantities, so a test (or an auditor replaying a journal) can check that every event
-sequence the engine emits is a legal lifecycle::
+All transition logic lives here (h11's habit). `TRANSITIONS` is the table, and it drives the
+engine: every `Order` carries its `status`, and each operation that changes an order (a fill
+or a self-trade cancel in `OrderBook.match`; the acceptance, a cancel, an expiry, an amend in
+`Exchange`) first looks the step up in `MAY`, the same table as nested tuples indexed by
+status, and raises `LifecycleError` before it changes anything if the table does not allow
+it. Statuses are small ints (an `IntEnum`; an `Order` holds the plain int, which indexes a
+tuple fastest), so a check costs two tuple indexings and no hashing or allocation.
+
+`transition` checks one step against the table by name; `apply_event` folds the engine's
+events into per-order statuses and open quantities, so a test (or an auditor replaying a
+journal) can check that every event sequence the engine emits is a legal lifecycle::
 
     (accepted) -> NEW -> PARTIALLY_FILLED -> FILLED
                   NEW | PARTIALLY_FILLED  -> CANCELLED | EXPIRED
                   an amend keeps the status it finds (NEW stays NEW, ...)
     REJECTED: a command that changed nothing; terminal and never open
 
-A rejected new order never receives an order id, so `apply_event` has no order to mark
-REJECTED; the status exists so that clients and reports share one vocabulary.
+A rejected new order never receives an order id, so neither the engine nor `apply_event`
+has an order to mark REJECTED; the status exists so that clients and reports share one
+vocabulary.
 
-An illegal transition raises `LifecycleError` and leaves both dictionaries unchanged.
+An illegal transition raises `LifecycleError` and leaves the order (or, for `apply_event`,
+both dictionaries) unchanged.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import IntEnum
 
 from engine.events import Accepted, Amended, Cancelled, Event, Expired, Trade
 
 
-class OrderStatus(str, Enum):
-    NEW = "new"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    REJECTED = "rejected"
+class OrderStatus(IntEnum):
+    NEW = 0
+    PARTIALLY_FILLED = 1
+    FILLED = 2
+    CANCELLED = 3
+    EXPIRED = 4
+    REJECTED = 5
+
+    def __str__(self) -> str:
+        return self.name.lower()
 
 
 NEW = OrderStatus.NEW
@@ -53,9 +65,40 @@ TRANSITIONS: dict[OrderStatus | None, frozenset[OrderStatus]] = {
 
 OPEN: frozenset[OrderStatus] = frozenset({NEW, PARTIALLY_FILLED})
 
+# The table as the engine reads it, by plain-int status: `MAY[old][new]` is whether `new` may
+# follow `old`; `MAY_START` whether an accepted order may start NEW; `MAY_TRADE[s]` whether an
+# order in `s` may take fills, which leave it PARTIALLY_FILLED or FILLED (only the end of a
+# match tells which, so a taker is checked for both before it trades); `IS_OPEN[s]` whether
+# `s` is open.
+assert [int(s) for s in OrderStatus] == list(range(len(OrderStatus))), "statuses index MAY"
+S_NEW = int(NEW)
+S_PARTIALLY_FILLED = int(PARTIALLY_FILLED)
+S_FILLED = int(FILLED)
+S_CANCELLED = int(CANCELLED)
+S_EXPIRED = int(EXPIRED)
+MAY: tuple[tuple[bool, ...], ...] = tuple(
+    tuple(new in TRANSITIONS[old] for new in OrderStatus) for old in OrderStatus
+)
+MAY_START: bool = NEW in TRANSITIONS[None]
+MAY_TRADE: tuple[bool, ...] = tuple(
+    MAY[s][S_PARTIALLY_FILLED] and MAY[s][S_FILLED] for s in range(len(OrderStatus))
+)
+IS_OPEN: tuple[bool, ...] = tuple(s in OPEN for s in OrderStatus)
+
 
 class LifecycleError(Exception):
     """An event would move an order along a transition the table does not allow."""
+
+
+def illegal(order_id: int, old: int | None, new: int) -> LifecycleError:
+    """The error for order `order_id` stepping from `old` to `new` against the table."""
+    was = "nothing" if old is None else str(OrderStatus(old))
+    return LifecycleError(f"order {order_id} cannot go from {was} to {OrderStatus(new)}")
+
+
+def cannot_trade(order_id: int, old: int) -> LifecycleError:
+    """The error for order `order_id` taking fills in `old`, where `MAY_TRADE` says no."""
+    return illegal(order_id, old, S_FILLED if MAY[old][S_PARTIALLY_FILLED] else S_PARTIALLY_FILLED)
 
 
 def is_open(status: OrderStatus | None) -> bool:
@@ -114,7 +157,7 @@ def apply_event(statuses: dict[int, OrderStatus], event: Event, open_qty: dict[i
         status = transition(old, new)
         if event.qty != open_qty[event.order_id]:
             raise LifecycleError(
-                f"order {event.order_id} {new.value} with {event.qty} t, "
+                f"order {event.order_id} {new} with {event.qty} t, "
                 f"but its open quantity is {open_qty[event.order_id]}"
             )
         statuses[event.order_id] = status

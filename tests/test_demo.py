@@ -17,7 +17,7 @@ def test_reference_data_is_the_real_catalogue():
 
 
 def test_a_registry_block_splits_into_contiguous_shares_of_the_same_serials():
-    row = next(r for r in load_serials() if r.project_id == "VCS1340")
+    row = next(r for r in load_serials() if r.project == "VCS1340")
     shares = demo.split_block(row, 5)
     assert shares[0][0] == row.start and shares[-1][1] == row.end
     assert all(a[1] + 1 == b[0] for a, b in zip(shares, shares[1:], strict=False))

@@ -1,13 +1,18 @@
-"""The order lifecycle table and `apply_event`, which folds engine events into statuses."""
+"""The order lifecycle table; `apply_event`, which folds engine events into statuses; and the
+engine, which the table drives: every order carries its status, and a step the table does not
+allow raises before anything changes."""
 
 from __future__ import annotations
 
 import pytest
 
+import engine.exchange as exchange_module
 from engine import (
     Accepted,
+    AdvanceTime,
     Amend,
     Amended,
+    BookDelta,
     Cancel,
     Cancelled,
     CancelReason,
@@ -16,12 +21,18 @@ from engine import (
     Expired,
     Mitigation,
     NewOrder,
+    SelfTrade,
     Series,
     Side,
     TimeInForce,
     Trade,
 )
+from engine.book import Order
 from engine.lifecycle import (
+    IS_OPEN,
+    MAY,
+    MAY_START,
+    MAY_TRADE,
     OPEN,
     TRANSITIONS,
     LifecycleError,
@@ -226,3 +237,152 @@ def test_every_event_of_a_real_session_is_a_legal_lifecycle() -> None:
         8: CANCELLED,
     }
     assert {oid for oid, s in fold.statuses.items() if is_open(s)} == set(ex.open_orders)
+
+
+# -- the table drives the engine -------------------------------------------------------------
+
+
+def test_the_engine_reads_the_same_table_by_index() -> None:
+    for old in OrderStatus:
+        for new in OrderStatus:
+            assert MAY[old][new] is (new in TRANSITIONS[old])
+        assert IS_OPEN[old] is (old in OPEN)
+        assert MAY_TRADE[old] is (MAY[old][PARTIALLY_FILLED] and MAY[old][FILLED])
+    assert MAY_START is (NEW in TRANSITIONS[None])
+
+
+def _ex() -> Exchange:
+    return Exchange([Series(id="A", standard="VCS", mitigation=Mitigation.AVOIDANCE, vintage=2020)])
+
+
+def _new(ex: Exchange, account: int, side: Side, price: int, qty: int, **kw: object) -> int:
+    kw.setdefault("client_order_id", f"c{ex.next_order_id}")
+    cmd = NewOrder(account=account, series="A", side=side, price=price, qty=qty, **kw)  # type: ignore[arg-type]
+    events = ex.submit(cmd)
+    ex.check_invariants()
+    return next(e.order_id for e in events if isinstance(e, Accepted))
+
+
+def _state(ex: Exchange) -> tuple[object, ...]:
+    """Everything a command could change, as plain values."""
+    return (
+        {b.id: (b.depth(), b.seq, b.bid_top, b.ask_top) for b in ex.books.values()},
+        {i: (o.price, o.qty, o.status) for i, o in ex.open_orders.items()},
+        {a: sorted(c) for a, c in ex.open_by_coid.items()},
+        {a: list(r) for a, r in ex.coids_recent.items()},
+        (ex.next_order_id, ex.next_trade_id, ex.next_expiry_ts()),
+    )
+
+
+def test_an_open_order_carries_its_status_through_fills_and_amends() -> None:
+    ex = _ex()
+    sell = _new(ex, 1, SELL, 100, 10)
+    maker = ex.order(sell)
+    assert maker is not None and maker.status == NEW
+    buy = _new(ex, 2, BUY, 100, 4)
+    assert maker.status == PARTIALLY_FILLED and ex.order(buy) is None
+    ex.submit(Amend(account=1, order_id=sell, qty=5, ts=1))  # keeps priority: the same order
+    assert ex.order(sell) is maker and maker.status == PARTIALLY_FILLED
+    ex.submit(Amend(account=1, order_id=sell, price=101, ts=2))  # loses it: a fresh object
+    moved = ex.order(sell)
+    assert moved is not None and moved is not maker and moved.status == PARTIALLY_FILLED
+    _new(ex, 2, BUY, 101, 5, ts=3)
+    assert moved.status == FILLED and ex.order(sell) is None
+    rest = ex.order(_new(ex, 1, SELL, 100, 5, ts=4))
+    gtd = ex.order(_new(ex, 1, SELL, 105, 5, ts=4, tif=TimeInForce.GTD, expire_ts=9))
+    assert rest is not None and gtd is not None
+    ex.submit(Cancel(account=1, order_id=rest.order_id, ts=5))
+    ex.submit(AdvanceTime(ts=9))
+    assert (rest.status, gtd.status) == (CANCELLED, EXPIRED)
+
+
+@pytest.mark.parametrize("status", TERMINAL)
+def test_cancelling_an_order_the_table_says_is_closed_raises_and_changes_nothing(
+    status: OrderStatus,
+) -> None:
+    ex = _ex()
+    order = ex.order(_new(ex, 1, SELL, 100, 10))
+    assert order is not None
+    order.status = int(status)  # a bug elsewhere, as the table sees it
+    before = _state(ex)
+    with pytest.raises(LifecycleError, match=f"order 1 cannot go from {status} to cancelled"):
+        ex.submit(Cancel(account=1, order_id=1, ts=1))
+    assert _state(ex) == before
+
+
+def test_expiring_or_amending_a_closed_order_raises_and_changes_nothing() -> None:
+    ex = _ex()
+    order = ex.order(_new(ex, 1, SELL, 100, 10, tif=TimeInForce.GTD, expire_ts=5))
+    assert order is not None
+    order.status = int(FILLED)
+    before = _state(ex)
+    with pytest.raises(LifecycleError, match="from filled to filled"):
+        ex.submit(Amend(account=1, order_id=1, qty=5, ts=1))
+    assert _state(ex) == before
+    with pytest.raises(LifecycleError, match="from filled to expired"):
+        ex.submit(AdvanceTime(ts=5))
+    assert _state(ex) == before and ex.next_expiry_ts() == 5  # still due, not popped
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["fill", "self-trade cancel"])
+def test_trading_against_a_closed_resting_order_raises_before_it_changes(own: bool) -> None:
+    """The maker is checked before its fill, or before self-trade prevention cancels it."""
+    ex = _ex()
+    order = ex.order(_new(ex, 1, SELL, 100, 10))
+    assert order is not None
+    order.status = int(CANCELLED)
+    book = ex.books["A"]
+    stp = SelfTrade.CANCEL_RESTING
+    taker = Order(9, "A", 1 if own else 2, "t", BUY, 100, 4, TimeInForce.IOC, 0, stp, False)
+    before = _state(ex)
+    events: list[Event] = []
+    closed: list[Order] = []
+    with pytest.raises(LifecycleError, match="from cancelled to"):
+        book.match(taker, 100, 0, 1, ex.next_trade_id, events, closed)
+    assert _state(ex) == before and order.qty == 10 and taker.qty == 4
+    assert events == [] and closed == []
+
+
+def test_a_taker_the_table_says_cannot_trade_raises_before_anything_trades() -> None:
+    ex = _ex()
+    _new(ex, 1, SELL, 100, 10)
+    taker = Order(9, "A", 2, "t", BUY, 100, 4, TimeInForce.IOC, 0, SelfTrade.CANCEL_INCOMING, False)
+    taker.status = int(EXPIRED)
+    before = _state(ex)
+    events: list[Event] = []
+    with pytest.raises(LifecycleError, match="order 9 cannot go from expired to partially_filled"):
+        ex.books["A"].match(taker, 100, 0, 1, ex.next_trade_id, events, [])
+    assert _state(ex) == before and taker.qty == 4 and events == []
+
+
+def test_the_table_decides_a_step_it_forbids_is_refused_by_the_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With PARTIALLY_FILLED -> CANCELLED struck from the table, the engine refuses to cancel a
+    partially filled order (and nothing changes) but still cancels a new one."""
+    table = [list(row) for row in exchange_module.MAY]
+    table[PARTIALLY_FILLED][CANCELLED] = False
+    monkeypatch.setattr(exchange_module, "MAY", tuple(tuple(row) for row in table))
+    ex = _ex()
+    partial = _new(ex, 1, SELL, 100, 10)
+    _new(ex, 2, BUY, 100, 4)
+    fresh = _new(ex, 1, SELL, 101, 10)
+    before = _state(ex)
+    with pytest.raises(LifecycleError, match="from partially_filled to cancelled"):
+        ex.submit(Cancel(account=1, order_id=partial, ts=1))
+    assert _state(ex) == before
+    assert [type(e) for e in ex.submit(Cancel(account=1, order_id=fresh, ts=2))] == [
+        BookDelta,
+        Cancelled,
+    ]
+
+
+def test_a_table_that_lets_no_order_start_refuses_every_new_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(exchange_module, "MAY_START", False)
+    ex = _ex()
+    before = _state(ex)
+    with pytest.raises(LifecycleError, match="order 1 cannot go from nothing to new"):
+        ex.submit(NewOrder(account=1, client_order_id="x", series="A", side=BUY, price=1, qty=1))
+    assert _state(ex) == before

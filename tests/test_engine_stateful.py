@@ -2,8 +2,8 @@
 
 After every step: the events (all but BookDelta, Rejected compared by reason) are equal, the
 books are equal level by level and queue by queue, the L2 deltas add up to the book with
-gapless per-series sequence numbers, every order's status sequence is a legal lifecycle, and
-`Exchange.check_invariants()` holds.
+gapless per-series sequence numbers, every order's status sequence is a legal lifecycle (and
+every open order carries the status its events say), and `Exchange.check_invariants()` holds.
 """
 
 from __future__ import annotations
@@ -441,6 +441,7 @@ class EngineMachine(RuleBasedStateMachine):
                 m.client_order_id,
             )
             assert self.open_qty[oid] == o.qty
+            assert OrderStatus(o.status) is self.statuses[oid], "the engine's status = the fold's"
         assert {oid for oid, s in self.statuses.items() if s in OPEN} == set(self.ex.open_orders)
 
 

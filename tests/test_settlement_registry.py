@@ -19,7 +19,7 @@ def test_every_real_serial_string_parses_into_the_rows_range_and_project(row):
     s = parse(row.registry, row.serial_string, row.start, row.end)
     assert (s.first, s.last, s.qty) == (row.start, row.end, row.quantity)
     if s.project is not None:  # the CDM rows carry the CDM project number, not the GS id
-        assert s.project == row.project_id
+        assert s.project == row.project
     if s.vintage is not None:
         assert s.vintage == row.vintage
     assert s.scope == registry.scope_of(s.registry, s.batch)

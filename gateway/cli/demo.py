@@ -27,6 +27,7 @@ from pathlib import Path
 import uvloop
 
 from engine import NewOrder, OrderType, Rejected, Series, Side, TimeInForce
+from engine.catalogue import RegistryBlock
 from engine.commands import Cancel, Command
 from engine.events import Reason
 from engine.reference import Project, series_id
@@ -35,7 +36,7 @@ from gateway.cli.logcmd import tail, verify
 from gateway.cli.serve import running
 from gateway.client.client import Client, RequestRejected
 from gateway.durability.store import SQLiteStore
-from gateway.refdata import SerialRow, load_projects, load_serials
+from gateway.refdata import load_projects, load_serials
 from gateway.wire import protocol as p
 from settlement import registry
 from settlement.commands import Deposit, DepositCredits
@@ -175,7 +176,7 @@ def serials_text(ranges: list[p.SerialRange]) -> str:
     return shown + (f" (+{len(ranges) - 2} more)" if len(ranges) > 2 else "")
 
 
-def split_block(row: SerialRow, parts: int) -> list[tuple[int, int]]:
+def split_block(row: RegistryBlock, parts: int) -> list[tuple[int, int]]:
     """A registry block cut into `parts` contiguous inclusive sub-blocks (the same serials)."""
     size = row.quantity // parts
     cuts = [(row.start + i * size, row.start + (i + 1) * size - 1) for i in range(parts)]
@@ -184,7 +185,7 @@ def split_block(row: SerialRow, parts: int) -> list[tuple[int, int]]:
 
 
 def funding(
-    listed: list[tuple[Series, Project, int]], serials: list[SerialRow], accounts: list[int]
+    listed: list[tuple[Series, Project, int]], serials: list[RegistryBlock], accounts: list[int]
 ) -> list[Deposit | DepositCredits]:
     """Operator commands that fund every participant: cash in each currency, and every real
     registry serial block of data/serials.csv, each under its registry batch."""
@@ -201,7 +202,7 @@ def funding(
         # A listed project-vintage's blocks are shared among all participants (each can
         # sell); every other block goes whole to one participant in turn.
         batch = registry.parse(row.registry, row.serial_string, row.start, row.end).batch
-        if (row.project_id, row.vintage) in listed_keys:
+        if (row.project, row.vintage) in listed_keys:
             shares = list(zip(accounts, split_block(row, len(accounts)), strict=True))
         else:
             shares = [(accounts[i % len(accounts)], (row.start, row.end))]
@@ -209,7 +210,7 @@ def funding(
             cmds.append(
                 DepositCredits(
                     account=account,
-                    project=row.project_id,
+                    project=row.project,
                     vintage=row.vintage,
                     start=first,
                     end=last,
