@@ -260,11 +260,11 @@ def test_serial_strings_of_every_registry_are_read_off_the_string_and_deposited(
         for r in blocks
     ]
     assert lines == [
-        f"deposited {s} ({r.project_id} {r.vintage}, {r.quantity} t) to account {n}"
+        f"deposited {s} ({r.project} {r.vintage}, {r.quantity} t) to account {n}"
         for s, r in zip(written, blocks, strict=True)
     ]
     held = credits_of(state(exchange, "registries")[1])
-    assert held == {(r.project_id, r.vintage): [s] for s, r in zip(written, blocks, strict=True)}
+    assert held == {(r.project, r.vintage): [s] for s, r in zip(written, blocks, strict=True)}
 
 
 def test_two_car_blocks_of_one_project_and_vintage_that_share_numbers_are_both_deposited(
@@ -451,7 +451,7 @@ def write_csv(folder: Path, rows: list[dict[str, str]], header: list[str] | None
 
 def csv_row(r: Any, **changes: str) -> dict[str, str]:
     fields = {
-        "project_id": r.project_id,
+        "project_id": r.project,
         "registry": r.registry,
         "vintage": str(r.vintage),
         "serial_string": r.serial_string,
