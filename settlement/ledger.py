@@ -8,8 +8,8 @@ retired ones. A key's serials are numbered in bands, one per registry batch
 (settlement/serials.py), so batches that share numbers never collide; `batches` names each
 band, and `scoped` / `scoped_retired` index the same serials by the space in which their
 registry keeps numbers unique (settlement/registry.py), where deposits are checked.
-DvP (`settlement.dvp`) and retirement (`settlement.retirement`) are the other two writers,
-through the same attributes.
+DvP (`settlement.dvp`) plans a fill and `apply_fill` applies it; retirement
+(`settlement.retirement`) is the other writer, through the same attributes.
 
 Methods that can refuse return a `Reject` (reason, text) and change nothing; they return
 None or the movement event when they succeeded. A broken invariant is an `AssertionError`.
@@ -17,7 +17,7 @@ None or the movement event when they succeeded. A broken invariant is an `Assert
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.events import Reason
 from settlement import registry, serials
@@ -35,6 +35,9 @@ from settlement.limits import (
 )
 from settlement.log import SettlementLog
 from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, RangeConvention, SerialRange
+
+if TYPE_CHECKING:
+    from settlement.dvp import FillPlan
 
 FEE_ACCOUNT = 0
 CURRENCIES = ("CNY", "HKD", "USD")
@@ -88,10 +91,6 @@ class SettlementError(Exception):
     """A fill that the holds do not cover: a bug upstream; the ledger is unchanged."""
 
 
-class InjectedFault(Exception):
-    """Raised by a transaction step when a test sets `Ledger.fault` to that step's number."""
-
-
 class Ledger:
     def __init__(
         self,
@@ -126,7 +125,6 @@ class Ledger:
         self.credits_net: dict[Key, int] = {}  # deposits - withdrawals - retirements
         self.log = SettlementLog()
         self.next_cert = 1
-        self.fault = 0  # tests only: the transaction step that raises InjectedFault
 
     # -- accounts and cash -------------------------------------------------------------------
 
@@ -498,6 +496,52 @@ class Ledger:
         else:
             del self.credit_holds[order_id]
 
+    # -- fills -------------------------------------------------------------------------------
+
+    def apply_fill(self, plan: FillPlan) -> None:
+        """Apply a fill that `settlement.dvp.plan_fill` checked against this very state, at
+        once: plain arithmetic and list edits on the entries the plan found, nothing that
+        can refuse or raise, so both legs move together by construction."""
+        log = self.log
+        record = plan.record
+        assert record.prev == log.head_hash, "a plan is applied at once, and once"
+        # cash: the buyer's held cost to the seller (less its fee) and the fee account
+        cash_hold, buyer, currency, cost = plan.cash_hold, plan.buyer, plan.currency, plan.cost
+        cash_hold.amount -= cost
+        buyer.cash_held[currency] -= cost
+        buyer.cash[currency] -= cost
+        plan.seller.cash[currency] += plan.proceeds
+        plan.fee_acct.cash[currency] += plan.fees
+        # credits: out of the sell hold's parts, then the lowest serials of each key
+        credit_hold = plan.credit_hold
+        parts = credit_hold.parts
+        seller_held = plan.seller.credits_held
+        for key, m in plan.used:
+            part = parts[0]
+            if part[1] == m:
+                del parts[0]
+            else:
+                part[1] -= m
+            seller_held[key] -= m
+        credit_hold.qty -= plan.body.qty
+        buyer_credits = buyer.credits
+        buyer_qty = buyer.credit_qty
+        for key, m, ranges, whole, rest, pieces in plan.deliveries:
+            if rest is None:  # the lowest serials: a prefix of the seller's list
+                del ranges[:whole]
+            elif whole:
+                ranges[: whole + 1] = (rest,)
+            else:
+                ranges[0] = rest
+            got = buyer_credits.get(key)
+            if got:
+                serials.add_ascending(got, pieces)
+            else:
+                buyer_credits[key] = pieces  # the plan's own list, handed over
+            buyer_qty[key] = buyer_qty.get(key, 0) + m
+        assert cash_hold.amount >= 0 and credit_hold.qty >= 0, "a fill within its holds"
+        log.push(record)
+
     # -- queries ---------------------------------------------------------------------------
 
     def balance(self, account: int, currency: str) -> tuple[int, int]:
@@ -516,6 +560,7 @@ class Ledger:
         if not hasattr(self, "cash_total_max"):
             self.cash_total_max = CASH_TOTAL_MAX
             self.credits_total_max = CREDITS_TOTAL_MAX
+        self.__dict__.pop("fault", None)  # the failure-injection hook, gone with plan/apply
         if not hasattr(self, "batches"):  # before registry batches: every serial in band 0
             self.batches = {}
             self.scoped = {}
