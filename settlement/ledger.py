@@ -8,8 +8,8 @@ retired ones. A key's serials are numbered in bands, one per registry batch
 (settlement/serials.py), so batches that share numbers never collide; `batches` names each
 band, and `scoped` / `scoped_retired` index the same serials by the space in which their
 registry keeps numbers unique (settlement/registry.py), where deposits are checked.
-DvP (`settlement.dvp`) plans a fill and `apply_fill` applies it; retirement
-(`settlement.retirement`) is the other writer, through the same attributes.
+Nothing else writes it: DvP (`settlement.dvp`) plans a fill and `apply_fill` applies it,
+retirement (`settlement.retirement`) plans one and `retire` applies it per key.
 
 Methods that can refuse return a `Reject` (reason, text) and change nothing; they return
 None or the movement event when they succeeded. A broken invariant is an `AssertionError`.
@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.events import Reason
 from settlement import registry, serials
-from settlement.events import CashDeposited, CashWithdrawn, CreditsDeposited, CreditsWithdrawn
+from settlement.events import (
+    CashDeposited,
+    CashWithdrawn,
+    CreditsDeposited,
+    CreditsWithdrawn,
+    Retired,
+)
 from settlement.fees import FeeSchedule
 from settlement.limits import (
     ACCOUNT_MAX,
@@ -33,7 +39,7 @@ from settlement.limits import (
     SERIAL_MAX,
     check_limit,
 )
-from settlement.log import SettlementLog
+from settlement.log import LogRecord, SettlementLog
 from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, RangeConvention, SerialRange
 
 if TYPE_CHECKING:
@@ -541,6 +547,29 @@ class Ledger:
             buyer_qty[key] = buyer_qty.get(key, 0) + m
         assert cash_hold.amount >= 0 and credit_hold.qty >= 0, "a fill within its holds"
         log.push(record)
+
+    # -- retirements -------------------------------------------------------------------------
+
+    def retire(self, account: int, key: Key, ranges: list[Range], body: Retired) -> LogRecord:
+        """Retire `ranges` of the account's `key` (a plan `settlement.retirement` checked
+        against this state: available, not held) under the next certificate number, with
+        the record `body`; they stay in `known` and move to `retired` for good."""
+        assert body.cert_id == f"RC-{self.next_cert:08d}", "the next certificate"
+        acct = self.accounts[account]
+        record = self.log.append(body)
+        self.next_cert += 1
+        retired = self.retired.setdefault(key, [])
+        for a, b in ranges:
+            serials.remove(acct.credits[key], a, b)
+            serials.add(retired, a, b)
+            band = a >> BAND_SHIFT
+            if band:
+                scoped = self.scoped_retired.setdefault(self.scope_of(key, band), [])
+                serials.add(scoped, a & BAND_MASK, b & BAND_MASK)
+        acct.credit_qty[key] -= body.qty
+        self.credits_net[key] -= body.qty
+        assert acct.credit_qty[key] >= 0, "retired only what holds leave free"
+        return record
 
     # -- queries ---------------------------------------------------------------------------
 
