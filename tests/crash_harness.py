@@ -218,7 +218,7 @@ class Scenario:
             save_genesis(store, series=self.series)
 
     def setup_commands(self) -> list[Any]:
-        from settlement.bootstrap import funding_commands
+        from bench.funding import funding_commands
 
         return list(funding_commands(self.series, CLIENTS, ts=0, credits=1_000_000))
 

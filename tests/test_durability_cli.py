@@ -15,13 +15,13 @@ import threading
 import msgspec
 import pytest
 
+from bench.funding import funding_commands
 from bench.workload import generate
 from gateway import cli, logcmd, recover
 from gateway.journal import Journal, SettlementCodec
 from gateway.recovery import recover as recover_store
 from gateway.recovery import save_genesis
 from gateway.store import SQLiteStore, db_path, log_crc
-from settlement.bootstrap import funding_commands
 from settlement.commands import Retire
 from settlement.core import Core
 from settlement.log import decode_record, encode_record, format_record

@@ -19,13 +19,13 @@ import sys
 import msgspec
 import pytest
 
+from bench.funding import funding_commands
 from bench.workload import generate
 from engine.commands import NewOrder
 from gateway import logcmd, recover, serve
 from gateway.journal import Journal
 from gateway.recovery import save_genesis
 from gateway.store import SQLiteStore, db_path, log_crc
-from settlement.bootstrap import funding_commands
 from settlement.commands import Retire
 from settlement.core import Core
 

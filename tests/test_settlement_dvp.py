@@ -25,7 +25,7 @@ from settlement.fees import FeeSchedule
 from settlement.ledger import CashHold, CreditHold, Ledger, SettlementError
 from settlement.log import LogRecord, SettlementLog, verify
 from settlement.serials import SerialRange
-from settlement.testing import catalogue_core, deposit_block
+from tests.settlement_builders import catalogue_core, deposit_block
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PROJECTS = (DATA / "projects.csv").read_text()
