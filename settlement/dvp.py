@@ -30,6 +30,9 @@ from settlement.log import LogRecord
 from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, SerialRange
 
 BUY = Side.BUY
+# SerialRange(project, vintage, first, last) is these four items; its own __new__ is a Python
+# function, and a fill delivers several pieces (see `_delivered`)
+_tuple_new = tuple.__new__
 Parts = list[tuple[Key, int]]  # (key, qty) per part of a sell hold
 
 
@@ -103,12 +106,14 @@ def plan_fill(ledger: Ledger, trade: Trade, currency: str) -> FillPlan:
     buyer = accounts[buyer_id]
     seller = accounts[seller_id]
     part = credit_hold.parts[0]
+    seller_credits = seller.credits
     if part[1] >= qty:  # the common case: one key
-        used = wanted = [(part[0], qty)]
+        key = part[0]
+        used = [(key, qty)]
+        deliveries = [_lowest(key, qty, seller_credits.get(key))]
     else:
         used, wanted = _parts_used(credit_hold.parts, qty)
-    seller_credits = seller.credits
-    deliveries = [_lowest(key, m, seller_credits.get(key)) for key, m in wanted]
+        deliveries = [_lowest(key, m, seller_credits.get(key)) for key, m in wanted]
     body = Settled(
         trade.trade_id,
         trade.series,
@@ -190,14 +195,14 @@ def _delivered(
     """The delivered pieces as the serials and batches they are (band numbers stay inside
     the ledger)."""
     out: list[SerialRange] = []
-    for d in deliveries:
-        project, vintage = d.key
-        names = batches.get(d.key)
+    for key, _, _, _, _, pieces in deliveries:
+        project, vintage = key
+        names = batches.get(key)
         if names is None:  # every serial of the key is batch-less (band 0)
-            out += [SerialRange(project, vintage, x, y) for x, y in d.pieces]
+            out += [_tuple_new(SerialRange, (project, vintage, x, y)) for x, y in pieces]
         else:
             out += [
                 SerialRange(project, vintage, x & BAND_MASK, y & BAND_MASK, names[x >> BAND_SHIFT])
-                for x, y in d.pieces
+                for x, y in pieces
             ]
     return tuple(out)

@@ -508,31 +508,43 @@ class Ledger:
         """Apply a fill that `settlement.dvp.plan_fill` checked against this very state, at
         once: plain arithmetic and list edits on the entries the plan found, nothing that
         can refuse or raise, so both legs move together by construction."""
+        (
+            cash_hold,
+            credit_hold,
+            buyer,
+            seller,
+            fee_acct,
+            currency,
+            cost,
+            proceeds,
+            fees,
+            used,
+            deliveries,
+            body,
+            record,
+        ) = plan  # one unpacking: locals are the fast path
         log = self.log
-        record = plan.record
         assert record.prev == log.head_hash, "a plan is applied at once, and once"
         # cash: the buyer's held cost to the seller (less its fee) and the fee account
-        cash_hold, buyer, currency, cost = plan.cash_hold, plan.buyer, plan.currency, plan.cost
         cash_hold.amount -= cost
         buyer.cash_held[currency] -= cost
         buyer.cash[currency] -= cost
-        plan.seller.cash[currency] += plan.proceeds
-        plan.fee_acct.cash[currency] += plan.fees
+        seller.cash[currency] += proceeds
+        fee_acct.cash[currency] += fees
         # credits: out of the sell hold's parts, then the lowest serials of each key
-        credit_hold = plan.credit_hold
         parts = credit_hold.parts
-        seller_held = plan.seller.credits_held
-        for key, m in plan.used:
+        seller_held = seller.credits_held
+        for key, m in used:
             part = parts[0]
             if part[1] == m:
                 del parts[0]
             else:
                 part[1] -= m
             seller_held[key] -= m
-        credit_hold.qty -= plan.body.qty
+        credit_hold.qty -= body.qty
         buyer_credits = buyer.credits
         buyer_qty = buyer.credit_qty
-        for key, m, ranges, whole, rest, pieces in plan.deliveries:
+        for key, m, ranges, whole, rest, pieces in deliveries:
             if rest is None:  # the lowest serials: a prefix of the seller's list
                 del ranges[:whole]
             elif whole:
