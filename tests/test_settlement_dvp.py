@@ -19,7 +19,7 @@ from engine.reference import Mitigation, Series
 from settlement import dvp, serials
 from settlement.commands import Deposit, DepositCredits, ListSeries, WithdrawCredits
 from settlement.core import Core
-from settlement.dvp import FillPlan, plan_fill, settle_fill
+from settlement.dvp import Delivery, FillPlan, plan_fill, settle_fill
 from settlement.events import Settled
 from settlement.fees import FeeSchedule
 from settlement.ledger import CashHold, CreditHold, Ledger, SettlementError
@@ -278,8 +278,15 @@ def _fail_at(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     def boom(*args: object, **kw: object) -> None:
         raise InjectedFault(step)
 
+    def plan_fails(cls: type, items: tuple[object, ...]) -> object:
+        if cls is FillPlan:
+            raise InjectedFault(step)
+        return tuple.__new__(cls, items)
+
     if step == "next_record":  # a failing log: the record cannot be encoded or hashed
         monkeypatch.setattr(SettlementLog, "next_record", boom)
+    elif step == "FillPlan":  # the plan itself cannot be built (dvp builds it as a tuple)
+        monkeypatch.setattr(dvp, "_tuple_new", plan_fails)
     else:
         monkeypatch.setattr(dvp, step, boom)
 
@@ -344,6 +351,8 @@ def test_a_plan_changes_nothing_and_its_apply_moves_exactly_what_it_planned(core
     before = pickle.dumps(core.ledger)
     plan = plan_fill(core.ledger, trade, currency)
     assert pickle.dumps(core.ledger) == before and core.drain_records() == []
+    # dvp builds its tuples directly: each has exactly its fields
+    assert FillPlan(*plan) == plan and [Delivery(*d) for d in plan.deliveries] == plan.deliveries
     assert (plan.cost, plan.proceeds, plan.fees) == (54_000 + 135, 54_000 - 54, 135 + 54)
     assert plan.used == [(KEY, 60)] and plan.body.ranges == (
         SerialRange("VCS1340", 2020, FIRST, FIRST + 59),
