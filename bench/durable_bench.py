@@ -47,7 +47,7 @@ PER_COMMAND_DEFAULT = 3_000
 
 def fund_commands(series: Sequence[Any], accounts: int, ts: int) -> list[Any]:
     """Settlement commands that give every account ample cash and credits of every series."""
-    from settlement.bootstrap import funding_commands
+    from bench.funding import funding_commands
 
     return list(funding_commands(series, accounts, ts))
 
@@ -55,7 +55,7 @@ def fund_commands(series: Sequence[Any], accounts: int, ts: int) -> list[Any]:
 def workload_commands(n: int, seed: int) -> Any:
     """The standard workload, market buys given the cash limit the core requires (as in
     `tonne bench`), so that the core makes the engine's fills."""
-    from settlement.bootstrap import with_cash_limits
+    from bench.funding import with_cash_limits
 
     workload = generate(n, seed)
     workload.commands = with_cash_limits(workload.commands)

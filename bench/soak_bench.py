@@ -137,7 +137,7 @@ def report(n: int, elapsed: float, core: Any, journal: Journal, folder: Path) ->
 
 
 async def soak(args: argparse.Namespace, folder: Path) -> None:
-    from settlement.bootstrap import with_cash_limits
+    from bench.funding import with_cash_limits
     from settlement.core import Core
 
     gen = _Generator(args.seed, ACCOUNTS)

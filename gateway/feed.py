@@ -11,6 +11,9 @@ Wire: 4-byte big-endian length, then msgpack.
     answer    [req_id, seq, events]  events = msgpack bytes of the core's event list
               [req_id, 0, error]     a frame that does not decode (nothing applied)
 
+The crash test's proof that it catches a server that answers early serves a subclass of
+`Feed` with `answer` reordered (tests/feed_acks_early.py), through `main(feed_class=...)`.
+
 On start it prints one JSON line to stdout: {"port", "seq", "state_hash", "log_head",
 "recovery"}; on SIGTERM/SIGINT it commits, writes a final snapshot and exits 0.
 
@@ -47,11 +50,8 @@ READ_BYTES = 1 << 16
 class Feed:
     """The core, its journal, and the loopback listener."""
 
-    def __init__(
-        self, core: Any, journal: Journal, codec: Any, *, ack_before_commit: bool = False
-    ) -> None:
+    def __init__(self, core: Any, journal: Journal, codec: Any) -> None:
         self.core = core
-        self.ack_before_commit = ack_before_commit
         self.journal = journal
         self.codec = codec
         self.last_ts = 0
@@ -111,13 +111,7 @@ class Feed:
                         answers.append(answer)
                     else:
                         hashes.append(body)
-                if self.ack_before_commit:  # the bug the crash test must catch
-                    writer.write(b"".join(HEADER.pack(len(a)) + a for a in answers))
-                await self.journal.flush()  # nothing is answered before it is durable
-                out = [] if self.ack_before_commit else answers
-                out += [self.answer_hash(b) for b in hashes]
-                writer.write(b"".join(HEADER.pack(len(a)) + a for a in out))
-                await writer.drain()
+                await self.answer(writer, answers, hashes)
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         except JournalFailed as exc:  # the core is ahead of the store: answer nothing more
@@ -127,6 +121,20 @@ class Feed:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def answer(
+        self, writer: asyncio.StreamWriter, answers: list[bytes], hashes: list[bytes]
+    ) -> None:
+        """Commit what this read applied, then send its answers and the hashes asked for:
+        nothing is answered before it is durable."""
+        await self.journal.flush()
+        writer.write(frames(answers + [self.answer_hash(b) for b in hashes]))
+        await writer.drain()
+
+
+def frames(bodies: list[bytes]) -> bytes:
+    """The bodies as wire frames, each behind its length."""
+    return b"".join(HEADER.pack(len(b)) + b for b in bodies)
 
 
 def _frames(buf: bytearray, frames_max: int) -> tuple[list[bytes], int]:
@@ -146,7 +154,7 @@ def _frames(buf: bytearray, frames_max: int) -> tuple[list[bytes], int]:
     return bodies, pos
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(args: argparse.Namespace, feed_class: type[Feed] = Feed) -> int:
     codec = SettlementCodec()
     store = SQLiteStore(args.data)
     try:
@@ -168,7 +176,7 @@ async def serve(args: argparse.Namespace) -> int:
         snapshot_interval_s=args.snapshot_interval_s,
     )
     journal.start()
-    feed = Feed(got.core, journal, codec, ack_before_commit=args.ack_before_commit)
+    feed = feed_class(got.core, journal, codec)
     server = await asyncio.start_server(feed.serve_client, "127.0.0.1", args.port)
     port = server.sockets[0].getsockname()[1]
     line = {
@@ -196,7 +204,8 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, feed_class: type[Feed] = Feed) -> int:
+    """The command line; `feed_class` is the feed to serve (a test's variant of `Feed`)."""
     parser = argparse.ArgumentParser(prog="python -m gateway.feed", description=__doc__)
     parser.add_argument("--data", required=True)
     parser.add_argument("--port", type=int, default=0)
@@ -206,13 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--snapshot-interval-s", type=float, default=journal_mod.SNAPSHOT_INTERVAL_S
     )
-    parser.add_argument(
-        "--ack-before-commit",
-        action="store_true",
-        help="WRONG on purpose: answer before the commit (shows the crash test has teeth)",
-    )
     args = parser.parse_args(argv)
-    return uvloop.run(serve(args))
+    return uvloop.run(serve(args, feed_class))
 
 
 if __name__ == "__main__":

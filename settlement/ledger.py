@@ -8,8 +8,8 @@ retired ones. A key's serials are numbered in bands, one per registry batch
 (settlement/serials.py), so batches that share numbers never collide; `batches` names each
 band, and `scoped` / `scoped_retired` index the same serials by the space in which their
 registry keeps numbers unique (settlement/registry.py), where deposits are checked.
-DvP (`settlement.dvp`) and retirement (`settlement.retirement`) are the other two writers,
-through the same attributes.
+Nothing else writes it: DvP (`settlement.dvp`) plans a fill and `apply_fill` applies it,
+retirement (`settlement.retirement`) plans one and `retire` applies it per key.
 
 Methods that can refuse return a `Reject` (reason, text) and change nothing; they return
 None or the movement event when they succeeded. A broken invariant is an `AssertionError`.
@@ -17,11 +17,17 @@ None or the movement event when they succeeded. A broken invariant is an `Assert
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.events import Reason
 from settlement import registry, serials
-from settlement.events import CashDeposited, CashWithdrawn, CreditsDeposited, CreditsWithdrawn
+from settlement.events import (
+    CashDeposited,
+    CashWithdrawn,
+    CreditsDeposited,
+    CreditsWithdrawn,
+    Retired,
+)
 from settlement.fees import FeeSchedule
 from settlement.limits import (
     ACCOUNT_MAX,
@@ -33,8 +39,11 @@ from settlement.limits import (
     SERIAL_MAX,
     check_limit,
 )
-from settlement.log import SettlementLog
+from settlement.log import LogRecord, SettlementLog
 from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, RangeConvention, SerialRange
+
+if TYPE_CHECKING:
+    from settlement.dvp import FillPlan
 
 FEE_ACCOUNT = 0
 CURRENCIES = ("CNY", "HKD", "USD")
@@ -88,10 +97,6 @@ class SettlementError(Exception):
     """A fill that the holds do not cover: a bug upstream; the ledger is unchanged."""
 
 
-class InjectedFault(Exception):
-    """Raised by a transaction step when a test sets `Ledger.fault` to that step's number."""
-
-
 class Ledger:
     def __init__(
         self,
@@ -126,7 +131,6 @@ class Ledger:
         self.credits_net: dict[Key, int] = {}  # deposits - withdrawals - retirements
         self.log = SettlementLog()
         self.next_cert = 1
-        self.fault = 0  # tests only: the transaction step that raises InjectedFault
 
     # -- accounts and cash -------------------------------------------------------------------
 
@@ -524,6 +528,87 @@ class Ledger:
         else:
             del self.credit_holds[order_id]
 
+    # -- fills -------------------------------------------------------------------------------
+
+    def apply_fill(self, plan: FillPlan) -> None:
+        """Apply a fill that `settlement.dvp.plan_fill` checked against this very state, at
+        once: plain arithmetic and list edits on the entries the plan found, nothing that
+        can refuse or raise, so both legs move together by construction."""
+        (
+            cash_hold,
+            credit_hold,
+            buyer,
+            seller,
+            fee_acct,
+            currency,
+            cost,
+            proceeds,
+            fees,
+            used,
+            deliveries,
+            body,
+            record,
+        ) = plan  # one unpacking: locals are the fast path
+        log = self.log
+        assert record.prev == log.head_hash, "a plan is applied at once, and once"
+        # cash: the buyer's held cost to the seller (less its fee) and the fee account
+        cash_hold.amount -= cost
+        buyer.cash_held[currency] -= cost
+        buyer.cash[currency] -= cost
+        seller.cash[currency] += proceeds
+        fee_acct.cash[currency] += fees
+        # credits: out of the sell hold's parts, then the lowest serials of each key
+        parts = credit_hold.parts
+        seller_held = seller.credits_held
+        for key, m in used:
+            part = parts[0]
+            if part[1] == m:
+                del parts[0]
+            else:
+                part[1] -= m
+            seller_held[key] -= m
+        credit_hold.qty -= body.qty
+        buyer_credits = buyer.credits
+        buyer_qty = buyer.credit_qty
+        for key, m, ranges, whole, rest, pieces in deliveries:
+            if rest is None:  # the lowest serials: a prefix of the seller's list
+                del ranges[:whole]
+            elif whole:
+                ranges[: whole + 1] = (rest,)
+            else:
+                ranges[0] = rest
+            got = buyer_credits.get(key)
+            if got:
+                serials.add_ascending(got, pieces)
+            else:
+                buyer_credits[key] = pieces  # the plan's own list, handed over
+            buyer_qty[key] = buyer_qty.get(key, 0) + m
+        assert cash_hold.amount >= 0 and credit_hold.qty >= 0, "a fill within its holds"
+        log.push(record)
+
+    # -- retirements -------------------------------------------------------------------------
+
+    def retire(self, account: int, key: Key, ranges: list[Range], body: Retired) -> LogRecord:
+        """Retire `ranges` of the account's `key` (a plan `settlement.retirement` checked
+        against this state: available, not held) under the next certificate number, with
+        the record `body`; they stay in `known` and move to `retired` for good."""
+        assert body.cert_id == f"RC-{self.next_cert:08d}", "the next certificate"
+        acct = self.accounts[account]
+        record = self.log.append(body)
+        self.next_cert += 1
+        retired = self.retired.setdefault(key, [])
+        for a, b in ranges:
+            serials.remove(acct.credits[key], a, b)
+            serials.add(retired, a, b)
+            band = a >> BAND_SHIFT
+            if band:
+                scoped = self.scoped_retired.setdefault(self.scope_of(key, band), [])
+                serials.add(scoped, a & BAND_MASK, b & BAND_MASK)
+        acct.credit_qty[key] -= body.qty
+        self.credits_net[key] -= body.qty
+        assert acct.credit_qty[key] >= 0, "retired only what holds leave free"
+        return record
+
     # -- queries ---------------------------------------------------------------------------
 
     def balance(self, account: int, currency: str) -> tuple[int, int]:
@@ -542,6 +627,7 @@ class Ledger:
         if not hasattr(self, "cash_total_max"):
             self.cash_total_max = CASH_TOTAL_MAX
             self.credits_total_max = CREDITS_TOTAL_MAX
+        self.__dict__.pop("fault", None)  # the failure-injection hook, gone with plan/apply
         if not hasattr(self, "batches"):  # before registry batches: every serial in band 0
             self.batches = {}
             self.scoped = {}

@@ -90,25 +90,28 @@ class SettlementLog:
         self.head_hash = GENESIS
         self.pending: list[LogRecord] = []
 
-    def append(self, body: Movement) -> LogRecord:
+    def next_record(self, body: Movement) -> LogRecord:
+        """The record `body` would be if appended now; changes nothing (a plan computes it,
+        so that encoding and hashing happen before anything moves)."""
         seq = self.head_seq + 1
         data = _body_encoder.encode(body)
         kind = _KIND[type(body)]
         ts = body.ts
         prev = self.head_hash
         h = sha256(b"%s|%d|%d|%s|%s" % (prev.encode(), seq, ts, _KIND_B[kind], data)).hexdigest()
-        record = LogRecord(seq, ts, kind, data, prev, h)
-        self.pending.append(record)
-        self.head_seq = seq
-        self.head_hash = h
-        return record
+        return LogRecord(seq, ts, kind, data, prev, h)
 
-    def unappend(self, record: LogRecord) -> None:
-        """Undo the last `append` (a transaction that failed after logging)."""
-        assert self.pending and self.pending[-1] is record, "only the last record can be undone"
-        self.pending.pop()
-        self.head_seq = record.seq - 1
-        self.head_hash = record.prev
+    def push(self, record: LogRecord) -> None:
+        """Append a record `next_record` made from this head (cannot fail)."""
+        assert record.seq == self.head_seq + 1 and record.prev == self.head_hash, "stale record"
+        self.pending.append(record)
+        self.head_seq = record.seq
+        self.head_hash = record.hash
+
+    def append(self, body: Movement) -> LogRecord:
+        record = self.next_record(body)
+        self.push(record)
+        return record
 
     def drain(self) -> list[LogRecord]:
         out, self.pending = self.pending, []

@@ -18,7 +18,7 @@ from settlement import serials
 from settlement.events import Purpose, Retired, RetirementCertificate
 from settlement.ledger import Ledger, Reject
 from settlement.limits import SERIAL_MAX
-from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, SerialRange
+from settlement.serials import Key, Range, SerialRange
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 TEXT_MAX = 1000  # characters of beneficiary or claim text
@@ -119,8 +119,8 @@ def apply_retirement(
     period_end: str,
     ts: int,
 ) -> list[RetirementCertificate]:
-    """Retire a checked plan: per key, move the ranges to `retired` and log the record."""
-    acct = ledger.accounts[account]
+    """Retire a checked plan: per key, the record, the ranges moved to `retired` by the
+    ledger (`Ledger.retire`), and the certificate."""
     certificates = []
     for key in sorted(plan):
         project, vintage = key
@@ -141,19 +141,7 @@ def apply_retirement(
             period_end,
             ts,
         )
-        # Nothing below can refuse: the plan was checked against this exact state.
-        record = ledger.log.append(body)
-        ledger.next_cert += 1
-        retired = ledger.retired.setdefault(key, [])
-        for a, b in ranges:
-            serials.remove(acct.credits[key], a, b)
-            serials.add(retired, a, b)
-            band = a >> BAND_SHIFT
-            if band:
-                scoped = ledger.scoped_retired.setdefault(ledger.scope_of(key, band), [])
-                serials.add(scoped, a & BAND_MASK, b & BAND_MASK)
-        acct.credit_qty[key] -= qty
-        ledger.credits_net[key] -= qty
+        record = ledger.retire(account, key, ranges, body)
         certificates.append(
             RetirementCertificate(
                 cert_id,

@@ -187,6 +187,24 @@ def add(ranges: list[Range], first: int, last: int) -> None:
         ranges.insert(i, (first, last))
 
 
+def add_ascending(ranges: list[Range], pieces: list[Range]) -> None:
+    """`add` each of `pieces` (ascending, disjoint, overlapping nothing in the list); each
+    search starts where the last one ended."""
+    i = 0
+    for a, b in pieces:
+        i = bisect_left(ranges, (a,), i)  # (a,) sorts just before (a, b)
+        if i and ranges[i - 1][1] + 1 == a:
+            if i < len(ranges) and ranges[i][0] == b + 1:
+                ranges[i - 1 : i + 1] = ((ranges[i - 1][0], ranges[i][1]),)
+            else:
+                ranges[i - 1] = (ranges[i - 1][0], b)
+        elif i < len(ranges) and ranges[i][0] == b + 1:
+            ranges[i] = (a, ranges[i][1])
+        else:
+            ranges.insert(i, (a, b))
+            i += 1
+
+
 def remove(ranges: list[Range], first: int, last: int) -> None:
     """Take `first..last` out of the list; the caller has checked `covers`."""
     i = bisect_right(ranges, (first, _AFTER)) - 1

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import random
 import signal
 import struct
@@ -57,13 +58,17 @@ DEFAULT_SEED = 5
 RETIREMENT_TAGS = frozenset({"certificate"})  # one per project and vintage retired
 
 
+ROOT = Path(__file__).resolve().parent.parent  # so that the child finds `tests.*` modules too
+FEED = ("gateway.feed",)
+
+
 class FeedProcess:
     """The server under test, as a child process on loopback: `python -m <command> --data
     DIR <args>`, which prints one JSON line when it is ready (the feed by default; the real
-    server is `command=("gateway.cli.main", "serve")`)."""
+    server is `command=("gateway.cli.main", "serve")`, a broken feed `("tests.feed_acks_early",)`)."""
 
     def __init__(
-        self, data_dir: Path, args: Sequence[str] = (), command: Sequence[str] = ("gateway.feed",)
+        self, data_dir: Path, args: Sequence[str] = (), command: Sequence[str] = FEED
     ) -> None:
         self.data_dir = data_dir
         self.args = list(args)
@@ -85,6 +90,7 @@ class FeedProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
+                env=_with_root_on_path(os.environ),
             )
         finally:
             log.close()
@@ -218,7 +224,7 @@ class Scenario:
             save_genesis(store, series=self.series)
 
     def setup_commands(self) -> list[Any]:
-        from settlement.bootstrap import funding_commands
+        from bench.funding import funding_commands
 
         return list(funding_commands(self.series, CLIENTS, ts=0, credits=1_000_000))
 
@@ -429,12 +435,19 @@ def check_fills_settled(
     assert not unsettled, f"fills without their DvP record: {unsettled[:10]}"
 
 
+def _with_root_on_path(env: Any) -> dict[str, str]:
+    """The environment, with the repository first on PYTHONPATH."""
+    path = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path}
+
+
 async def run_cycles(
     data_dir: Path,
     cycles: int,
     *,
     seed: int = DEFAULT_SEED,
     feed_args: Sequence[str] = (),
+    feed_command: Sequence[str] = FEED,
     log: Any = None,
 ) -> Tally:
     """Kill and restart the server `cycles` times (see the module docstring)."""
@@ -451,7 +464,7 @@ async def run_cycles(
     expected: tuple[int, str] | None = None
     replay: Any = None
     for cycle in range(cycles):
-        feed = FeedProcess(data_dir, feed_args)
+        feed = FeedProcess(data_dir, feed_args, feed_command)
         participants: list[Participant] = []
         try:
             info = await feed.start()
@@ -482,7 +495,7 @@ async def run_cycles(
         if log is not None:
             log(f"cycle {cycle + 1}: journal seq {expected[0]}, {len(acked)} acked, ok")
     # One more start: it must come back where the last check says, and stop cleanly.
-    feed = FeedProcess(data_dir, feed_args)
+    feed = FeedProcess(data_dir, feed_args, feed_command)
     try:
         info = await feed.start()
         assert expected is None or (info["seq"], info["state_hash"]) == expected

@@ -13,13 +13,13 @@ import sqlite3
 
 import pytest
 
+from bench.funding import funding_commands
 from bench.workload import generate
 from gateway.cli import journalcmd, logcmd, recover
 from gateway.durability.journal import Journal
 from gateway.durability.recovery import recover as recover_store
 from gateway.durability.recovery import save_genesis
 from gateway.durability.store import SQLiteStore, db_path
-from settlement.bootstrap import funding_commands
 from settlement.core import Core
 
 TIMEOUT_S = 10.0

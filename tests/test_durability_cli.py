@@ -15,6 +15,7 @@ import threading
 import msgspec
 import pytest
 
+from bench.funding import funding_commands
 from bench.workload import generate
 from gateway.cli import logcmd, recover
 from gateway.cli import main as cli
@@ -22,7 +23,6 @@ from gateway.durability.journal import Journal, SettlementCodec
 from gateway.durability.recovery import recover as recover_store
 from gateway.durability.recovery import save_genesis
 from gateway.durability.store import SQLiteStore, db_path, log_crc
-from settlement.bootstrap import funding_commands
 from settlement.commands import Retire
 from settlement.core import Core
 from settlement.log import decode_record, encode_record, format_record

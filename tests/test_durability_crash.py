@@ -32,6 +32,7 @@ def test_the_crash_test_catches_a_server_that_acknowledges_before_the_commit(tmp
                 tmp_path,
                 CYCLES,
                 seed=12,
-                feed_args=["--ack-before-commit", "--window-ms", "50"],
+                feed_args=["--window-ms", "50"],
+                feed_command=["tests.feed_acks_early"],  # answers before its commit
             )
         )

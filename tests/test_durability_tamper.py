@@ -19,13 +19,13 @@ import sys
 import msgspec
 import pytest
 
+from bench.funding import funding_commands
 from bench.workload import generate
 from engine.commands import NewOrder
 from gateway.cli import logcmd, recover, serve
 from gateway.durability.journal import Journal
 from gateway.durability.recovery import save_genesis
 from gateway.durability.store import SQLiteStore, db_path, log_crc
-from settlement.bootstrap import funding_commands
 from settlement.commands import Retire
 from settlement.core import Core
 

@@ -12,7 +12,7 @@ from test_gateway_harness import run, running_server
 from engine.commands import Side
 from engine.events import Reason
 from gateway.wire import protocol as p
-from settlement.testing import catalogue_core
+from tests.settlement_builders import catalogue_core
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 ALL = frozenset({"trade", "retire", "fund"})

@@ -20,7 +20,7 @@ from settlement.core import Core
 from settlement.events import CreditsDeposited, RetirementCertificate, Settled
 from settlement.log import verify
 from settlement.serials import BAND_SHIFT, SerialRange
-from settlement.testing import batch_of, catalogue_core, deposit_block
+from tests.settlement_builders import batch_of, catalogue_core, deposit_block
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PROJECTS = (DATA / "projects.csv").read_text()

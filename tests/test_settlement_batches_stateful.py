@@ -26,7 +26,7 @@ from settlement.core import Core
 from settlement.events import CreditsDeposited, CreditsWithdrawn, RetirementCertificate, Settled
 from settlement.log import verify
 from settlement.serials import SerialRange
-from settlement.testing import catalogue_core
+from tests.settlement_builders import catalogue_core
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 ACCOUNTS = (1, 2, 3)

@@ -1,14 +1,14 @@
-"""The core under the standard engine workload: funded by `settlement.bootstrap`, it makes
+"""The core under the standard engine workload: funded by `bench.funding`, it makes
 exactly the engine's fills, settles every one, and its log verifies."""
 
 from __future__ import annotations
 
+from bench.funding import funding_commands, with_cash_limits
 from bench.workload import generate
 from engine.commands import NewOrder, OrderType
 from engine.events import Rejected, Trade
 from engine.exchange import Exchange
 from settlement import serials
-from settlement.bootstrap import funding_commands, with_cash_limits
 from settlement.core import Core
 from settlement.events import CreditsDeposited, Settled
 from settlement.log import verify

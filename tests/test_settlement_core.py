@@ -39,7 +39,7 @@ from settlement.commands import (
 from settlement.core import Core
 from settlement.events import Listed, Purpose
 from settlement.serials import RangeConvention, SerialRange
-from settlement.testing import catalogue_core, deposit_block
+from tests.settlement_builders import catalogue_core, deposit_block
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PROJECTS = (DATA / "projects.csv").read_text()

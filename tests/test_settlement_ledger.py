@@ -21,7 +21,7 @@ from settlement.core import Core
 from settlement.events import AccountOpened, CashDeposited, CreditsDeposited, CreditsWithdrawn
 from settlement.fees import FeeSchedule, fee
 from settlement.serials import RangeConvention
-from settlement.testing import catalogue_core, deposit_block
+from tests.settlement_builders import catalogue_core, deposit_block
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PROJECTS = (DATA / "projects.csv").read_text()

@@ -23,7 +23,7 @@ from settlement.log import (
     record_hash,
     verify,
 )
-from settlement.testing import catalogue_core, deposit_block
+from tests.settlement_builders import catalogue_core, deposit_block
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PROJECTS = (DATA / "projects.csv").read_text()

@@ -14,7 +14,7 @@ from settlement.core import Core
 from settlement.events import Purpose, RetirementCertificate
 from settlement.log import check_certificate, format_record, verify
 from settlement.serials import SerialRange
-from settlement.testing import catalogue_core, deposit_block
+from tests.settlement_builders import catalogue_core, deposit_block
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PROJECTS = (DATA / "projects.csv").read_text()

@@ -33,7 +33,7 @@ from settlement.events import (
 )
 from settlement.log import verify
 from settlement.serials import SerialRange
-from settlement.testing import catalogue_core
+from tests.settlement_builders import catalogue_core
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PROJECTS = (DATA / "projects.csv").read_text()

@@ -1,4 +1,5 @@
-"""Setup commands for benchmarks and demos: accounts with ample cash and credits.
+"""Setup commands for benchmarks (and the tests that run their workloads): accounts with ample
+cash and credits. (It lived in settlement/ before; it is bench support, not the product.)
 
 `funding_commands(series, accounts, ts)` gives accounts 1..`accounts` enough of every
 series' currency and credits that no order of a workload is refused for want of a hold. A

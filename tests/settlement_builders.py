@@ -1,7 +1,8 @@
-"""Builders for tests and benchmarks: a `Core` over the reference catalogue, funded accounts.
+"""Builders for the tests: a `Core` over the reference catalogue, the deposit of a registry
+block, the project-specific series of a project. (Test support, not part of the product:
+it lived in settlement/ before, and moved out so that the production package holds none.)
 
-Pure like the rest of settlement: pass the CSV *text* of data/projects.csv and
-data/serials.csv (the caller reads the files).
+Pass the CSV *text* of data/projects.csv and data/serials.csv (the caller reads the files).
 """
 
 from __future__ import annotations
