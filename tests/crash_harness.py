@@ -65,7 +65,8 @@ FEED = ("gateway.feed",)
 class FeedProcess:
     """The server under test, as a child process on loopback: `python -m <command> --data
     DIR <args>`, which prints one JSON line when it is ready (the feed by default; the real
-    server is `command=("gateway.cli.main", "serve")`, a broken feed `("tests.feed_acks_early",)`)."""
+    server is `command=("gateway.cli.main", "serve")`, a broken feed
+    `("tests.feed_acks_early",)`)."""
 
     def __init__(
         self, data_dir: Path, args: Sequence[str] = (), command: Sequence[str] = FEED
