@@ -30,7 +30,6 @@ import json
 import signal
 import struct
 import sys
-import time
 from typing import Any
 
 import msgspec
@@ -40,6 +39,7 @@ from gateway.durability import journal as journal_mod
 from gateway.durability.journal import Journal, JournalFailed, SettlementCodec
 from gateway.durability.recovery import RecoveryError, recover
 from gateway.durability.store import SQLiteStore, StoreError
+from gateway.server.clock import Clock, SystemClock
 
 HEADER = struct.Struct(">I")
 FRAME_BYTES_MAX = 1 << 20  # a larger frame closes the connection
@@ -50,7 +50,8 @@ READ_BYTES = 1 << 16
 class Feed:
     """The core, its journal, and the loopback listener."""
 
-    def __init__(self, core: Any, journal: Journal, codec: Any) -> None:
+    def __init__(self, core: Any, journal: Journal, codec: Any, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()  # `main` passes none: the real time
         self.core = core
         self.journal = journal
         self.codec = codec
@@ -62,7 +63,7 @@ class Feed:
 
     def stamp(self) -> int:
         """Strictly increasing command time (ns), so that replay order equals time order."""
-        now = time.time_ns()
+        now = self.clock.now_ns()
         self.last_ts = now if now > self.last_ts else self.last_ts + 1
         return self.last_ts
 
