@@ -50,7 +50,10 @@ from gateway.durability.store import SQLiteStore
 HEADER = struct.Struct(">I")
 START_TIMEOUT_S = 30.0
 ANSWER_TIMEOUT_S = 10.0
-KILL_AFTER_S = (0.05, 0.6)  # the kill comes at a uniform moment in this range
+# the kill comes after a seeded number of acknowledgements in the cycle, in this range, so that
+# a failing seed kills at the same point of its command stream again (what was in flight at
+# that moment is the OS's to decide; tests/simulation.py replays that exactly too)
+KILL_AFTER_ACKS = (20, 4000)
 CLIENTS = 4
 PIPELINE = 8  # requests a client has in flight at once
 COMMANDS_PER_CYCLE_MAX = 20_000  # a cycle ends (by the kill) well before this
@@ -292,9 +295,16 @@ class Script:
 class Participant:
     """A client that keeps PIPELINE requests in flight and records every acknowledgement."""
 
-    def __init__(self, script: Any, acked: list[tuple[bytes, Acked]], codec: Any) -> None:
+    def __init__(
+        self,
+        script: Any,
+        acked: list[tuple[bytes, Acked]],
+        codec: Any,
+        progress: asyncio.Event | None = None,
+    ) -> None:
         self.script = script
         self.acked = acked
+        self.progress = progress or asyncio.Event()  # set at every acknowledgement
         self.codec = codec
         self.client = FeedClient()
         self.in_flight = 0
@@ -318,6 +328,7 @@ class Participant:
                 _, seq, events = answer
                 assert seq > 0, f"the feed refused a command: {events}"
                 self.acked.append((cmd, Acked(seq, events)))
+                self.progress.set()
                 self.script.answered(msgspec.msgpack.decode(events))
             self.in_flight = len(pending)
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
@@ -476,13 +487,16 @@ async def run_cycles(
                 tally.snapshot_recoveries += 1
             if cycle == 0:
                 await send_all(info["port"], scenario.setup_commands(), acked, codec)
-            participants = [Participant(s, acked, codec) for s in scripts]
+            progress = asyncio.Event()
+            participants = [Participant(s, acked, codec, progress) for s in scripts]
             tasks = [
                 asyncio.ensure_future(p.run(info["port"], COMMANDS_PER_CYCLE_MAX))
                 for p in participants
             ]
-            # The kill moment itself is what is random here; nothing is being waited for.
-            await asyncio.sleep(rng.uniform(*KILL_AFTER_S))
+            kill_at = len(acked) + rng.randint(*KILL_AFTER_ACKS)
+            while len(acked) < kill_at and not all(t.done() for t in tasks):
+                progress.clear()
+                await asyncio.wait_for(progress.wait(), ANSWER_TIMEOUT_S)
             await feed.kill()
             await asyncio.wait_for(asyncio.gather(*tasks), ANSWER_TIMEOUT_S)
         finally:
