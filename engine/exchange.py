@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from heapq import heappop, heappush
+from typing import Any
 
 from engine.book import MAX_PRICE, Order, OrderBook
 from engine.commands import (
@@ -97,6 +98,21 @@ class Exchange:
         self._gtd: list[tuple[int, int]] = []  # heap of (expire_ts, order_id)
         for s in series:
             self.add_series(s)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling (a snapshot): an exchange pickled before the client-order-id window
+        gets the default window, holding its ids in sorted order (their order of use was not
+        kept), the newest window's worth."""
+        self.__dict__.update(state)
+        if "coids_recent" in state:
+            return
+        self.coid_window = COID_WINDOW
+        recents: dict[int, deque[str]] = {}
+        self.coids_recent = recents
+        for account, seen in self.coids_seen.items():
+            recent = recents[account] = deque(sorted(seen))
+            while len(recent) > self.coid_window:
+                seen.discard(recent.popleft())
 
     def add_series(self, series: Series) -> OrderBook:
         if series.id in self.books:

@@ -19,7 +19,6 @@ with the ledger exactly as it was before that fill, and the process must stop.
 from __future__ import annotations
 
 import pickle
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -542,7 +541,6 @@ class Core:
         if not isinstance(core, cls):
             raise ValueError("not a Core snapshot")
         core.ledger.upgrade()
-        _upgrade_exchange(core.exchange)
         over = core.ledger.over_limit()
         if over is not None:
             raise ValueError(f"the snapshot holds {over}")
@@ -566,19 +564,6 @@ class Core:
             assert c.account == o.account and c.qty == o.qty, "sell hold = open quantity"
             keys = set(self.keys[o.series])
             assert all(k in keys for k, _ in c.parts), "held credits are eligible"
-
-
-def _upgrade_exchange(ex: Exchange) -> None:
-    """Give an exchange unpickled from a snapshot older than the client-order-id window one:
-    its ids in sorted order (their order of use was not kept), the newest window's worth."""
-    if hasattr(ex, "coids_recent"):
-        return
-    ex.coid_window = COID_WINDOW
-    ex.coids_recent = {}
-    for account, seen in ex.coids_seen.items():
-        recent = ex.coids_recent[account] = deque(sorted(seen))
-        while len(recent) > ex.coid_window:
-            seen.discard(recent.popleft())
 
 
 def _check_registry(project: Project, batch: str) -> Reject | None:
