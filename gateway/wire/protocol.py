@@ -149,9 +149,9 @@ class Deposit(msgspec.Struct, frozen=True, **_client("deposit")):
     req_id: Int = 0
 
 
-class DepositCredits(msgspec.Struct, frozen=True, **_client("deposit_credits")):
-    """A registry block in (only for keys with the `fund` permission), as the registry
-    writes it: `start`, `end` and `quantity` are checked against each other under
+class CreditBlock(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """The fields of a registry block moving in or out (`deposit_credits`,
+    `withdraw_credits`): `start`, `end` and `quantity` are checked against each other under
     `convention` (`inclusive`: `end` is the last serial; `half_open`: one past it).
 
     The block's registry identity, either way: `serial`, the registry's own serial string
@@ -172,26 +172,20 @@ class DepositCredits(msgspec.Struct, frozen=True, **_client("deposit_credits")):
     req_id: Int = 0
 
 
+class DepositCredits(CreditBlock, frozen=True, **_client("deposit_credits")):
+    """A registry block in (only for keys with the `fund` permission), as the registry
+    writes it (see `CreditBlock`)."""
+
+
 class Withdraw(msgspec.Struct, frozen=True, **_client("withdraw")):
     currency: Str
     amount: Int
     req_id: Int = 0
 
 
-class WithdrawCredits(msgspec.Struct, frozen=True, **_client("withdraw_credits")):
+class WithdrawCredits(CreditBlock, frozen=True, **_client("withdraw_credits")):
     """Exact available serials out to the registry (only for keys with the `fund`
     permission); the block is written as for `deposit_credits`, its batch included."""
-
-    project: Str
-    vintage: Int
-    quantity: Int
-    start: Int = 0
-    end: Int = 0
-    convention: Str = "inclusive"
-    ref: Str = ""
-    batch: Str = ""
-    serial: Str = ""
-    req_id: Int = 0
 
 
 class Retire(msgspec.Struct, frozen=True, **_client("retire")):
