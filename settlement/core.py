@@ -50,7 +50,7 @@ from settlement.commands import (
     Withdraw,
     WithdrawCredits,
 )
-from settlement.dvp import settle_fill
+from settlement.dvp import plan_fill
 from settlement.events import AccountOpened, Listed, SettlementEvent
 from settlement.fees import BPS, FeeSchedule
 from settlement.ledger import CURRENCIES, FEE_ACCOUNT, Ledger, Reject
@@ -251,7 +251,8 @@ class Core:
             kind = type(ev)
             if kind is Trade:
                 touched = True
-                settled.append(settle_fill(ledger, ev, currency[ev.series]))
+                # DvP: plan the fill (refuses with nothing moved), then apply it (cannot fail)
+                settled.append(ledger.apply_fill(plan_fill(ledger, ev, currency[ev.series])))
                 # the maker traded at its own price: keep only what its open rest needs
                 maker_id = ev.maker_order_id
                 maker = open_orders.get(maker_id)

@@ -27,6 +27,7 @@ from settlement.events import (
     CreditsDeposited,
     CreditsWithdrawn,
     Retired,
+    Settled,
 )
 from settlement.fees import FeeSchedule
 from settlement.limits import (
@@ -40,7 +41,15 @@ from settlement.limits import (
     check_limit,
 )
 from settlement.log import LogRecord, SettlementLog
-from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, RangeConvention, SerialRange
+from settlement.serials import (
+    BAND_MASK,
+    BAND_SHIFT,
+    Key,
+    Range,
+    RangeConvention,
+    SerialRange,
+    add_ascending,
+)
 
 if TYPE_CHECKING:
     from settlement.dvp import FillPlan
@@ -530,37 +539,26 @@ class Ledger:
 
     # -- fills -------------------------------------------------------------------------------
 
-    def apply_fill(self, plan: FillPlan) -> None:
+    def apply_fill(self, plan: FillPlan) -> Settled:
         """Apply a fill that `settlement.dvp.plan_fill` checked against this very state, at
         once: plain arithmetic and list edits on the entries the plan found, nothing that
-        can refuse or raise, so both legs move together by construction."""
-        (
-            cash_hold,
-            credit_hold,
-            buyer,
-            seller,
-            fee_acct,
-            currency,
-            cost,
-            proceeds,
-            fees,
-            used,
-            deliveries,
-            body,
-            record,
-        ) = plan  # one unpacking: locals are the fast path
-        log = self.log
-        assert record.prev == log.head_hash, "a plan is applied at once, and once"
+        can refuse or raise, so both legs move together by construction. Returns the
+        movement event."""
+        cash_hold, buyer, seller, currency = plan.cash_hold, plan.buyer, plan.seller, plan.currency
+        credit_hold, cost, body, record = plan.credit_hold, plan.cost, plan.body, plan.record
+        # the record first: `push` checks it follows this very head, so a plan is applied
+        # at once (nothing else moved the log since) and once (it does not follow itself)
+        self.log.push(record)
         # cash: the buyer's held cost to the seller (less its fee) and the fee account
         cash_hold.amount -= cost
         buyer.cash_held[currency] -= cost
         buyer.cash[currency] -= cost
-        seller.cash[currency] += proceeds
-        fee_acct.cash[currency] += fees
+        seller.cash[currency] += plan.proceeds
+        plan.fee_acct.cash[currency] += plan.fees
         # credits: out of the sell hold's parts, then the lowest serials of each key
         parts = credit_hold.parts
         seller_held = seller.credits_held
-        for key, m in used:
+        for key, m in plan.used:
             part = parts[0]
             if part[1] == m:
                 del parts[0]
@@ -570,7 +568,8 @@ class Ledger:
         credit_hold.qty -= body.qty
         buyer_credits = buyer.credits
         buyer_qty = buyer.credit_qty
-        for key, m, ranges, whole, rest, pieces in deliveries:
+        for d in plan.deliveries:
+            key, m, ranges, whole, rest, pieces = d.key, d.qty, d.ranges, d.whole, d.rest, d.pieces
             if rest is None:  # the lowest serials: a prefix of the seller's list
                 del ranges[:whole]
             elif whole:
@@ -579,12 +578,12 @@ class Ledger:
                 ranges[0] = rest
             got = buyer_credits.get(key)
             if got:
-                serials.add_ascending(got, pieces)
+                add_ascending(got, pieces)
             else:
                 buyer_credits[key] = pieces  # the plan's own list, handed over
             buyer_qty[key] = buyer_qty.get(key, 0) + m
         assert cash_hold.amount >= 0 and credit_hold.qty >= 0, "a fill within its holds"
-        log.push(record)
+        return body
 
     # -- retirements -------------------------------------------------------------------------
 

@@ -103,7 +103,7 @@ class SettlementLog:
 
     def push(self, record: LogRecord) -> None:
         """Append a record `next_record` made from this head (cannot fail)."""
-        assert record.seq == self.head_seq + 1 and record.prev == self.head_hash, "stale record"
+        assert record.prev == self.head_hash, "a record of this head, appended at once and once"
         self.pending.append(record)
         self.head_seq = record.seq
         self.head_hash = record.hash
