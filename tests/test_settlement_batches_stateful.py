@@ -82,17 +82,18 @@ class Batches(RuleBasedStateMachine):
         self.records += self.core.drain_records()
         return events
 
-    def taken(self, key: tuple[str, int], batch: str, n: int) -> Any:
-        """Who holds a serial that number n of this batch would collide with: the same
-        number in its registry scope, and, across a key's batch-less and batched serials,
-        the same number on the other side (a batch-less 7 may be any batch's 7)."""
-        found = self.where.get((scope(*key, batch), n))
-        if found is not None:
-            return found
+    def holders(self, key: tuple[str, int], batch: str, n: int) -> list[int]:
+        """Every owner (RETIRED for a retired serial) of a serial that number n of this batch
+        would collide with: the same number in its registry scope, and, across a key's
+        batch-less and batched serials, the same number on the other side (a batch-less 7
+        may be any batch's 7). A block may collide with several at once, a held one and a
+        retired one, and the ledger may name either."""
+        same = self.where.get((scope(*key, batch), n))
+        found = [] if same is None else [same[0]]
         for (_, number), (owner, what) in self.where.items():
             if number == n and what[:2] == key and bool(what[2]) != bool(batch):
-                return (owner, what)
-        return None
+                found.append(owner)
+        return found
 
     def _owned_by(self, account: int, r: SerialRange) -> bool:
         what = (r.project, r.vintage, r.batch)
@@ -125,10 +126,10 @@ class Batches(RuleBasedStateMachine):
                 batch=batch,
             )
         )
-        taken = [self.taken(key, batch, i) for i in range(first, last + 1)]
-        if any(taken):
+        taken = [o for i in range(first, last + 1) for o in self.holders(key, batch, i)]
+        if taken:
             assert isinstance(events[-1], Rejected), events
-            retired = any(t is not None and t[0] == RETIRED for t in taken)
+            retired = RETIRED in taken
             assert events[-1].reason in (Reason.SERIALS_OVERLAP, Reason.SERIALS_RETIRED)
             assert retired or events[-1].reason is Reason.SERIALS_OVERLAP
         else:
@@ -256,3 +257,17 @@ TestBatches.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def test_a_block_colliding_with_a_retired_and_a_held_serial_may_be_refused_for_either() -> None:
+    """Found by CI: Verra serial 1 of one batch collides with VCS4268's held serial 1 (one
+    Verra-wide scope) and with VCS1340's retired batch-less serial 1 at once; the ledger
+    names the retired one, and the model must know both collisions."""
+    machine = Batches()
+    machine.setup()
+    machine.deposit(account=3, key=("VCS1340", 2020), b=0, first=1, n=1)
+    machine.retire_quantity(account=3, key=("VCS1340", 2020), qty=1)
+    machine.deposit(account=1, key=("VCS4268", 2024), b=0, first=1, n=1)
+    machine.deposit(account=1, key=("VCS1340", 2020), b=1, first=1, n=1)
+    machine.every_serial_is_where_the_model_says()
+    machine.teardown()
