@@ -67,6 +67,12 @@ class Reason(str, Enum):
     # settlement, added later (codes only grow)
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     UNKNOWN_REGISTRY = "UNKNOWN_REGISTRY"
+    # the carbon catalogue (issue 13)
+    INVALID_SCREEN = "INVALID_SCREEN"
+    RULE_IN_PAST = "RULE_IN_PAST"
+    NOT_A_CONTRACT = "NOT_A_CONTRACT"
+    PROJECT_SUSPENDED = "PROJECT_SUSPENDED"
+    NOT_SUSPENDED = "NOT_SUSPENDED"
 
 
 class CancelReason(str, Enum):
@@ -80,6 +86,8 @@ class CancelReason(str, Enum):
     MARKET_NO_LIQUIDITY = "market_no_liquidity"
     NOTIONAL_LIMIT = "notional_limit"
     OPERATOR = "operator"
+    INELIGIBLE = "ineligible"  # a rule version or label change made its credits ineligible
+    SUSPENDED = "suspended"  # the registry suspended the project its credits come from
 
 
 class Accepted(

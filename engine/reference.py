@@ -3,7 +3,10 @@
 A `Series` is the unit of one order book: credits that are fungible for a buyer because they
 share standard, mitigation type and vintage and, for a project-specific series, the project.
 A generic series (no project) is a standardized contract: the seller chooses which eligible
-credits to deliver. Series carry their own trading parameters (currency, tick, lot, band,
+credits to deliver. Its eligibility is a rule in the screening language (screening/), kept
+by the settlement core with its versions: `standard = VCS and mitigation = removal and
+vintage = 2023` for one listed by standard, mitigation and vintage, or any rule for a contract
+listed with one (`standard`, `mitigation` and `vintage` then empty). Series carry their own trading parameters (currency, tick, lot, band,
 maximum order size) so that a book never has to look anything up elsewhere.
 """
 
@@ -71,9 +74,9 @@ class Series(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     id: str
-    standard: str
-    mitigation: Mitigation
-    vintage: int
+    standard: str = ""  # the three are empty for a contract listed with a rule
+    mitigation: Mitigation | None = None
+    vintage: int = 0
     project: str | None = None
     currency: str = "USD"
     tick: int = 1

@@ -115,6 +115,90 @@ class ListSeries(msgspec.Struct, frozen=True, kw_only=True, tag="list_series", t
     ts: int = 0
 
 
+# -- the carbon catalogue (issue 13): contracts and registry events, operator commands --------
+
+
+class ListContract(msgspec.Struct, frozen=True, kw_only=True, tag="list_contract", tag_field="cmd"):
+    """Operator: open the book of a standardized contract, `series` (with no project; its
+    standard, mitigation and vintage are left empty), whose credits are the ones `rule` (the
+    screening language, screening/README.md) admits; the rule is version 1, effective now."""
+
+    series: Series
+    rule: str
+    ref: str = ""
+    ts: int = 0
+
+
+class AddRuleVersion(
+    msgspec.Struct, frozen=True, kw_only=True, tag="add_rule_version", tag_field="cmd"
+):
+    """Operator: a contract's next rule version, governing it from `effective` (not before
+    the command's own time, nor before the version it follows). Resting sell orders whose
+    credits it no longer admits are cancelled when it takes effect."""
+
+    series: str
+    rule: str
+    effective: int = 0  # 0: at once
+    ref: str = ""
+    ts: int = 0
+
+
+class ChangeLabel(msgspec.Struct, frozen=True, kw_only=True, tag="change_label", tag_field="cmd"):
+    """Operator (a registry event): grant (`present`) or withdraw a label on a project or on
+    one of its vintages (`vintage` 0: the whole project), from `effective` (0: at once;
+    in the past: a retroactive change, at once)."""
+
+    project: str
+    label: str
+    present: bool
+    vintage: int = 0
+    effective: int = 0
+    ref: str = ""
+    ts: int = 0
+
+
+class SuspendProject(
+    msgspec.Struct, frozen=True, kw_only=True, tag="suspend_project", tag_field="cmd"
+):
+    """Operator (a registry event): halt the project's books, cancel its resting orders and
+    freeze its credits."""
+
+    project: str
+    ref: str = ""
+    ts: int = 0
+
+
+class ReinstateProject(
+    msgspec.Struct, frozen=True, kw_only=True, tag="reinstate_project", tag_field="cmd"
+):
+    project: str
+    ref: str = ""
+    ts: int = 0
+
+
+class CancelCredits(
+    msgspec.Struct, frozen=True, kw_only=True, tag="cancel_credits", tag_field="cmd"
+):
+    """Operator (a registry event): a reversal; the registry cancelled these exact serials
+    (of `batch`) from `account`'s buffer pool. They must be available there (not held by
+    an order); a suspended project's credits may be cancelled."""
+
+    account: int
+    project: str
+    vintage: int
+    start: int
+    end: int
+    quantity: int
+    convention: RangeConvention = RangeConvention.INCLUSIVE
+    ref: str = ""
+    ts: int = 0
+    batch: str = ""
+
+
+CatalogueCommand = (
+    ListContract | AddRuleVersion | ChangeLabel | SuspendProject | ReinstateProject | CancelCredits
+)
+
 SettlementCommand = (
     OpenAccount
     | Deposit
@@ -124,6 +208,7 @@ SettlementCommand = (
     | Retire
     | ListProject
     | ListSeries
+    | CatalogueCommand
 )
 AnyCommand = Command | SettlementCommand
 

@@ -1,8 +1,10 @@
 """Settlement events. Values, frozen, array-like, tagged with `tag_field="event"` like the
 engine's events.
 
-The six *movement* events are also the bodies of settlement-log records (their tag is the
-record's `kind`): whatever a client is told moved is exactly what the log says moved.
+The six *movement* events and the five *registry events* (labels, suspensions, reversals,
+contract rule versions: issue 13) are also the bodies of settlement-log records (their tag
+is the record's `kind`): whatever a client is told moved or changed is exactly what the log
+says.
 Rejections use the engine's `Rejected` with a settlement `Reason`.
 """
 
@@ -85,7 +87,13 @@ class CreditsWithdrawn(
 
 
 class Settled(
-    msgspec.Struct, frozen=True, array_like=True, gc=False, tag="fill", tag_field="event"
+    msgspec.Struct,
+    frozen=True,
+    array_like=True,
+    gc=False,
+    omit_defaults=True,  # a fill outside a contract encodes as it did before rule versions
+    tag="fill",
+    tag_field="event",
 ):
     """One fill settled delivery-versus-payment: the buyer paid `price * qty + buyer_fee`,
     the seller received `price * qty - seller_fee`, the fee account both fees, and the buyer
@@ -103,6 +111,7 @@ class Settled(
     fee_account: int
     ranges: tuple[SerialRange, ...]
     ts: int
+    rule_version: int = 0  # a contract's fill: the rule version it traded under (0: none)
 
 
 class Retired(
@@ -124,7 +133,81 @@ class Retired(
     ts: int
 
 
-Movement = CashDeposited | CashWithdrawn | CreditsDeposited | CreditsWithdrawn | Settled | Retired
+# -- registry events (issue 13): operator commands, each one record -------------------------
+
+
+class LabelChanged(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, tag="label", tag_field="event"
+):
+    """A registry granted (`present`) or withdrew a label on a project, or on one vintage of
+    it (`vintage` 0: every vintage), from `effective` on. An effective time in the past
+    (a retroactive change) takes effect at once; past trades stand."""
+
+    project: str
+    vintage: int
+    label: str
+    present: bool
+    effective: int
+    ref: str
+    ts: int
+
+
+class ProjectSuspended(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, tag="suspension", tag_field="event"
+):
+    """The registry suspended a project: its books halt, its resting orders are cancelled
+    and its credits are frozen (no delivery, withdrawal or retirement) until reinstated."""
+
+    project: str
+    ref: str
+    ts: int
+
+
+class ProjectReinstated(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, tag="reinstatement", tag_field="event"
+):
+    project: str
+    ref: str
+    ts: int
+
+
+class CreditsCancelled(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, tag="reversal", tag_field="event"
+):
+    """A reversal: the registry cancelled exact serials from a buffer-pool account. Like
+    retired serials they never move again and can never be deposited again."""
+
+    account: int
+    range: SerialRange
+    ref: str
+    ts: int
+
+
+class RuleVersionAdded(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, tag="contract_rule", tag_field="event"
+):
+    """Version `version` of a standardized contract's eligibility rule, in the screening
+    language (screening/README.md), governs the contract from `effective` on."""
+
+    series: str
+    version: int
+    effective: int
+    rule: str
+    ts: int
+
+
+RegistryEvent = (
+    LabelChanged | ProjectSuspended | ProjectReinstated | CreditsCancelled | RuleVersionAdded
+)
+Movement = (
+    CashDeposited
+    | CashWithdrawn
+    | CreditsDeposited
+    | CreditsWithdrawn
+    | Settled
+    | Retired
+    | RegistryEvent
+)
 
 
 # -- acknowledgements and certificates ----------------------------------------------------------
