@@ -6,8 +6,9 @@ A generic series (no project) is a standardized contract: the seller chooses whi
 credits to deliver. Its eligibility is a rule in the screening language (screening/), kept
 by the settlement core with its versions: `standard = VCS and mitigation = removal and
 vintage = 2023` for one listed by standard, mitigation and vintage, or any rule for a contract
-listed with one (`standard`, `mitigation` and `vintage` then empty). Series carry their own trading parameters (currency, tick, lot, band,
-maximum order size) so that a book never has to look anything up elsewhere.
+listed with one (`standard`, `mitigation` and `vintage` then empty). Series carry their own
+trading parameters (currency, tick, lot, band, maximum order size) so that a book never has
+to look anything up elsewhere.
 """
 
 from __future__ import annotations
