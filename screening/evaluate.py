@@ -12,12 +12,15 @@ they accept a credit whose country nobody recorded. Only `not (...)` is true for
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+from typing import Any
+
 from screening.expr import (
     RATING_SCALE,
     And,
     AnyCredit,
     Bound,
-    Comparison,
     Credit,
     Expr,
     HasLabel,
@@ -42,64 +45,84 @@ _NO_REGIONS: frozenset[str] = frozenset()
 
 def matches(expr: Expr, credit: Credit, year: int) -> bool:
     """Whether `credit` satisfies `expr`; `year` is what a rolling `year - N` counts back from."""
-    match expr:
-        case And(operands=operands):
-            # Loops rather than all()/any(): no generator per call on the hot path.
-            for operand in operands:  # noqa: SIM110
-                if not matches(operand, credit, year):
-                    return False
-            return True
-        case Or(operands=operands):
-            for operand in operands:  # noqa: SIM110
-                if matches(operand, credit, year):
-                    return True
+    # One table lookup per node rather than a chain of isinstance tests.
+    return _JUDGES[type(expr)](expr, credit, year)
+
+
+def _and(expr: And, credit: Credit, year: int) -> bool:
+    # Loops rather than all()/any(): no generator per call on the hot path.
+    for operand in expr.operands:  # noqa: SIM110
+        if not _JUDGES[type(operand)](operand, credit, year):
             return False
-        case Not(operand=operand):
-            return not matches(operand, credit, year)
-        case OneOf(attribute=attribute, values=values, negated=negated):
-            value: str = getattr(credit, attribute)
-            return bool(value) and (value in values) is not negated
-        case Vintage(op=op, bound=bound):
-            return _compare(op, credit.vintage, _resolve(bound, year))
-        case VintageIn(first=first, last=last):
-            return _resolve(first, year) <= credit.vintage <= _resolve(last, year)
-        case InRegion(regions=regions, negated=negated):
-            if not credit.country:
-                return False
-            within = REGIONS_OF_COUNTRY.get(credit.country, _NO_REGIONS)
-            return regions.isdisjoint(within) is negated
-        case HasLabel(label=label):
-            return label in credit.labels
-        case SdgsAll(sdgs=sdgs):
-            return sdgs <= credit.sdgs
-        case SdgsAny(sdgs=sdgs):
-            return not sdgs.isdisjoint(credit.sdgs)
-        case SdgsAtLeast(count=count):
-            return len(credit.sdgs) >= count
-        case Rating(op=op, grade=grade):
-            score = _SCORE.get(credit.rating)
-            return score is not None and _compare(op, score, _SCORE[grade])
-        case AnyCredit():
+    return True
+
+
+def _or(expr: Or, credit: Credit, year: int) -> bool:
+    for operand in expr.operands:  # noqa: SIM110
+        if _JUDGES[type(operand)](operand, credit, year):
             return True
-    raise AssertionError(f"not a screen expression: {expr!r}")
+    return False
+
+
+def _not(expr: Not, credit: Credit, year: int) -> bool:
+    return not _JUDGES[type(expr.operand)](expr.operand, credit, year)
+
+
+def _one_of(expr: OneOf, credit: Credit, year: int) -> bool:
+    value: str = getattr(credit, expr.attribute)
+    return bool(value) and (value in expr.values) is not expr.negated
+
+
+def _in_region(expr: InRegion, credit: Credit, year: int) -> bool:
+    if not credit.country:
+        return False
+    within = REGIONS_OF_COUNTRY.get(credit.country, _NO_REGIONS)
+    return expr.regions.isdisjoint(within) is expr.negated
+
+
+def _vintage(expr: Vintage, credit: Credit, year: int) -> bool:
+    bound = expr.bound
+    at = bound.value if isinstance(bound, Year) else year - bound.years
+    return _COMPARE[expr.op](credit.vintage, at)
+
+
+def _vintage_in(expr: VintageIn, credit: Credit, year: int) -> bool:
+    return _resolve(expr.first, year) <= credit.vintage <= _resolve(expr.last, year)
 
 
 def _resolve(bound: Bound, year: int) -> int:
     return bound.value if isinstance(bound, Year) else year - bound.years
 
 
-def _compare(op: Comparison, left: int, right: int) -> bool:
-    if op == ">=":
-        return left >= right
-    if op == "<=":
-        return left <= right
-    if op == "=":
-        return left == right
-    if op == ">":
-        return left > right
-    if op == "<":
-        return left < right
-    return left != right
+def _rating(expr: Rating, credit: Credit, year: int) -> bool:
+    score = _SCORE.get(credit.rating)
+    return score is not None and _COMPARE[expr.op](score, _SCORE[expr.grade])
+
+
+_COMPARE: dict[str, Callable[[int, int], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+# Keyed by node type; each judge takes its own node type (Any here, as a table cannot say so).
+_JUDGES: dict[type, Callable[[Any, Credit, int], bool]] = {
+    And: _and,
+    Or: _or,
+    Not: _not,
+    OneOf: _one_of,
+    InRegion: _in_region,
+    Vintage: _vintage,
+    VintageIn: _vintage_in,
+    Rating: _rating,
+    HasLabel: lambda expr, credit, year: expr.label in credit.labels,
+    SdgsAll: lambda expr, credit, year: expr.sdgs <= credit.sdgs,
+    SdgsAny: lambda expr, credit, year: not expr.sdgs.isdisjoint(credit.sdgs),
+    SdgsAtLeast: lambda expr, credit, year: len(credit.sdgs) >= expr.count,
+    AnyCredit: lambda expr, credit, year: True,
+}
 
 
 def uses_year(expr: Expr) -> bool:
