@@ -3,6 +3,9 @@ limits, and that formatting and parsing are inverse (screening/README.md is the 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -354,3 +357,28 @@ def test_any_text_is_a_screen_or_a_screen_error(text: str) -> None:
     assert parse(format_expr(expr)) == expr
     credit = Credit(project="VCS1", registry="VERRA", standard="VCS", vintage=2020)
     assert matches(expr, credit, 2026) in (True, False)
+
+
+# -- the README is the grammar's manual: its examples must stay true --------------------------
+
+README = (Path(__file__).resolve().parent.parent / "screening" / "README.md").read_text()
+
+
+def test_every_example_in_the_readme_term_table_parses_to_its_canonical_text() -> None:
+    table = README.split("## Terms, one example each", 1)[1].split("### Unknown values", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "`" in line]
+    examples = [example for row in rows for example in re.findall(r"`([^`]+)`", row.split("|")[2])]
+    assert len(examples) >= 20
+    for example in examples:
+        assert format_expr(parse(example)) == example
+
+
+def test_every_error_shown_in_the_readme_is_what_the_parser_says() -> None:
+    block = README.split("```\ncountry = KE AND", 1)[1].split("```", 1)[0]
+    lines = ("country = KE AND" + block).strip().splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        text, expected = re.split(r"\s{2,}", line, maxsplit=1)
+        with pytest.raises(ScreenError) as caught:
+            parse(text)
+        assert str(caught.value) == expected
