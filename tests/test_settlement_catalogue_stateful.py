@@ -314,8 +314,8 @@ class Catalogue(RuleBasedStateMachine):
 
 TestCatalogue = Catalogue.TestCase
 TestCatalogue.settings = settings(
-    max_examples=40,
-    stateful_step_count=30,
+    max_examples=100,
+    stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
