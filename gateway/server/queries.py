@@ -158,14 +158,14 @@ class Queries:
     def screen(self, s: Session, msg: p.Screen, items: Items, now: int) -> None:
         """The series whose credits `msg.expr` admits at `now` (the request's stamp, so a
         rolling vintage window is judged by the server's wall time)."""
-        screen_of = getattr(self.catalogue, "screen", None)
-        if screen_of is None:
-            items.append((s, reject_for(msg, Reason.NOT_SUPPORTED, "no catalogue")))
-            return
         try:
             expr = parse(msg.expr)
         except ScreenError as exc:
             items.append((s, reject_for(msg, Reason.INVALID_SCREEN, str(exc))))
+            return
+        screen_of = getattr(self.catalogue, "screen", None)
+        if screen_of is None:
+            items.append((s, reject_for(msg, Reason.NOT_SUPPORTED, "no catalogue")))
             return
         hits = [screen_hit(h) for h in screen_of(expr, now)]
         items.append((s, p.ScreenResult(hits=hits, req_id=msg.req_id)))
@@ -190,11 +190,6 @@ class Queries:
         items.append((s, answer))
 
 
-def _value(x: Any) -> Any:
-    """An enumeration's wire string (None stays None)."""
-    return getattr(x, "value", x)
-
-
 def credit_info(c: Credit) -> p.CreditInfo:
     """A screened credit line (screening.language.Credit) as the wire gives it."""
     return p.CreditInfo(
@@ -202,15 +197,15 @@ def credit_info(c: Credit) -> p.CreditInfo:
         registry=c.registry,
         standard=c.standard,
         vintage=c.vintage,
-        mitigation=_value(c.mitigation),
-        basis=_value(c.basis),
+        mitigation=c.mitigation or None,  # unknown: null, as `project_list` says it
+        basis=c.basis or None,
         category=c.category,
         methodology=c.methodology,
         project_type=c.project_type,
         country=c.country,
         sdgs=sorted(c.sdgs),
         labels=sorted(c.labels),
-        rating=c.rating,
+        rating=c.rating or None,
     )
 
 
