@@ -73,6 +73,7 @@ class Reason(str, Enum):
     NOT_A_CONTRACT = "NOT_A_CONTRACT"
     PROJECT_SUSPENDED = "PROJECT_SUSPENDED"
     NOT_SUSPENDED = "NOT_SUSPENDED"
+    INVALID_LABEL = "INVALID_LABEL"
 
 
 class CancelReason(str, Enum):

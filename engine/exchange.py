@@ -242,6 +242,19 @@ class Exchange:
                 book.halted = isinstance(cmd, Halt)
             events.append(StatusChanged(book.id, book.halted, book.ref_price, cmd.ts))
 
+    def cancel_by_operator(
+        self, order_id: int, reason: CancelReason, ts: int, events: list[Event]
+    ) -> None:
+        """Cancel an open order for the venue (not its owner): the registry suspended its
+        project, or its credits stopped being eligible. The caller releases its hold."""
+        self._cancel(self.open_orders[order_id], reason, ts, events)
+
+    def set_halted(self, series: str, halted: bool, ts: int, events: list[Event]) -> None:
+        """Halt or resume a book for the venue, as `Halt` and `Resume` do."""
+        book = self.books[series]
+        book.halted = halted
+        events.append(StatusChanged(book.id, book.halted, book.ref_price, ts))
+
     # -- queries ---------------------------------------------------------------------------------
 
     def order(self, order_id: int) -> Order | None:

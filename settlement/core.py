@@ -19,6 +19,7 @@ with the ledger exactly as it was before that fill, and the process must stop.
 from __future__ import annotations
 
 import pickle
+from bisect import insort
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,15 +39,25 @@ from engine.commands import (
 from engine.events import Cancelled, Event, Expired, Reason, Rejected, Trade
 from engine.exchange import COID_WINDOW, Exchange
 from engine.reference import Project, Series
-from settlement import registry
+from screening.language import Expr, matches
+from settlement import catalogue_commands, registry
+from settlement.catalogue import Catalogue, implicit_rule, year_of
+from settlement.catalogue_types import RuleVersion, ScreenHit
 from settlement.commands import (
+    AddRuleVersion,
     AnyCommand,
+    CancelCredits,
+    CatalogueCommand,
+    ChangeLabel,
     Deposit,
     DepositCredits,
+    ListContract,
     ListProject,
     ListSeries,
     OpenAccount,
+    ReinstateProject,
     Retire,
+    SuspendProject,
     Withdraw,
     WithdrawCredits,
 )
@@ -104,6 +115,8 @@ class Core:
         self.projects: dict[str, Project] = {}
         self.currency: dict[str, str] = {}  # series id -> currency
         self.keys: dict[str, list[Key]] = {}  # series id -> eligible (project, vintage), in order
+        self.catalogue = Catalogue()  # labels, suspensions, contract rules (issue 13)
+        self.last_price: dict[str, int] = {}  # series id -> its last trade's price
         for p in projects:
             if p.id in self.projects:
                 raise ValueError(f"project {p.id} given twice")
@@ -132,10 +145,14 @@ class Core:
     # -- orders ---------------------------------------------------------------------------------
 
     def _expire(self, ts: int, events: list[AnyEvent]) -> None:
-        """Expire due GTD orders into `events` (empty on entry) and release their holds."""
+        """Expire due GTD orders into `events` (empty on entry) and release their holds;
+        then apply the catalogue changes effective by `ts` (cancelling the resting sell
+        orders they make ineligible)."""
         self.exchange.expire_due(ts, events)  # type: ignore[arg-type]
         if events:
             self._release_expired(events)
+        if ts >= self.catalogue.due:
+            catalogue_commands.tick(self, ts, events)
 
     def _release_expired(self, events: list[AnyEvent]) -> None:
         ledger = self.ledger
@@ -152,6 +169,8 @@ class Core:
         ex.expire_due(cmd.ts, events)  # type: ignore[arg-type]  # (inlined _expire)
         if events:
             self._release_expired(events)
+        if cmd.ts >= self.catalogue.due:
+            catalogue_commands.tick(self, cmd.ts, events)
         rejected = ex.check(cmd)
         if rejected is not None:
             events.append(rejected)
@@ -204,6 +223,8 @@ class Core:
         ex.expire_due(cmd.ts, events)  # type: ignore[arg-type]
         if events:
             self._release_expired(events)
+        if cmd.ts >= self.catalogue.due:
+            catalogue_commands.tick(self, cmd.ts, events)
         rejected = ex.check(cmd)
         if rejected is not None:
             events.append(rejected)
@@ -244,6 +265,8 @@ class Core:
         ledger = self.ledger
         buy_hold = self.fees.buy_hold
         currency = self.currency
+        versions = self.catalogue.fill_version
+        last_price = self.last_price
         settled: list[AnyEvent] = []
         touched = False  # whether the command's own order traded or was cancelled
         for i in range(start, len(events)):
@@ -252,7 +275,10 @@ class Core:
             if kind is Trade:
                 touched = True
                 # DvP: plan the fill (refuses with nothing moved), then apply it (cannot fail)
-                settled.append(ledger.apply_fill(plan_fill(ledger, ev, currency[ev.series])))
+                sid = ev.series
+                plan = plan_fill(ledger, ev, currency[sid], versions.get(sid, 0))
+                settled.append(ledger.apply_fill(plan))
+                last_price[sid] = ev.price
                 # the maker traded at its own price: keep only what its open rest needs
                 maker_id = ev.maker_order_id
                 maker = open_orders.get(maker_id)
@@ -377,12 +403,20 @@ class Core:
             refused = Reject(Reason.UNKNOWN_PROJECT, f"no project {cmd.project!r}")
             events.append(_rejected(cmd.account, cmd.ref, 0, refused, cmd.ts))
             return events
+        if cmd.project in self.catalogue.suspended:
+            refused = Reject(
+                Reason.PROJECT_SUSPENDED,
+                f"project {cmd.project} is suspended: its credits are frozen",
+            )
+            events.append(_rejected(cmd.account, cmd.ref, 0, refused, cmd.ts))
+            return events
         if cmd.batch:
             refused_batch = _check_registry(self.projects[cmd.project], cmd.batch)
             if refused_batch is not None:
                 events.append(_rejected(cmd.account, cmd.ref, 0, refused_batch, cmd.ts))
                 return events
         ledger = self.ledger
+        new_key = (cmd.project, cmd.vintage) not in ledger.known
         move = ledger.deposit_credits if type(cmd) is DepositCredits else ledger.withdraw_credits
         result = move(
             cmd.account,
@@ -396,12 +430,30 @@ class Core:
             cmd.ts,
             cmd.batch,
         )
-        events.append(
-            _rejected(cmd.account, cmd.ref, 0, result, cmd.ts)
-            if isinstance(result, Reject)
-            else result
-        )
+        if isinstance(result, Reject):
+            events.append(_rejected(cmd.account, cmd.ref, 0, result, cmd.ts))
+            return events
+        events.append(result)
+        if new_key and type(cmd) is DepositCredits:
+            self._key_added((cmd.project, cmd.vintage))
         return events
+
+    def _key_added(self, key: Key) -> None:
+        """Credits of a new (project, vintage) arrived: each contract whose rule admits
+        them now lists the key, in allocation order."""
+        project = self.projects[key[0]]
+        cat = self.catalogue
+        credit = cat.credit(project, key[1])
+        if key[0] in cat.suspended:
+            return
+        for sid, book in self.exchange.books.items():
+            rule = cat.rules.get(sid) and cat.governing_rule(sid)
+            if (
+                book.series.project is None
+                and rule
+                and matches(cat.expr(rule.rule), credit, cat.year)
+            ):
+                insort(self.keys[sid], key)
 
     def _retire(self, cmd: Retire) -> list[AnyEvent]:
         events: list[AnyEvent] = []
@@ -417,10 +469,16 @@ class Core:
         elif cmd.ranges:
             if cmd.series or cmd.qty:
                 plan = Reject(Reason.INVALID_RETIREMENT, "give either ranges or series and qty")
+            elif frozen := [r for r in cmd.ranges if r.project in self.catalogue.suspended]:
+                plan = Reject(Reason.PROJECT_SUSPENDED, f"project {frozen[0].project} is suspended")
             else:
                 plan = plan_by_ranges(ledger, cmd.account, cmd.ranges)
         elif cmd.series not in self.keys:
             plan = Reject(Reason.UNKNOWN_SERIES, f"no series {cmd.series!r}")
+        elif (
+            project := self.exchange.books[cmd.series].series.project
+        ) in self.catalogue.suspended:
+            plan = Reject(Reason.PROJECT_SUSPENDED, f"project {project} is suspended")
         else:
             plan = plan_by_quantity(ledger, cmd.account, self.keys[cmd.series], cmd.qty, cmd.series)
         if not isinstance(plan, Reject) and ledger.next_cert - 1 + len(plan) > CERTIFICATES_MAX:
@@ -466,11 +524,18 @@ class Core:
 
     # -- reference data ------------------------------------------------------------------------
 
-    def _check_series(self, s: Series) -> Reject | None:
+    def _check_series(self, s: Series, contract: bool = False) -> Reject | None:
+        """Why `s` may not be listed (None if it may); `contract`: it comes with a rule."""
         if s.id in self.exchange.books:
             return Reject(Reason.ALREADY_LISTED, f"series {s.id} is already listed")
         if s.currency not in self.ledger.currencies:
             return Reject(Reason.UNKNOWN_CURRENCY, f"series {s.id}: no currency {s.currency!r}")
+        if s.project is None and s.mitigation is None and not contract:
+            return Reject(
+                Reason.NOT_A_CONTRACT,
+                f"series {s.id}: a series without a project needs a standard, mitigation and "
+                "vintage, or a rule (list it with list_contract)",
+            )
         if max(s.tick, s.lot, s.ref_price, s.band_bps, s.max_order_qty) > AMOUNT_MAX:
             return Reject(
                 Reason.LIMIT_EXCEEDED, f"series {s.id}: a trading parameter is above {AMOUNT_MAX}"
@@ -478,24 +543,30 @@ class Core:
         return None
 
     def _list_project(self, p: Project) -> None:
+        """A new project has no credits in the ledger yet: no series' keys change."""
         self.projects[p.id] = p
-        for sid, book in self.exchange.books.items():
-            self.keys[sid] = self._eligible(book.series)
 
     def _list_series(self, s: Series) -> None:
+        """Open the book; a generic series listed by standard, mitigation and vintage gets
+        the rule that says so as its version 1 (a contract has its own already)."""
+        if s.project is None and s.id not in self.catalogue.rules:
+            self.catalogue.add_contract(s.id, implicit_rule(s), 0, recorded=False)
         self.exchange.add_series(s)
         self.currency[s.id] = s.currency
-        self.keys[s.id] = self._eligible(s)
+        self.keys[s.id] = self.catalogue.eligible(s, self.projects, list(self.ledger.known))
 
-    def _eligible(self, s: Series) -> list[Key]:
-        """The (project, vintage) keys whose credits deliver into `s`, in allocation order."""
-        if s.project is not None:
-            return [(s.project, s.vintage)]
-        return [
-            (p.id, s.vintage)
-            for p in sorted(self.projects.values(), key=lambda p: p.id)
-            if p.standard == s.standard and p.mitigation is s.mitigation
-        ]
+    def _catalogue(self, cmd: CatalogueCommand) -> list[AnyEvent]:
+        """A catalogue command (settlement/catalogue_commands.py), after expiry."""
+        events: list[AnyEvent] = []
+        self._expire(cmd.ts, events)
+        catalogue_commands.tick(self, cmd.ts, events)  # judge the command at its own year
+        result = _CATALOGUE[type(cmd)](self, cmd)
+        if isinstance(result, Reject):
+            account = cmd.account if isinstance(cmd, CancelCredits) else 0
+            events.append(_rejected(account, cmd.ref, 0, result, cmd.ts))
+        else:
+            events.extend(result)
+        return events
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -510,6 +581,41 @@ class Core:
         keys = sorted(set(acct.credit_qty) | set(acct.credits_held))
         out = {k: (acct.credit_qty.get(k, 0), acct.credits_held.get(k, 0)) for k in keys}
         return {k: v for k, v in out.items() if v != (0, 0)}
+
+    def contract_rules(self, series: str) -> list[RuleVersion]:
+        """Every rule version of a generic series, oldest first ([] for a project's)."""
+        return list(self.catalogue.rules.get(series, []))
+
+    def screen(self, expr: Expr, ts: int) -> list[ScreenHit]:
+        """The series a screen admits, by id, judged at `ts` (rolling vintage windows use
+        its year; labels and suspensions are as of the last command). A project's series
+        matches when the screen admits its project and vintage; a contract matches when
+        it has eligible credits in the ledger and the screen admits every one of them:
+        whatever a seller may deliver into it then passes the screen."""
+        cat, year = self.catalogue, year_of(ts)
+        hits = []
+        for sid in sorted(self.exchange.books):
+            book = self.exchange.books[sid]
+            s = book.series
+            keys = [(s.project, s.vintage)] if s.project is not None else self.keys[sid]
+            credits = tuple(cat.credit(self.projects[p], v) for p, v in keys if p in self.projects)
+            if not credits or not all(matches(expr, c, year) for c in credits):
+                continue
+            rule = cat.governing_rule(sid) if s.project is None else None
+            hits.append(
+                ScreenHit(
+                    series=s,
+                    credits=credits,
+                    best_bid=book.best_bid(),
+                    best_ask=book.best_ask(),
+                    last_price=self.last_price.get(sid),
+                    offered=sum(level.qty for level in book.asks.values()),
+                    rule_version=rule.version if rule is not None else 0,
+                    rule=rule.rule if rule is not None else "",
+                    halted=book.halted,
+                )
+            )
+        return hits
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -542,10 +648,27 @@ class Core:
         if not isinstance(core, cls):
             raise ValueError("not a Core snapshot")
         core.ledger.upgrade()
+        core._upgrade()
         over = core.ledger.over_limit()
         if over is not None:
             raise ValueError(f"the snapshot holds {over}")
         return core
+
+    def _upgrade(self) -> None:
+        """Give a core unpickled from a snapshot older than the catalogue one: no registry
+        event yet, every generic series under the rule of its standard, mitigation and
+        vintage, its keys the ledger's keys that rule admits."""
+        if hasattr(self, "catalogue"):
+            return
+        self.catalogue = Catalogue()
+        self.last_price = {}
+        for sid, book in self.exchange.books.items():
+            if book.series.project is None:
+                self.catalogue.add_contract(sid, implicit_rule(book.series), 0, recorded=False)
+        for sid, book in self.exchange.books.items():
+            self.keys[sid] = self.catalogue.eligible(
+                book.series, self.projects, list(self.ledger.known)
+            )
 
     def check_invariants(self) -> None:
         """Plain asserts: the engine's and the ledger's, and that holds match open orders."""
@@ -604,4 +727,18 @@ _DISPATCH: dict[type, Callable[[Core, Any], list[AnyEvent]]] = {
     Retire: Core._retire,
     ListProject: Core._list,
     ListSeries: Core._list,
+    ListContract: Core._catalogue,
+    AddRuleVersion: Core._catalogue,
+    ChangeLabel: Core._catalogue,
+    SuspendProject: Core._catalogue,
+    ReinstateProject: Core._catalogue,
+    CancelCredits: Core._catalogue,
+}
+_CATALOGUE: dict[type, Callable[[Core, Any], list[Any] | Reject]] = {
+    ListContract: catalogue_commands.list_contract,
+    AddRuleVersion: catalogue_commands.add_rule_version,
+    ChangeLabel: catalogue_commands.change_label,
+    SuspendProject: catalogue_commands.suspend_project,
+    ReinstateProject: catalogue_commands.reinstate_project,
+    CancelCredits: catalogue_commands.cancel_credits,
 }

@@ -29,7 +29,7 @@ import msgspec
 
 from engine.commands import Side
 from engine.events import Trade
-from settlement.events import Settled
+from settlement.events import Settled, contract_fill
 from settlement.fees import BPS
 from settlement.ledger import Account, CashHold, CreditHold, Ledger, SettlementError
 from settlement.log import LogRecord
@@ -83,9 +83,9 @@ def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:
     return ledger.apply_fill(plan_fill(ledger, trade, currency))
 
 
-def plan_fill(ledger: Ledger, trade: Trade, currency: str) -> FillPlan:
-    """Check `trade` against the holds and compute all its movements; changes nothing.
-    `SettlementError` if the holds do not cover it (a bug upstream: matching needs holds)."""
+def plan_fill(ledger: Ledger, trade: Trade, currency: str, rule_version: int = 0) -> FillPlan:
+    """Check `trade` (of a contract's `rule_version`, or 0) against the holds and compute
+    its movements; changes nothing. `SettlementError` if the holds do not cover it."""
     price, qty = trade.price, trade.qty
     if trade.aggressor is BUY:
         buy_id, sell_id = trade.taker_order_id, trade.maker_order_id
@@ -137,6 +137,7 @@ def plan_fill(ledger: Ledger, trade: Trade, currency: str) -> FillPlan:
         delivered,
         trade.ts,
     )
+    body = contract_fill(body, rule_version) if rule_version else body
     return FillPlan(
         cash_hold,
         credit_hold,

@@ -87,13 +87,7 @@ class CreditsWithdrawn(
 
 
 class Settled(
-    msgspec.Struct,
-    frozen=True,
-    array_like=True,
-    gc=False,
-    omit_defaults=True,  # a fill outside a contract encodes as it did before rule versions
-    tag="fill",
-    tag_field="event",
+    msgspec.Struct, frozen=True, array_like=True, gc=False, tag="fill", tag_field="event"
 ):
     """One fill settled delivery-versus-payment: the buyer paid `price * qty + buyer_fee`,
     the seller received `price * qty - seller_fee`, the fee account both fees, and the buyer
@@ -111,7 +105,25 @@ class Settled(
     fee_account: int
     ranges: tuple[SerialRange, ...]
     ts: int
-    rule_version: int = 0  # a contract's fill: the rule version it traded under (0: none)
+
+    @property
+    def rule_version(self) -> int:
+        """The contract rule version the fill traded under: none (see `ContractFill`)."""
+        return 0
+
+
+class ContractFill(Settled, frozen=True, array_like=True, gc=False, tag="contract_fill"):
+    """A fill of a standardized contract: a `Settled` that also records the version of the
+    contract's eligibility rule it traded under (its own record kind, so that every other
+    fill encodes exactly as it did before contracts had versions)."""
+
+    rule_version: int  # the field that the base's property stands for
+
+
+def contract_fill(fill: Settled, rule_version: int) -> ContractFill:
+    """`fill` as a contract's fill under `rule_version`."""
+    # mypy sees the base's property, not the subclass's field: hence the ignore
+    return ContractFill(*msgspec.structs.astuple(fill), rule_version)  # type: ignore[call-arg]
 
 
 class Retired(
@@ -205,6 +217,7 @@ Movement = (
     | CreditsDeposited
     | CreditsWithdrawn
     | Settled
+    | ContractFill
     | Retired
     | RegistryEvent
 )

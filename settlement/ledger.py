@@ -24,6 +24,7 @@ from settlement import registry, serials
 from settlement.events import (
     CashDeposited,
     CashWithdrawn,
+    CreditsCancelled,
     CreditsDeposited,
     CreditsWithdrawn,
     Retired,
@@ -592,9 +593,22 @@ class Ledger:
         against this state: available, not held) under the next certificate number, with
         the record `body`; they stay in `known` and move to `retired` for good."""
         assert body.cert_id == f"RC-{self.next_cert:08d}", "the next certificate"
-        acct = self.accounts[account]
         record = self.log.append(body)
         self.next_cert += 1
+        self._end(self.accounts[account], key, ranges, body.qty)
+        return record
+
+    def cancel_credits(
+        self, account: int, key: Key, banded: Range, body: CreditsCancelled
+    ) -> LogRecord:
+        """A reversal: the registry cancelled `banded` (checked available in the account);
+        like retired serials they stay in `known`, in `retired`, for good."""
+        record = self.log.append(body)
+        self._end(self.accounts[account], key, [banded], body.range.qty)
+        return record
+
+    def _end(self, acct: Account, key: Key, ranges: list[Range], qty: int) -> None:
+        """Move `ranges` (`qty` credits) of `key` out of `acct` into `retired`."""
         retired = self.retired.setdefault(key, [])
         for a, b in ranges:
             serials.remove(acct.credits[key], a, b)
@@ -603,10 +617,9 @@ class Ledger:
             if band:
                 scoped = self.scoped_retired.setdefault(self.scope_of(key, band), [])
                 serials.add(scoped, a & BAND_MASK, b & BAND_MASK)
-        acct.credit_qty[key] -= body.qty
-        self.credits_net[key] -= body.qty
-        assert acct.credit_qty[key] >= 0, "retired only what holds leave free"
-        return record
+        acct.credit_qty[key] -= qty
+        self.credits_net[key] -= qty
+        assert acct.credit_qty[key] >= 0, "ended only what holds leave free"
 
     # -- queries ---------------------------------------------------------------------------
 

@@ -30,11 +30,17 @@ import msgspec
 from settlement.events import (
     CashDeposited,
     CashWithdrawn,
+    ContractFill,
+    CreditsCancelled,
     CreditsDeposited,
     CreditsWithdrawn,
+    LabelChanged,
     Movement,
+    ProjectReinstated,
+    ProjectSuspended,
     Retired,
     RetirementCertificate,
+    RuleVersionAdded,
     Settled,
 )
 from settlement.serials import decode_hook
@@ -45,7 +51,20 @@ _body_encoder = msgspec.msgpack.Encoder()
 _body_decoder = msgspec.msgpack.Decoder(Movement, dec_hook=decode_hook)
 _KIND: dict[type, str] = {
     t: t.__struct_config__.tag  # type: ignore[misc]
-    for t in (CashDeposited, CashWithdrawn, CreditsDeposited, CreditsWithdrawn, Settled, Retired)
+    for t in (
+        CashDeposited,
+        CashWithdrawn,
+        CreditsDeposited,
+        CreditsWithdrawn,
+        Settled,
+        ContractFill,
+        Retired,
+        LabelChanged,
+        ProjectSuspended,
+        ProjectReinstated,
+        CreditsCancelled,
+        RuleVersionAdded,
+    )
 }
 _KIND_B = {k: k.encode() for k in _KIND.values()}
 
@@ -242,10 +261,14 @@ def format_record(record: LogRecord) -> str:
     head = f"{record.seq:>8} {format_ts(record.ts)} {record.kind:<17}"
     if isinstance(b, Settled):
         fees = f"fees {b.buyer_fee}+{b.seller_fee}->{b.fee_account}"
+        rule = f" rule v{b.rule_version}" if b.rule_version else ""
         return (
-            f"{head} buyer={b.buyer} seller={b.seller} {b.series} qty={b.qty} "
+            f"{head} buyer={b.buyer} seller={b.seller} {b.series}{rule} qty={b.qty} "
             f"price={b.price} {b.currency} {fees} serials={_serials(b.ranges)}"
         )
+    registry_event = _format_registry_event(b)
+    if registry_event is not None:
+        return f"{head} {registry_event}"
     if isinstance(b, CashDeposited | CashWithdrawn):
         return f"{head} account={b.account} amount={b.amount} {b.currency} ref={b.ref!r}"
     if isinstance(b, CreditsDeposited | CreditsWithdrawn):
@@ -257,3 +280,18 @@ def format_record(record: LogRecord) -> str:
         f"for {b.beneficiary!r} ({b.purpose.value} {period}) "
         f"serials={_serials(b.ranges)}"
     )
+
+
+def _format_registry_event(b: Movement) -> str | None:
+    """The text of a registry event's record (None for a movement of cash or credits)."""
+    if isinstance(b, LabelChanged):
+        where = f"{b.project}/{b.vintage}" if b.vintage else b.project
+        change = "granted" if b.present else "withdrawn"
+        return f"{where} label {b.label} {change} from {format_ts(b.effective)} ref={b.ref!r}"
+    if isinstance(b, ProjectSuspended | ProjectReinstated):
+        return f"project {b.project} ref={b.ref!r}"
+    if isinstance(b, CreditsCancelled):
+        return f"account={b.account} qty={b.range.qty} serials={b.range} ref={b.ref!r}"
+    if isinstance(b, RuleVersionAdded):
+        return f"{b.series} v{b.version} from {format_ts(b.effective)}: {b.rule}"
+    return None

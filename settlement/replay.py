@@ -19,16 +19,22 @@ from settlement import registry
 from settlement.events import (
     CashDeposited,
     CashWithdrawn,
+    CreditsCancelled,
     CreditsDeposited,
     CreditsWithdrawn,
+    LabelChanged,
     Movement,
+    ProjectReinstated,
+    ProjectSuspended,
     Retired,
+    RuleVersionAdded,
     Settled,
 )
 from settlement.limits import AMOUNT_MAX, SERIAL_MAX
 from settlement.serials import SerialRange
 
 RETIRED = -1  # the owner of a retired range
+CANCELLED = -2  # the owner of a range a reversal cancelled
 _BIG = 1 << 62
 
 
@@ -42,8 +48,11 @@ class Replay:
         self.net_cash: dict[str, int] = {}  # deposits - withdrawals per currency
         # per identity space: sorted disjoint [first, last, owner, (project, vintage, batch)]
         self.owners: dict[tuple[str, ...], list[list[Any]]] = {}
-        self.net_credits = 0  # deposits - withdrawals - retirements
+        self.net_credits = 0  # deposits - withdrawals - retirements - cancellations
         self.retired = 0
+        self.cancelled = 0
+        self.suspended: set[str] = set()  # projects whose credits are frozen
+        self.versions: dict[str, int] = {}  # contract series -> its last rule version
 
     # -- serial ownership --------------------------------------------------------------------
 
@@ -80,7 +89,7 @@ class Replay:
             if of != ident:
                 raise ReplayError(f"{what}: serials {a}-{b} of {r} are of {of}")
             if o != owner:
-                who = "retired" if o == RETIRED else f"account {o}"
+                who = {RETIRED: "retired", CANCELLED: "cancelled"}.get(o, f"account {o}")
                 raise ReplayError(f"{what}: serials {a}-{b} of {r} belong to {who}")
             pos = b + 1
             j += 1
@@ -101,8 +110,16 @@ class Replay:
             raise ReplayError(f"{what}: account {account} would have {value} {currency}")
         self.cash[key] = value
 
+    def _frozen(self, ranges: tuple[SerialRange, ...] | list[SerialRange], what: str) -> None:
+        for r in ranges:
+            if r.project in self.suspended:
+                raise ReplayError(f"{what}: serials {r} of suspended project {r.project} moved")
+
     def apply(self, b: Movement) -> None:
         if isinstance(b, Settled):
+            self._frozen(b.ranges, "fill")
+            if b.rule_version and not 0 < b.rule_version <= self.versions.get(b.series, 0):
+                raise ReplayError(f"fill: {b.series} has no rule version {b.rule_version}")
             notional = b.price * b.qty
             if b.price <= 0 or b.qty <= 0 or b.buyer == b.seller:
                 raise ReplayError("fill: price and quantity must be positive, buyer != seller")
@@ -129,6 +146,7 @@ class Replay:
                 )
         elif isinstance(b, CreditsDeposited):
             r = b.range
+            self._frozen([r], "credit deposit")
             if r.last < r.first:
                 raise ReplayError(f"credit deposit: empty range {r}")
             if r.first < 0 or r.last > SERIAL_MAX:
@@ -147,10 +165,11 @@ class Replay:
             spans.insert(k + 1, [r.first, r.last, b.account, (r.project, r.vintage, r.batch)])
             self.net_credits += r.qty
         elif isinstance(b, CreditsWithdrawn):
+            self._frozen([b.range], "credit withdrawal")
             self._move(b.range, b.account, None, "credit withdrawal")
             self.net_credits -= b.range.qty
-        else:
-            assert isinstance(b, Retired)
+        elif isinstance(b, Retired):
+            self._frozen(b.ranges, "retirement")
             if sum(r.qty for r in b.ranges) != b.qty or b.qty <= 0:
                 raise ReplayError(f"retirement {b.cert_id}: serials do not add up to {b.qty}")
             for r in b.ranges:
@@ -159,6 +178,33 @@ class Replay:
                 self._move(r, b.account, RETIRED, "retirement")
             self.net_credits -= b.qty
             self.retired += b.qty
+        else:
+            self._registry_event(b)
+
+    def _registry_event(self, b: Movement) -> None:
+        """Suspensions freeze credits until reinstated; a reversal ends exact serials of
+        an account for good; a contract's versions count up from 1."""
+        if isinstance(b, ProjectSuspended):
+            if b.project in self.suspended:
+                raise ReplayError(f"suspension: project {b.project} is suspended already")
+            self.suspended.add(b.project)
+        elif isinstance(b, ProjectReinstated):
+            if b.project not in self.suspended:
+                raise ReplayError(f"reinstatement: project {b.project} is not suspended")
+            self.suspended.discard(b.project)
+        elif isinstance(b, CreditsCancelled):
+            self._move(b.range, b.account, CANCELLED, "reversal")
+            self.net_credits -= b.range.qty
+            self.cancelled += b.range.qty
+        elif isinstance(b, RuleVersionAdded):
+            last = self.versions.get(b.series)
+            # a series listed by standard, mitigation and vintage had version 1 unrecorded
+            first = b.version in (1, 2) if last is None else b.version == last + 1
+            if not first or b.effective < b.ts:
+                raise ReplayError(f"rule: {b.series} v{b.version} out of order or in the past")
+            self.versions[b.series] = b.version
+        else:
+            assert isinstance(b, LabelChanged)
 
     # -- invariants --------------------------------------------------------------------------
 
@@ -170,7 +216,7 @@ class Replay:
         for currency in set(sums) | set(self.net_cash):
             if sums.get(currency, 0) != self.net_cash.get(currency, 0):
                 raise ReplayError(f"{currency} is not conserved")
-        live = retired = 0
+        live = retired = cancelled = 0
         for spans in self.owners.values():
             last = -1
             for a, b, o, _ in spans:
@@ -179,9 +225,11 @@ class Replay:
                 last = b
                 if o == RETIRED:
                     retired += b - a + 1
+                elif o == CANCELLED:
+                    cancelled += b - a + 1
                 else:
                     live += b - a + 1
-        if live != self.net_credits or retired != self.retired:
+        if live != self.net_credits or (retired, cancelled) != (self.retired, self.cancelled):
             raise ReplayError("credits are not conserved")
 
     def cash_totals(self) -> dict[str, int]:

@@ -29,10 +29,12 @@ if TYPE_CHECKING:
     from settlement.core import Core
 
 
-VERSION = "tonne-core-3"  # 3: registry batches (each range as [band, first, last])
+VERSION = "tonne-core-4"  # 4: the catalogue (labels, suspensions, contract rules: issue 13)
+V3 = "tonne-core-3"  # 3: registry batches (each range as [band, first, last])
 V2 = "tonne-core-2"  # 2: limits and each account's client-order-id window, in order
 LEGACY = "tonne-core-1"  # what snapshots written before version 2 recorded
-OLDER = (V2, LEGACY)  # formats a snapshot may have recorded its hash in, newest first
+OLDER = (V3, V2, LEGACY)  # formats a snapshot may have recorded its hash in, newest first
+BATCHED = (VERSION, V3)  # the formats that write ranges with their bands
 
 
 def canonical(core: Core, version: str = VERSION) -> list[Any]:
@@ -41,9 +43,10 @@ def canonical(core: Core, version: str = VERSION) -> list[Any]:
     recorded before version 2 (equal when no account's window has dropped an id yet).
     Versions 1 and 2 have no batches: their ranges are the ledger's numbers as they are,
     which for a ledger without batches (all a folder of those versions holds) are its
-    serials."""
+    serials. Version 3 has no catalogue: a folder of that version has had no registry
+    event, and each of its generic series the rule of its standard, mitigation and vintage."""
     ex, ledger = core.exchange, core.ledger
-    rs = _ranges if version == VERSION else _plain
+    rs = _ranges if version in BATCHED else _plain
     books = []
     for sid in sorted(ex.books):
         b = ex.books[sid]
@@ -79,9 +82,9 @@ def canonical(core: Core, version: str = VERSION) -> list[Any]:
     else:
         config += [ledger.cash_total_max, ledger.credits_total_max, ex.coid_window]
         coids = sorted([a, list(r)] for a, r in ex.coids_recent.items())
-    if version == VERSION:
+    if version in BATCHED:
         config.append(sorted([list(k), names] for k, names in ledger.batches.items()))
-    return [
+    walk = [
         version,
         config,
         [core.projects[p] for p in sorted(core.projects)],
@@ -100,6 +103,9 @@ def canonical(core: Core, version: str = VERSION) -> list[Any]:
         sorted([list(k), n] for k, n in ledger.credits_net.items() if n),
         [ledger.next_cert, ledger.log.head_seq, ledger.log.head_hash],
     ]
+    if version == VERSION:
+        walk.append(core.catalogue.canonical())
+    return walk
 
 
 def _ranges(ranges: list[tuple[int, int]]) -> list[list[int]]:

@@ -59,6 +59,7 @@ PIPELINE = 8  # requests a client has in flight at once
 COMMANDS_PER_CYCLE_MAX = 20_000  # a cycle ends (by the kill) well before this
 DEFAULT_SEED = 5
 RETIREMENT_TAGS = frozenset({"certificate"})  # one per project and vintage retired
+REGISTRY_TAGS = frozenset({"label", "suspension", "reinstatement", "contract_rule"})
 
 
 ROOT = Path(__file__).resolve().parent.parent  # so that the child finds `tests.*` modules too
@@ -189,6 +190,8 @@ class Acked(msgspec.Struct):
 class Tally(msgspec.Struct):
     cycles: int = 0
     acked: int = 0
+    registry_events: int = 0  # labels, suspensions, reinstatements, rule versions applied
+    venue_cancels: int = 0  # resting orders the venue cancelled (ineligible, suspended)
     orders: int = 0
     fills: int = 0
     retirements: int = 0
@@ -202,7 +205,8 @@ class Tally(msgspec.Struct):
         return (
             f"{self.cycles} kill cycles in {self.elapsed_s:.1f} s: {self.acked} acknowledged "
             f"commands ({self.orders} orders accepted, {self.fills} fills, {self.retirements} "
-            f"retirements) all present after recovery; {self.in_flight_at_kill} in flight at "
+            f"retirements, {self.registry_events} registry events, {self.venue_cancels} venue "
+            f"cancels) all present after recovery; {self.in_flight_at_kill} in flight at "
             f"the kills; journal at seq {self.journal_seq}; {self.snapshot_recoveries} restarts "
             f"recovered from a snapshot; checks took {self.check_s:.1f} s"
         )
@@ -213,15 +217,20 @@ class Tally(msgspec.Struct):
 
 class Scenario:
     """Reference data, the funding commands, and each participant's seeded behaviour: three
-    series of the standard workload, every participant funded with cash and credits."""
+    series of the standard workload and a standardized contract over their Verra credits
+    that requires the CCP label, every participant funded with cash and credits; the first
+    participant is also the registry, now and then granting or withdrawing the label,
+    suspending or reinstating a project, or versioning the contract's rule (issue 13)."""
 
     SERIES = 3
 
     def __init__(self, seed: int) -> None:
         from bench.workload import standard_series
+        from engine.reference import Series
 
         self.seed = seed
         self.series = standard_series()[: self.SERIES]
+        self.contract = Series(id="VCS-CCP", currency="USD", ref_price=450)
 
     def genesis(self, store: SQLiteStore) -> None:
         if not store.head().seq and not store.reference(REF_SERIES):
@@ -229,11 +238,35 @@ class Scenario:
 
     def setup_commands(self) -> list[Any]:
         from bench.funding import funding_commands
+        from settlement.commands import ChangeLabel, ListContract
 
-        return list(funding_commands(self.series, CLIENTS, ts=0, credits=1_000_000))
+        return [
+            *funding_commands(self.series, CLIENTS, ts=0, credits=1_000_000),
+            ListContract(series=self.contract, rule=CONTRACT_RULES[0]),
+            ChangeLabel(project="VCS1340", label="CCP", present=True),
+        ]
 
     def participant(self, index: int, rng: random.Random) -> Script:
-        return Script(index + 1, self.series, rng)
+        return Script(index + 1, [*self.series, self.contract], rng)
+
+
+CONTRACT_RULES = ("standard = VCS and label CCP", "label CCP")
+
+
+def registry_event(rng: random.Random) -> Any:
+    """A seeded registry event on the scenario's projects; refusals (suspending a suspended
+    project, say) are commands too, and change nothing."""
+    from settlement.commands import AddRuleVersion, ChangeLabel, ReinstateProject, SuspendProject
+
+    r = rng.random()
+    project = rng.choice(("VCS1340", "VCS981"))
+    if r < 0.4:
+        return ChangeLabel(project=project, label="CCP", present=rng.random() < 0.6)
+    if r < 0.6:
+        return SuspendProject(project=project)
+    if r < 0.8:
+        return ReinstateProject(project=project)
+    return AddRuleVersion(series="VCS-CCP", rule=rng.choice(CONTRACT_RULES))
 
 
 class Script:
@@ -256,6 +289,8 @@ class Script:
         rng = self.rng
         r = rng.random()
         s = rng.choice(self.series)
+        if self.account == 1 and r < 0.03:
+            return registry_event(rng)
         if r < 0.2 and self.open:
             order_id = self.open.pop(rng.randrange(len(self.open)))
             return Cancel(account=self.account, order_id=order_id)
@@ -346,6 +381,10 @@ def count_events(events: list[Any], tally: Tally) -> None:
             tally.fills += 1
         elif tag in RETIREMENT_TAGS:
             tally.retirements += 1
+        elif tag in REGISTRY_TAGS:
+            tally.registry_events += 1
+        elif tag == "cancelled" and event[6] in ("ineligible", "suspended"):
+            tally.venue_cancels += 1
 
 
 def check_store(
@@ -429,7 +468,7 @@ def check_fills_settled(
     settled: set[int] = set()
     for row in store.records(after_log_seq):
         record = codec.decode_record(row.record)
-        if record.kind != "fill":
+        if record.kind not in ("fill", "contract_fill"):
             continue
         fill = record.movement()
         trade = trades.get(fill.trade_id)

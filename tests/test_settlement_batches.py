@@ -348,7 +348,7 @@ def test_the_canonical_state_names_batches_and_stays_within_the_limits():
     core = _two_batches_one_seller()
     _cross(core, 40, 10)
     state = core.canonical()
-    assert state[0] == "tonne-core-3"
+    assert state[0] == "tonne-core-4"
 
     def ints(x: object):  # type: ignore[no-untyped-def]
         if isinstance(x, list | tuple):

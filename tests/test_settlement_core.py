@@ -287,7 +287,10 @@ def test_listing_projects_and_series_through_commands() -> None:
     assert core.state_hash() == before
     new = Project(id="ACR9999", registry="ACR", name="new removal", mitigation=Mitigation.REMOVAL)
     core.apply(ListProject(project=new))
-    assert ("ACR9999", 2030) in core.keys[generic.id]
+    assert core.keys[generic.id] == []  # nothing of the project is in custody yet
+    deposit = DepositCredits(account=1, project="ACR9999", vintage=2030, start=1, end=9, quantity=9)
+    core.apply(deposit)
+    assert core.keys[generic.id] == [("ACR9999", 2030)]  # its credits now deliver into it
     (ev,) = core.apply(ListProject(project=new))
     assert isinstance(ev, Rejected) and ev.reason is Reason.ALREADY_LISTED
     core.check_invariants()

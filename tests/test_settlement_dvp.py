@@ -412,13 +412,13 @@ def test_a_fill_that_fails_in_a_sweep_leaves_the_earlier_fills_and_nothing_of_it
     real = dvp.plan_fill
     seen: list[bytes] = []
 
-    def second_fails(ledger: Ledger, trade: Trade, currency: str) -> FillPlan:
+    def second_fails(ledger: Ledger, trade: Trade, currency: str, version: int = 0) -> FillPlan:
         seen.append(pickle.dumps(ledger))
         if len(seen) == 2:
             with monkeypatch.context() as m:
                 _fail_at(m, "_lowest")
-                return real(ledger, trade, currency)
-        return real(ledger, trade, currency)
+                return real(ledger, trade, currency, version)
+        return real(ledger, trade, currency, version)
 
     monkeypatch.setattr(core_module, "plan_fill", second_fails)
     with pytest.raises(InjectedFault):

@@ -357,10 +357,10 @@ async def run_demo(data_dir: Path, seed: int, steps: int, out: Callable[[str], N
         for series, project, mid in listed:
             labels = ", ".join(project.labels) or "no labels"
             basis = project.basis.value if project.basis else "?"
-            mitigation = series.mitigation.value if series.mitigation else "?"
+            kind = project.mitigation.value if project.mitigation else "?"
             out(
                 f"  {series.id:<15} {project.name[:44]:<44} {project.country}  "
-                f"{mitigation}/{basis:<6} {labels:<16} near "
+                f"{kind}/{basis:<6} {labels:<16} near "
                 f"{money(mid, series.currency)}"
             )
         serials = load_serials()
