@@ -184,26 +184,35 @@ def test_a_contract_is_listed_versioned_and_shown(venue, capsys):
         "--rule",
         "label CCP and basis = nature",
         "--effective",
-        "2999-01-01",
+        "2100-01-01",
         *op,
     )
     assert code == 0, err
     assert lines == [
-        "CCP-NATURE rule version 2, effective 2999-01-01T00:00:00+00:00: "
+        "CCP-NATURE rule version 2, effective 2100-01-01T00:00:00+00:00: "
         "label CCP and basis = nature"
     ]
     code, lines, err = tonne(capsys, "operator", "contract", "show", "CCP-NATURE", *op)
     assert code == 0, err
     assert lines[0] == "CCP-NATURE: 2 rule versions"
     assert (
-        lines[2] == "  version 2  effective 2999-01-01T00:00:00+00:00  label CCP and basis = nature"
+        lines[2] == "  version 2  effective 2100-01-01T00:00:00+00:00  label CCP and basis = nature"
     )
     code, lines, _ = tonne(capsys, "operator", "contract", "show", "VCS-1340-2020", *op)
     assert code == 1 and lines[0].startswith("refused NOT_A_CONTRACT: ")
     code, lines, _ = tonne(
-        capsys, "operator", "contract", "version", "CCP-NATURE", "--rule", "label (", *op
+        capsys,
+        "operator",
+        "contract",
+        "version",
+        "CCP-NATURE",
+        "--rule",
+        "label (",
+        "--effective",
+        "2100-01-02",
+        *op,
     )
-    assert code == 1 and lines[0].startswith("refused INVALID_SCREEN: at ")
+    assert code == 1 and lines[0].startswith("refused INVALID_SCREEN: ") and "at 6: " in lines[0]
 
 
 def test_a_reversal_takes_the_registry_serials_out_of_the_account(venue, capsys, tmp_path):

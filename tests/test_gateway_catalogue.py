@@ -191,7 +191,7 @@ def test_a_contract_is_listed_versioned_and_shown():
                 await op.list_contract(CONTRACT, "any")
             assert err.value.reason is Reason.ALREADY_LISTED
             with pytest.raises(RequestRejected) as err:
-                await op.add_rule_version(CONTRACT, BAD_SCREEN)
+                await op.add_rule_version(CONTRACT, BAD_SCREEN, later + 1)
             assert err.value.reason is Reason.INVALID_SCREEN and "at 28" in err.value.text
             with pytest.raises(RequestRejected) as err:
                 await op.add_rule_version(CONTRACT, "any", effective=1)
