@@ -132,15 +132,17 @@ class Catalogue:
         self, project: str, vintage: int, label: str, present: bool, ts: int, effective: int
     ) -> None:
         """Record a label change; it applies now if `effective` is not later than `ts`."""
-        self.seq += 1
-        change = (project, vintage, label, present, self.seq)
+        change = (project, vintage, label, present)
         if effective <= ts:
             self._set_label(*change)
         else:
             self._wait(effective, "label", change)
 
-    def _set_label(self, project: str, vintage: int, label: str, present: bool, seq: int) -> None:
-        self.labels.setdefault((project, vintage), {})[label] = (present, seq)
+    def _set_label(self, project: str, vintage: int, label: str, present: bool) -> None:
+        """Apply a label change; `seq` orders changes as they take effect, so that between
+        a project's change and one of its vintage's, the later in effect wins."""
+        self.seq += 1
+        self.labels.setdefault((project, vintage), {})[label] = (present, self.seq)
 
     def label_room(self, project: str, vintage: int, label: str) -> bool:
         """Whether one more distinct label may change on this project or vintage."""

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from screening.language import ScreenError, parse
-
 from engine.commands import Side
 from engine.events import CancelReason, Reason
+from screening.language import ScreenError, parse
 from settlement import serials
 from settlement.catalogue import LABEL, PENDING_MAX, RULE_VERSIONS_MAX
 from settlement.commands import (

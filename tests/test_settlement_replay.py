@@ -12,12 +12,17 @@ import pytest
 from settlement.events import (
     CashDeposited,
     CashWithdrawn,
+    CreditsCancelled,
     CreditsDeposited,
     CreditsWithdrawn,
     Movement,
+    ProjectReinstated,
+    ProjectSuspended,
     Purpose,
     Retired,
+    RuleVersionAdded,
     Settled,
+    contract_fill,
 )
 from settlement.limits import AMOUNT_MAX
 from settlement.log import SettlementLog, verify
@@ -154,7 +159,72 @@ FORGERIES: list[tuple[str, list[Movement], str]] = [
     ("a retirement that does not add up", [retired(qty=11)], "serials do not add up to 11"),
     ("an empty retirement", [retired(qty=0, ranges=())], "serials do not add up to 0"),
     ("another project's retirement", [retired(project="VCS9")], "serials of another project"),
+    # registry events (issue 13): frozen and cancelled credits never move
+    (
+        "a fill of a suspended project",
+        [ProjectSuspended("VCS1340", "", 5), fill(ts=6)],
+        "fill: serials VCS1340/2020:1-10 of suspended project VCS1340 moved",
+    ),
+    (
+        "a withdrawal of a suspended project",
+        [ProjectSuspended("VCS1340", "", 5), CreditsWithdrawn(1, sr(50, 60), "", 6)],
+        "credit withdrawal: serials VCS1340/2020:50-60 of suspended project",
+    ),
+    (
+        "a retirement of a suspended project",
+        [ProjectSuspended("VCS1340", "", 5), retired(ts=6)],
+        "retirement: serials VCS1340/2020:1-10 of suspended project",
+    ),
+    (
+        "a deposit of a suspended project",
+        [ProjectSuspended("VCS1340", "", 5), CreditsDeposited(3, sr(500, 510), INCLUSIVE, "", 6)],
+        "credit deposit: serials VCS1340/2020:500-510 of suspended project",
+    ),
+    (
+        "a suspension of a suspended project",
+        [ProjectSuspended("VCS1340", "", 5), ProjectSuspended("VCS1340", "", 6)],
+        "is suspended already",
+    ),
+    (
+        "a reinstatement of a project never suspended",
+        [ProjectReinstated("VCS1340", "", 5)],
+        "is not suspended",
+    ),
+    (
+        "a fill of cancelled serials",
+        [CreditsCancelled(2, sr(1, 10), "reversal", 5), fill(buyer=1, seller=2, price=100, ts=6)],
+        "belong to cancelled",
+    ),
+    (
+        "a reversal of another account's serials",
+        [CreditsCancelled(3, sr(1, 10), "", 5)],
+        "reversal: serials 1-10 of VCS1340/2020:1-10 belong to account 2",
+    ),
+    (
+        "a rule version out of order",
+        [RuleVersionAdded("C", 1, 5, "any", 5), RuleVersionAdded("C", 3, 6, "any", 6)],
+        "rule: C v3 out of order or in the past",
+    ),
+    ("a rule version in the past", [RuleVersionAdded("C", 1, 4, "any", 5)], "in the past"),
+    (
+        "a contract fill under a version never added",
+        [RuleVersionAdded("VCS-1340-2020", 1, 5, "any", 5), contract_fill(fill(ts=6), 2)],
+        "fill: VCS-1340-2020 has no rule version 2",
+    ),
 ]
+
+
+def test_a_reinstated_project_moves_again_and_a_sound_contract_fill_verifies() -> None:
+    assert verdict_of(
+        [
+            *SOUND,
+            ProjectSuspended("VCS1340", "notice", 5),
+            ProjectReinstated("VCS1340", "notice", 6),
+            RuleVersionAdded("VCS-1340-2020", 2, 7, "any", 7),  # v1: the unrecorded rule
+            contract_fill(fill(buyer=1, seller=2, price=100, ts=8), 2),
+            CreditsCancelled(1, sr(50, 60), "reversal", 9),
+        ]
+    )[0]
 
 
 @pytest.mark.parametrize(
