@@ -66,16 +66,16 @@ def vintages(credits: Sequence[p.CreditInfo]) -> str:
 
 
 COLUMNS = (
-    ("series", 18),
-    ("projects", 22),
-    ("country", 10),
-    ("mitigation/basis", 18),
-    ("labels", 18),
-    ("vintage", 10),
-    ("bid", 9),
-    ("ask", 9),
-    ("last", 9),
-    ("offered", 9),
+    "series",
+    "projects",
+    "country",
+    "mitigation/basis",
+    "labels",
+    "vintage",
+    "bid",
+    "ask",
+    "last",
+    "offered",
 )
 
 
@@ -102,8 +102,8 @@ def table(hits: Sequence[p.ScreenHitInfo]) -> str:
     """The readable table of a screen's hits (the same for both ways of screening)."""
     if not hits:
         return "no series matches"
-    lines = [[name for name, _ in COLUMNS], *(row(h) for h in hits)]
-    widths = [max(w, *(len(line[i]) for line in lines)) for i, (_, w) in enumerate(COLUMNS)]
+    lines = [list(COLUMNS), *(row(h) for h in hits)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     out = [
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines
     ]
