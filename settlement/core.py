@@ -41,7 +41,7 @@ from engine.exchange import COID_WINDOW, Exchange
 from engine.reference import Project, Series
 from screening.language import Expr, matches
 from settlement import catalogue_commands, registry
-from settlement.catalogue import Catalogue, implicit_rule, year_of
+from settlement.catalogue import NEVER, Catalogue, implicit_rule, year_of
 from settlement.catalogue_types import RuleVersion, ScreenHit
 from settlement.commands import (
     AddRuleVersion,
@@ -368,8 +368,15 @@ class Core:
         return events
 
     def next_expiry_ts(self) -> int | None:
-        """When the next GTD order expires (None: no open GTD order): `Exchange.next_expiry_ts`."""
-        return self.exchange.next_expiry_ts()
+        """When time next changes the state by itself (None: nothing waits): the next GTD
+        expiry (`Exchange.next_expiry_ts`) or catalogue change (a label or rule version
+        effective later, a new year for a rolling vintage window), whichever is first. The
+        server applies `AdvanceTime` then."""
+        expiry = self.exchange.next_expiry_ts()
+        due = self.catalogue.due
+        if due == NEVER:
+            return expiry
+        return due if expiry is None else min(expiry, due)
 
     # -- settlement commands -----------------------------------------------------------------
 

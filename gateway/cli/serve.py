@@ -94,6 +94,23 @@ async def open_accounts(server: Server, keys: KeyStore) -> int:
     return opened
 
 
+async def list_contracts(server: Server) -> int:
+    """List the shipped standardized contracts (gateway/contracts.py) that the exchange does
+    not list yet, as operator commands (journaled, each with its rule-version record); how
+    many were listed. `running` calls it on a new folder only."""
+    from engine.events import Rejected
+    from gateway.contracts import CONTRACTS
+    from settlement.commands import ListContract
+
+    listed = 0
+    for c in CONTRACTS:
+        if c.series.id not in server.exchange.books:
+            events = await server.operator(ListContract(series=c.series, rule=c.rule))
+            assert not any(isinstance(e, Rejected) for e in events), events
+            listed += 1
+    return listed
+
+
 async def watch_keys(server: Server, key_file: KeyFile, every_s: float) -> None:
     """Every `every_s`, if the key file changed: reload it, open the accounts of new keys
     (in one commit), then check logons against the new keys and end the sessions of keys
@@ -195,6 +212,8 @@ async def running(
             limits=limits,
             clock=clock,
         )
+        if not got.seq:  # a new exchange: its first commands list the shipped contracts
+            await list_contracts(server)
         opened = await open_accounts(server, keys)
         await server.start(host, tcp_port, ws_port)
         watcher = asyncio.create_task(watch_keys(server, key_file, keys_check_s))

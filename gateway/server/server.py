@@ -137,8 +137,11 @@ class Server:
         self.failed: BaseException | None = None
         self.failure = asyncio.Event()  # set when `failed` is
         self.exchange = core.exchange
-        # GTD expiry in a quiet market: one timer at the earliest expiry (`_arm_expiry`)
-        self._next_expiry_ts: Callable[[], int | None] = self.exchange.next_expiry_ts
+        # GTD expiry in a quiet market: one timer at the earliest expiry (`_arm_expiry`);
+        # the settlement core's also says when a catalogue change waits to take effect
+        self._next_expiry_ts: Callable[[], int | None] = getattr(
+            core, "next_expiry_ts", self.exchange.next_expiry_ts
+        )
         self._expiry_timer: Timer | None = None
         self._expiry_at: int | None = None
         self._expiry_stopped = False  # closing: no timer is armed any more
