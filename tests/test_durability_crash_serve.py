@@ -89,7 +89,10 @@ class Participant:
             else:
                 self.client = await Client.connect_tcp("127.0.0.1", info["tcp_port"])
             await self.client.logon(self.key_id, self.secret)
-            self.series = (await self.client.series()).series
+            # the projects' series: a contract (no project) is funded by the credits it admits,
+            # which the deposits below of each project's series already are
+            listed = (await self.client.series()).series
+            self.series = [s for s in listed if s.project is not None]
             orders = (await self.client.open_orders()).orders
         self.open = [o.order_id for o in orders][-OPEN_KEPT:]
         return self.client

@@ -1,15 +1,19 @@
 """`tonne accounts`: provision accounts and API keys in a data folder.
 
-    tonne accounts add  [--data DIR] [--account N] [--permissions trade,retire[,fund]] [--json]
+    tonne accounts add  [--data DIR] [--account N] [--permissions trade,retire[,fund][,operator]]
+                        [--json]
     tonne accounts import FILE [--data DIR]
     tonne accounts list [--data DIR]
     tonne accounts revoke KEY_ID [--data DIR]
 
 `add` prints the new key's id and secret once; only the sealed secret is stored
-(`accounts.json`, sealed with `master.key`, see gateway/server/auth.py). The server opens each
-provisioned account in the core when it starts. `fund` lets a key deposit and withdraw cash
-and registry blocks of credits for its own account (test and demo markets; on a real
-exchange that is an operator's job, which `tonne custody deposit|withdraw` does).
+(`accounts.json`, sealed with `master.key`, see gateway/server/auth.py). The server opens
+each provisioned account in the core when it starts. `fund` lets a key deposit and withdraw
+cash and registry blocks of credits for its own account (test and demo markets; on a real
+exchange that is an operator's job, which `tonne custody deposit|withdraw` does). `operator`
+lets a key act for the venue on the carbon catalogue: list standardized contracts and
+version their rules, and record the registry's events (labels, suspensions, reversals) with
+`tonne operator`.
 
 `list` shows every key's id, account, permissions and whether it is revoked, never a secret.
 `revoke` refuses the key's logons from then on (UNKNOWN_KEY) and erases its sealed secret;

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "journal": ("gateway.cli.journalcmd", "operators: `journal archive` and `journal migrate`"),
     "accounts": ("gateway.cli.accounts", "provision accounts and API keys"),
     "custody": ("gateway.cli.custody", "operators: cash and registry serials in and out"),
+    "screen": ("gateway.cli.screen", "buyers: screen the catalogue (a server or a data folder)"),
+    "operator": ("gateway.cli.operator", "operators: contracts, labels, suspensions, reversals"),
 }
 
 

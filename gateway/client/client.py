@@ -357,6 +357,98 @@ class Client:
         msg = p.QueryProjects(ids=list(ids), req_id=self.next_req_id())
         return await self._answered(msg, 10.0)  # type: ignore[no-any-return]
 
+    # -- the carbon catalogue --------------------------------------------------------------
+
+    async def screen(self, expr: str, timeout_s: float = 10.0) -> p.ScreenResult:
+        """The series whose credits `expr` (screening language) admits now; a screen that
+        does not parse raises `RequestRejected` (INVALID_SCREEN, text `at N: ...`)."""
+        msg = p.Screen(expr=expr, req_id=self.next_req_id())
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    async def contract_rules(self, series: str, timeout_s: float = 10.0) -> p.ContractRules:
+        """A standardized contract's rule versions, oldest first."""
+        msg = p.QueryContract(series=series, req_id=self.next_req_id())
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    # operator requests: each needs the key's `operator` permission
+
+    async def list_contract(
+        self, series: str, rule: str, *, timeout_s: float = 10.0, **params: Any
+    ) -> p.RuleVersionAdded:
+        """List a standardized contract (`params`: currency, tick, lot, ref_price, band_bps,
+        max_order_qty, ref); its rule version 1."""
+        msg = p.ListContract(series=series, rule=rule, req_id=self.next_req_id(), **params)
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    async def add_rule_version(
+        self, series: str, rule: str, effective: int = 0, ref: str = "", timeout_s: float = 10.0
+    ) -> p.RuleVersionAdded:
+        msg = p.AddRuleVersion(
+            series=series, rule=rule, effective=effective, ref=ref, req_id=self.next_req_id()
+        )
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    async def change_label(
+        self,
+        project: str,
+        label: str,
+        present: bool,
+        vintage: int = 0,
+        effective: int = 0,
+        ref: str = "",
+        timeout_s: float = 10.0,
+    ) -> p.Done:
+        """Grant (`present`) or withdraw a label; the `done` counts the orders cancelled."""
+        msg = p.ChangeLabel(
+            project=project,
+            label=label,
+            present=present,
+            vintage=vintage,
+            effective=effective,
+            ref=ref,
+            req_id=self.next_req_id(),
+        )
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    async def suspend_project(self, project: str, ref: str = "", timeout_s: float = 10.0) -> p.Done:
+        msg = p.SuspendProject(project=project, ref=ref, req_id=self.next_req_id())
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    async def reinstate_project(
+        self, project: str, ref: str = "", timeout_s: float = 10.0
+    ) -> p.Done:
+        msg = p.ReinstateProject(project=project, ref=ref, req_id=self.next_req_id())
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
+    async def cancel_credits(
+        self,
+        account: int,
+        project: str,
+        vintage: int,
+        start: int,
+        end: int,
+        quantity: int,
+        batch: str = "",
+        *,
+        serial: str = "",
+        ref: str = "",
+        timeout_s: float = 10.0,
+    ) -> p.Done:
+        """Record a reversal: the registry cancelled these serials from `account`."""
+        msg = p.CancelCredits(
+            account=account,
+            project=project,
+            vintage=vintage,
+            start=start,
+            end=end,
+            quantity=quantity,
+            batch=batch,
+            serial=serial,
+            ref=ref,
+            req_id=self.next_req_id(),
+        )
+        return await self._answered(msg, timeout_s)  # type: ignore[no-any-return]
+
     async def heartbeat(self) -> p.ServerHeartbeat:
         return await self._answered(p.Heartbeat(req_id=self.next_req_id()), 10.0)  # type: ignore[no-any-return]
 

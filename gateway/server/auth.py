@@ -58,7 +58,7 @@ KEY_FILE_VERSION = 2
 MASTER_KEY_FILE = "master.key"
 MASTER_KEY_ENV = "TONNE_MASTER_KEY"
 MASTER_KEY_BYTES = 32
-PERMISSIONS = frozenset({"trade", "fund", "retire"})
+PERMISSIONS = frozenset({"trade", "fund", "retire", "operator"})
 
 
 class KeyStoreError(StoreError):

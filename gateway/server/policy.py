@@ -14,7 +14,8 @@ gets one of two answers:
 The decisions: a heartbeat is always answered; a logon is checked against the keys (a
 session logs on once; each failure counts, and `logon_failures_max` of them end the
 connection after the answer); everything else needs a logged-on session, the request's
-permission (`trade`, `fund`, `retire`), for a new order fewer than `open_orders_max` open
+permission (`trade`, `fund`, `retire`, and `operator` for the catalogue's operator requests:
+contracts, labels, suspensions, reversals), for a new order fewer than `open_orders_max` open
 orders of the account, and for settlement a core with a ledger. Changing the session's own
 protocol state (logged on, its account, key and permissions, its failure count) is part of
 the decision; the server's indexes, sockets and timers are not.
@@ -40,8 +41,11 @@ PERMISSION: dict[type, str] = {
     p.Withdraw: "fund",
     p.WithdrawCredits: "fund",
     p.Retire: "retire",
+    **{kind: "operator" for kind in p.OPERATOR_REQUESTS},
 }
-SETTLEMENT = frozenset({p.Deposit, p.DepositCredits, p.Withdraw, p.WithdrawCredits, p.Retire})
+SETTLEMENT = frozenset(
+    {p.Deposit, p.DepositCredits, p.Withdraw, p.WithdrawCredits, p.Retire, *p.OPERATOR_REQUESTS}
+)
 
 
 class Answering(NamedTuple):
@@ -65,6 +69,14 @@ ANSWERING: dict[type, Answering] = {
     p.Withdraw: Answering(True, "withdraw"),
     p.WithdrawCredits: Answering(True, "withdraw_credits"),
     p.Retire: Answering(True, ""),
+    # a contract's listing and rule versions are answered by their `rule_version` record; the
+    # registry events by `done`, counting the orders they cancelled (suspended, ineligible)
+    p.ListContract: Answering(True, ""),
+    p.AddRuleVersion: Answering(True, ""),
+    p.ChangeLabel: Answering(True, "change_label", cancels=True),
+    p.SuspendProject: Answering(True, "suspend_project", cancels=True),
+    p.ReinstateProject: Answering(True, "reinstate_project", cancels=True),
+    p.CancelCredits: Answering(True, "cancel_credits", cancels=True),
 }
 
 

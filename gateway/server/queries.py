@@ -2,7 +2,9 @@
 
 Open orders, balances, holdings and the series list are read from the exchange and the
 ledger as they stand when the request is handled (after every command before it in the same
-read). Subscribe and unsubscribe queue a snapshot and a callable that changes the
+read); a screen and a contract's rule versions from the settlement core's catalogue, a
+screen at the request's own stamp (`now`: rolling vintage windows follow the server's wall
+time). Subscribe and unsubscribe queue a snapshot and a callable that changes the
 subscription when the batch is released (gateway/server/server.py), so a subscriber gets exactly
 the updates after its snapshot. Nothing here is journaled: it changes no state of the core.
 """
@@ -17,6 +19,8 @@ from gateway.server.marketdata import MarketData
 from gateway.server.routing import reject_for
 from gateway.server.session import Session
 from gateway.wire import protocol as p
+from screening.language import Credit, ScreenError, parse
+from settlement.catalogue_types import ScreenHit
 
 # (target, message) pairs of a batch, as gateway/server/server.py releases them
 Items = list[tuple[Any, Any]]
@@ -26,14 +30,21 @@ class Queries:
     """Answers the queries and subscription requests of logged-on sessions."""
 
     def __init__(
-        self, exchange: Any, ledger: Any, md: MarketData, projects: dict[str, Any] | None = None
+        self,
+        exchange: Any,
+        ledger: Any,
+        md: MarketData,
+        projects: dict[str, Any] | None = None,
+        catalogue: Any = None,
     ) -> None:
         self.exchange = exchange
         self.ledger = ledger  # None: an order-only core (benchmarks)
         self.md = md
         self.projects = projects if projects is not None else {}  # id -> engine Project
+        # the settlement core's `screen` and `contract_rules` (None: a core without them)
+        self.catalogue = catalogue
 
-    def open_orders(self, s: Session, msg: p.QueryOpenOrders, items: Items) -> None:
+    def open_orders(self, s: Session, msg: p.QueryOpenOrders, items: Items, _now: int) -> None:
         mine = getattr(self.exchange, "open_by_coid", {}).get(s.account, {})
         orders = [
             p.OpenOrder(o.order_id, o.client_order_id, o.series, o.side, o.price, o.qty, o.tif)
@@ -52,13 +63,13 @@ class Queries:
             items.append((s, reject_for(msg, Reason.UNKNOWN_ACCOUNT, "no such account")))
         return acct
 
-    def balances(self, s: Session, msg: p.QueryBalances, items: Items) -> None:
+    def balances(self, s: Session, msg: p.QueryBalances, items: Items, _now: int) -> None:
         acct = self.ledger_account(s, msg, items)
         if acct is not None:
             cash = [p.CashBalance(c, acct.cash[c], acct.cash_held[c]) for c in sorted(acct.cash)]
             items.append((s, p.Balances(account=s.account, cash=cash, req_id=msg.req_id)))
 
-    def holdings(self, s: Session, msg: p.QueryHoldings, items: Items) -> None:
+    def holdings(self, s: Session, msg: p.QueryHoldings, items: Items, _now: int) -> None:
         acct = self.ledger_account(s, msg, items)
         if acct is None:
             return
@@ -79,7 +90,7 @@ class Queries:
             )
         items.append((s, p.Holdings(account=s.account, holdings=out, req_id=msg.req_id)))
 
-    def series(self, s: Session, msg: p.QuerySeries, items: Items) -> None:
+    def series(self, s: Session, msg: p.QuerySeries, items: Items, _now: int) -> None:
         out = []
         for book in self.exchange.books.values():
             se = book.series
@@ -87,7 +98,7 @@ class Queries:
                 p.SeriesInfo(
                     id=se.id,
                     standard=se.standard,
-                    mitigation=se.mitigation.value,
+                    mitigation=se.mitigation.value if se.mitigation is not None else None,
                     vintage=se.vintage,
                     project=se.project,
                     currency=se.currency,
@@ -101,7 +112,7 @@ class Queries:
             )
         items.append((s, p.SeriesList(series=out, req_id=msg.req_id)))
 
-    def project_list(self, s: Session, msg: p.QueryProjects, items: Items) -> None:
+    def project_list(self, s: Session, msg: p.QueryProjects, items: Items, _now: int) -> None:
         known = self.projects
         unknown = [x for x in msg.ids if x not in known]
         if unknown:
@@ -126,7 +137,7 @@ class Queries:
         ]
         items.append((s, p.ProjectList(projects=out, req_id=msg.req_id)))
 
-    def subscribe(self, s: Session, msg: p.Subscribe, items: Items) -> None:
+    def subscribe(self, s: Session, msg: p.Subscribe, items: Items, _now: int) -> None:
         books = self.exchange.books
         unknown = [x for x in msg.series if x not in books]
         if unknown:
@@ -138,14 +149,84 @@ class Queries:
             items.append((None, lambda series=series: md.subscribe(s, series)))
         items.append((s, p.Done(request="subscribe", count=len(msg.series), req_id=msg.req_id)))
 
-    def unsubscribe(self, s: Session, msg: p.Unsubscribe, items: Items) -> None:
+    def unsubscribe(self, s: Session, msg: p.Unsubscribe, items: Items, _now: int) -> None:
         md = self.md
         for series in msg.series:
             items.append((None, lambda series=series: md.unsubscribe(s, series)))
         items.append((s, p.Done(request="unsubscribe", count=len(msg.series), req_id=msg.req_id)))
 
+    def screen(self, s: Session, msg: p.Screen, items: Items, now: int) -> None:
+        """The series whose credits `msg.expr` admits at `now` (the request's stamp, so a
+        rolling vintage window is judged by the server's wall time)."""
+        try:
+            expr = parse(msg.expr)
+        except ScreenError as exc:
+            items.append((s, reject_for(msg, Reason.INVALID_SCREEN, str(exc))))
+            return
+        screen_of = getattr(self.catalogue, "screen", None)
+        if screen_of is None:
+            items.append((s, reject_for(msg, Reason.NOT_SUPPORTED, "no catalogue")))
+            return
+        hits = [screen_hit(h) for h in screen_of(expr, now)]
+        items.append((s, p.ScreenResult(hits=hits, req_id=msg.req_id)))
 
-ANSWERS: dict[type, Callable[[Queries, Session, Any, Items], None]] = {
+    def contract(self, s: Session, msg: p.QueryContract, items: Items, _now: int) -> None:
+        """A contract's rule versions; a series that is not a contract is refused by name."""
+        rules_of = getattr(self.catalogue, "contract_rules", None)
+        if rules_of is None:
+            items.append((s, reject_for(msg, Reason.NOT_SUPPORTED, "no catalogue")))
+            return
+        if msg.series not in self.exchange.books:
+            text = f"no series {msg.series!r}"
+            items.append((s, reject_for(msg, Reason.UNKNOWN_SERIES, text)))
+            return
+        rules = rules_of(msg.series)
+        if not rules:
+            text = f"{msg.series!r} is a project's series, not a contract with a rule"
+            items.append((s, reject_for(msg, Reason.NOT_A_CONTRACT, text)))
+            return
+        versions = [p.RuleVersionInfo(r.version, r.effective, r.rule) for r in rules]
+        answer = p.ContractRules(series=msg.series, versions=versions, req_id=msg.req_id)
+        items.append((s, answer))
+
+
+def credit_info(c: Credit) -> p.CreditInfo:
+    """A screened credit line (screening.language.Credit) as the wire gives it."""
+    return p.CreditInfo(
+        project=c.project,
+        registry=c.registry,
+        standard=c.standard,
+        vintage=c.vintage,
+        mitigation=c.mitigation or None,  # unknown: null, as `project_list` says it
+        basis=c.basis or None,
+        category=c.category,
+        methodology=c.methodology,
+        project_type=c.project_type,
+        country=c.country,
+        sdgs=sorted(c.sdgs),
+        labels=sorted(c.labels),
+        rating=c.rating or None,
+    )
+
+
+def screen_hit(hit: ScreenHit) -> p.ScreenHitInfo:
+    """One series a screen matched (settlement.catalogue_types.ScreenHit), as the wire gives
+    it; `tonne screen --data` prints the same form, so both ways read alike."""
+    return p.ScreenHitInfo(
+        series=hit.series.id,
+        currency=hit.series.currency,
+        halted=hit.halted,
+        rule_version=hit.rule_version,
+        rule=hit.rule,
+        best_bid=hit.best_bid,
+        best_ask=hit.best_ask,
+        last_price=hit.last_price,
+        offered=hit.offered,
+        credits=[credit_info(c) for c in hit.credits],
+    )
+
+
+ANSWERS: dict[type, Callable[[Queries, Session, Any, Items, int], None]] = {
     p.QueryOpenOrders: Queries.open_orders,
     p.QueryBalances: Queries.balances,
     p.QueryHoldings: Queries.holdings,
@@ -153,4 +234,6 @@ ANSWERS: dict[type, Callable[[Queries, Session, Any, Items], None]] = {
     p.QueryProjects: Queries.project_list,
     p.Subscribe: Queries.subscribe,
     p.Unsubscribe: Queries.unsubscribe,
+    p.Screen: Queries.screen,
+    p.QueryContract: Queries.contract,
 }

@@ -3,10 +3,11 @@
 `route` turns the events of one applied command into `(target, message)` items for the
 server to release once the command is durable (gateway/server/server.py): public market data
 (`BookDelta`, `StatusChanged`, `Trade`) by series, private reports (acks, fills, cancels,
-expiries, amends, certificates) by account, and the rejection of the command to the session
-that sent it. It keeps an `OrderInfo` for each open order, because the engine's events name
-an order by id while a report also carries its client order id, side and open quantity.
-`reject_for` is the `reject` answering any request.
+expiries, amends, certificates; the cancels a registry event causes reach the order's owner
+like any other) by account, and the rejection of the command, or a contract's new rule
+version, to the session that sent it. It keeps an `OrderInfo` for each open order, because
+the engine's events name an order by id while a report also carries its client order id,
+side and open quantity. `reject_for` is the `reject` answering any request.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from engine.events import (
     Amended,
     BookDelta,
     Cancelled,
+    CancelReason,
     Expired,
     Reason,
     Rejected,
@@ -30,6 +32,10 @@ from gateway.server.session import Session
 from gateway.wire import protocol as p
 
 BUY = Side.BUY
+# Cancels the core makes of its own accord when a registry event or a rule version makes an
+# order's credits undeliverable: they answer no request of the order's owner, so they never
+# carry the (operator's) req_id that caused them.
+UNPROMPTED = frozenset({CancelReason.INELIGIBLE, CancelReason.SUSPENDED})
 
 
 class OrderInfo:
@@ -125,7 +131,7 @@ def route(
                         qty=ev.qty,
                         reason=ev.reason,
                         ts=ev.ts,
-                        req_id=req_id,
+                        req_id=0 if ev.reason in UNPROMPTED else req_id,
                     ),
                 )
             )
@@ -182,32 +188,55 @@ def route(
                     )
                 )
         else:
-            tag = ev.__struct_config__.tag
-            if tag == "fill":  # settlement.events.Settled: fees and serials of a trade
-                ranges = [p.serial_range(r) for r in ev.ranges]
-                for fill in fills.get(ev.trade_id, ()):
-                    fill.fee = ev.buyer_fee if fill.side is BUY else ev.seller_fee
-                    fill.serials = ranges
-            elif tag == "certificate":  # settlement.events.RetirementCertificate
-                cert = p.Certificate(
-                    cert_id=ev.cert_id,
-                    account=ev.account,
-                    project=ev.project,
-                    vintage=ev.vintage,
-                    qty=ev.qty,
-                    serials=[p.serial_range(r) for r in ev.ranges],
-                    beneficiary=ev.beneficiary,
-                    purpose=ev.purpose.value,
-                    claim=ev.claim,
-                    period_start=ev.period_start,
-                    period_end=ev.period_end,
-                    ts=ev.ts,
-                    record_seq=ev.record_seq,
-                    record_hash=ev.record_hash,
-                    req_id=req_id,
-                )
-                items.append((ev.account, cert))
+            settlement(ev, s, items, fills, req_id)
     return -1 if rejected else cancels
+
+
+def settlement(
+    ev: Any,
+    s: Session | None,
+    items: list[tuple[Any, Any]],
+    fills: dict[int, list[p.Fill]],
+    req_id: int,
+) -> None:
+    """A settlement event: a fill's fees, serials and rule version complete its reports; a
+    certificate goes to its account; a contract's new rule version answers its request."""
+    tag = ev.__struct_config__.tag
+    if tag == "fill":  # settlement.events.Settled: fees and serials of a trade
+        ranges = [p.serial_range(r) for r in ev.ranges]
+        for fill in fills.get(ev.trade_id, ()):
+            fill.fee = ev.buyer_fee if fill.side is BUY else ev.seller_fee
+            fill.serials = ranges
+            fill.rule_version = ev.rule_version
+    elif tag == "certificate":  # settlement.events.RetirementCertificate
+        cert = p.Certificate(
+            cert_id=ev.cert_id,
+            account=ev.account,
+            project=ev.project,
+            vintage=ev.vintage,
+            qty=ev.qty,
+            serials=[p.serial_range(r) for r in ev.ranges],
+            beneficiary=ev.beneficiary,
+            purpose=ev.purpose.value,
+            claim=ev.claim,
+            period_start=ev.period_start,
+            period_end=ev.period_end,
+            ts=ev.ts,
+            record_seq=ev.record_seq,
+            record_hash=ev.record_hash,
+            req_id=req_id,
+        )
+        items.append((ev.account, cert))
+    elif tag == "contract_rule" and s is not None:  # settlement.events.RuleVersionAdded
+        added = p.RuleVersionAdded(
+            series=ev.series,
+            version=ev.version,
+            effective=ev.effective,
+            rule=ev.rule,
+            ts=ev.ts,
+            req_id=req_id,
+        )
+        items.append((s, added))
 
 
 def reject_for(msg: Any, reason: Reason, text: str) -> p.Reject:

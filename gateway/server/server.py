@@ -146,7 +146,7 @@ class Server:
         self._expiry_at: int | None = None
         self._expiry_stopped = False  # closing: no timer is armed any more
         self.ledger: Ledger | None = core.ledger
-        self.queries = Queries(self.exchange, self.ledger, self.md, core.projects)
+        self.queries = Queries(self.exchange, self.ledger, self.md, core.projects, catalogue=core)
         self.projects = self.queries.projects  # the policy's context (gateway/server/policy.py)
         self.has_ledger = self.ledger is not None
         self._open_by_coid: dict[int, Any] = self.exchange.open_by_coid
@@ -513,14 +513,15 @@ class Server:
 
     def _handle(self, s: Session, msg: Any, batch: Batch) -> None:
         """Do what the policy decides for one message (gateway/server/policy.py)."""
-        decided = handle(s, msg, self._stamp(), self)
+        now = self._stamp()
+        decided = handle(s, msg, now, self)
         if type(decided) is Reply:
             for name in decided.counters:
                 self.count(name)
             if decided.query:
                 answer = ANSWERS.get(type(msg))
                 assert answer is not None, f"no handler for {type(msg).__name__}"
-                answer(self.queries, s, msg, batch.items)
+                answer(self.queries, s, msg, batch.items, now)
                 return
             batch.items.extend((s, m) for m in decided.send)
             if decided.logged_on:

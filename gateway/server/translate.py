@@ -4,9 +4,11 @@ Each takes the request, the session's account, the command's timestamp (stamped 
 server, once per command) and the catalogue's projects, and returns the core command, or a
 `Refusal` (reason, text) when the request cannot be one: a field the wire schema lets
 through but no command can carry (an unknown convention or purpose), or a registry serial
-string that its project's registry rules do not read. The account is always the session's:
-a client never names an account. Nothing here looks at the core's state; whether the
-command is allowed is the core's to decide, with its own reason codes.
+string that its project's registry rules do not read. The account is the session's: a client
+never names its own account. The one exception is the operator's reversal
+(`cancel_credits`), which names the account the registry cancelled credits from. Nothing
+here looks at the core's state; whether the command is allowed is the core's to decide, with
+its own reason codes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, NamedTuple
 import engine.commands as ec
 import settlement.commands as sc
 from engine.events import Reason
-from engine.reference import Project
+from engine.reference import Project, Series
 from gateway.wire import protocol as p
 from settlement import registry
 from settlement.events import Purpose
@@ -80,6 +82,16 @@ def credits(
 ) -> sc.DepositCredits | sc.WithdrawCredits | Refusal:
     """A block in or out, its identity read from `serial` (by the project's registry) or
     given as `batch` with `start` and `end` (gateway/wire/PROTOCOL.md, `deposit_credits`)."""
+    fields = block_fields(msg, projects)
+    if isinstance(fields, Refusal):
+        return fields
+    block = sc.DepositCredits if type(msg) is p.DepositCredits else sc.WithdrawCredits
+    return block(account=account, ts=ts, **fields)
+
+
+def block_fields(msg: p.CreditBlock, projects: Projects) -> dict[str, Any] | Refusal:
+    """The settlement fields of a wire `CreditBlock` (deposit, withdrawal, reversal): its
+    convention checked and its `serial`, if any, read by the project's registry rules."""
     try:
         convention = RangeConvention(msg.convention)
     except ValueError:
@@ -94,23 +106,20 @@ def credits(
         if isinstance(read, Refusal):
             return read
         start, end, batch = read.first, read.last, read.batch
-    block = sc.DepositCredits if type(msg) is p.DepositCredits else sc.WithdrawCredits
-    return block(
-        account=account,
-        project=msg.project,
-        vintage=msg.vintage,
-        start=start,
-        end=end,
-        quantity=msg.quantity,
-        convention=convention,
-        ref=msg.ref,
-        ts=ts,
-        batch=batch,
-    )
+    return {
+        "project": msg.project,
+        "vintage": msg.vintage,
+        "start": start,
+        "end": end,
+        "quantity": msg.quantity,
+        "convention": convention,
+        "ref": msg.ref,
+        "batch": batch,
+    }
 
 
 def read_serial(
-    msg: p.DepositCredits | p.WithdrawCredits, registry_name: str, convention: RangeConvention
+    msg: p.CreditBlock, registry_name: str, convention: RangeConvention
 ) -> registry.RegistrySerial | Refusal:
     """A `serial` string read by its project's registry rules (settlement/registry.py)."""
     if convention is not RangeConvention.INCLUSIVE:
@@ -157,6 +166,72 @@ def retire(msg: p.Retire, account: int, ts: int, _projects: Projects) -> sc.Reti
     )
 
 
+# -- operator: the carbon catalogue (issue 13) ---------------------------------------------
+
+
+def list_contract(
+    msg: p.ListContract, _account: int, ts: int, _projects: Projects
+) -> sc.ListContract | Refusal:
+    """A contract's series has no project, standard, mitigation or vintage: its rule says
+    what it delivers. Parameters a series refuses (a zero tick) are refused here."""
+    try:
+        series = Series(
+            id=msg.series,
+            currency=msg.currency,
+            tick=msg.tick,
+            lot=msg.lot,
+            ref_price=msg.ref_price,
+            band_bps=msg.band_bps,
+            max_order_qty=msg.max_order_qty,
+        )
+    except ValueError as exc:
+        return Refusal(Reason.MALFORMED_MESSAGE, str(exc))
+    return sc.ListContract(series=series, rule=msg.rule, ref=msg.ref, ts=ts)
+
+
+def add_rule_version(
+    msg: p.AddRuleVersion, _account: int, ts: int, _projects: Projects
+) -> sc.AddRuleVersion:
+    return sc.AddRuleVersion(
+        series=msg.series, rule=msg.rule, effective=msg.effective, ref=msg.ref, ts=ts
+    )
+
+
+def change_label(msg: p.ChangeLabel, _account: int, ts: int, _projects: Projects) -> sc.ChangeLabel:
+    return sc.ChangeLabel(
+        project=msg.project,
+        label=msg.label,
+        present=msg.present,
+        vintage=msg.vintage,
+        effective=msg.effective,
+        ref=msg.ref,
+        ts=ts,
+    )
+
+
+def suspend_project(
+    msg: p.SuspendProject, _account: int, ts: int, _projects: Projects
+) -> sc.SuspendProject:
+    return sc.SuspendProject(project=msg.project, ref=msg.ref, ts=ts)
+
+
+def reinstate_project(
+    msg: p.ReinstateProject, _account: int, ts: int, _projects: Projects
+) -> sc.ReinstateProject:
+    return sc.ReinstateProject(project=msg.project, ref=msg.ref, ts=ts)
+
+
+def cancel_credits(
+    msg: p.CancelCredits, _account: int, ts: int, projects: Projects
+) -> sc.CancelCredits | Refusal:
+    """A reversal names the account whose buffer pool the registry cancelled from (an
+    operator acts on other accounts' credits), not the session's."""
+    fields = block_fields(msg, projects)
+    if isinstance(fields, Refusal):
+        return fields
+    return sc.CancelCredits(account=msg.account, ts=ts, **fields)
+
+
 COMMANDS: dict[type, Translate] = {
     p.NewOrder: new_order,
     p.Amend: amend,
@@ -167,4 +242,10 @@ COMMANDS: dict[type, Translate] = {
     p.DepositCredits: credits,
     p.WithdrawCredits: credits,
     p.Retire: retire,
+    p.ListContract: list_contract,
+    p.AddRuleVersion: add_rule_version,
+    p.ChangeLabel: change_label,
+    p.SuspendProject: suspend_project,
+    p.ReinstateProject: reinstate_project,
+    p.CancelCredits: cancel_credits,
 }

@@ -23,6 +23,7 @@ import msgspec
 
 from engine.commands import OrderType, SelfTrade, Side, TimeInForce
 from engine.events import CancelReason, Reason
+from screening.language import SCREEN_TEXT_MAX
 
 __all__ = [
     "ClientMessage",
@@ -46,6 +47,8 @@ SERIAL_RANGES_MAX = 256
 Int = Annotated[int, msgspec.Meta(ge=-INT_ABS_MAX, le=INT_ABS_MAX)]
 Str = Annotated[str, msgspec.Meta(max_length=STR_CHARS_MAX)]
 SeriesIds = Annotated[list[Str], msgspec.Meta(max_length=SERIES_PER_REQUEST_MAX)]
+# screening-language text (a screen, a contract's rule): its own bound, the language's
+ScreenText = Annotated[str, msgspec.Meta(max_length=SCREEN_TEXT_MAX)]
 
 
 class SerialRange(msgspec.Struct, frozen=True, array_like=True):
@@ -247,6 +250,95 @@ class Heartbeat(msgspec.Struct, frozen=True, **_client("heartbeat")):
     req_id: Int = 0
 
 
+# -- operator: the carbon catalogue (issue 13); every one needs the `operator` permission ---
+
+
+class ListContract(msgspec.Struct, frozen=True, **_client("list_contract")):
+    """Open the book of a standardized contract `series` (an id no series has), whose
+    deliverable credits are those `rule` (screening language) admits: rule version 1,
+    effective at once. The trading parameters are the series' own."""
+
+    series: Str
+    rule: ScreenText
+    currency: Str = "USD"
+    tick: Int = 1
+    lot: Int = 1
+    ref_price: Int = 0
+    band_bps: Int = 0
+    max_order_qty: Int = 1_000_000
+    ref: Str = ""
+    req_id: Int = 0
+
+
+class AddRuleVersion(msgspec.Struct, frozen=True, **_client("add_rule_version")):
+    """A contract's next rule version, governing it from `effective` (ns; 0: at once)."""
+
+    series: Str
+    rule: ScreenText
+    effective: Int = 0
+    ref: Str = ""
+    req_id: Int = 0
+
+
+class ChangeLabel(msgspec.Struct, frozen=True, **_client("change_label")):
+    """A registry granted (`present`) or withdrew `label` on `project` (or on one `vintage`
+    of it; 0: every vintage), from `effective` (ns; 0: at once)."""
+
+    project: Str
+    label: Str
+    present: bool
+    vintage: Int = 0
+    effective: Int = 0
+    ref: Str = ""
+    req_id: Int = 0
+
+
+class SuspendProject(msgspec.Struct, frozen=True, **_client("suspend_project")):
+    """The registry suspended `project`: its books halt, its resting orders are cancelled."""
+
+    project: Str
+    ref: Str = ""
+    req_id: Int = 0
+
+
+class ReinstateProject(msgspec.Struct, frozen=True, **_client("reinstate_project")):
+    project: Str
+    ref: Str = ""
+    req_id: Int = 0
+
+
+class CancelCredits(CreditBlock, frozen=True, **_client("cancel_credits")):
+    """A reversal: the registry cancelled these exact serials from `account`'s buffer pool
+    (the block written as for `deposit_credits`). The one request that names an account:
+    the operator acts on another account's credits."""
+
+    account: Int
+
+
+class Screen(msgspec.Struct, frozen=True, **_client("screen")):
+    """Which series deliver credits that `expr` (screening language) admits, now."""
+
+    expr: ScreenText
+    req_id: Int = 0
+
+
+class QueryContract(msgspec.Struct, frozen=True, **_client("query_contract")):
+    """A standardized contract's rule versions."""
+
+    series: Str
+    req_id: Int = 0
+
+
+OPERATOR_REQUESTS = (
+    ListContract,
+    AddRuleVersion,
+    ChangeLabel,
+    SuspendProject,
+    ReinstateProject,
+    CancelCredits,
+)
+
+
 ClientMessage = (
     Logon
     | NewOrder
@@ -266,6 +358,14 @@ ClientMessage = (
     | Subscribe
     | Unsubscribe
     | Heartbeat
+    | ListContract
+    | AddRuleVersion
+    | ChangeLabel
+    | SuspendProject
+    | ReinstateProject
+    | CancelCredits
+    | Screen
+    | QueryContract
 )
 
 # -- server -> client ----------------------------------------------------------------------
@@ -326,6 +426,7 @@ class Fill(msgspec.Struct, **_server("fill")):
     fee: int = 0
     serials: list[SerialRange] = []
     ts: int = 0
+    rule_version: int = 0  # a contract's fill: the rule version it traded under (0: none)
 
 
 class Cancelled(msgspec.Struct, **_server("cancelled")):
@@ -363,8 +464,9 @@ class Amended(msgspec.Struct, **_server("amended")):
 
 class Done(msgspec.Struct, **_server("done")):
     """A request with no other answer of its own was applied (mass cancel, subscribe,
-    unsubscribe, deposit, deposit_credits, withdraw, withdraw_credits); `count` is how many
-    items it touched."""
+    unsubscribe, deposit, deposit_credits, withdraw, withdraw_credits, and the operator's
+    change_label, suspend_project, reinstate_project, cancel_credits); `count` is how many
+    items it touched (for the operator's requests: the orders it cancelled)."""
 
     request: str
     count: int = 0
@@ -417,9 +519,12 @@ class OpenOrders(msgspec.Struct, **_server("open_orders")):
 
 
 class SeriesInfo(msgspec.Struct, frozen=True):
+    """A series as `series_list` gives it. A standardized contract listed with a rule has
+    no standard, mitigation or vintage (`""`, null, 0): its rule says what it delivers."""
+
     id: str
     standard: str
-    mitigation: str
+    mitigation: str | None
     vintage: int
     project: str | None
     currency: str
@@ -456,6 +561,73 @@ class ProjectInfo(msgspec.Struct, frozen=True):
 
 class ProjectList(msgspec.Struct, **_server("project_list")):
     projects: list[ProjectInfo]
+    req_id: int = 0
+
+
+class RuleVersionInfo(msgspec.Struct, frozen=True, array_like=True):
+    """One version of a contract's rule: `[version, effective, rule]`."""
+
+    version: int
+    effective: int
+    rule: str
+
+
+class RuleVersionAdded(msgspec.Struct, **_server("rule_version")):
+    """A contract was listed (version 1) or given a new rule version: the record's fields."""
+
+    series: str
+    version: int
+    effective: int
+    rule: str
+    ts: int
+    req_id: int = 0
+
+
+class ContractRules(msgspec.Struct, **_server("contract_rules")):
+    """Answer to `query_contract`: every rule version, oldest first."""
+
+    series: str
+    versions: list[RuleVersionInfo]
+    req_id: int = 0
+
+
+class CreditInfo(msgspec.Struct, frozen=True):
+    """A project and vintage line a screen admitted, with its attributes at the screen's time."""
+
+    project: str
+    registry: str
+    standard: str
+    vintage: int
+    mitigation: str | None
+    basis: str | None
+    category: str
+    methodology: str
+    project_type: str
+    country: str
+    sdgs: list[int]
+    labels: list[str]
+    rating: str | None
+
+
+class ScreenHitInfo(msgspec.Struct, frozen=True):
+    """A series a screen matched: its book's top, last price and tonnes offered, and the
+    credits it delivers that the screen admits. `best_bid`, `best_ask`, `last_price` null:
+    none. `rule_version` 0 and `rule` "" for a project's series."""
+
+    series: str
+    currency: str
+    halted: bool
+    rule_version: int
+    rule: str
+    best_bid: int | None
+    best_ask: int | None
+    last_price: int | None
+    offered: int
+    credits: list[CreditInfo]
+
+
+class ScreenResult(msgspec.Struct, **_server("screen_result")):
+    hits: list[ScreenHitInfo]
     req_id: int = 0
 
 
@@ -544,6 +716,9 @@ ServerMessage = (
     | OpenOrders
     | SeriesList
     | ProjectList
+    | RuleVersionAdded
+    | ContractRules
+    | ScreenResult
     | Certificate
     | PublicTrade
     | BookSnapshot
