@@ -200,6 +200,23 @@ def test_a_contract_is_listed_versioned_and_shown():
     run(body)
 
 
+def test_a_contract_fill_reports_the_serials_delivered_and_its_rule_version():
+    async def body():
+        async with running_server(permissions=OPERATOR) as env:
+            op, seller, buyer = await env.tcp(1), await env.tcp(2), await env.tcp(3)
+            await op.list_contract(CONTRACT, "label CCB", tick=5)
+            await op.add_rule_version(CONTRACT, "label CCB and vintage >= 2020")
+            await seller.place(CONTRACT, Side.SELL, qty=4, price=500)
+            since = buyer.received
+            await buyer.place(CONTRACT, Side.BUY, qty=4, price=500)
+            fill = await buyer.wait_for(lambda m: isinstance(m, p.Fill) and m.serials, since=since)
+            assert fill.rule_version == 2 and fill.qty == 4
+            assert sum(r.last - r.first + 1 for r in fill.serials) == 4
+            assert {(r.project, r.vintage) for r in fill.serials} == {("VCS1340", 2020)}
+
+    run(body)
+
+
 def test_a_withdrawn_label_cancels_the_resting_sell_it_made_ineligible():
     async def body():
         async with running_server(permissions=OPERATOR) as env:

@@ -55,6 +55,9 @@ class OrderInfo:
         self.session_id = session_id
 
 
+FILL_TAGS = frozenset({"fill", "contract_fill"})  # settlement.events.Settled, ContractFill
+
+
 def route(
     events: list[Any],
     s: Session | None,
@@ -202,7 +205,7 @@ def settlement(
     """A settlement event: a fill's fees, serials and rule version complete its reports; a
     certificate goes to its account; a contract's new rule version answers its request."""
     tag = ev.__struct_config__.tag
-    if tag == "fill":  # settlement.events.Settled: fees and serials of a trade
+    if tag in FILL_TAGS:  # settlement.events.Settled (or ContractFill): fees and serials
         ranges = [p.serial_range(r) for r in ev.ranges]
         for fill in fills.get(ev.trade_id, ()):
             fill.fee = ev.buyer_fee if fill.side is BUY else ev.seller_fee
