@@ -62,6 +62,12 @@ def test_demo_trades_over_the_network_retires_and_verifies_its_log(capsys, tmp_p
     assert re.search(verra, cert), cert
     tail = out[out.index("`tonne log tail -n 6`") :]
     assert len(re.findall(rf"serials={registry}", tail)) >= 5, tail
+    # the catalogue (issue 13): screens the buyers' guide way, and a contract trades
+    assert re.search(r"'mitigation = removal and basis = nature': \d+ series", out), out
+    assert "INVALID_SCREEN, at 15:" in out
+    (contract,) = [line for line in out.splitlines() if "under rule v1; serials" in line]
+    assert re.search(r"ACR-US-802-2022-\d+-\d+ to \d+|CAR-1-MX-1568-[-0-9]+ to \d+", contract)
+    assert "contract_fill=1" in out
 
 
 def test_same_seed_trades_the_same_market(capsys, tmp_path):
