@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "custody": ("gateway.cli.custody", "operators: cash and registry serials in and out"),
     "screen": ("gateway.cli.screen", "buyers: screen the catalogue (a server or a data folder)"),
     "operator": ("gateway.cli.operator", "operators: contracts, labels, suspensions, reversals"),
+    "order": ("gateway.cli.order", "place one order and see its fills and serials"),
 }
 
 
