@@ -33,11 +33,25 @@ class SelfTrade(str, Enum):
     CANCEL_BOTH = "cancel_both"
 
 
+class RetireFor(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Buy-and-retire (issue 14): retire every credit a buy order receives, for
+    `beneficiary`, in the same ledger transaction as each fill's settlement. `purpose` is a
+    `settlement.events.Purpose` value; the settlement core checks all of it before the order
+    enters. The engine only carries it."""
+
+    beneficiary: str
+    purpose: str = "voluntary"
+    claim: str = ""
+    period_start: str = ""
+    period_end: str = ""
+
+
 class NewOrder(
     msgspec.Struct, frozen=True, kw_only=True, tag="new_order", tag_field="cmd", gc=False
 ):
     """Place an order. `price` is ignored for market orders; `max_notional` caps what a market
-    buy may spend (price x qty, minor units; 0 = no cap)."""
+    buy may spend (price x qty, minor units; 0 = no cap). `retire`: a buy-and-retire order,
+    which never rests (IOC, FOK or market)."""
 
     account: int
     client_order_id: str
@@ -52,6 +66,7 @@ class NewOrder(
     stp: SelfTrade = SelfTrade.CANCEL_INCOMING
     max_notional: int = 0
     ts: int = 0
+    retire: RetireFor | None = None
 
 
 class Cancel(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="cmd", gc=False):

@@ -74,6 +74,8 @@ class Reason(str, Enum):
     PROJECT_SUSPENDED = "PROJECT_SUSPENDED"
     NOT_SUSPENDED = "NOT_SUSPENDED"
     INVALID_LABEL = "INVALID_LABEL"
+    # baskets (issue 14)
+    CANNOT_FILL = "CANNOT_FILL"  # a FOK basket short of its quantity, or of its caps
 
 
 class CancelReason(str, Enum):

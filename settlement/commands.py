@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from engine.commands import Command
+from engine.commands import Command, RetireFor, TimeInForce
 from engine.reference import Project, Series
 from settlement.events import Purpose
 from settlement.serials import RangeConvention, SerialRange, decode_hook
@@ -195,6 +195,27 @@ class CancelCredits(
     batch: str = ""
 
 
+class BasketBuy(msgspec.Struct, frozen=True, kw_only=True, tag="basket_buy", tag_field="cmd"):
+    """A screened basket buy (issue 14): up to `qty` tonnes from every series of `currency`
+    whose credits `screen` admits (as `Core.screen` judges it), cheapest first across
+    books, never above `price` per tonne; IOC (the rest is cancelled) or FOK (all or
+    nothing changes). It never rests. `project_max`: at most that many tonnes from one
+    project (0: no cap); `projects_min`: at least that many distinct projects, or nothing
+    trades (0: no floor). `retire`: retire everything it buys, one certificate."""
+
+    account: int
+    client_order_id: str
+    screen: str
+    qty: int
+    price: int
+    currency: str = "USD"
+    tif: TimeInForce = TimeInForce.IOC
+    project_max: int = 0
+    projects_min: int = 0
+    retire: RetireFor | None = None
+    ts: int = 0
+
+
 CatalogueCommand = (
     ListContract | AddRuleVersion | ChangeLabel | SuspendProject | ReinstateProject | CancelCredits
 )
@@ -209,6 +230,7 @@ SettlementCommand = (
     | ListProject
     | ListSeries
     | CatalogueCommand
+    | BasketBuy
 )
 AnyCommand = Command | SettlementCommand
 

@@ -208,6 +208,85 @@ class RuleVersionAdded(
     ts: int
 
 
+# -- buy-and-retire and baskets (issue 14) ---------------------------------------------------
+
+
+class FillRetired(
+    msgspec.Struct,
+    frozen=True,
+    array_like=True,
+    gc=False,
+    tag="fill_retirement",
+    tag_field="event",
+):
+    """The credits one fill of a buy-and-retire order delivered, retired for its beneficiary
+    in the same transaction: the record right after that fill's, naming its trade. Every
+    fill of the order shares one certificate, `cert_id`."""
+
+    cert_id: str
+    trade_id: int
+    account: int
+    ranges: tuple[SerialRange, ...]
+    qty: int
+    beneficiary: str
+    purpose: Purpose
+    claim: str
+    period_start: str
+    period_end: str
+    ts: int
+
+
+class CertificateFill(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One fill on an order's certificate: what it retired, and its record's seq and hash."""
+
+    trade_id: int
+    series: str
+    ranges: tuple[SerialRange, ...]
+    qty: int
+    record_seq: int
+    record_hash: str
+
+
+class OrderCertificate(
+    msgspec.Struct,
+    frozen=True,
+    array_like=True,
+    gc=False,
+    tag="order_certificate",
+    tag_field="event",
+):
+    """What a buy-and-retire order's beneficiary keeps: every fill's retired serials, each
+    checkable against its `fill_retirement` record (`settlement.log.check_order_certificate`)."""
+
+    cert_id: str
+    account: int
+    order_id: int
+    client_order_id: str
+    qty: int
+    beneficiary: str
+    purpose: Purpose
+    claim: str
+    period_start: str
+    period_end: str
+    fills: tuple[CertificateFill, ...]
+    ts: int
+
+
+class BasketDone(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, tag="basket_done", tag_field="event"
+):
+    """A basket's summary, after its fills: tonnes filled, what they cost before fees
+    (`notional`: the average price is notional / filled), and the projects they came from."""
+
+    order_id: int
+    account: int
+    client_order_id: str
+    filled: int
+    notional: int
+    projects: tuple[str, ...]
+    ts: int
+
+
 RegistryEvent = (
     LabelChanged | ProjectSuspended | ProjectReinstated | CreditsCancelled | RuleVersionAdded
 )
@@ -220,6 +299,7 @@ Movement = (
     | ContractFill
     | Retired
     | RegistryEvent
+    | FillRetired
 )
 
 
@@ -265,4 +345,6 @@ class Listed(
     ts: int
 
 
-SettlementEvent = Movement | RetirementCertificate | AccountOpened | Listed
+SettlementEvent = (
+    Movement | RetirementCertificate | AccountOpened | Listed | OrderCertificate | BasketDone
+)

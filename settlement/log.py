@@ -34,6 +34,7 @@ from settlement.events import (
     CreditsCancelled,
     CreditsDeposited,
     CreditsWithdrawn,
+    FillRetired,
     LabelChanged,
     Movement,
     ProjectReinstated,
@@ -64,6 +65,7 @@ _KIND: dict[type, str] = {
         ProjectReinstated,
         CreditsCancelled,
         RuleVersionAdded,
+        FillRetired,
     )
 }
 _KIND_B = {k: k.encode() for k in _KIND.values()}
