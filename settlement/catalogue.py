@@ -22,12 +22,12 @@ from __future__ import annotations
 import calendar
 import datetime
 import heapq
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from engine.reference import Project, Series
-from screening.language import Credit, Expr, matches, parse, uses_year
+from screening.language import Credit, Expr, format_expr, matches, parse, uses_year
+from screening.parse import BARE_WORD
 from settlement.catalogue_types import RuleVersion
 from settlement.serials import Key
 
@@ -35,8 +35,10 @@ NEVER = 1 << 63  # `due` when nothing waits
 RULE_VERSIONS_MAX = 256  # versions one contract may have
 PENDING_MAX = 4096  # label changes and rule versions waiting for their effective time
 LABELS_MAX = 64  # distinct labels changed on one project or vintage
-LABEL = re.compile(r"[A-Za-z0-9_.+-]{1,32}")  # a label is a bare word of the screening language
-_BARE = re.compile(r"[A-Za-z0-9_.+/-]+")
+LABEL = BARE_WORD  # a label is a bare word of the screening language, at most 32 characters
+LABEL_LENGTH_MAX = 32
+LABELLED_LINES_MAX = 10_000  # projects and vintages with label changes, over the catalogue
+CONTRACTS_MAX = 256  # standardized contracts listed with a rule
 YEAR_MAX = 9999
 
 
@@ -56,9 +58,15 @@ def year_start_ts(year: int) -> int:
 
 
 def _word(value: str) -> str:
-    if _BARE.fullmatch(value):
+    if BARE_WORD.fullmatch(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def canonical_rule(text: str) -> str:
+    """A rule as the screening language spells it canonically (what contracts keep, so that
+    one rule written two ways is one state); `ScreenError` if it does not parse."""
+    return format_expr(parse(text))
 
 
 def implicit_rule(s: Series) -> str:
@@ -74,8 +82,9 @@ class Catalogue:
     """Registry events applied so far, those still waiting, and every contract's rules."""
 
     def __init__(self) -> None:
-        # (project, vintage or 0) -> label -> (present, seq): the latest change wins
-        self.labels: dict[tuple[str, int], dict[str, tuple[bool, int]]] = {}
+        # (project, vintage or 0) -> label -> (present, effective, seq): the change latest in
+        # effect wins (then the later to arrive), between a project's and a vintage's too
+        self.labels: dict[tuple[str, int], dict[str, tuple[bool, int, int]]] = {}
         self.suspended: dict[str, list[str]] = {}  # project -> the books its suspension halted
         self.rules: dict[str, list[RuleVersion]] = {}  # generic series -> every version
         self.governing: dict[str, int] = {}  # generic series -> the version in force
@@ -132,17 +141,24 @@ class Catalogue:
         self, project: str, vintage: int, label: str, present: bool, ts: int, effective: int
     ) -> None:
         """Record a label change; it applies now if `effective` is not later than `ts`."""
-        change = (project, vintage, label, present)
+        self.seq += 1
+        change = (project, vintage, label, present, effective, self.seq)
         if effective <= ts:
             self._set_label(*change)
         else:
-            self._wait(effective, "label", change)
+            heapq.heappush(self.pending, (effective, self.seq, "label", change))
+            self.due = min(self.due, effective)
 
-    def _set_label(self, project: str, vintage: int, label: str, present: bool) -> None:
-        """Apply a label change; `seq` orders changes as they take effect, so that between
-        a project's change and one of its vintage's, the later in effect wins."""
-        self.seq += 1
-        self.labels.setdefault((project, vintage), {})[label] = (present, self.seq)
+    def _set_label(
+        self, project: str, vintage: int, label: str, present: bool, effective: int, seq: int
+    ) -> None:
+        """Apply a label change unless a change later in effect is there already (a
+        retroactive change older than the label's current state is on the record but
+        changes nothing)."""
+        now = self.labels.setdefault((project, vintage), {})
+        held = now.get(label)
+        if held is None or (held[1], held[2]) < (effective, seq):
+            now[label] = (present, effective, seq)
 
     def label_room(self, project: str, vintage: int, label: str) -> bool:
         """Whether one more distinct label may change on this project or vintage."""
@@ -152,17 +168,21 @@ class Catalogue:
             for _, _, kind, c in self.pending
             if kind == "label" and c[:2] == (project, vintage)
         }
+        if (project, vintage) not in self.labels and not waiting:
+            lines = len(self.labels) + len({c[:2] for _, _, k, c in self.pending if k == "label"})
+            if lines >= LABELLED_LINES_MAX:
+                return False
         return label in changed or label in waiting or len(changed.keys() | waiting) < LABELS_MAX
 
     def labels_of(self, project: Project, vintage: int) -> frozenset[str]:
         """The project's labels on `vintage` now: its listing's, then every change made on
         the project or that vintage, the latest winning."""
         changes = {**self.labels.get((project.id, 0), {})}
-        for label, (present, seq) in self.labels.get((project.id, vintage), {}).items():
-            if label not in changes or changes[label][1] < seq:
-                changes[label] = (present, seq)
+        for label, change in self.labels.get((project.id, vintage), {}).items():
+            if label not in changes or changes[label][1:] < change[1:]:
+                changes[label] = change
         labels = set(project.labels)
-        for label, (present, _) in changes.items():
+        for label, (present, _, _) in changes.items():
             if present:
                 labels.add(label)
             else:
@@ -253,7 +273,7 @@ class Catalogue:
         """This state as plain sorted lists (settlement/state.py, format 4)."""
         return [
             sorted(
-                [[p, v], sorted([name, present, seq] for name, (present, seq) in ls.items())]
+                [[p, v], sorted([name, *change] for name, change in ls.items())]
                 for (p, v), ls in self.labels.items()
             ),
             sorted([p, sorted(books)] for p, books in self.suspended.items()),

@@ -15,9 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from engine.commands import Side
 from engine.events import CancelReason, Reason
-from screening.language import ScreenError, parse
+from screening.language import ScreenError
 from settlement import serials
-from settlement.catalogue import LABEL, PENDING_MAX, RULE_VERSIONS_MAX
+from settlement.catalogue import (
+    CONTRACTS_MAX,
+    LABEL,
+    LABEL_LENGTH_MAX,
+    PENDING_MAX,
+    RULE_VERSIONS_MAX,
+    canonical_rule,
+)
 from settlement.commands import (
     AddRuleVersion,
     CancelCredits,
@@ -42,11 +49,12 @@ if TYPE_CHECKING:
 
 
 def rejudge(core: Core, ts: int, events: list[Any]) -> None:
-    """Judge every series' eligible keys again, then cancel each resting sell order that
-    holds credits its series no longer admits (reason `suspended` when their project is
-    suspended, else `ineligible`) and release its hold. Orders in ascending id: the same
-    command always cancels in the same order."""
+    """Judge every series' eligible keys again (at `ts`'s year), then cancel each resting
+    sell order that holds credits its series no longer admits (reason `suspended` when
+    their project is suspended, else `ineligible`) and release its hold. Orders in
+    ascending id: the same command always cancels in the same order."""
     cat, ledger, ex = core.catalogue, core.ledger, core.exchange
+    cat.advance(ts)
     candidates = list(ledger.known)
     for sid, book in ex.books.items():
         core.keys[sid] = cat.eligible(book.series, core.projects, candidates)
@@ -67,26 +75,35 @@ def tick(core: Core, ts: int, events: list[Any]) -> None:
         rejudge(core, ts, events)
 
 
-def _check_rule(rule: str) -> Reject | None:
+def _canonical(rule: str) -> str | Reject:
+    """The rule's canonical text, or why it is not a rule."""
     try:
-        parse(rule)
+        return canonical_rule(rule)
     except ScreenError as exc:
         return Reject(Reason.INVALID_SCREEN, f"rule {exc}")
-    return None
 
 
 def list_contract(core: Core, cmd: ListContract) -> list[Any] | Reject:
     s = cmd.series
     if s.project is not None:
         return Reject(Reason.NOT_A_CONTRACT, f"series {s.id} is a project's; a contract has none")
-    refused = core._check_series(s, contract=True) or _check_rule(cmd.rule)
+    refused = core._check_series(s, contract=True)
     if refused is not None:
         return refused
-    version = core.catalogue.add_contract(s.id, cmd.rule, cmd.ts, recorded=True)
+    if sum(b.series.project is None for b in core.exchange.books.values()) >= CONTRACTS_MAX:
+        return Reject(Reason.LIMIT_EXCEEDED, f"{CONTRACTS_MAX} generic series are listed")
+    rule = _canonical(cmd.rule)
+    if isinstance(rule, Reject):
+        return rule
+    moved = core.catalogue.advance(cmd.ts)  # judged at the command's year
+    version = core.catalogue.add_contract(s.id, rule, cmd.ts, recorded=True)
     body = RuleVersionAdded(s.id, version.version, version.effective, version.rule, cmd.ts)
     core.ledger.log.append(body)
     core._list_series(s)
-    return [Listed("series", s.id, cmd.ts), body]
+    events: list[Any] = [Listed("series", s.id, cmd.ts), body]
+    if moved:  # a new year for the other contracts' rolling windows
+        rejudge(core, cmd.ts, events)
+    return events
 
 
 def add_rule_version(core: Core, cmd: AddRuleVersion) -> list[Any] | Reject:
@@ -110,11 +127,11 @@ def add_rule_version(core: Core, cmd: AddRuleVersion) -> list[Any] | Reject:
         return Reject(Reason.LIMIT_EXCEEDED, f"{cmd.series} has {RULE_VERSIONS_MAX} versions")
     if effective > cmd.ts and len(cat.pending) >= PENDING_MAX:
         return Reject(Reason.LIMIT_EXCEEDED, f"{PENDING_MAX} changes are waiting already")
-    refused = _check_rule(cmd.rule)
-    if refused is not None:
-        return refused
-    version = cat.next_version(cmd.series, cmd.rule, effective, cmd.ts)
-    body = RuleVersionAdded(cmd.series, version.version, effective, cmd.rule, cmd.ts)
+    rule = _canonical(cmd.rule)
+    if isinstance(rule, Reject):
+        return rule
+    version = cat.next_version(cmd.series, rule, effective, cmd.ts)
+    body = RuleVersionAdded(cmd.series, version.version, effective, rule, cmd.ts)
     core.ledger.log.append(body)
     events: list[Any] = [body]
     if effective <= cmd.ts:
@@ -126,12 +143,14 @@ def change_label(core: Core, cmd: ChangeLabel) -> list[Any] | Reject:
     cat = core.catalogue
     if cmd.project not in core.projects:
         return Reject(Reason.UNKNOWN_PROJECT, f"no project {cmd.project!r}")
-    if not LABEL.fullmatch(cmd.label):
+    if not LABEL.fullmatch(cmd.label) or len(cmd.label) > LABEL_LENGTH_MAX:
         return Reject(
-            Reason.INVALID_LABEL, f"label {cmd.label[:40]!r}: 1 to 32 of A-Z a-z 0-9 _ . + -"
+            Reason.INVALID_LABEL,
+            f"label {cmd.label[:40]!r}: a word of the screening language, at most "
+            f"{LABEL_LENGTH_MAX} characters (A-Z a-z 0-9 _ first, then also + / - and .)",
         )
-    if not 0 <= cmd.vintage <= 9999:
-        return Reject(Reason.INVALID_LABEL, f"vintage {cmd.vintage} (0: every vintage)")
+    if cmd.vintage and not 1000 <= cmd.vintage <= 9999:
+        return Reject(Reason.INVALID_LABEL, f"vintage {cmd.vintage}: a year, or 0 for every one")
     effective = cmd.effective or cmd.ts
     if effective > cmd.ts and len(cat.pending) >= PENDING_MAX:
         return Reject(Reason.LIMIT_EXCEEDED, f"{PENDING_MAX} changes are waiting already")

@@ -619,7 +619,6 @@ class Core:
         """A catalogue command (settlement/catalogue_commands.py), after expiry."""
         events: list[AnyEvent] = []
         self._expire(cmd.ts, events)
-        catalogue_commands.tick(self, cmd.ts, events)  # judge the command at its own year
         result = _CATALOGUE[type(cmd)](self, cmd)
         if isinstance(result, Reject):
             account = cmd.account if isinstance(cmd, CancelCredits) else 0
@@ -653,7 +652,10 @@ class Core:
         out = []
         for sid in sorted(self.exchange.books):
             s = self.exchange.books[sid].series
-            keys = [(s.project, s.vintage)] if s.project is not None else self.keys[sid]
+            if s.project is not None:
+                keys = [(s.project, s.vintage)]
+            else:  # the lines it could deliver now: eligible, with credits in custody
+                keys = [k for k in self.keys[sid] if self.ledger.credits_net.get(k, 0) > 0]
             credits = tuple(cat.credit(self.projects[p], v) for p, v in keys if p in self.projects)
             if credits and all(matches(expr, c, year) for c in credits):
                 out.append((s, credits))

@@ -53,7 +53,8 @@ class Replay:
         self.retired = 0
         self.cancelled = 0
         self.suspended: set[str] = set()  # projects whose credits are frozen
-        self.versions: dict[str, int] = {}  # contract series -> its last rule version
+        # contract series -> (version, effective) of each recorded rule version, in order
+        self.versions: dict[str, list[tuple[int, int]]] = {}
         self.last_fill: Settled | None = None  # the record just before, if it was a fill
 
     # -- serial ownership --------------------------------------------------------------------
@@ -175,8 +176,11 @@ class Replay:
 
     def _fill(self, b: Settled) -> None:
         self._frozen(b.ranges, "fill")
-        if b.rule_version and not 0 < b.rule_version <= self.versions.get(b.series, 0):
-            raise ReplayError(f"fill: {b.series} has no rule version {b.rule_version}")
+        governing = self._governing(b.series, b.ts)
+        if b.rule_version != governing:
+            raise ReplayError(
+                f"fill: {b.series} traded under rule version {governing}, not {b.rule_version}"
+            )
         notional = b.price * b.qty
         if b.price <= 0 or b.qty <= 0 or b.buyer == b.seller:
             raise ReplayError("fill: price and quantity must be positive, buyer != seller")
@@ -189,6 +193,16 @@ class Replay:
         self._cash(b.fee_account, b.currency, b.buyer_fee + b.seller_fee, "fill")
         for r in b.ranges:
             self._move(r, b.seller, b.buyer, "fill")
+
+    def _governing(self, series: str, ts: int) -> int:
+        """The rule version a fill of `series` at `ts` must record: the latest recorded one
+        in effect by then (1 before a series listed by standard, mitigation and vintage got
+        its recorded version 2); 0 for a series with none recorded."""
+        versions = self.versions.get(series)
+        if not versions:
+            return 0
+        in_effect = [v for v, effective in versions if effective <= ts]
+        return in_effect[-1] if in_effect else versions[0][0] - 1
 
     def _fill_retired(self, b: FillRetired, fill: Settled | None) -> None:
         """Buy-and-retire: the record right after a fill, retiring exactly what that fill
@@ -225,12 +239,12 @@ class Replay:
             self.net_credits -= b.range.qty
             self.cancelled += b.range.qty
         elif isinstance(b, RuleVersionAdded):
-            last = self.versions.get(b.series)
+            versions = self.versions.setdefault(b.series, [])
             # a series listed by standard, mitigation and vintage had version 1 unrecorded
-            first = b.version in (1, 2) if last is None else b.version == last + 1
-            if not first or b.effective < b.ts:
+            after = versions[-1] if versions else (0 if b.version == 1 else 1, b.ts)
+            if b.version != after[0] + 1 or b.effective < max(b.ts, after[1]):
                 raise ReplayError(f"rule: {b.series} v{b.version} out of order or in the past")
-            self.versions[b.series] = b.version
+            versions.append((b.version, b.effective))
         else:
             assert isinstance(b, LabelChanged)
 

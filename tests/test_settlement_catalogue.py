@@ -44,7 +44,7 @@ from settlement.events import (
 )
 from settlement.log import verify
 from settlement.serials import SerialRange
-from tests.settlement_builders import catalogue_core, deposit_block
+from tests.settlement_builders import batch_of, catalogue_core, deposit_block
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 RULE = "mitigation = removal and basis = nature and label CCP"
@@ -332,9 +332,37 @@ def test_a_label_change_effective_later_waits_and_a_retroactive_one_applies_now(
     v.apply(ChangeLabel(project="ACR802", label="CCP", present=False, effective=later))
     assert len(v.core.exchange.open_orders) == 1
     assert _one(v.apply(AdvanceTime(ts=later)), Cancelled).reason is CancelReason.INELIGIBLE
-    v.apply(ChangeLabel(project="ACR802", label="CCP", present=True, effective=1))
-    assert v.core.keys[CONTRACT.id] == [("ACR802", 2022)]  # retroactive: at once
+    # a retroactive grant from before the withdrawal took effect is on the record, and the
+    # withdrawal, later in effect, still stands
+    v.apply(ChangeLabel(project="ACR802", label="CCP", present=True, effective=later - 1))
+    assert v.core.keys[CONTRACT.id] == []
+    v.apply(AdvanceTime(ts=later + 100))
+    # a retroactive grant from after it takes effect at once
+    v.apply(ChangeLabel(project="ACR802", label="CCP", present=True, effective=later + 50))
+    assert v.core.keys[CONTRACT.id] == [("ACR802", 2022)]
+    assert [r.kind for r in v.records].count("label") == 3
     v.verified()
+
+
+def test_a_refused_catalogue_command_changes_nothing_not_even_the_year_judged() -> None:
+    core = catalogue_core((DATA / "projects.csv").read_text(), (DATA / "serials.csv").read_text())[
+        0
+    ]
+    before = core.state_hash()
+    for cmd in (
+        ReinstateProject(project="ACR802", ts=Y2026),
+        ChangeLabel(project="NOPE", label="CCP", present=True, ts=Y2026),
+    ):
+        assert isinstance(core.apply(cmd)[-1], Rejected)
+        assert core.state_hash() == before
+
+
+def test_a_label_the_screening_language_cannot_name_is_refused() -> None:
+    v = Venue()
+    for label in ("+X", "-X", ".x", "a..b", "x y"):
+        _rejected(
+            v.apply(ChangeLabel(project="ACR802", label=label, present=True)), Reason.INVALID_LABEL
+        )
 
 
 @pytest.mark.parametrize(
@@ -529,3 +557,91 @@ def test_the_catalogue_is_in_the_state_hash_and_survives_a_snapshot() -> None:
     restored = Core.restore(a.core.snapshot())
     assert restored.state_hash() == a.core.state_hash()
     assert restored.canonical()[0] == "tonne-core-4"
+
+
+def test_a_contract_screens_by_the_lines_it_could_deliver_now() -> None:
+    v = Venue(rule="mitigation = removal")
+    from screening.language import parse
+
+    def hits() -> list[str]:
+        return [s.id for s, _ in v.core.screened(parse("any"), v.ts) if s.id == CONTRACT.id]
+
+    assert hits() == []  # nothing in custody it could deliver
+    v.deposit("VCS960")
+    assert hits() == [CONTRACT.id]
+    block = next(b for b in v.blocks if b.project == "VCS960")
+    v.apply(
+        WithdrawCredits(
+            account=SELLER,
+            project="VCS960",
+            vintage=block.vintage,
+            start=block.start,
+            end=block.end,
+            quantity=block.quantity,
+            batch=batch_of(block),
+        )
+    )
+    assert hits() == []  # all of it went back to the registry
+
+
+# -- limits: every count the catalogue keeps has one ---------------------------------------------
+
+
+def test_a_contract_has_at_most_rule_versions_max_versions() -> None:
+    from settlement.catalogue import RULE_VERSIONS_MAX
+
+    v = Venue()
+    for _ in range(RULE_VERSIONS_MAX - 1):
+        assert not isinstance(v.apply(AddRuleVersion(series=CONTRACT.id, rule=RULE))[-1], Rejected)
+    _rejected(v.apply(AddRuleVersion(series=CONTRACT.id, rule=RULE)), Reason.LIMIT_EXCEEDED)
+
+
+def test_at_most_pending_max_changes_wait_for_their_time() -> None:
+    from settlement.catalogue import PENDING_MAX
+
+    v = Venue()
+    later = v.ts + 10**12
+    for i in range(PENDING_MAX):
+        v.apply(ChangeLabel(project="ACR802", label="CCP", present=bool(i % 2), effective=later))
+    before = v.core.state_hash()
+    _rejected(
+        v.apply(ChangeLabel(project="ACR802", label="CCP", present=True, effective=later)),
+        Reason.LIMIT_EXCEEDED,
+    )
+    _rejected(
+        v.apply(AddRuleVersion(series=CONTRACT.id, rule=RULE, effective=later)),
+        Reason.LIMIT_EXCEEDED,
+    )
+    assert v.core.state_hash() == before
+
+
+def test_a_project_has_at_most_labels_max_labels_changed() -> None:
+    from settlement.catalogue import LABELS_MAX
+
+    v = Venue()
+    for i in range(LABELS_MAX):
+        v.apply(ChangeLabel(project="ACR802", label=f"L{i}", present=True))
+    _rejected(
+        v.apply(ChangeLabel(project="ACR802", label="ONE_MORE", present=True)),
+        Reason.LIMIT_EXCEEDED,
+    )
+    assert not isinstance(
+        v.apply(ChangeLabel(project="ACR802", label="L0", present=False))[-1], Rejected
+    )  # one already changed may change again
+
+
+def test_at_most_contracts_max_generic_series_are_listed() -> None:
+    from settlement.catalogue import CONTRACTS_MAX
+
+    v = Venue()
+    for i in range(CONTRACTS_MAX - 1):
+        v.apply(ListContract(series=Series(id=f"C{i}", currency="USD"), rule="any"))
+    _rejected(
+        v.apply(ListContract(series=Series(id="ONE_MORE", currency="USD"), rule="any")),
+        Reason.LIMIT_EXCEEDED,
+    )
+
+
+def test_a_contract_keeps_its_rule_in_the_canonical_spelling() -> None:
+    v = Venue(rule="country in (UG, KE,KE) and ((label CCP))")
+    assert v.core.contract_rules(CONTRACT.id)[0].rule == "country in (KE, UG) and label CCP"

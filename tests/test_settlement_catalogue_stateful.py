@@ -88,6 +88,7 @@ class Catalogue(RuleBasedStateMachine):
         self.records: list[Any] = []
         self.ts = START
         self.labels = {p: set(PROJECTS[p][2]) for p in PROJECTS}
+        self.label_keys: dict[tuple[str, str], tuple[int, int]] = {}  # (effective, seq)
         self.suspended: dict[str, dict[int, int]] = {}  # project -> account -> frozen qty
         self.versions: list[tuple[int, int]] = [(0, START)]  # (rule index, effective)
         self.waiting: list[tuple[int, int, Any]] = []  # (effective, seq, change)
@@ -121,8 +122,11 @@ class Catalogue(RuleBasedStateMachine):
             self.waiting.remove(change)
             kind, *args = change[2]
             if kind == "label":
-                project, label, present = args
-                (self.labels[project].add if present else self.labels[project].discard)(label)
+                project, label, present, effective, seq = args
+                if (effective, seq) > self.label_keys.get((project, label), (-1, 0)):
+                    self.label_keys[project, label] = (effective, seq)
+                    labels = self.labels[project]
+                    (labels.add if present else labels.discard)(label)
             else:
                 self.versions.append((args[0], change[0]))
 
@@ -147,10 +151,6 @@ class Catalogue(RuleBasedStateMachine):
                 held = self.holds_before.get(e.order_id)
                 assert held is not None, "a venue cancel of an order that held nothing"
                 assert any(not self.admitted(p) for p, _ in held), (e, held)
-
-    def wait(self, delay: int, change: tuple[Any, ...]) -> None:
-        self.seq += 1
-        self.waiting.append((self.ts + 1 + delay, self.seq, change))
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -231,12 +231,13 @@ class Catalogue(RuleBasedStateMachine):
         delay=st.integers(0, 50),
     )
     def change_label(self, project: str, label: str, present: bool, when: str, delay: int) -> None:
-        effective = {"now": 0, "later": self.ts + 2 + delay, "past": START - 1}[when]
-        if when == "later":
-            self.wait(delay + 1, ("label", project, label, present))
-        else:
-            # at once: at this command's time, after the changes that wait for that time
-            self.wait(0, ("label", project, label, present))
+        now = self.ts + 1
+        effective = {"now": 0, "later": now + 1 + delay, "past": START - 1}[when]
+        # it takes effect at its time (or at once), and only if no change of the label
+        # later in effect (then later to arrive) is there: see `model_advance`
+        self.seq += 1
+        change = ("label", project, label, present, effective or now, self.seq)
+        self.waiting.append((max(effective, now), self.seq, change))
         events = self.apply(
             ChangeLabel(project=project, label=label, present=present, effective=effective)
         )

@@ -209,7 +209,26 @@ FORGERIES: list[tuple[str, list[Movement], str]] = [
     (
         "a contract fill under a version never added",
         [RuleVersionAdded("VCS-1340-2020", 1, 5, "any", 5), contract_fill(fill(ts=6), 2)],
-        "fill: VCS-1340-2020 has no rule version 2",
+        "fill: VCS-1340-2020 traded under rule version 1, not 2",
+    ),
+    (
+        "a contract fill under a version not yet in effect",
+        [
+            RuleVersionAdded("VCS-1340-2020", 1, 5, "any", 5),
+            RuleVersionAdded("VCS-1340-2020", 2, 9, "any", 6),
+            contract_fill(fill(ts=7), 2),
+        ],
+        "traded under rule version 1, not 2",
+    ),
+    (
+        "a contract's fill recorded as a plain fill",
+        [RuleVersionAdded("VCS-1340-2020", 1, 5, "any", 5), fill(ts=6)],
+        "traded under rule version 1, not 0",
+    ),
+    (
+        "a rule version effective before the one it follows",
+        [RuleVersionAdded("C", 1, 9, "any", 5), RuleVersionAdded("C", 2, 8, "any", 6)],
+        "rule: C v2 out of order or in the past",
     ),
 ]
 
