@@ -12,6 +12,7 @@ changes nothing:
 - across books the cheapest front is taken first; a tie at one price goes to the book whose
   front order has the lower order id (entered earlier; an amend up re-queues an order but
   keeps its id), then to the lower series id;
+- each take is a whole number of its book's lots (the maker keeps a lot multiple);
 - `project_max` caps the tonnes from one project (a contract's seller delivers its held
   credits in hold order, so the plan knows which project each tonne is of); a front order
   the cap stops ends its book's part, for the same reason;
@@ -226,6 +227,19 @@ def _portions(core: Core, order: Order, want: int, used: dict[str, int], cap: in
     return out
 
 
+def _whole_lots(portions: list[Any], lot: int) -> list[Any]:
+    """`portions` cut back, from the end, to a whole number of the book's lots: a take
+    leaves the maker a lot multiple, as every order in a book must be."""
+    excess = sum(k for _, k in portions) % lot
+    out = list(portions)
+    while excess:
+        p, k = out.pop()
+        if k > excess:
+            out.append((p, k - excess))
+        excess -= min(k, excess)
+    return out
+
+
 def plan(core: Core, cmd: BasketBuy, series: list[str]) -> list[Step] | Reject:
     """The takes, cheapest front first across `series`' books (see the module docstring)."""
     books = core.exchange.books
@@ -240,7 +254,10 @@ def plan(core: Core, cmd: BasketBuy, series: list[str]) -> list[Step] | Reject:
     left = cmd.qty
     while heap and left and len(steps) < BASKET_FILLS_MAX:
         _, _, sid, order = heappop(heap)
-        portions = _portions(core, order, min(left, order.qty), used, cmd.project_max)
+        lot = books[sid].series.lot
+        portions = _whole_lots(
+            _portions(core, order, min(left, order.qty), used, cmd.project_max), lot
+        )
         took = sum(k for _, k in portions)
         if took:
             steps.append(Step(sid, order.order_id, took, tuple(portions)))

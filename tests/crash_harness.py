@@ -191,6 +191,7 @@ class Tally(msgspec.Struct):
     cycles: int = 0
     acked: int = 0
     registry_events: int = 0  # labels, suspensions, reinstatements, rule versions applied
+    baskets: int = 0  # screened basket buys carried out (issue 14)
     venue_cancels: int = 0  # resting orders the venue cancelled (ineligible, suspended)
     orders: int = 0
     fills: int = 0
@@ -205,7 +206,8 @@ class Tally(msgspec.Struct):
         return (
             f"{self.cycles} kill cycles in {self.elapsed_s:.1f} s: {self.acked} acknowledged "
             f"commands ({self.orders} orders accepted, {self.fills} fills, {self.retirements} "
-            f"retirements, {self.registry_events} registry events, {self.venue_cancels} venue "
+            f"retirements, {self.baskets} baskets, {self.registry_events} registry events, "
+            f"{self.venue_cancels} venue "
             f"cancels) all present after recovery; {self.in_flight_at_kill} in flight at "
             f"the kills; journal at seq {self.journal_seq}; {self.snapshot_recoveries} restarts "
             f"recovered from a snapshot; checks took {self.check_s:.1f} s"
@@ -294,6 +296,8 @@ class Script:
         if r < 0.2 and self.open:
             order_id = self.open.pop(rng.randrange(len(self.open)))
             return Cancel(account=self.account, order_id=order_id)
+        if 0.27 <= r < 0.31:
+            return self.basket(rng)
         if r < 0.27:
             return Retire(
                 account=self.account,
@@ -314,6 +318,24 @@ class Script:
             qty=s.lot * rng.randint(1, 20),
             price=s.ref_price + offset,
             tif=TimeInForce.IOC if r > 0.9 else TimeInForce.GTC,
+        )
+
+    def basket(self, rng: random.Random) -> Any:
+        """A screened basket over the Verra books (issue 14), IOC or FOK, half of them
+        buy-and-retire."""
+        from engine.commands import RetireFor, TimeInForce
+        from settlement.commands import BasketBuy
+
+        self.coid += 1
+        retire = RetireFor(beneficiary=f"crash test basket {self.account}")
+        return BasketBuy(
+            account=self.account,
+            client_order_id=f"c{self.account}-{self.coid}",
+            screen="standard = VCS",
+            qty=rng.randint(1, 30),
+            price=rng.choice((330, 460, 500)),
+            tif=TimeInForce.FOK if rng.random() < 0.3 else TimeInForce.IOC,
+            retire=retire if rng.random() < 0.5 else None,
         )
 
     def answered(self, events: list[Any]) -> None:
@@ -383,6 +405,10 @@ def count_events(events: list[Any], tally: Tally) -> None:
             tally.retirements += 1
         elif tag in REGISTRY_TAGS:
             tally.registry_events += 1
+        elif tag == "basket_done":
+            tally.baskets += 1
+        elif tag == "order_certificate":
+            tally.retirements += 1
         elif tag == "cancelled" and event[6] in ("ineligible", "suspended"):
             tally.venue_cancels += 1
 
@@ -466,8 +492,15 @@ def check_fills_settled(
     stored log (buyer, seller, price, quantity, and serials adding up to the quantity), and
     every DvP record belongs to a fill."""
     settled: set[int] = set()
+    previous: Any = None
     for row in store.records(after_log_seq):
         record = codec.decode_record(row.record)
+        last, previous = previous, record
+        if record.kind == "fill_retirement":  # buy-and-retire: right after its own fill
+            retired = record.movement()
+            assert last is not None and last.kind in ("fill", "contract_fill"), record.seq
+            assert last.movement().trade_id == retired.trade_id, f"record {record.seq}"
+            continue
         if record.kind not in ("fill", "contract_fill"):
             continue
         fill = record.movement()

@@ -23,6 +23,7 @@ def test_sigkill_loses_nothing_acknowledged_and_half_applies_nothing(tmp_path):
     assert tally.cycles == CYCLES
     assert tally.acked > 0 and tally.fills > 0 and tally.retirements > 0
     assert tally.registry_events > 0 and tally.venue_cancels > 0  # issue 13's commands too
+    assert tally.baskets > 0  # and issue 14's screened baskets, some buy-and-retire
     assert tally.snapshot_recoveries > 0, "some restart must have used a snapshot"
 
 

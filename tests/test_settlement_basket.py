@@ -466,3 +466,17 @@ def test_a_basket_client_order_id_is_one_of_the_accounts_ids() -> None:
     run = _setup(("ACR-802-2022", 1, 10, 100))
     run.apply(basket(1, 100, coid="same"))
     assert run.apply(basket(1, 100, coid="same"))[-1].reason is Reason.DUPLICATE_CLIENT_ORDER_ID
+
+
+def test_a_basket_takes_whole_lots_of_each_book() -> None:
+    run = Run(*venue())
+    lots = Series(id="VCS-960-2019-LOTS", standard="VCS", project="VCS960", vintage=2019, lot=10)
+    from settlement.commands import ListSeries
+
+    run.apply(ListSeries(series=lots), ok=True)
+    run.apply(order(1, lots.id, Side.SELL, 30, 100, "l1"), ok=True)
+    events = run.apply(basket(25, 100))
+    assert [(e.series, e.qty) for e in events if isinstance(e, Settled)] == [(lots.id, 20)]
+    assert run.apply(basket(25, 100, tif=TimeInForce.FOK, coid="f"))[-1].reason is (
+        Reason.CANNOT_FILL
+    )
