@@ -251,14 +251,18 @@ def plan(core: Core, cmd: BasketBuy, series: list[str]) -> list[Step] | Reject:
             heappush(heap, (first.price, first.order_id, sid, first))
     steps: list[Step] = []
     used: dict[str, int] = {}
-    left = cmd.qty
+    left, cap = cmd.qty, cmd.project_max
+    info = {sid: (books[sid].series.project, books[sid].series.lot) for sid in series}
     while heap and left and len(steps) < BASKET_FILLS_MAX:
         _, _, sid, order = heappop(heap)
-        lot = books[sid].series.lot
-        portions = _whole_lots(
-            _portions(core, order, min(left, order.qty), used, cmd.project_max), lot
-        )
-        took = sum(k for _, k in portions)
+        project, lot = info[sid]
+        if project is not None and not cap:  # the common case: one project, no cap
+            took = min(left, order.qty)
+            took -= took % lot
+            portions: list[Any] = [(project, took)] if took else []
+        else:
+            portions = _whole_lots(_portions(core, order, min(left, order.qty), used, cap), lot)
+            took = sum(k for _, k in portions)
         if took:
             steps.append(Step(sid, order.order_id, took, tuple(portions)))
             left -= took
