@@ -35,17 +35,27 @@ from engine.commands import (
     Resume,
     SetReferencePrice,
     Side,
+    TimeInForce,
 )
 from engine.events import Cancelled, Event, Expired, Reason, Rejected, Trade
 from engine.exchange import COID_WINDOW, Exchange
 from engine.reference import Project, Series
-from screening.language import Expr, matches
+from screening.language import Credit, Expr, matches
 from settlement import catalogue_commands, registry
+from settlement.basket import (
+    Retiring,
+    apply_basket,
+    certificate,
+    certificates_left,
+    check_retire,
+    retire_fill,
+)
 from settlement.catalogue import NEVER, Catalogue, implicit_rule, year_of
 from settlement.catalogue_types import RuleVersion, ScreenHit
 from settlement.commands import (
     AddRuleVersion,
     AnyCommand,
+    BasketBuy,
     CancelCredits,
     CatalogueCommand,
     ChangeLabel,
@@ -88,6 +98,8 @@ AnyEvent = Event | SettlementEvent
 
 class Core:
     """Exchange + ledger. Every state change after construction goes through `apply`."""
+
+    _retiring: Retiring | None = None  # the buy-and-retire order being applied (issue 14)
 
     def __init__(
         self,
@@ -172,6 +184,8 @@ class Core:
         if cmd.ts >= self.catalogue.due:
             catalogue_commands.tick(self, cmd.ts, events)
         rejected = ex.check(cmd)
+        if rejected is None and cmd.retire is not None:
+            rejected = self._check_buy_and_retire(cmd)
         if rejected is not None:
             events.append(rejected)
             return events
@@ -210,10 +224,46 @@ class Core:
             events.append(_rejected(cmd.account, cmd.client_order_id, 0, refused, cmd.ts))
             return events
         start = len(events)
+        if cmd.retire is not None:
+            return self._buy_and_retire(cmd, events, start, order_id)
         ex.apply(cmd, events)  # type: ignore[arg-type]
         if len(events) - start == 2 and order_id in ex.open_orders:
             return events  # Accepted + BookDelta: it rested untouched, holding what it needs
         return self._settle(cmd, events, start, order_id, cmd.side)
+
+    def _buy_and_retire(
+        self, cmd: NewOrder, events: list[AnyEvent], start: int, order_id: int
+    ) -> list[AnyEvent]:
+        """A held buy-and-retire order (checked on entry): every fill's credits retired in
+        the fill's own transaction, one certificate at the end (settlement/basket.py)."""
+        assert cmd.retire is not None
+        self._retiring = retiring = Retiring(order_id, cmd.account, cmd.client_order_id, cmd.retire)
+        try:
+            self.exchange.apply(cmd, events)  # type: ignore[arg-type]
+            self._settle(cmd, events, start, order_id, cmd.side)
+            if retiring.fills:
+                events.append(certificate(retiring, cmd.ts))
+        finally:
+            self._retiring = None
+        return events
+
+    def _basket(self, cmd: BasketBuy) -> list[AnyEvent]:
+        events: list[AnyEvent] = []
+        self._expire(cmd.ts, events)
+        refused = apply_basket(self, cmd, events)
+        if refused is not None:
+            events.append(_rejected(cmd.account, cmd.client_order_id, 0, refused, cmd.ts))
+        return events
+
+    def _check_buy_and_retire(self, cmd: NewOrder) -> Rejected | None:
+        assert cmd.retire is not None
+        resting = cmd.type is not MARKET and cmd.tif not in (TimeInForce.IOC, TimeInForce.FOK)
+        refused = check_retire(cmd.retire, cmd.side, resting)
+        if refused is None and not certificates_left(self):
+            refused = Reject(Reason.LIMIT_EXCEEDED, f"more than {CERTIFICATES_MAX} certificates")
+        if refused is None:
+            return None
+        return _rejected(cmd.account, cmd.client_order_id, 0, refused, cmd.ts)
 
     def _cancel(self, cmd: Cancel) -> list[AnyEvent]:
         """`_engine` for one cancel, without the generic steps: it trades nothing, and only
@@ -277,8 +327,11 @@ class Core:
                 # DvP: plan the fill (refuses with nothing moved), then apply it (cannot fail)
                 sid = ev.series
                 plan = plan_fill(ledger, ev, currency[sid], versions.get(sid, 0))
-                settled.append(ledger.apply_fill(plan))
+                body = ledger.apply_fill(plan)
+                settled.append(body)
                 last_price[sid] = ev.price
+                if self._retiring is not None:  # buy-and-retire: in the same transaction
+                    settled.append(retire_fill(self, self._retiring, body))
                 # the maker traded at its own price: keep only what its open rest needs
                 maker_id = ev.maker_order_id
                 maker = open_orders.get(maker_id)
@@ -593,21 +646,30 @@ class Core:
         """Every rule version of a generic series, oldest first ([] for a project's)."""
         return list(self.catalogue.rules.get(series, []))
 
+    def screened(self, expr: Expr, ts: int) -> list[tuple[Series, tuple[Credit, ...]]]:
+        """Each series a screen admits, by id, with the credit lines it admits (see
+        `screen`); a basket sweeps these books."""
+        cat, year = self.catalogue, year_of(ts)
+        out = []
+        for sid in sorted(self.exchange.books):
+            s = self.exchange.books[sid].series
+            keys = [(s.project, s.vintage)] if s.project is not None else self.keys[sid]
+            credits = tuple(cat.credit(self.projects[p], v) for p, v in keys if p in self.projects)
+            if credits and all(matches(expr, c, year) for c in credits):
+                out.append((s, credits))
+        return out
+
     def screen(self, expr: Expr, ts: int) -> list[ScreenHit]:
         """The series a screen admits, by id, judged at `ts` (rolling vintage windows use
         its year; labels and suspensions are as of the last command). A project's series
         matches when the screen admits its project and vintage; a contract matches when
         it has eligible credits in the ledger and the screen admits every one of them:
         whatever a seller may deliver into it then passes the screen."""
-        cat, year = self.catalogue, year_of(ts)
+        cat = self.catalogue
         hits = []
-        for sid in sorted(self.exchange.books):
+        for s, credits in self.screened(expr, ts):
+            sid = s.id
             book = self.exchange.books[sid]
-            s = book.series
-            keys = [(s.project, s.vintage)] if s.project is not None else self.keys[sid]
-            credits = tuple(cat.credit(self.projects[p], v) for p, v in keys if p in self.projects)
-            if not credits or not all(matches(expr, c, year) for c in credits):
-                continue
             rule = cat.governing_rule(sid) if s.project is None else None
             hits.append(
                 ScreenHit(
@@ -740,6 +802,7 @@ _DISPATCH: dict[type, Callable[[Core, Any], list[AnyEvent]]] = {
     SuspendProject: Core._catalogue,
     ReinstateProject: Core._catalogue,
     CancelCredits: Core._catalogue,
+    BasketBuy: Core._basket,
 }
 _CATALOGUE: dict[type, Callable[[Core, Any], list[Any] | Reject]] = {
     ListContract: catalogue_commands.list_contract,

@@ -27,6 +27,7 @@ from settlement.events import (
     CreditsCancelled,
     CreditsDeposited,
     CreditsWithdrawn,
+    FillRetired,
     Retired,
     Settled,
 )
@@ -605,6 +606,18 @@ class Ledger:
         like retired serials they stay in `known`, in `retired`, for good."""
         record = self.log.append(body)
         self._end(self.accounts[account], key, [banded], body.range.qty)
+        return record
+
+    def retire_delivered(self, body: FillRetired) -> LogRecord:
+        """Buy-and-retire: retire exactly what a fill just delivered to `body.account`
+        (settlement/basket.py), under the order's certificate number, which the caller
+        assigned; the record comes right after the fill's."""
+        acct = self.accounts[body.account]
+        record = self.log.append(body)
+        for r in body.ranges:
+            banded = self.banded(r)
+            assert banded is not None, "a fill delivers serials of batches the ledger knows"
+            self._end(acct, r.key, [banded], r.qty)
         return record
 
     def _end(self, acct: Account, key: Key, ranges: list[Range], qty: int) -> None:

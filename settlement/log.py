@@ -37,6 +37,7 @@ from settlement.events import (
     FillRetired,
     LabelChanged,
     Movement,
+    OrderCertificate,
     ProjectReinstated,
     ProjectSuspended,
     Retired,
@@ -231,6 +232,41 @@ def verify(records: Iterable[LogRecord], head: str | None = None) -> Verdict:
     )
 
 
+def check_order_certificate(cert: OrderCertificate, records: Iterable[LogRecord]) -> bool:
+    """Whether a buy-and-retire order's certificate is proved by the log: for every fill it
+    lists, the record at its seq is intact, has its hash, and is the `fill_retirement` of
+    that fill's serials under this certificate, for this beneficiary; and the fills add up."""
+    by_seq = {r.seq: r for r in records}
+    if not cert.fills or sum(f.qty for f in cert.fills) != cert.qty:
+        return False
+    for f in cert.fills:
+        record = by_seq.get(f.record_seq)
+        if record is None or record.hash != f.record_hash or record.kind != "fill_retirement":
+            return False
+        if record_hash(record.seq, record.ts, record.kind, record.body, record.prev) != record.hash:
+            return False
+        b = record.movement()
+        assert isinstance(b, FillRetired)
+        said = (b.cert_id, b.account, b.trade_id, b.ranges, b.qty, b.beneficiary, b.purpose)
+        if said != (
+            cert.cert_id,
+            cert.account,
+            f.trade_id,
+            f.ranges,
+            f.qty,
+            cert.beneficiary,
+            cert.purpose,
+        ):
+            return False
+        if (b.claim, b.period_start, b.period_end) != (
+            cert.claim,
+            cert.period_start,
+            cert.period_end,
+        ):
+            return False
+    return True
+
+
 def check_certificate(cert: RetirementCertificate, record: LogRecord) -> bool:
     """Whether `record` is intact, is the one `cert` names, and says what `cert` says."""
     if record.seq != cert.record_seq or record.hash != cert.record_hash:
@@ -294,6 +330,12 @@ def _format_registry_event(b: Movement) -> str | None:
         return f"project {b.project} ref={b.ref!r}"
     if isinstance(b, CreditsCancelled):
         return f"account={b.account} qty={b.range.qty} serials={b.range} ref={b.ref!r}"
+    if isinstance(b, FillRetired):
+        period = f"{b.period_start}..{b.period_end}" if b.period_start else "no period stated"
+        return (
+            f"account={b.account} {b.cert_id} trade={b.trade_id} qty={b.qty} for "
+            f"{b.beneficiary!r} ({b.purpose.value} {period}) serials={_serials(b.ranges)}"
+        )
     if isinstance(b, RuleVersionAdded):
         return f"{b.series} v{b.version} from {format_ts(b.effective)}: {b.rule}"
     return None

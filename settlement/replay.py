@@ -22,6 +22,7 @@ from settlement.events import (
     CreditsCancelled,
     CreditsDeposited,
     CreditsWithdrawn,
+    FillRetired,
     LabelChanged,
     Movement,
     ProjectReinstated,
@@ -53,6 +54,7 @@ class Replay:
         self.cancelled = 0
         self.suspended: set[str] = set()  # projects whose credits are frozen
         self.versions: dict[str, int] = {}  # contract series -> its last rule version
+        self.last_fill: Settled | None = None  # the record just before, if it was a fill
 
     # -- serial ownership --------------------------------------------------------------------
 
@@ -116,22 +118,12 @@ class Replay:
                 raise ReplayError(f"{what}: serials {r} of suspended project {r.project} moved")
 
     def apply(self, b: Movement) -> None:
-        if isinstance(b, Settled):
-            self._frozen(b.ranges, "fill")
-            if b.rule_version and not 0 < b.rule_version <= self.versions.get(b.series, 0):
-                raise ReplayError(f"fill: {b.series} has no rule version {b.rule_version}")
-            notional = b.price * b.qty
-            if b.price <= 0 or b.qty <= 0 or b.buyer == b.seller:
-                raise ReplayError("fill: price and quantity must be positive, buyer != seller")
-            if not (0 <= b.buyer_fee <= notional and 0 <= b.seller_fee <= notional):
-                raise ReplayError("fill: a fee is negative or exceeds the notional")
-            if sum(r.qty for r in b.ranges) != b.qty:
-                raise ReplayError(f"fill: serials delivered do not add up to {b.qty}")
-            self._cash(b.buyer, b.currency, -(notional + b.buyer_fee), "fill")
-            self._cash(b.seller, b.currency, notional - b.seller_fee, "fill")
-            self._cash(b.fee_account, b.currency, b.buyer_fee + b.seller_fee, "fill")
-            for r in b.ranges:
-                self._move(r, b.seller, b.buyer, "fill")
+        last_fill, self.last_fill = self.last_fill, None
+        if isinstance(b, FillRetired):
+            self._fill_retired(b, last_fill)
+        elif isinstance(b, Settled):
+            self.last_fill = b
+            self._fill(b)
         elif isinstance(b, CashDeposited | CashWithdrawn):
             if b.amount <= 0:
                 raise ReplayError("cash movement must be positive")
@@ -180,6 +172,42 @@ class Replay:
             self.retired += b.qty
         else:
             self._registry_event(b)
+
+    def _fill(self, b: Settled) -> None:
+        self._frozen(b.ranges, "fill")
+        if b.rule_version and not 0 < b.rule_version <= self.versions.get(b.series, 0):
+            raise ReplayError(f"fill: {b.series} has no rule version {b.rule_version}")
+        notional = b.price * b.qty
+        if b.price <= 0 or b.qty <= 0 or b.buyer == b.seller:
+            raise ReplayError("fill: price and quantity must be positive, buyer != seller")
+        if not (0 <= b.buyer_fee <= notional and 0 <= b.seller_fee <= notional):
+            raise ReplayError("fill: a fee is negative or exceeds the notional")
+        if sum(r.qty for r in b.ranges) != b.qty:
+            raise ReplayError(f"fill: serials delivered do not add up to {b.qty}")
+        self._cash(b.buyer, b.currency, -(notional + b.buyer_fee), "fill")
+        self._cash(b.seller, b.currency, notional - b.seller_fee, "fill")
+        self._cash(b.fee_account, b.currency, b.buyer_fee + b.seller_fee, "fill")
+        for r in b.ranges:
+            self._move(r, b.seller, b.buyer, "fill")
+
+    def _fill_retired(self, b: FillRetired, fill: Settled | None) -> None:
+        """Buy-and-retire: the record right after a fill, retiring exactly what that fill
+        delivered to its buyer; so no state between records has them delivered and kept."""
+        if fill is None or (fill.trade_id, fill.buyer, fill.ranges) != (
+            b.trade_id,
+            b.account,
+            b.ranges,
+        ):
+            raise ReplayError(
+                f"fill retirement {b.cert_id}: not right after fill {b.trade_id}'s record, or "
+                "not what it delivered"
+            )
+        if b.qty != fill.qty:
+            raise ReplayError(f"fill retirement {b.cert_id}: {b.qty} t of a {fill.qty} t fill")
+        for r in b.ranges:
+            self._move(r, b.account, RETIRED, "fill retirement")
+        self.net_credits -= b.qty
+        self.retired += b.qty
 
     def _registry_event(self, b: Movement) -> None:
         """Suspensions freeze credits until reinstated; a reversal ends exact serials of
