@@ -487,7 +487,7 @@ def test_a_basket_needs_the_trade_permission():
 @pytest.mark.parametrize(
     ("kwargs", "reason", "text"),
     [
-        ({"screen": BAD_SCREEN}, Reason.INVALID_SCREEN, "at 28: "),
+        ({"screen": BAD_SCREEN}, Reason.INVALID_SCREEN, "screen at 28: "),
         ({"retire_for": p.RetireFor(beneficiary="")}, Reason.INVALID_RETIREMENT, ""),
         ({"retire_for": p.RetireFor(beneficiary="   ")}, Reason.INVALID_RETIREMENT, ""),
         (
