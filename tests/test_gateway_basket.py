@@ -424,6 +424,22 @@ def test_a_fok_basket_that_cannot_fill_is_refused_and_changes_nothing():
     run(body)
 
 
+def test_a_basket_takes_at_most_project_max_tonnes_of_each_project():
+    async def body():
+        async with running_server() as env:
+            seller, buyer = await env.tcp(2), await env.tcp(1)
+            await rest_asks(seller)
+            basket = await buyer.basket_buy(AVOIDANCE, qty=30, price=510, project_max=8)
+            assert [(f.series, f.qty, f.price) for f in basket.fills] == [
+                (SERIES, 8, 500),
+                (OTHER, 8, 505),
+            ]
+            assert basket.done.filled == 16 and basket.cancelled is not None
+            assert basket.cancelled.qty == 14
+
+    run(body)
+
+
 def test_a_basket_stops_at_the_buyers_own_resting_order_in_that_book_only():
     async def body():
         async with running_server() as env:
@@ -497,8 +513,19 @@ def test_a_basket_needs_the_trade_permission():
         ),
         ({"retire_for": p.RetireFor(beneficiary="B", purpose="fun")}, Reason.MALFORMED_MESSAGE, ""),
         ({"qty": 0}, Reason.INVALID_QUANTITY, ""),
+        ({"projects_min": 3}, Reason.CANNOT_FILL, ""),  # two projects on offer
+        ({"currency": "XYZ"}, Reason.UNKNOWN_CURRENCY, ""),
     ],
-    ids=["screen", "empty-beneficiary", "blank-beneficiary", "one-date", "purpose", "qty"],
+    ids=[
+        "screen",
+        "empty-beneficiary",
+        "blank-beneficiary",
+        "one-date",
+        "purpose",
+        "qty",
+        "projects-min",
+        "currency",
+    ],
 )
 def test_a_refused_basket_says_why_and_changes_nothing(kwargs, reason, text):
     async def body():
