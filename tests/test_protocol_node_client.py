@@ -1,7 +1,8 @@
 """The protocol document is enough to write a client in another language: a Node.js client
 written from gateway/wire/PROTOCOL.md alone (clients/node/, standard library only, its own
-msgpack codec) trades, funds, keeps an L2 book and checks 121 promises of the document
-against a real `tonne serve`, over TCP and WebSocket. If the server and the document drift
+msgpack codec) trades, funds, keeps an L2 book, buys a screened basket and a buy-and-retire
+order and checks about 160 promises of the document against a real `tonne serve`, over TCP
+and WebSocket. If the server and the document drift
 apart, this fails.
 
 Needs `node` on the PATH (it is on the machines this project runs on); skipped elsewhere."""

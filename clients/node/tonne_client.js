@@ -404,6 +404,90 @@ function selftest() {
   check(!b.ready, 'book discarded after a gap');
 }
 
+// ---------------------------------------------------------------- baskets and buy-and-retire
+// A (buyer) sends a screened basket over TONNE-CORSIA (the contract a new exchange lists for
+// CORSIA-eligible units) bought to retire, then a buy-and-retire IOC new_order; B (seller)
+// deposits the CORSIA-labelled VCS2925 2024 block by its registry serial string and sells.
+const CORSIA_BLOCK = '19390-941471173-941821172-VCS-VCU-1289-VER-KH-3-2925-01012024-30062024-1';
+const CORSIA_BATCH = '19390-*-VCS-VCU-1289-VER-KH-3-2925-01012024-30062024-1';
+const tonnesOf = (serials) => serials.reduce((n, r) => n + r[3] - r[2] + 1, 0);
+
+async function basketScenario(A, B, req, run) {
+  console.log('\n== baskets: B deposits the CORSIA block by its serial string and sells TONNE-CORSIA');
+  const contract = 'TONNE-CORSIA';
+  A.send({ type: 'deposit', currency: 'USD', amount: 100000, req_id: req });
+  let d = await A.expect((m) => m.req_id === req && (m.type === 'done' || m.type === 'reject'), 'deposit for the basket answered');
+  check(d && d.type === 'done', 'A deposit done');
+  req++;
+  B.send({ type: 'deposit_credits', project: 'VCS2925', vintage: 2024, quantity: 350000, serial: CORSIA_BLOCK, req_id: req });
+  d = await B.expect((m) => m.req_id === req && (m.type === 'done' || m.type === 'reject'), 'deposit_credits by serial answered');
+  check(d && d.type === 'done', `B deposit_credits by registry serial done${d && d.reason ? ': ' + d.reason + ' ' + d.text : ''}`);
+  req++;
+  const asks = [[10, 900], [10, 905]];
+  const askIds = [];
+  for (const [q, px] of asks) {
+    const coid = `corsia-${px}-${run}`;
+    B.send({ type: 'new_order', client_order_id: coid, series: contract, side: 'sell', qty: q, price: px });
+    const ack = await B.expect((m) => m.client_order_id === coid && (m.type === 'order_ack' || m.type === 'reject'), `ask ${q}@${px} on ${contract}`);
+    check(ack && ack.type === 'order_ack', `B's ask ${q}@${px} rests${ack && ack.reason ? ': ' + ack.reason + ' ' + ack.text : ''}`);
+    askIds.push(ack && ack.order_id);
+  }
+
+  console.log('\n== A: basket_buy "label CORSIA" 15 t at most 905, FOK refused first, then IOC bought to retire');
+  const fokCoid = `basket-fok-${run}`, fokReq = req++;
+  A.send({ type: 'basket_buy', client_order_id: fokCoid, screen: 'label CORSIA', qty: 1000, price: 905, tif: 'fok', req_id: fokReq });
+  const fok = await A.expect((m) => m.type === 'reject' && m.client_order_id === fokCoid, 'a FOK basket that cannot fill is rejected');
+  check(fok && fok.reason === 'CANNOT_FILL' && fok.req_id === fokReq, `reason CANNOT_FILL with req_id echoed (${fok && fok.text})`);
+  const coid = `basket-${run}`, breq = req++;
+  const retire_for = { beneficiary: 'Harbour Airlines', purpose: 'corsia', claim: '2026 CORSIA offsetting', period_start: '2026-01-01', period_end: '2026-12-31' };
+  A.send({ type: 'basket_buy', client_order_id: coid, screen: 'label CORSIA', qty: 15, price: 905, currency: 'USD', tif: 'ioc', retire_for, req_id: breq });
+  const ack = await A.expect((m) => m.client_order_id === coid && (m.type === 'order_ack' || m.type === 'reject'), 'basket answered');
+  if (!check(ack && ack.type === 'order_ack', `basket order_ack${ack && ack.reason ? ': ' + ack.reason + ' ' + ack.text : ''}`)) return req;
+  check(ack.series === '' && ack.side === 'buy' && ack.qty === 15 && ack.price === 905, 'a basket\'s order_ack names series "" (no one book)');
+  const f1 = await A.expect((m) => m.type === 'fill' && m.order_id === ack.order_id, 'first basket fill');
+  const f2 = await A.expect((m) => m.type === 'fill' && m.order_id === ack.order_id, 'second basket fill');
+  const done = await A.expect((m) => m.type === 'basket_done' && m.order_id === ack.order_id, 'basket_done');
+  const cert = await A.expect((m) => m.type === 'order_certificate' && m.order_id === ack.order_id, 'order_certificate');
+  if (!(f1 && f2 && done && cert)) return req;
+  check(f1.series === contract && f1.qty === 10 && f1.price === 900 && f2.qty === 5 && f2.price === 905, 'cheapest first: 10@900 then 5@905, each fill naming its book');
+  check(f1.liquidity === 'taker' && f1.client_order_id === coid, 'the basket is the taker, its fills carry its client_order_id');
+  check(tonnesOf(f1.serials) === 10 && tonnesOf(f2.serials) === 5 && f1.serials.every((r) => r[0] === 'VCS2925' && r[4] === CORSIA_BATCH),
+    `fills carry the delivered serials of the CORSIA batch: ${show(f1.serials)}`);
+  check(f1.serials[0][5] === '19390-941471173-941471182-VCS-VCU-1289-VER-KH-3-2925-01012024-30062024-1', `registry_serial as Verra writes it: ${f1.serials[0][5]}`);
+  check(done.filled === 15 && done.notional === 10 * 900 + 5 * 905 && eq(done.projects, ['VCS2925']) && done.req_id === breq,
+    `basket_done: filled 15, notional ${done.notional} (average ${(done.notional / done.filled).toFixed(2)}), projects, req_id echoed`);
+  check(cert.qty === 15 && cert.beneficiary === 'Harbour Airlines' && cert.purpose === 'corsia' && cert.period_end === '2026-12-31' && cert.req_id === breq,
+    `one order_certificate ${cert.cert_id} for the basket's 15 t`);
+  check(cert.fills.length === 2 && eq(cert.fills.map((f) => [f.trade_id, f.series, f.serials]), [f1, f2].map((f) => [f.trade_id, f.series, f.serials])),
+    'the certificate lists every fill with the same serials');
+  check(cert.fills.every((f) => Number.isInteger(f.record_seq) && /^[0-9a-f]{64}$/.test(f.record_hash)), 'each certificate fill names its fill_retirement record (seq, sha-256)');
+  const makers = [];
+  for (let k = 0; k < 2; k++) makers.push(await B.expect((m) => m.type === 'fill' && askIds.includes(m.order_id), `B's maker fill ${k + 1}`));
+  if (makers[0] && makers[1]) check(eq(makers[0].serials, f1.serials) && makers[0].liquidity === 'maker', 'the maker\'s fill names the same serials');
+  A.send({ type: 'holdings', req_id: req });
+  const hold = await A.expect((m) => m.type === 'holdings' && m.req_id === req, 'A holdings after buy-and-retire');
+  req++;
+  check(hold && !hold.holdings.some((h) => h.project === 'VCS2925' && (h.available || h.held || h.serials.length)), 'A holds none of the retired credits: retired in the fill\'s own transaction');
+
+  console.log('\n== A: new_order with retire_for, IOC (and GTC refused)');
+  const gtcCoid = `retire-gtc-${run}`;
+  A.send({ type: 'new_order', client_order_id: gtcCoid, series: contract, side: 'buy', qty: 5, price: 905, retire_for: { beneficiary: 'Kowloon Steel' } });
+  const gtc = await A.expect((m) => m.type === 'reject' && m.client_order_id === gtcCoid, 'a GTC buy-and-retire order is rejected');
+  check(gtc && gtc.reason === 'INVALID_RETIREMENT', 'reason INVALID_RETIREMENT: a buy-and-retire order never rests');
+  const rCoid = `retire-ioc-${run}`;
+  A.send({ type: 'new_order', client_order_id: rCoid, series: contract, side: 'buy', qty: 5, price: 905, tif: 'ioc', retire_for: { beneficiary: 'Kowloon Steel', purpose: 'voluntary' } });
+  const rAck = await A.expect((m) => m.type === 'order_ack' && m.client_order_id === rCoid, 'buy-and-retire order_ack');
+  const rFill = await A.expect((m) => m.type === 'fill' && m.client_order_id === rCoid, 'buy-and-retire fill');
+  const rCert = await A.expect((m) => m.type === 'order_certificate' && m.client_order_id === rCoid, 'buy-and-retire order_certificate');
+  if (rAck && rFill && rCert) {
+    check(rAck.series === contract && rFill.qty === 5 && rFill.price === 905, 'filled the rest of the 905 ask');
+    check(rCert.order_id === rAck.order_id && rCert.qty === 5 && rCert.beneficiary === 'Kowloon Steel' && rCert.req_id === 0 && rCert.cert_id !== cert.cert_id,
+      'its own certificate (new_order has no req_id: 0)');
+    check(rCert.fills.length === 1 && eq(rCert.fills[0].serials, rFill.serials), 'the certificate names the fill\'s serials');
+  }
+  return req;
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   selftest();
@@ -608,6 +692,8 @@ async function main() {
     await W.expect((m) => m.type === 'heartbeat' && m.req_id === rh, 'heartbeat over WebSocket');
     await W.close();
   }
+
+  req = await basketScenario(A, B, req, run);
 
   console.log('\n== close');
   await sleep(300);

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "screen": ("gateway.cli.screen", "buyers: screen the catalogue (a server or a data folder)"),
     "operator": ("gateway.cli.operator", "operators: contracts, labels, suspensions, reversals"),
     "order": ("gateway.cli.order", "place one order and see its fills and serials"),
+    "buy": ("gateway.cli.buy", "buyers: a screened basket across books, optionally retired"),
 }
 
 

@@ -8,6 +8,16 @@
 
 Every message the server sends is also kept (a bounded history) so a caller can
 `await client.wait_for(predicate)` for fills, cancels and market data without sleeping.
+
+A screened basket is one call that waits for the whole of it (its ack, fills, the cancel
+of its rest, its summary and, buying to retire, its certificate)::
+
+    basket = await client.basket_buy("label CORSIA", qty=200, price=1800,
+                                     retire_for=p.RetireFor(beneficiary="Harbour Airlines"))
+    basket.done.filled, basket.fills[0].serials, basket.certificate.cert_id
+
+A buy-and-retire order is `place(..., tif=TimeInForce.IOC, retire_for=p.RetireFor(...))`;
+its `order_certificate` comes after its fills: `await client.order_certificate(order_id)`.
 `LocalBook` keeps an L2 book from a snapshot and increments and re-subscribes by itself
 when it sees a gap in the sequence numbers.
 
@@ -34,7 +44,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from engine.commands import Side
+from engine.commands import Side, TimeInForce
 from engine.events import Reason
 from gateway.server.auth import sign_logon
 from gateway.server.clock import NS_PER_S, Clock, SystemClock, Timer
@@ -72,6 +82,33 @@ class RequestRejected(ClientError):
         self.reject = reject
         self.reason = reject.reason
         self.text = reject.text
+
+
+class Basket:
+    """What became of a basket (`Client.basket_buy`): its `order_ack` (series ""), its
+    `fill`s in the order they traded (each with its book's series and serials), the
+    `cancelled` of the tonnes it did not fill (None: it filled them all), its `basket_done`
+    summary, and its `order_certificate` (None unless it bought to retire and filled)."""
+
+    __slots__ = ("ack", "fills", "cancelled", "done", "certificate")
+
+    def __init__(
+        self,
+        ack: p.OrderAck,
+        fills: list[p.Fill],
+        cancelled: p.Cancelled | None,
+        done: p.BasketDone,
+        certificate: p.OrderCertificate | None,
+    ) -> None:
+        self.ack = ack
+        self.fills = fills
+        self.cancelled = cancelled
+        self.done = done
+        self.certificate = certificate
+
+    @property
+    def order_id(self) -> int:
+        return self.ack.order_id
 
 
 class LocalBook:
@@ -309,17 +346,86 @@ class Client:
         *,
         timeout_s: float = 10.0,
         client_order_id: str = "",
+        retire_for: p.RetireFor | None = None,
         **fields: Any,
     ) -> p.OrderAck:
-        """Send a new order and return its ack; raises `RequestRejected` on a reject."""
+        """Send a new order and return its ack; raises `RequestRejected` on a reject.
+        `retire_for`: a buy-and-retire order (a buy, IOC or FOK, or a market buy), whose
+        `order_certificate` follows its fills (`order_certificate(order_id)`)."""
         coid = client_order_id or self.next_client_order_id()
         fut = self.order_future(coid)
         await self.send(
             p.NewOrder(
-                client_order_id=coid, series=series, side=side, qty=qty, price=price, **fields
+                client_order_id=coid,
+                series=series,
+                side=side,
+                qty=qty,
+                price=price,
+                retire_for=retire_for,
+                **fields,
             )
         )
         return await self._answer(fut, timeout_s)  # type: ignore[no-any-return]
+
+    async def basket_buy(
+        self,
+        screen: str,
+        qty: int,
+        price: int,
+        *,
+        currency: str = "USD",
+        fok: bool = False,
+        project_max: int = 0,
+        projects_min: int = 0,
+        retire_for: p.RetireFor | None = None,
+        client_order_id: str = "",
+        timeout_s: float = 10.0,
+    ) -> Basket:
+        """Buy up to `qty` tonnes across every book `screen` admits, never above `price` per
+        tonne (IOC, or with `fok` all or nothing), and wait for all of it: a `Basket` whose
+        `done` is the `basket_done` summary. Raises `RequestRejected` on a refusal (e.g.
+        CANNOT_FILL for a FOK basket that cannot complete; nothing changed then)."""
+        coid = client_order_id or self.next_client_order_id()
+        since = self.received
+        fut = self.order_future(coid)
+        msg = p.BasketBuy(
+            client_order_id=coid,
+            screen=screen,
+            qty=qty,
+            price=price,
+            currency=currency,
+            tif=TimeInForce.FOK if fok else TimeInForce.IOC,
+            project_max=project_max,
+            projects_min=projects_min,
+            retire_for=retire_for,
+            req_id=self.next_req_id(),
+        )
+        await self.send(msg)
+        ack: p.OrderAck = await self._answer(fut, timeout_s)
+        oid = ack.order_id
+        done: p.BasketDone = await self.wait_for(
+            lambda m: type(m) is p.BasketDone and m.order_id == oid,
+            since=since,
+            timeout_s=timeout_s,
+        )
+        certificate = None
+        if retire_for is not None and done.filled:
+            certificate = await self.order_certificate(oid, since=since, timeout_s=timeout_s)
+        mine = [m for m in self.messages_since(since) if getattr(m, "order_id", 0) == oid]
+        fills = [m for m in mine if type(m) is p.Fill]
+        cancelled = next((m for m in mine if type(m) is p.Cancelled), None)
+        return Basket(ack, fills, cancelled, done, certificate)
+
+    async def order_certificate(
+        self, order_id: int, *, since: int = 0, timeout_s: float = 10.0
+    ) -> p.OrderCertificate:
+        """The certificate of buy-and-retire order `order_id` (it comes after its fills)."""
+        cert: p.OrderCertificate = await self.wait_for(
+            lambda m: type(m) is p.OrderCertificate and m.order_id == order_id,
+            since=since,
+            timeout_s=timeout_s,
+        )
+        return cert
 
     async def cancel(
         self, order_id: int = 0, client_order_id: str = "", timeout_s: float = 10.0
@@ -499,6 +605,11 @@ class Client:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)
 
+    def messages_since(self, since: int) -> list[Any]:
+        """The messages received at history index >= `since` that the history still holds."""
+        first = self.received - len(self.history)
+        return list(self.history)[max(0, since - first) :]
+
     async def wait_closed(self, timeout_s: float = 10.0) -> ConnectionLost:
         """Wait until the server closes the connection; the reason it gave."""
         assert self._reader_task is not None
@@ -590,6 +701,7 @@ class Client:
 
 
 __all__ = [
+    "Basket",
     "Client",
     "ClientError",
     "ConnectionLost",

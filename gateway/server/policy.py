@@ -14,11 +14,13 @@ gets one of two answers:
 The decisions: a heartbeat is always answered; a logon is checked against the keys (a
 session logs on once; each failure counts, and `logon_failures_max` of them end the
 connection after the answer); everything else needs a logged-on session, the request's
-permission (`trade`, `fund`, `retire`, and `operator` for the catalogue's operator requests:
-contracts, labels, suspensions, reversals), for a new order fewer than `open_orders_max` open
-orders of the account, and for settlement a core with a ledger. Changing the session's own
-protocol state (logged on, its account, key and permissions, its failure count) is part of
-the decision; the server's indexes, sockets and timers are not.
+permission (`trade` for orders and baskets, `fund`, `retire`, and `operator` for the
+catalogue's operator requests: contracts, labels, suspensions, reversals), for a new order
+fewer than `open_orders_max` open orders of the account (a basket never rests: no such
+check), and for settlement (a basket or a buy-and-retire order among it) a core with a
+ledger. Changing the session's own protocol state (logged on, its account, key and
+permissions, its failure count) is part of the decision; the server's indexes, sockets and
+timers are not.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from gateway.wire import protocol as p
 
 PERMISSION: dict[type, str] = {
     p.NewOrder: "trade",
+    p.BasketBuy: "trade",
     p.Amend: "trade",
     p.Cancel: "trade",
     p.MassCancel: "trade",
@@ -44,7 +47,15 @@ PERMISSION: dict[type, str] = {
     **{kind: "operator" for kind in p.OPERATOR_REQUESTS},
 }
 SETTLEMENT = frozenset(
-    {p.Deposit, p.DepositCredits, p.Withdraw, p.WithdrawCredits, p.Retire, *p.OPERATOR_REQUESTS}
+    {
+        p.Deposit,
+        p.DepositCredits,
+        p.Withdraw,
+        p.WithdrawCredits,
+        p.Retire,
+        p.BasketBuy,
+        *p.OPERATOR_REQUESTS,
+    }
 )
 
 
@@ -61,6 +72,9 @@ class Answering(NamedTuple):
 
 ANSWERING: dict[type, Answering] = {
     p.NewOrder: Answering(False, ""),
+    # a basket is answered like an order (by client order id), and its cancel of the rest,
+    # `basket_done` and `order_certificate` echo the request's req_id
+    p.BasketBuy: Answering(True, ""),
     p.Amend: Answering(True, ""),
     p.Cancel: Answering(True, ""),
     p.MassCancel: Answering(False, "mass_cancel", cancels=True),
@@ -139,6 +153,8 @@ def handle(s: Session, msg: Any, now: int, ctx: Context) -> Any:
             text = f"{open_now} open orders, the limit is {ctx.limits.open_orders_max}"
             reject = reject_for(msg, Reason.TOO_MANY_OPEN_ORDERS, text)
             return Reply((reject,), ("open_orders_limited",))
+        if msg.retire_for is not None and not ctx.has_ledger:
+            return Reply((reject_for(msg, Reason.NOT_SUPPORTED, "this core has no settlement"),))
     elif kind in SETTLEMENT and not ctx.has_ledger:
         return Reply((reject_for(msg, Reason.NOT_SUPPORTED, "this core has no settlement"),))
     cmd = COMMANDS[kind](msg, s.account, now, ctx.projects)

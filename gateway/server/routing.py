@@ -3,11 +3,16 @@
 `route` turns the events of one applied command into `(target, message)` items for the
 server to release once the command is durable (gateway/server/server.py): public market data
 (`BookDelta`, `StatusChanged`, `Trade`) by series, private reports (acks, fills, cancels,
-expiries, amends, certificates; the cancels a registry event causes reach the order's owner
-like any other) by account, and the rejection of the command, or a contract's new rule
-version, to the session that sent it. It keeps an `OrderInfo` for each open order, because
-the engine's events name an order by id while a report also carries its client order id,
-side and open quantity. `reject_for` is the `reject` answering any request.
+expiries, amends, certificates, a basket's summary and a buy-and-retire order's certificate;
+the cancels a registry event causes reach the order's owner like any other) by account, and
+the rejection of the command, or a contract's new rule version, to the session that sent it.
+It keeps an `OrderInfo` for each open order, because the engine's events name an order by
+id while a report also carries its client order id, side and open quantity.
+
+A basket is an order like any other here: its ack names series "" (it has no one book),
+each of its fills the book it traded in, and each fill gets its serials from the settlement
+record of the same trade id, whichever book that was. `reject_for` is the `reject`
+answering any request.
 """
 
 from __future__ import annotations
@@ -230,6 +235,10 @@ def settlement(
             req_id=req_id,
         )
         items.append((ev.account, cert))
+    elif tag == "basket_done":  # settlement.events.BasketDone: the basket's summary
+        items.append((ev.account, basket_done(ev, req_id)))
+    elif tag == "order_certificate":  # settlement.events.OrderCertificate
+        items.append((ev.account, order_certificate(ev, req_id)))
     elif tag == "contract_rule" and s is not None:  # settlement.events.RuleVersionAdded
         added = p.RuleVersionAdded(
             series=ev.series,
@@ -240,6 +249,50 @@ def settlement(
             req_id=req_id,
         )
         items.append((s, added))
+
+
+def basket_done(ev: Any, req_id: int) -> p.BasketDone:
+    """A basket's summary (settlement.events.BasketDone) as its owner's sessions get it."""
+    return p.BasketDone(
+        order_id=ev.order_id,
+        client_order_id=ev.client_order_id,
+        filled=ev.filled,
+        notional=ev.notional,
+        projects=sorted(ev.projects),
+        ts=ev.ts,
+        req_id=req_id,
+    )
+
+
+def order_certificate(ev: Any, req_id: int) -> p.OrderCertificate:
+    """A buy-and-retire order's one certificate (settlement.events.OrderCertificate): each
+    fill's serials written as their registry writes them, with its record's seq and hash."""
+    fills = [
+        p.CertificateFillInfo(
+            trade_id=f.trade_id,
+            series=f.series,
+            qty=f.qty,
+            serials=[p.serial_range(r) for r in f.ranges],
+            record_seq=f.record_seq,
+            record_hash=f.record_hash,
+        )
+        for f in ev.fills
+    ]
+    return p.OrderCertificate(
+        cert_id=ev.cert_id,
+        account=ev.account,
+        order_id=ev.order_id,
+        client_order_id=ev.client_order_id,
+        qty=ev.qty,
+        beneficiary=ev.beneficiary,
+        purpose=ev.purpose.value,
+        claim=ev.claim,
+        period_start=ev.period_start,
+        period_end=ev.period_end,
+        fills=fills,
+        ts=ev.ts,
+        req_id=req_id,
+    )
 
 
 def reject_for(msg: Any, reason: Reason, text: str) -> p.Reject:

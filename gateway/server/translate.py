@@ -37,7 +37,10 @@ Projects = dict[str, Project]
 Translate = Callable[[Any, int, int, Projects], Any]
 
 
-def new_order(msg: p.NewOrder, account: int, ts: int, _projects: Projects) -> ec.NewOrder:
+def new_order(msg: p.NewOrder, account: int, ts: int, _projects: Projects) -> ec.NewOrder | Refusal:
+    retire = retire_for(msg.retire_for)
+    if isinstance(retire, Refusal):
+        return retire
     return ec.NewOrder(
         account=account,
         client_order_id=msg.client_order_id,
@@ -51,8 +54,60 @@ def new_order(msg: p.NewOrder, account: int, ts: int, _projects: Projects) -> ec
         post_only=msg.post_only,
         stp=msg.stp,
         max_notional=msg.max_notional,
+        retire=retire,
         ts=ts,
     )
+
+
+def basket_buy(
+    msg: p.BasketBuy, account: int, ts: int, _projects: Projects
+) -> sc.BasketBuy | Refusal:
+    """A screened basket; its screen, quantities, caps and retirement are the core's to
+    judge (INVALID_SCREEN, INVALID_QUANTITY, CANNOT_FILL, INVALID_RETIREMENT ...)."""
+    retire = retire_for(msg.retire_for)
+    if isinstance(retire, Refusal):
+        return retire
+    return sc.BasketBuy(
+        account=account,
+        client_order_id=msg.client_order_id,
+        screen=msg.screen,
+        qty=msg.qty,
+        price=msg.price,
+        currency=msg.currency,
+        tif=msg.tif,
+        project_max=msg.project_max,
+        projects_min=msg.projects_min,
+        retire=retire,
+        ts=ts,
+    )
+
+
+def retire_for(wire: p.RetireFor | None) -> ec.RetireFor | Refusal | None:
+    """The core's `RetireFor` of a buy-and-retire order; a purpose out of its set is
+    malformed, as in `retire`. Whether the rest is a retirement (a beneficiary, a period of
+    two dates) is the core's to say, before the order enters."""
+    if wire is None:
+        return None
+    refused = check_purpose(wire.purpose)
+    if refused is not None:
+        return refused
+    return ec.RetireFor(
+        beneficiary=wire.beneficiary,
+        purpose=wire.purpose,
+        claim=wire.claim,
+        period_start=wire.period_start,
+        period_end=wire.period_end,
+    )
+
+
+def check_purpose(purpose: str) -> Refusal | None:
+    """A purpose the wire lets through but no retirement can carry: malformed."""
+    if purpose in PURPOSES:
+        return None
+    return Refusal(Reason.MALFORMED_MESSAGE, f"purpose must be one of {list(PURPOSES)}")
+
+
+PURPOSES = tuple(x.value for x in Purpose)
 
 
 def amend(msg: p.Amend, account: int, ts: int, _projects: Projects) -> ec.Amend:
@@ -144,12 +199,10 @@ def read_serial(
 
 
 def retire(msg: p.Retire, account: int, ts: int, _projects: Projects) -> sc.Retire | Refusal:
-    try:
-        purpose = Purpose(msg.purpose)
-    except ValueError:
-        return Refusal(
-            Reason.MALFORMED_MESSAGE, f"purpose must be one of {[x.value for x in Purpose]}"
-        )
+    refused = check_purpose(msg.purpose)
+    if refused is not None:
+        return refused
+    purpose = Purpose(msg.purpose)
     return sc.Retire(
         account=account,
         beneficiary=msg.beneficiary,
@@ -234,6 +287,7 @@ def cancel_credits(
 
 COMMANDS: dict[type, Translate] = {
     p.NewOrder: new_order,
+    p.BasketBuy: basket_buy,
     p.Amend: amend,
     p.Cancel: cancel,
     p.MassCancel: mass_cancel,

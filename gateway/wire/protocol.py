@@ -112,7 +112,23 @@ class Logon(msgspec.Struct, frozen=True, **_client("logon")):
     req_id: Int = 0
 
 
+class RetireFor(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """Buy-and-retire: every credit the order receives is retired for `beneficiary` in the
+    same ledger transaction as its fill. The texts are bounded as `retire`'s are; `purpose`:
+    voluntary | corsia | article6 | other; the reporting period is both ISO dates or neither.
+    One `order_certificate` per order lists every fill's serials."""
+
+    beneficiary: Str
+    purpose: Str = "voluntary"
+    claim: Str = ""
+    period_start: Str = ""
+    period_end: Str = ""
+
+
 class NewOrder(msgspec.Struct, frozen=True, **_client("new_order")):
+    """A new order; `retire_for` makes it a buy-and-retire order, which never rests (a buy,
+    IOC or FOK, or a market buy)."""
+
     client_order_id: Str
     series: Str
     side: Side
@@ -124,6 +140,28 @@ class NewOrder(msgspec.Struct, frozen=True, **_client("new_order")):
     post_only: bool = False
     stp: SelfTrade = SelfTrade.CANCEL_INCOMING
     max_notional: Int = 0
+    retire_for: RetireFor | None = None
+
+
+class BasketBuy(msgspec.Struct, frozen=True, **_client("basket_buy")):
+    """A screened basket buy: up to `qty` tonnes from every series of `currency` whose
+    credits `screen` admits, cheapest first across books, never above `price` per tonne.
+    IOC (the rest is cancelled) or FOK (all or nothing); it never rests. `project_max`: at
+    most that many tonnes from one project (0: no cap); `projects_min`: at least that many
+    distinct projects or nothing trades (0: no floor). `retire_for`: buy-and-retire, one
+    `order_certificate`. Answered like a `new_order` (by `client_order_id`), then a
+    `basket_done` summary carrying `req_id`."""
+
+    client_order_id: Str
+    screen: ScreenText
+    qty: Int
+    price: Int
+    currency: Str = "USD"
+    tif: TimeInForce = TimeInForce.IOC
+    project_max: Int = 0
+    projects_min: Int = 0
+    retire_for: RetireFor | None = None
+    req_id: Int = 0
 
 
 class Amend(msgspec.Struct, frozen=True, **_client("amend")):
@@ -342,6 +380,7 @@ OPERATOR_REQUESTS = (
 ClientMessage = (
     Logon
     | NewOrder
+    | BasketBuy
     | Amend
     | Cancel
     | MassCancel
@@ -652,6 +691,52 @@ class Certificate(msgspec.Struct, **_server("certificate")):
     req_id: int = 0
 
 
+class BasketDone(msgspec.Struct, **_server("basket_done")):
+    """A basket's summary, after its fills (and the cancel of any rest): `filled` tonnes
+    for `notional` minor units before fees, so the average price per tonne is
+    notional / filled (integers only on the wire: a client divides, and rounds as it
+    likes); `projects` the registry projects the credits came from, sorted."""
+
+    order_id: int
+    client_order_id: str
+    filled: int
+    notional: int
+    projects: list[str]
+    ts: int
+    req_id: int = 0
+
+
+class CertificateFillInfo(msgspec.Struct, frozen=True):
+    """One fill on an order's certificate: its trade, book, the serials it retired and the
+    seq and hash of its `fill_retirement` settlement-log record."""
+
+    trade_id: int
+    series: str
+    qty: int
+    serials: list[SerialRange]
+    record_seq: int
+    record_hash: str
+
+
+class OrderCertificate(msgspec.Struct, **_server("order_certificate")):
+    """The one retirement certificate of a buy-and-retire order (or basket): every fill's
+    retired serials in the registry's strings, each checkable against its record."""
+
+    cert_id: str
+    account: int
+    order_id: int
+    client_order_id: str
+    qty: int
+    beneficiary: str
+    purpose: str
+    claim: str
+    period_start: str
+    period_end: str
+    fills: list[CertificateFillInfo]
+    ts: int
+    req_id: int = 0
+
+
 class PublicTrade(msgspec.Struct, **_server("trade")):
     series: str
     trade_id: int
@@ -720,6 +805,8 @@ ServerMessage = (
     | ContractRules
     | ScreenResult
     | Certificate
+    | BasketDone
+    | OrderCertificate
     | PublicTrade
     | BookSnapshot
     | BookUpdate
