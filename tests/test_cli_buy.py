@@ -70,10 +70,15 @@ def test_a_basket_bought_to_retire_from_the_command_line(tmp_path, capsys):
             "--period",
             "2026-01-01",
             "2026-12-31",
+            "--certificate-out",
+            str(tmp_path / "cert.json"),
             "--key",
             buyer,
         )
         assert code == 0, err
+        assert lines.pop() == (
+            f"certificate saved to {tmp_path / 'cert.json'} (tonne log verify --certificate)"
+        )
         assert (
             lines[0].startswith("accepted basket ") and "up to 25 t at most 19.00 USD/t" in lines[0]
         )
@@ -119,6 +124,26 @@ def test_a_basket_bought_to_retire_from_the_command_line(tmp_path, capsys):
         assert code == 1 and lines[0].startswith("refused INVALID_RETIREMENT"), lines
         code, lines, err = tonne(capsys, *basket, "--key", watcher)
         assert code == 1 and lines[0].startswith("refused NOT_PERMITTED"), lines
+    # anyone with the log proves the certificate; an edited one fails
+    cert = tmp_path / "cert.json"
+    code, lines, err = tonne(
+        capsys, "log", "verify", "--data", str(data), "--certificate", str(cert)
+    )
+    assert code == 0, (lines, err)
+    assert lines[0].startswith("OK ") and lines[1].endswith(
+        "20 t for 'Nordic Climate Desk' proved by records 7, 9"
+    ), lines
+    forged = tmp_path / "forged.json"
+    forged.write_text(cert.read_text().replace("Nordic Climate Desk", "Someone Else"))
+    code, lines, err = tonne(
+        capsys, "log", "verify", "--data", str(data), "--certificate", str(forged)
+    )
+    assert code == 1 and lines[-1].startswith("FAIL: certificate RC-00000001"), lines
+    (tmp_path / "junk.json").write_text("{}")
+    code, lines, err = tonne(
+        capsys, "log", "verify", "--data", str(data), "--certificate", str(tmp_path / "junk.json")
+    )
+    assert code == 1 and "not an order certificate" in lines[-1], lines
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import pytest
 import settlement.log as slog
 from engine.commands import Side, TimeInForce
 from engine.events import Accepted, Cancelled, CancelReason, Reason, Trade
+from gateway.certificates import core_certificate
 from gateway.client.client import Client, RequestRejected
 from gateway.server.routing import OrderInfo, route
 from gateway.server.translate import basket_buy, new_order
@@ -340,35 +341,6 @@ def check_against_records(cert: p.OrderCertificate, records: list[Any]) -> None:
     check = getattr(slog, "check_order_certificate", None)
     if check is not None:  # the core's own check, on the certificate the core gave
         assert check(core_certificate(cert), records)
-
-
-def core_certificate(cert: p.OrderCertificate) -> OrderCertificate:
-    """The core's certificate that the wire one writes out."""
-    fills = tuple(
-        CertificateFill(
-            f.trade_id,
-            f.series,
-            tuple(SerialRange(r.project, r.vintage, r.first, r.last, r.batch) for r in f.serials),
-            f.qty,
-            f.record_seq,
-            f.record_hash,
-        )
-        for f in cert.fills
-    )
-    return OrderCertificate(
-        cert.cert_id,
-        cert.account,
-        cert.order_id,
-        cert.client_order_id,
-        cert.qty,
-        cert.beneficiary,
-        Purpose(cert.purpose),
-        cert.claim,
-        cert.period_start,
-        cert.period_end,
-        fills,
-        cert.ts,
-    )
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])

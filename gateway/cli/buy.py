@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
+from gateway.certificates import write_certificate
 from gateway.cli.connection import SessionFailed, add_options, logged_on
 from gateway.cli.order import serials_text
 from gateway.cli.screen import price_text
@@ -131,6 +133,9 @@ async def run(args: argparse.Namespace) -> int:
         except (ClientError, TimeoutError) as exc:
             raise SessionFailed(str(exc) or f"no answer within {args.timeout_s} s") from None
     print("\n".join(report(basket, args)))
+    if args.certificate_out and basket.certificate is not None:
+        write_certificate(Path(args.certificate_out), basket.certificate)
+        print(f"certificate saved to {args.certificate_out} (tonne log verify --certificate)")
     return 0
 
 
@@ -152,6 +157,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--claim", help="claim text of the retirement")
     ap.add_argument("--period", nargs=2, metavar=("START", "END"), help="YYYY-MM-DD YYYY-MM-DD")
     ap.add_argument("--client-order-id", default="")
+    ap.add_argument(
+        "--certificate-out",
+        metavar="FILE",
+        help="save the certificate (JSON) for `tonne log verify --certificate FILE`",
+    )
     add_options(ap, "a key file with the `trade` permission (tonne accounts add --json)")
     return ap
 
@@ -161,6 +171,8 @@ def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     retirement = (args.purpose, args.claim, args.period)
     if args.retire_for is None and any(x is not None for x in retirement):
         ap.error("--purpose, --claim and --period go with --retire-for")
+    if args.certificate_out and args.retire_for is None:
+        ap.error("--certificate-out goes with --retire-for")
     if len(args.screen) > SCREEN_TEXT_MAX:
         ap.error(f"a screen is at most {SCREEN_TEXT_MAX} characters")
     for name in ("retire_for", "claim", "client_order_id"):

@@ -1,7 +1,8 @@
 """`tonne log`: operators follow and audit the settlement log in a data folder.
 
     tonne log tail [-f] [-n N] [--after SEQ] [--data DIR]   one line per record; -f follows
-    tonne log verify [--data DIR]             chain + ledger replay + invariants, state hash
+    tonne log verify [--data DIR] [--certificate FILE ...]   chain + ledger replay +
+                                              invariants, state hash; and order certificates
 
 `tail -f` polls the store (a read-only connection, so it never gets in the writer's way)
 every `--poll-s` seconds until interrupted. `verify` runs `settlement.log.verify` over every
@@ -9,7 +10,9 @@ stored record, then rebuilds the state the way a restart would (both chains chec
 genesis, snapshot + journal replay, each record checked against the log) to print its state
 hash, then checks the journal against the log through the archived segments too
 (`chaincheck.check_links`: every record belongs to a journaled command, the counts agree);
-it exits 1 naming the first bad record on any break.
+it exits 1 naming the first bad record on any break. Each `--certificate FILE` (an order
+certificate as `tonne buy --certificate-out` saved it) is then checked against the stored
+records (`settlement.log.check_order_certificate`): proved, or exit 1.
 """
 
 from __future__ import annotations
@@ -115,6 +118,34 @@ def _verify(store: SQLiteStore, out: TextIO, codec: Codec, verify_log: Any) -> i
     return 0
 
 
+def check_certificates(store: SQLiteStore, paths: list[str], out: TextIO) -> int:
+    """Check each order certificate file against the stored records; exit status."""
+    from pathlib import Path
+
+    from gateway.certificates import CertificateFileError, read_certificate
+    from settlement.log import check_order_certificate
+
+    status = 0
+    for path in paths:
+        try:
+            cert = read_certificate(Path(path))
+        except CertificateFileError as exc:
+            out.write(f"FAIL: {exc}\n")
+            status = 1
+            continue
+        seqs = sorted(f.record_seq for f in cert.fills)
+        records = [r for r in _decoded(store, SettlementCodec(), 0) if r.seq in set(seqs)]
+        if check_order_certificate(cert, records):
+            out.write(
+                f"certificate {cert.cert_id}: {cert.qty} t for {cert.beneficiary!r} proved by "
+                f"records {', '.join(map(str, seqs))}\n"
+            )
+        else:
+            out.write(f"FAIL: certificate {cert.cert_id} ({path}) is not what the log says\n")
+            status = 1
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tonne log", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -124,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     p_tail.add_argument("--after", type=int, default=0, help="only records after seq N")
     p_tail.add_argument("--poll-s", type=float, default=POLL_S, help="follow: poll interval")
     p_verify = sub.add_parser("verify", help="audit the settlement log and print the state hash")
+    p_verify.add_argument(
+        "--certificate",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also check this order certificate (tonne buy --certificate-out) against the log",
+    )
     for p in (p_tail, p_verify):
         p.add_argument("--data", default=default_data_dir(), help="the data folder")
     args = parser.parse_args(argv)
@@ -134,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.what == "verify":
-            return verify(store, sys.stdout)
+            status = verify(store, sys.stdout)
+            return status or check_certificates(store, args.certificate, sys.stdout)
         try:
             tail(
                 store,
