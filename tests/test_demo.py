@@ -68,6 +68,9 @@ def test_demo_trades_over_the_network_retires_and_verifies_its_log(capsys, tmp_p
     (contract,) = [line for line in out.splitlines() if "under rule v1; serials" in line]
     assert re.search(r"ACR-US-802-2022-\d+-\d+ to \d+|CAR-1-MX-1568-[-0-9]+ to \d+", contract)
     assert "contract_fill=1" in out
+    # a screened basket bought to retire, with one certificate (issue 14)
+    assert re.search(r"certificate RC-\d+: \d+ t retired for 'Kowloon Steel Ltd', \d+ fills", out)
+    assert re.search(r"fill_retirement=\d+", out)
 
 
 def test_same_seed_trades_the_same_market(capsys, tmp_path):

@@ -32,7 +32,7 @@ from engine.commands import Cancel, Command
 from engine.events import Reason
 from engine.reference import Project, series_id
 from gateway.cli.accounts import add_key
-from gateway.cli.demo_catalogue import contract_trade, screen_walk
+from gateway.cli.demo_catalogue import basket_retire, contract_trade, screen_walk
 from gateway.cli.logcmd import tail, verify
 from gateway.cli.serve import running
 from gateway.client.client import Client, RequestRejected
@@ -396,7 +396,9 @@ async def run_demo(data_dir: Path, seed: int, steps: int, out: Callable[[str], N
         airline = next(d for d in desks.values() if d.name == "Harbour Airlines")
         await retire_for(airline, listed, out)
         await screen_walk(watcher, out)
-        await contract_trade([(d.name, d.client) for d in desks.values()], out, serials_text)
+        named = [(d.name, d.client) for d in desks.values()]
+        await contract_trade(named, out, serials_text)
+        await basket_retire(named, out, serials_text)
 
         await watcher.heartbeat()  # answered after every update sent before it
         out("\nClosing books, from the subscriber's local L2 book (snapshot + updates):")

@@ -67,7 +67,7 @@ async def contract_trade(
     seller = None
     for name, client in desks:
         try:
-            await client.place(sid, Side.SELL, qty=20, price=price)
+            await client.place(sid, Side.SELL, qty=30, price=price)
         except RequestRejected:
             continue  # holds nothing the rule admits
         seller = (name, client)
@@ -84,3 +84,51 @@ async def contract_trade(
         f"{contract.series.currency} under rule v{fill.rule_version}; serials delivered: "
         f"{serials(fill.serials)}"
     )
+
+
+BASKET_SCREEN = "mitigation = removal and basis = nature and label CCP"
+
+
+async def basket_retire(
+    desks: list[tuple[str, Client]], out: Callable[[str], None], serials: Callable[[Any], str]
+) -> None:
+    """A steel maker buys 40 t of CCP-labelled nature-based removals across every book that
+    offers them, at most 19.50 USD a tonne, and retires them in the same transaction: one
+    basket, one certificate listing every fill's registry serials."""
+    name, client = next((n, c) for n, c in desks if n == "Kowloon Steel")
+    out(f"\n{name} buys and retires a screened basket: {BASKET_SCREEN!r}, 40 t at most 19.50:")
+    try:
+        basket = await client.basket_buy(
+            BASKET_SCREEN,
+            40,
+            1950,
+            retire_for=p.RetireFor(
+                beneficiary="Kowloon Steel Ltd",
+                claim="FY2026 scope 1 offset",
+                period_start="2026-01-01",
+                period_end="2026-12-31",
+            ),
+        )
+    except RequestRejected as exc:
+        out(f"  refused {exc.reason.value}: {exc.text}")
+        return
+    for f in basket.fills:
+        out(f"  filled {f.qty} t of {f.series} at {f.price / 100:.2f}: {serials(f.serials)}")
+    if basket.cancelled is not None:
+        out(
+            f"  {basket.cancelled.qty} t not bought (IOC: no more at most 19.50 in front of the "
+            "buyer's own resting orders, where each book's sweep stops)"
+        )
+    done = basket.done
+    if done.filled:
+        out(
+            f"  done: {done.filled} t of 40, average {done.notional / done.filled / 100:.2f} "
+            f"USD/t, projects {', '.join(done.projects)}"
+        )
+    cert = basket.certificate
+    if cert is not None:
+        records = ", ".join(f"#{f.record_seq}" for f in cert.fills)
+        out(
+            f"  certificate {cert.cert_id}: {cert.qty} t retired for {cert.beneficiary!r}, "
+            f"{len(cert.fills)} fills, settlement-log records {records}"
+        )
