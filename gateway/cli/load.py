@@ -13,11 +13,13 @@ that every participant holds both cash and credits of.
 
 Each participant keeps `--in-flight` requests in flight (closed loops on one connection;
 1 by default): a limit order around the reference price, or a cancel of its oldest open
-order once it has `--open-max` open. The run
+order once it has `--open-max` open; a `--baskets` share of its requests (0.05) are screened
+basket buys of the series' project (issue 14), half of them buy-and-retire. The run
 stops after `--orders` orders in total or `--seconds`, whichever comes first. Printed: orders
 and requests per second, the round-trip latency percentiles (send -> ack or reject), and the
 end check: with its own exchange, cash and credits conserved in the ledger (every account
-including the fee account) and the core's invariants; against a remote server, the
+including the fee account; the credits retired by baskets are the ones certificates name)
+and the core's invariants; against a remote server, the
 participants' cash changes sum to minus the fees their fills reported.
 """
 
@@ -53,6 +55,8 @@ class Stats:
         self.fills = 0
         self.fees = 0
         self.errors = 0
+        self.baskets = 0
+        self.retired = 0  # tonnes retired by buy-and-retire baskets (their certificates)
 
 
 def percentile(sorted_values: list[int], q: float) -> int:
@@ -98,6 +102,26 @@ class _Quoting:
             self.mine.append(order_id)
 
 
+async def basket(
+    client: Client, series: p.SeriesInfo, price: int, rng: random.Random, stats: Stats
+) -> None:
+    """A screened basket buy of the series' project, half of them buy-and-retire."""
+    retire = p.RetireFor(beneficiary=f"load test {client.account}") if rng.random() < 0.5 else None
+    try:
+        b = await client.basket_buy(
+            f"project = {series.project}",
+            rng.randint(1, 5) * series.lot,
+            price,
+            retire_for=retire,
+        )
+    except RequestRejected as exc:
+        stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
+        return
+    stats.baskets += 1
+    if b.certificate is not None:
+        stats.retired += b.certificate.qty
+
+
 async def participant(
     client: Client,
     series: p.SeriesInfo,
@@ -108,6 +132,7 @@ async def participant(
     deadline: float,
     open_max: int,
     in_flight: int = 1,
+    basket_share: float = 0.0,
 ) -> None:
     """Quote and trade around `ref_price` until the shared order `budget` or time runs out,
     with `in_flight` requests outstanding at a time on this participant's connection."""
@@ -133,6 +158,10 @@ async def participant(
                         stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
                     finally:
                         state.cancelling.discard(order_id)
+                elif series.project and rng.random() < basket_share:
+                    budget[0] -= 1
+                    price = min(high, ref_price + rng.randint(0, 5) * tick)
+                    await basket(client, series, price - price % tick, rng, stats)
                 else:
                     budget[0] -= 1
                     side = Side.BUY if rng.random() < 0.5 else Side.SELL
@@ -172,6 +201,7 @@ async def run_load(
     seed: int,
     open_max: int,
     in_flight: int = 1,
+    basket_share: float = 0.0,
 ) -> tuple[Stats, float]:
     stats = Stats()
     budget = [orders]
@@ -189,6 +219,7 @@ async def run_load(
                 deadline,
                 open_max,
                 in_flight,
+                basket_share,
             )
             for i, c in enumerate(clients)
         ]
@@ -207,6 +238,7 @@ def report(
         f"{elapsed:.2f} s",
         f"orders {stats.orders} ({stats.orders / elapsed:,.0f}/s), cancels {stats.cancels}, "
         f"requests {requests} ({requests / elapsed:,.0f}/s), fills {stats.fills}, "
+        f"baskets {stats.baskets} ({stats.retired} t retired), "
         f"rejects {dict(sorted(stats.rejects.items())) or 0}, errors {stats.errors}",
         "round trip us: "
         + ", ".join(f"p{int(q * 100)} {percentile(rtt, q) / 1000:,.0f}" for q in (0.5, 0.9, 0.99))
@@ -276,6 +308,7 @@ async def own_exchange(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 open_max=args.open_max,
                 in_flight=args.in_flight,
+                basket_share=args.baskets,
             )
             for c in clients:
                 await c.mass_cancel()
@@ -294,10 +327,15 @@ async def own_exchange(args: argparse.Namespace) -> int:
                 sum(a.cash_held.values()) + sum(a.credits_held.values())
                 for a in ledger.accounts.values()
             )
-            ok = cash_after == cash_before and credits_after == credits_before and held == 0
+            ok = (
+                cash_after == cash_before
+                and credits_after + stats.retired == credits_before
+                and held == 0
+            )
             print(
                 f"end check: cash {cash_before} -> {cash_after}, credits {credits_before} -> "
-                f"{credits_after}, held after mass cancel {held}, journal seq "
+                f"{credits_after} ({stats.retired} retired), held after mass cancel {held}, "
+                "journal seq "
                 f"{ex.journal.seq}, commits {ex.journal.commits}, core invariants hold: "
                 f"{'OK' if ok else 'FAILED'}"
             )
@@ -402,6 +440,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--transport", choices=["tcp", "ws"], default="tcp")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--open-max", type=int, default=20, help="open orders per participant")
+    parser.add_argument(
+        "--baskets", type=float, default=0.05, help="share of requests that are basket buys"
+    )
     parser.add_argument("--connect", help="HOST:PORT of a running server (TCP, or WS port)")
     parser.add_argument("--ws-port", type=int, help="with --connect and --transport ws")
     parser.add_argument("--keys", help="JSON lines of funded accounts' keys (with --connect)")
@@ -413,6 +454,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.participants < 1 or args.orders < 1 or args.seconds <= 0 or args.in_flight < 1:
         parser.error("--participants, --in-flight, --orders and --seconds must be positive")
+    if not 0 <= args.baskets <= 1:
+        parser.error("--baskets is a share, 0 to 1")
     if args.connect:
         if not args.keys:
             parser.error("--connect needs --keys")
