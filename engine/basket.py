@@ -13,36 +13,16 @@ from collections import deque
 
 from engine.book import Order
 from engine.commands import SelfTrade, Side, TimeInForce
-from engine.events import Accepted, Cancelled, CancelReason, Event, Reason, Rejected
-from engine.exchange import Exchange, _reject
+from engine.events import Accepted, Cancelled, CancelReason, Event, Rejected
+from engine.exchange import Exchange
 from engine.lifecycle import S_NEW
 
 BASKET = ""  # the series an accepted basket names: it belongs to no one book
 
 
 def check_entry(ex: Exchange, account: int, coid: str, ts: int) -> Rejected | None:
-    """Whether a basket may take `coid`: not empty, not in the account's recent window."""
-    if not coid:
-        return _reject(
-            account,
-            coid,
-            0,
-            Reason.INVALID_CLIENT_ORDER_ID,
-            "client_order_id must not be empty",
-            ts,
-        )
-    seen = ex.coids_seen.get(account)
-    if seen is not None and ex._used(account, coid, seen):
-        return _reject(
-            account,
-            coid,
-            0,
-            Reason.DUPLICATE_CLIENT_ORDER_ID,
-            f"client_order_id {coid!r} is one of this account's last {ex.coid_window} "
-            "or of an open order",
-            ts,
-        )
-    return None
+    """Whether a basket may take `coid`, as a new order's entry judges it."""
+    return ex.check_client_order_id(account, coid, ts)
 
 
 def open_basket(

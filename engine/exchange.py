@@ -350,6 +350,11 @@ class Exchange:
             return _reject(
                 account, coid, 0, Reason.SERIES_HALTED, f"{cmd.series} is halted: cancels only", ts
             )
+        return self.check_client_order_id(account, coid, ts)
+
+    def check_client_order_id(self, account: int, coid: str, ts: int) -> Rejected | None:
+        """Whether a new order (or a basket, engine/basket.py) may take `coid`: not empty,
+        not one of the account's recent window or of an open order."""
         if not coid:
             return _reject(
                 account,
