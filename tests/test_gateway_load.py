@@ -1,80 +1,142 @@
-"""`tonne load` runs bounded and its end check holds, on both transports."""
+"""`tonne load`: a spawned `tonne serve`, simulated participants over both transports and in
+both modes, a report whose figures agree with each other, and an end check that passes on
+the real server and fails on one that drops a fill."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from gateway.cli.load import main
+from engine.commands import Side
+from gateway.cli.load import main, parse_mix
+from gateway.cli.load_check import Books, check_market, expected_serials
+from gateway.wire import protocol as p
+
+SHORT = ["--seconds", "2", "--orders", "1500", "--mix", "makers=2,takers=2,baskets=1,noisy=1"]
+
+
+def run(capsys: pytest.CaptureFixture[str], tmp_path, *args: str, **kw) -> tuple[int, str, dict]:
+    out_json = tmp_path / "report.json"
+    code = main([*SHORT, *args, "--json", str(out_json)], **kw)
+    out = capsys.readouterr().out
+    return code, out, json.loads(out_json.read_text())
+
+
+def assert_consistent(r: dict) -> None:
+    lat = r["latency_us"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99_9"] <= lat["max"], lat
+    assert lat["count"] == r["requests"] > 0
+    assert 0 < r["orders"] <= 1500 and r["orders"] <= r["requests"]
+    # every fill report is one side of a trade, and each side fills at most what was ordered
+    assert 0 < r["filled_t"] <= 2 * r["ordered_t"]
+    assert r["fills"] == 2 * r["end_check"]["trades"]  # spawned: both sides are participants
+    assert r["errors"] == 0 and r["disconnects"] == 0, r["error_samples"]
+    assert r["noisy"]["sent"] > 0 and r["noisy"]["as_documented"] == r["noisy"]["sent"]
+    for reason in ("INVALID_PRICE", "UNKNOWN_SERIES", "INVALID_QUANTITY", "PRICE_OUT_OF_BAND"):
+        assert r["rejects"][reason] > 0, r["rejects"]
+    assert r["baskets"] > 0 and r["retired_t"] > 0
+    assert r["end_check"]["ok"] and r["server_exit"] == 0, r["end_check"]["problems"]
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-def test_load_runs_bounded_and_conserves_cash_and_credits(transport, capsys):
-    code = main(
-        [
-            "--participants",
-            "3",
-            "--orders",
-            "150",
-            "--seconds",
-            "20",
-            "--transport",
-            transport,
-            "--baskets",
-            "0",
-        ]
-    )
-    out = capsys.readouterr().out
+def test_a_closed_loop_spawned_run_passes_its_end_check(transport, capsys, tmp_path):
+    code, out, r = run(capsys, tmp_path, "--transport", transport, "--in-flight", "2")
     assert code == 0, out
-    assert "orders 150 " in out and "OK" in out and "p99" in out
+    assert r["mode"] == "closed" and r["transport"] == transport and r["where"] == "spawn"
+    assert_consistent(r)
+    assert "end check: OK" in out and "p99.9" in out
 
 
-def test_load_with_several_requests_in_flight_per_participant(capsys):
-    code = main(
-        [
-            "--participants",
-            "2",
-            "--in-flight",
-            "8",
-            "--orders",
-            "400",
-            "--seconds",
-            "20",
-            "--baskets",
-            "0",
-        ]
-    )
-    out = capsys.readouterr().out
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_an_open_loop_run_achieves_no_more_than_the_rate_asked(transport, capsys, tmp_path):
+    code, out, r = run(capsys, tmp_path, "--transport", transport, "--rate", "400")
     assert code == 0, out
-    assert "2 participants x 8 in flight" in out and "orders 400 " in out and "OK" in out
+    assert r["mode"] == "open" and r["rate_asked"] == 400
+    assert 0 < r["rate_achieved"] <= 400 * 1.05, r
+    assert_consistent(r)
 
 
-def test_load_includes_basket_buyers_and_buy_and_retire_buyers(capsys):
-    import re
-
-    code = main(
-        [
-            "--participants",
-            "3",
-            "--orders",
-            "300",
-            "--seconds",
-            "20",
-            "--baskets",
-            "0.3",
-            "--seed",
-            "3",
-        ]
-    )
-    out = capsys.readouterr().out
+def test_find_max_reports_the_highest_rate_that_held(capsys, tmp_path):
+    code, out, r = run(
+        capsys, tmp_path, "--find-max", "--rate", "200", "--step", "4", "--p99-ms", "1000",
+        "--seconds", "1",
+    )  # fmt: skip
     assert code == 0, out
-    baskets, retired = map(int, re.search(r"baskets (\d+) \((\d+) t retired\)", out).groups())
-    assert baskets > 0 and retired > 0, out
-    assert f"({retired} retired)" in out and "core invariants hold: OK" in out
+    steps = r["find_max"]["steps"]
+    assert steps and [s["rate_asked"] for s in steps[:2]] == [200, 800][: len(steps)]
+    held = [s["rate_asked"] for s in steps if s["held"]]
+    assert r["find_max"]["max_rate"] == (max(held) if held else 0)
+    assert "highest rate with p99 <= 1000.0 ms" in out and "end check: OK" in out
 
 
-def test_load_refuses_a_non_positive_in_flight(capsys):
-    import pytest
+def test_a_server_that_drops_one_acknowledged_fill_fails_the_end_check(capsys, tmp_path):
+    code, out, r = run(
+        capsys, tmp_path, "--in-flight", "2", serve_command=("tests.test_gateway_load_double",)
+    )
+    assert code == 1, out
+    problems = r["end_check"]["problems"]
+    assert not r["end_check"]["ok"] and problems
+    assert any("was reported" in x and "only the" in x for x in problems), problems
+    assert any("on the server" in x and "by its reports" in x for x in problems), problems
+    assert "end check: FAILED" in out
 
-    with pytest.raises(SystemExit):
-        main(["--in-flight", "0"])
-    assert "--in-flight" in capsys.readouterr().err
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--in-flight", "0"], "--in-flight"),
+        (["--rate", "0"], "--rate"),
+        (["--rate", "10", "--in-flight", "2"], "not allowed with"),
+        (["--mix", "makers=x"], "--mix"),
+        (["--mix", "dealers=1"], "--mix"),
+        (["--mix", "makers=0"], "no participant"),
+        (["--mix", "makers=1", "--participants", "2"], "not both"),
+        (["--connect", "127.0.0.1:1"], "--connect needs --keys"),
+        (["--keys", "k.json"], "go with --connect"),
+        (["--find-max", "--step", "1"], "--step"),
+    ],
+)
+def test_bad_options_are_refused(args, says, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_parse_mix_counts_every_kind():
+    assert parse_mix("makers=2, noisy=1") == {"makers": 2, "takers": 0, "baskets": 0, "noisy": 1}
+
+
+def _fill(trade: int, order: int, side: Side, qty: int, first: int, **kw) -> p.Fill:
+    serials = [p.SerialRange("VCS1", 2020, first, first + qty - 1)]
+    return p.Fill(
+        trade_id=trade, order_id=order, client_order_id="c", series="S", side=side, price=10,
+        qty=qty, leaves_qty=kw.get("leaves", 0), liquidity="maker", fee=1, serials=serials,
+    )  # fmt: skip
+
+
+def _ack(order: int, qty: int, side: Side) -> p.OrderAck:
+    return p.OrderAck(
+        order_id=order, client_order_id="c", series="S", side=side, price=10, qty=qty, ts=0
+    )
+
+
+def test_the_books_follow_fills_with_fees_and_serials_and_find_the_one_sided_trade():
+    buyer, seller = Books(1, {"S": "USD"}), Books(2, {"S": "USD"})
+    buyer.feed([_ack(10, 5, Side.BUY), _fill(7, 10, Side.BUY, 3, 100, leaves=2)])
+    seller.feed([_ack(11, 3, Side.SELL), _fill(7, 11, Side.SELL, 3, 100)])
+    assert buyer.open == {10: 2} and seller.open == {}
+    assert buyer.cash == {"USD": -31} and seller.cash == {"USD": 29}
+    assert check_market([buyer, seller], closed=True) == []
+    buyer.feed([_fill(8, 10, Side.BUY, 2, 200)])  # no seller heard of trade 8
+    assert any("trade 8: only the buy side" in x for x in check_market([buyer, seller], True))
+    buyer.feed([_fill(8, 10, Side.BUY, 2, 200)])
+    assert any("not open" in x for x in buyer.problems)
+
+
+def test_expected_serials_merge_and_refuse_a_serial_held_twice():
+    k = ("VCS1", 2020, "")
+    got, bad = expected_serials([(k, 1, 10)], [(k, 11, 20)], [(k, 1, 5)])
+    assert got == {k: [[6, 20]]} and bad == []
+    _, bad = expected_serials([(k, 1, 10)], [(k, 5, 6)], [])
+    assert bad and "held 2 times" in bad[0]

@@ -1,345 +1,119 @@
 """`tonne load`: simulated participants against a server; throughput, latency, end check.
 
-    tonne load [--participants 8] [--in-flight 1] [--orders 2000] [--seconds 20]
-               [--transport tcp|ws] [--seed 1] [--connect HOST:PORT --keys FILE]
+    tonne load [--spawn | --connect HOST:PORT --keys FILE [--ws-port N] [--series ID]]
+               [--mix makers=2,takers=4,baskets=1,noisy=1 | --participants N]
+               [--transport tcp|ws] [--seed 1] [--orders 20000] [--seconds 10]
+               [--in-flight K | --rate R | --find-max --p99-ms 5 [--rate R0]] [--json FILE]
 
-Without `--connect` it opens its own exchange on a temporary data folder (the real SQLite
-store, journal and settlement core, exactly what `tonne serve` runs), provisions the
-participants, funds each with cash and a serial block of the first series through the
-operator pipeline, and runs them. With `--connect`, `--keys` is a file of JSON lines
-`{"account", "key_id", "secret"}` (as `tonne accounts add --json` prints) of accounts funded
-with `tonne custody deposit`, and the load trades `--series`, or else the first listed series
-that every participant holds both cash and credits of.
+Where the exchange runs. `--spawn` (the default) starts `tonne serve` as a separate process
+on a fresh temporary folder (ports 0, its own process group, SIGTERM at the end),
+provisions every participant a trading key and a `fund` key, and funds each through the
+protocol, as `tonne custody deposit` does: 10^10 minor units of every currency traded and a
+registry-style serial block of 1 000 000 t of every project series, in a real issuance batch
+of its project and vintage (gateway/cli/load_spawn.py). Server and load then share the
+machine's cores. `--connect HOST:PORT --keys FILE` drives a running server instead: FILE
+holds JSON lines `{"account", "key_id", "secret"}` (as `tonne accounts add --json` prints)
+of accounts funded beforehand; the load trades `--series`, or every listed project series
+that all of them hold cash and credits of.
 
-Each participant keeps `--in-flight` requests in flight (closed loops on one connection;
-1 by default): a limit order around the reference price, or a cancel of its oldest open
-order once it has `--open-max` open; a `--baskets` share of its requests (0.05) are screened
-basket buys of the series' project (issue 14), half of them buy-and-retire. The run
-stops after `--orders` orders in total or `--seconds`, whichever comes first. Printed: orders
-and requests per second, the round-trip latency percentiles (send -> ack or reject), and the
-end check: with its own exchange, cash and credits conserved in the ledger (every account
-including the fee account; the credits retired by baskets are the ones certificates name)
-and the core's invariants; against a remote server, the
-participants' cash changes sum to minus the fees their fills reported.
+Who trades (gateway/cli/load_participants.py). `--mix` counts each behaviour: market makers
+quoting both sides of every series around a seeded random-walk fair value and re-quoting
+with amends and cancels; takers sending marketable limit, IOC and FOK orders; basket buyers
+(screened baskets, to retire or not, and buy-and-retire orders); noisy clients sending
+invalid orders, each of which must get its documented rejection (INVALID_PRICE,
+UNKNOWN_SERIES, INVALID_QUANTITY, PRICE_OUT_OF_BAND), or it counts as an error. `--participants
+N` without `--mix` is half makers, half takers. Each is one connection over `--transport`.
+`--seed` seeds the fair value and every participant's choices.
+
+How it is driven. Closed loop (the default): each connection keeps `--in-flight` requests
+outstanding. Open loop, `--rate R`: R requests per second in total (new orders, amends,
+cancels, baskets) on a fixed schedule, each timed from when the schedule meant to send it,
+so queueing in the server shows as latency instead of slowing the load (coordinated
+omission). A run stops after `--orders` orders (new orders and baskets, the noisy ones
+included) or `--seconds`, whichever comes first. `--find-max --p99-ms B` runs open-loop
+steps of `--seconds` each from `--rate` (default 500) up by `--step` (x1.5) until a step's
+p99 passes B ms, its achieved rate falls below 90% of the asked one, or it has errors; it
+reports the highest rate that held. Progress: one line a second on stderr (in place on a
+terminal): orders/s, fills/s, p50/p99 so far, rejects, errors, disconnects (a participant
+whose connection is lost is not reconnected: that is an error).
+
+The end check (gateway/cli/load_check.py). Each participant's books are kept from its own
+reports: acks, fills (cash with fees, serials), cancels, amends, certificates. At the end,
+before the mass cancel, its open orders on the server must be the ones its reports leave
+open, with the same open quantity; after it, its balances and holdings must be the snapshot
+taken before the run plus what its reports moved, serial for serial, with nothing held.
+Across participants each trade's two reports must agree, and with `--spawn` (where every
+counterparty is a participant) every trade must have both, the cash moved must sum to minus
+the fees, and the credits received plus those retired to those given. Any finding, any
+error or a server that did not stop cleanly: exit status 1, and the findings printed.
+
+`--json FILE` writes the report as one JSON object:
+
+- `mode` (`closed`|`open`|`find_max`), `transport`, `mix` {kind: count}, `in_flight`,
+  `seed`, `where` (`spawn`|`connect`), `series` [ids];
+- `seconds` (the driven part), `requests`, `orders`, `ordered_t` (tonnes asked by the
+  orders), `fills` (fill reports, one per side of a trade), `filled_t` (their tonnes), and
+  `requests_per_s`, `orders_per_s`, `fills_per_s`; filled_t <= 2 x ordered_t always holds;
+- `latency_us` {`p50`, `p90`, `p99`, `p99_9`, `max`, `count`}: send (or, open loop,
+  intended send) to the answer, microseconds, HDR histogram with 3 significant digits;
+- `rejects` {reason code: count}, `noisy` {`sent`, `as_documented`}, `baskets`,
+  `retired_t`, `errors`, `error_samples` [text], `disconnects`;
+- open loop: `rate_asked`, `rate_achieved` (requests sent per second);
+- `find_max`: {`p99_ms`, `steps` [{`rate_asked`, `rate_achieved`, `latency_us`, `errors`,
+  `held`}], `max_rate` (0: no step held)};
+- `end_check` {`ok`, `problems` [text], `trades`, `open_orders_checked`}, and with
+  `--spawn` `server_exit`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
-import random
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
-from engine.commands import Side
-from gateway.client.client import Client, ClientError, RequestRejected
+from gateway.cli.load_check import check_market, check_participant
+from gateway.cli.load_participants import (
+    KINDS,
+    FairValue,
+    Participant,
+    Recorder,
+    closed_loop,
+    make_participant,
+    open_loop,
+    start_price,
+)
+from gateway.cli.load_report import progress, report, text
+from gateway.cli.load_spawn import SERVE, Key, Spawned, fund, provision
+from gateway.client.client import Client, ClientError
 from gateway.server.gcpolicy import serving
 from gateway.wire import protocol as p
 
-CASH_EACH = 10**10  # minor units deposited per participant (own exchange)
-CREDITS_EACH = 1_000_000  # tonnes deposited per participant (own exchange)
+DEFAULT_MIX = {"makers": 2, "takers": 4, "baskets": 1, "noisy": 1}
+FIND_MAX_STEPS_MAX = 20
+FIND_MAX_START_RATE = 500.0
+HELD_SHARE = 0.9  # a find-max step holds only if it achieved this share of the asked rate
+TIMEOUT_S = 30.0  # connecting, logging on, each end-check query
 
 
-class Stats:
-    def __init__(self) -> None:
-        self.rtt_ns: list[int] = []
-        self.orders = 0
-        self.cancels = 0
-        self.rejects: dict[str, int] = {}
-        self.fills = 0
-        self.fees = 0
-        self.errors = 0
-        self.baskets = 0
-        self.retired = 0  # tonnes retired by buy-and-retire baskets (their certificates)
-
-
-def percentile(sorted_values: list[int], q: float) -> int:
-    if not sorted_values:
-        return 0
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
-class _Quoting:
-    """What a participant's lanes share: its open orders, and how far it has read."""
-
-    def __init__(self, client: Client) -> None:
-        self.mine: list[int] = []
-        self.seen = client.received
-        # ended before the lane that placed them had its ack in hand (the fill came in the
-        # same batch as the ack, and another lane read it first): never to be tracked
-        self.ended_early: set[int] = set()
-        self.cancelling: set[int] = set()  # untracked already: their end is expected
-
-    def forget_ended(self, client: Client) -> None:
-        """Drop orders that filled or left the book since the last look (bounded scan)."""
-        history = client.history
-        new = min(client.received - self.seen, len(history))  # the newest, at the right end
-        filled, cancelled = set(), set()
-        for m in itertools.islice(reversed(history), new):
-            if type(m) is p.Fill and not m.leaves_qty:
-                filled.add(m.order_id)
-            elif type(m) is p.Cancelled:
-                cancelled.add(m.order_id)
-        self.seen = client.received
-        if filled or cancelled:
-            tracked = set(self.mine)
-            done = filled | cancelled
-            self.ended_early |= done - tracked - self.cancelling
-            self.mine[:] = [o for o in self.mine if o not in done]  # in place: lanes share it
-
-    def placed(self, order_id: int) -> None:
-        """An order's ack, in the hands of the lane that placed it: track it, unless it has
-        already ended."""
-        if order_id in self.ended_early:
-            self.ended_early.discard(order_id)
-        else:
-            self.mine.append(order_id)
-
-
-async def basket(
-    client: Client, series: p.SeriesInfo, price: int, rng: random.Random, stats: Stats
-) -> None:
-    """A screened basket buy of the series' project, half of them buy-and-retire."""
-    retire = p.RetireFor(beneficiary=f"load test {client.account}") if rng.random() < 0.5 else None
-    try:
-        b = await client.basket_buy(
-            f"project = {series.project}",
-            rng.randint(1, 5) * series.lot,
-            price,
-            retire_for=retire,
-        )
-    except RequestRejected as exc:
-        stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
-        return
-    stats.baskets += 1
-    if b.certificate is not None:
-        stats.retired += b.certificate.qty
-
-
-async def participant(
-    client: Client,
-    series: p.SeriesInfo,
-    ref_price: int,
-    rng: random.Random,
-    stats: Stats,
-    budget: list[int],
-    deadline: float,
-    open_max: int,
-    in_flight: int = 1,
-    basket_share: float = 0.0,
-) -> None:
-    """Quote and trade around `ref_price` until the shared order `budget` or time runs out,
-    with `in_flight` requests outstanding at a time on this participant's connection."""
-    state = _Quoting(client)
-
-    async def lane() -> None:
-        """One closed loop: one request in flight at a time."""
-        tick = series.tick
-        low = max(series.band_low, tick)
-        high = min(series.band_high, ref_price * 2 or 1000 * tick)
-        while budget[0] > 0 and time.monotonic() < deadline:
-            state.forget_ended(client)
-            mine = state.mine  # the one list, changed in place by every lane
-            started = time.perf_counter_ns()
-            try:
-                if len(mine) >= open_max:
-                    order_id = mine.pop(0)
-                    state.cancelling.add(order_id)
-                    try:
-                        await client.cancel(order_id)
-                        stats.cancels += 1
-                    except RequestRejected as exc:  # it traded meanwhile
-                        stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
-                    finally:
-                        state.cancelling.discard(order_id)
-                elif series.project and rng.random() < basket_share:
-                    budget[0] -= 1
-                    price = min(high, ref_price + rng.randint(0, 5) * tick)
-                    await basket(client, series, price - price % tick, rng, stats)
-                else:
-                    budget[0] -= 1
-                    side = Side.BUY if rng.random() < 0.5 else Side.SELL
-                    offset = rng.randint(-5, 5) * tick
-                    price = min(high, max(low, ref_price + offset))
-                    price -= price % tick
-                    qty = rng.randint(1, 5) * series.lot
-                    try:
-                        ack = await client.place(series.id, side, qty=qty, price=price)
-                        stats.orders += 1
-                        state.placed(ack.order_id)
-                    except RequestRejected as exc:
-                        stats.rejects[exc.reason.value] = stats.rejects.get(exc.reason.value, 0) + 1
-            except ClientError:
-                stats.errors += 1
-                return
-            stats.rtt_ns.append(time.perf_counter_ns() - started)
-
-    await asyncio.gather(*[lane() for _ in range(in_flight)])
-
-
-def _collect_fills(clients: list[Client], stats: Stats) -> None:
-    for c in clients:
-        for m in c.history:
-            if type(m) is p.Fill:
-                stats.fills += 1
-                stats.fees += m.fee
-
-
-async def run_load(
-    clients: list[Client],
-    series: p.SeriesInfo,
-    ref_price: int,
-    *,
-    orders: int,
-    seconds: float,
-    seed: int,
-    open_max: int,
-    in_flight: int = 1,
-    basket_share: float = 0.0,
-) -> tuple[Stats, float]:
-    stats = Stats()
-    budget = [orders]
-    deadline = time.monotonic() + seconds
-    started = time.perf_counter()
-    await asyncio.gather(
-        *[
-            participant(
-                c,
-                series,
-                ref_price,
-                random.Random(seed * 1000 + i),
-                stats,
-                budget,
-                deadline,
-                open_max,
-                in_flight,
-                basket_share,
-            )
-            for i, c in enumerate(clients)
-        ]
-    )
-    elapsed = time.perf_counter() - started
-    return stats, elapsed
-
-
-def report(
-    stats: Stats, elapsed: float, transport: str, participants: int, in_flight: int = 1
-) -> list[str]:
-    rtt = sorted(stats.rtt_ns)
-    requests = len(rtt)
-    lines = [
-        f"transport {transport}, {participants} participants x {in_flight} in flight, "
-        f"{elapsed:.2f} s",
-        f"orders {stats.orders} ({stats.orders / elapsed:,.0f}/s), cancels {stats.cancels}, "
-        f"requests {requests} ({requests / elapsed:,.0f}/s), fills {stats.fills}, "
-        f"baskets {stats.baskets} ({stats.retired} t retired), "
-        f"rejects {dict(sorted(stats.rejects.items())) or 0}, errors {stats.errors}",
-        "round trip us: "
-        + ", ".join(f"p{int(q * 100)} {percentile(rtt, q) / 1000:,.0f}" for q in (0.5, 0.9, 0.99))
-        + f", max {rtt[-1] / 1000 if rtt else 0:,.0f}",
-    ]
-    return lines
-
-
-async def _connect(transport: str, host: str, tcp_port: int, ws_port: int | None) -> Client:
-    if transport == "ws":
-        return await Client.connect_ws(f"ws://{host}:{ws_port}")
-    return await Client.connect_tcp(host, tcp_port)
-
-
-async def own_exchange(args: argparse.Namespace) -> int:
-    """Load against an exchange of our own on a temporary data folder."""
-    from gateway.cli.accounts import add_key
-    from gateway.cli.serve import running
-    from settlement.commands import Deposit, DepositCredits
-
-    with tempfile.TemporaryDirectory(prefix="tonne-load-") as tmp:
-        data_dir = Path(tmp)
-        keys = [
-            add_key(data_dir, permissions=frozenset({"trade"})) for _ in range(args.participants)
-        ]
-        async with running(data_dir, tcp_port=0, ws_port=0) as ex:
-            server = ex.server
-            core = server.core
-            book = next(iter(server.exchange.books.values()))
-            se = book.series
-            assert se.project is not None, "the load series is project-specific"
-            for i, (account, _, _) in enumerate(keys):
-                first = 10**12 + i * CREDITS_EACH
-                for cmd in (
-                    Deposit(account=account, currency=se.currency, amount=CASH_EACH),
-                    DepositCredits(
-                        account=account,
-                        project=se.project,
-                        vintage=se.vintage,
-                        start=first,
-                        end=first + CREDITS_EACH - 1,
-                        quantity=CREDITS_EACH,
-                    ),
-                ):
-                    events = await server.operator(cmd)
-                    assert type(events[-1]).__name__ != "Rejected", events
-            ledger = core.ledger
-            cash_before = sum(a.cash.get(se.currency, 0) for a in ledger.accounts.values())
-            credits_before = sum(
-                sum(a.credit_qty.values()) + sum(a.credits_held.values())
-                for a in ledger.accounts.values()
-            )
-            clients = []
-            for _, key_id, secret in keys:
-                c = await _connect(
-                    args.transport, "127.0.0.1", ex.info["tcp_port"], ex.info["ws_port"]
-                )
-                await c.logon(key_id, secret)
-                clients.append(c)
-            series = next(s for s in (await clients[0].series()).series if s.id == se.id)
-            stats, elapsed = await run_load(
-                clients,
-                series,
-                book.ref_price or 1000,
-                orders=args.orders,
-                seconds=args.seconds,
-                seed=args.seed,
-                open_max=args.open_max,
-                in_flight=args.in_flight,
-                basket_share=args.baskets,
-            )
-            for c in clients:
-                await c.mass_cancel()
-            _collect_fills(clients, stats)
-            for c in clients:
-                await c.close()
-            for line in report(stats, elapsed, args.transport, args.participants, args.in_flight):
-                print(line)
-            core.check_invariants()
-            cash_after = sum(a.cash.get(se.currency, 0) for a in ledger.accounts.values())
-            credits_after = sum(
-                sum(a.credit_qty.values()) + sum(a.credits_held.values())
-                for a in ledger.accounts.values()
-            )
-            held = sum(
-                sum(a.cash_held.values()) + sum(a.credits_held.values())
-                for a in ledger.accounts.values()
-            )
-            ok = (
-                cash_after == cash_before
-                and credits_after + stats.retired == credits_before
-                and held == 0
-            )
-            print(
-                f"end check: cash {cash_before} -> {cash_after}, credits {credits_before} -> "
-                f"{credits_after} ({stats.retired} retired), held after mass cancel {held}, "
-                "journal seq "
-                f"{ex.journal.seq}, commits {ex.journal.commits}, core invariants hold: "
-                f"{'OK' if ok else 'FAILED'}"
-            )
-            return 0 if ok and stats.errors == 0 else 1
+def parse_mix(text: str) -> dict[str, int]:
+    """`makers=2,takers=4` as counts of every kind; ValueError if it is not one."""
+    mix = dict.fromkeys(KINDS, 0)
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        name, sep, count = part.partition("=")
+        if not sep or name not in mix or not count.isdigit():
+            raise ValueError(f"--mix {text!r}: want KIND=N,... with KIND in {', '.join(KINDS)}")
+        mix[name] = int(count)
+    if not sum(mix.values()):
+        raise ValueError("--mix has no participant")
+    return mix
 
 
 def _funded(series: p.SeriesInfo, holdings: p.Holdings, balances: p.Balances) -> bool:
@@ -376,99 +150,304 @@ def choose_series(
     )
 
 
+def tradable(listed: list[p.SeriesInfo]) -> list[p.SeriesInfo]:
+    return [s for s in listed if s.project is not None and not s.halted]
+
+
+async def connect(transport: str, host: str, tcp_port: int, ws_port: int | None) -> Client:
+    async with asyncio.timeout(TIMEOUT_S):
+        if transport == "ws":
+            return await Client.connect_ws(f"ws://{host}:{ws_port}")
+        return await Client.connect_tcp(host, tcp_port)
+
+
+async def logged_on(keys: Sequence[Key], opener: Any) -> list[Client]:
+    async def one(k: Key) -> Client:
+        c: Client = await opener()
+        await c.logon(k.key_id, k.secret, timeout_s=TIMEOUT_S)
+        return c
+
+    return list(await asyncio.gather(*[one(k) for k in keys]))
+
+
+async def positions(clients: list[Client]) -> list[tuple[p.Balances, p.Holdings]]:
+    async def one(c: Client) -> tuple[p.Balances, p.Holdings]:
+        return await c.balances(), await c.holdings()
+
+    return list(await asyncio.gather(*[one(c) for c in clients]))
+
+
+def kinds_of(mix: dict[str, int]) -> list[str]:
+    return [kind for kind in KINDS for _ in range(mix[kind])]
+
+
+async def run_steps(
+    args: argparse.Namespace, parts: list[Participant], seconds: float
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Drive the participants as the options say: (the report of the run, or of the last
+    find-max step, and the find-max summary or None)."""
+    settings = {"in_flight": args.in_flight, "seed": args.seed}
+
+    def fresh() -> Recorder:
+        rec = Recorder(args.orders, time.monotonic_ns() + int(seconds * 1e9))
+        for x in parts:
+            x.rec = rec
+        return rec
+
+    async def one(rate: float | None) -> dict[str, Any]:
+        fresh()
+        started = time.perf_counter_ns()
+        ticker = asyncio.ensure_future(progress(parts, started, sys.stderr))
+        try:
+            if rate is None:
+                await closed_loop(parts, args.in_flight)
+                sent = 0
+            else:
+                sent = await open_loop(parts, rate)
+        finally:
+            ticker.cancel()
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+        for x in parts:
+            x.drain()
+        return report(parts, (time.perf_counter_ns() - started) / 1e9, settings, rate, sent)
+
+    if not args.find_max:
+        return await one(args.rate), None
+    steps: list[dict[str, Any]] = []
+    rate, best, last = args.rate or FIND_MAX_START_RATE, 0.0, {}
+    for _ in range(FIND_MAX_STEPS_MAX):
+        last = await one(rate)
+        held = (
+            last["latency_us"]["p99"] <= args.p99_ms * 1000
+            and last["rate_achieved"] >= HELD_SHARE * rate
+            and not last["errors"]
+        )
+        steps.append({k: last[k] for k in ("rate_asked", "rate_achieved", "latency_us", "errors")})
+        steps[-1]["held"] = held
+        print(
+            f"step {rate:,.0f} requests/s: achieved {last['rate_achieved']:,.0f}/s, "
+            f"p99 {last['latency_us']['p99']:,} us: {'held' if held else 'did not hold'}",
+            flush=True,
+        )
+        if not held:
+            break
+        best = rate
+        rate = round(rate * args.step)
+    return last, {"p99_ms": args.p99_ms, "steps": steps, "max_rate": best}
+
+
+async def end_check(parts: list[Participant], before: list[Any], closed: bool) -> dict[str, Any]:
+    """Open orders, then mass cancel, balances and holdings: compared with the books."""
+    clients = [x.client for x in parts]
+    problems: list[str] = []
+    opened = await asyncio.gather(*[c.open_orders() for c in clients])
+    for x in parts:
+        x.drain()
+    open_then = [dict(x.books.open) for x in parts]
+    await asyncio.gather(*[c.mass_cancel() for c in clients])
+    after = await positions(clients)
+    for x in parts:
+        x.drain()
+    for x, then, oo, b, a in zip(parts, open_then, opened, before, after, strict=True):
+        problems += check_participant(x.books, then, oo, b, a)
+    problems += check_market([x.books for x in parts], closed)
+    trades = len({t for x in parts for t in x.books.trades})
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "trades": trades,
+        "open_orders_checked": sum(len(o.orders) for o in opened),
+    }
+
+
+async def drive(
+    args: argparse.Namespace, clients: list[Client], traded: list[p.SeriesInfo], closed: bool
+) -> dict[str, Any]:
+    """The participants on `clients`, the run, the end check: the whole report."""
+    mix_kinds = kinds_of(args.mix)
+    fair = FairValue(traded, {s.id: start_price(s) for s in traded}, args.seed)
+    rec = Recorder(args.orders, 0)
+    before = await positions(clients)
+    parts = [
+        make_participant(kind, c, traded, fair, args.seed, i, rec)
+        for i, (kind, c) in enumerate(zip(mix_kinds, clients, strict=True))
+    ]
+    result, found = await run_steps(args, parts, args.seconds)
+    result.update(
+        mode="find_max" if args.find_max else "open" if args.rate else "closed",
+        transport=args.transport,
+        mix=args.mix,
+        series=[s.id for s in traded],
+    )
+    if found is not None:
+        result["find_max"] = found
+    result["end_check"] = await end_check(parts, before, closed)
+    return result
+
+
+def finish(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    for line in text(result):
+        print(line)
+    if "find_max" in result:
+        print(
+            f"highest rate with p99 <= {args.p99_ms} ms: "
+            f"{result['find_max']['max_rate']:,.0f} requests/s"
+        )
+    check = result["end_check"]
+    server = result.get("server_exit")
+    if server not in (None, 0):
+        check["ok"] = False
+        check["problems"].append(f"the server exited {server}")
+    if check["ok"]:
+        print(
+            f"end check: OK ({check['trades']} trades, {check['open_orders_checked']} open "
+            "orders, every participant's balances and holdings as its reports say"
+            + (", cash and credits conserved)" if result["where"] == "spawn" else ")")
+        )
+    else:
+        print(f"end check: FAILED, {len(check['problems'])} findings:")
+        for problem in check["problems"]:
+            print(f"  {problem}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if check["ok"] and not result["errors"] else 1
+
+
+async def spawned(args: argparse.Namespace, serve_command: Sequence[str]) -> int:
+    with tempfile.TemporaryDirectory(prefix="tonne-load-") as tmp:
+        data_dir = Path(tmp)
+        n = sum(args.mix.values())
+        keys = provision(data_dir, n)
+        server = Spawned(data_dir, serve_command)
+        clients: list[Client] = []
+        try:
+            info = await server.start()
+            host, tcp, ws = "127.0.0.1", info["tcp_port"], info["ws_port"]
+
+            def opener() -> Any:
+                return connect(args.transport, host, tcp, ws)
+
+            clients = await logged_on([k for k, _ in keys], opener)
+            traded = tradable((await clients[0].series()).series)
+            await fund(lambda: connect("tcp", host, tcp, ws), [f for _, f in keys], traded)
+            print(f"series {', '.join(s.id for s in traded)}", flush=True)
+            result = await drive(args, clients, traded, closed=True)
+        finally:
+            for c in clients:
+                await c.close()
+            code = await server.stop()
+        result["where"] = "spawn"
+        result["server_exit"] = code
+        if code != 0:
+            print(server.stderr_tail(), file=sys.stderr)
+        return finish(args, result)
+
+
 async def remote(args: argparse.Namespace) -> int:
     host, _, port = args.connect.rpartition(":")
-    keys = [json.loads(line) for line in Path(args.keys).read_text().splitlines() if line.strip()]
-    keys = keys[: args.participants]
-    clients = []
-    for k in keys:
-        c = await _connect(args.transport, host, int(port), args.ws_port)
-        await c.logon(k["key_id"], k["secret"])
-        clients.append(c)
-    listed = (await clients[0].series()).series
-    before = [await c.balances() for c in clients]
-    chosen = choose_series(listed, args.series, [await c.holdings() for c in clients], before)
-    if isinstance(chosen, str):
+    rows = [json.loads(line) for line in Path(args.keys).read_text().splitlines() if line.strip()]
+    n = sum(args.mix.values())
+    if len(rows) < n:
+        print(f"tonne load: the mix needs {n} keys, {args.keys} has {len(rows)}", file=sys.stderr)
+        return 2
+    keys = [Key(int(r.get("account", 0)), r["key_id"], r["secret"]) for r in rows[:n]]
+    clients = await logged_on(keys, lambda: connect(args.transport, host, int(port), args.ws_port))
+    try:
+        listed = (await clients[0].series()).series
+        held = await positions(clients)
+        holdings, balances = [h for _, h in held], [b for b, _ in held]
+        chosen = choose_series(listed, args.series, holdings, balances)
+        if isinstance(chosen, str):
+            print(f"tonne load: {chosen}", file=sys.stderr)
+            return 2
+        traded = [chosen]
+        if not args.series:
+            traded = [
+                s
+                for s in tradable(listed)
+                if all(_funded(s, h, b) for h, b in zip(holdings, balances, strict=True))
+            ]
+        print(f"series {', '.join(s.id for s in traded)}", flush=True)
+        result = await drive(args, clients, traded, closed=False)
+    finally:
         for c in clients:
             await c.close()
-        print(f"tonne load: {chosen}", file=sys.stderr)
-        return 2
-    series = chosen
-    print(f"series {series.id}")
-    ref = (series.band_low + series.band_high) // 2 if series.band_high < 1 << 40 else 1000
-    stats, elapsed = await run_load(
-        clients,
-        series,
-        ref,
-        orders=args.orders,
-        seconds=args.seconds,
-        seed=args.seed,
-        open_max=args.open_max,
-        in_flight=args.in_flight,
-    )
-    for c in clients:
-        await c.mass_cancel()
-    _collect_fills(clients, stats)
-    after = [await c.balances() for c in clients]
-    for c in clients:
-        await c.close()
-    for line in report(stats, elapsed, args.transport, len(clients), args.in_flight):
-        print(line)
-
-    def total(bs: list[p.Balances]) -> int:
-        return sum(c.total for b in bs for c in b.cash if c.currency == series.currency)
-
-    delta = total(after) - total(before)
-    ok = delta == -stats.fees
-    print(
-        f"end check: participants' cash moved {delta}, fees reported {stats.fees}: "
-        f"{'OK' if ok else 'FAILED'}"
-    )
-    return 0 if ok and stats.errors == 0 else 1
+    result["where"] = "connect"
+    return finish(args, result)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
         prog="tonne load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--participants", type=int, default=8)
-    parser.add_argument(
-        "--in-flight", type=int, default=1, help="requests outstanding per participant"
-    )
-    parser.add_argument("--orders", type=int, default=2000, help="orders in total, at most")
-    parser.add_argument("--seconds", type=float, default=20.0, help="run time, at most")
-    parser.add_argument("--transport", choices=["tcp", "ws"], default="tcp")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--open-max", type=int, default=20, help="open orders per participant")
-    parser.add_argument(
-        "--baskets", type=float, default=0.05, help="share of requests that are basket buys"
-    )
-    parser.add_argument("--connect", help="HOST:PORT of a running server (TCP, or WS port)")
-    parser.add_argument("--ws-port", type=int, help="with --connect and --transport ws")
-    parser.add_argument("--keys", help="JSON lines of funded accounts' keys (with --connect)")
-    parser.add_argument(
-        "--series",
-        default="",
-        help="series id (with --connect; default: the first one every participant is funded for)",
-    )
-    args = parser.parse_args(argv)
-    if args.participants < 1 or args.orders < 1 or args.seconds <= 0 or args.in_flight < 1:
-        parser.error("--participants, --in-flight, --orders and --seconds must be positive")
-    if not 0 <= args.baskets <= 1:
-        parser.error("--baskets is a share, 0 to 1")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--spawn", action="store_true", help="start tonne serve (the default)")
+    where.add_argument("--connect", metavar="HOST:PORT", help="a running server (TCP, or WS)")
+    ap.add_argument("--keys", help="JSON lines of funded accounts' keys (with --connect)")
+    ap.add_argument("--ws-port", type=int, help="with --connect and --transport ws")
+    ap.add_argument("--series", default="", help="with --connect: the one series to trade")
+    ap.add_argument("--mix", help="KIND=N,... of makers, takers, baskets, noisy")
+    ap.add_argument("--participants", type=int, help="without --mix: half makers, half takers")
+    ap.add_argument("--transport", choices=["tcp", "ws"], default="tcp")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--orders", type=int, default=20_000, help="orders in total, at most")
+    ap.add_argument("--seconds", type=float, default=10.0, help="run time (a find-max step)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--in-flight", type=int, default=1, help="closed loop: per connection")
+    mode.add_argument("--rate", type=float, help="open loop: requests/s in total")
+    ap.add_argument("--find-max", action="store_true", help="step --rate up until p99 fails")
+    ap.add_argument("--p99-ms", type=float, default=5.0, help="with --find-max: the bound")
+    ap.add_argument("--step", type=float, default=1.5, help="with --find-max: rate factor")
+    ap.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    return ap
+
+
+def options(argv: list[str]) -> argparse.Namespace:
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.orders < 1 or args.seconds <= 0 or args.in_flight < 1:
+        ap.error("--in-flight, --orders and --seconds must be positive")
+    if args.rate is not None and args.rate <= 0:
+        ap.error("--rate must be positive")
+    if args.find_max and (args.p99_ms <= 0 or args.step <= 1):
+        ap.error("--find-max needs a positive --p99-ms and a --step above 1")
+    if args.mix and args.participants is not None:
+        ap.error("give --mix or --participants, not both")
+    try:
+        if args.mix:
+            args.mix = parse_mix(args.mix)
+        elif args.participants is not None:
+            if args.participants < 1:
+                ap.error("--participants must be positive")
+            half = (args.participants + 1) // 2
+            args.mix = parse_mix(f"makers={half},takers={args.participants - half}")
+        else:
+            args.mix = dict(DEFAULT_MIX)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.connect:
         if not args.keys:
-            parser.error("--connect needs --keys")
+            ap.error("--connect needs --keys")
         if args.transport == "ws" and args.ws_port is None:
             args.ws_port = int(args.connect.rpartition(":")[2])
-        with serving():  # a load client is a serving process: gateway/server/gcpolicy.py
-            return uvloop.run(remote(args))
-    try:
-        with serving():
-            return uvloop.run(own_exchange(args))
-    except ImportError as exc:
-        print(f"tonne load: needs the settlement core ({exc})", file=sys.stderr)
-        return 2
+    elif args.keys or args.ws_port is not None or args.series:
+        ap.error("--keys, --ws-port and --series go with --connect")
+    return args
 
 
-__all__ = ["main", "run_load", "Stats"]
+def main(argv: list[str], serve_command: Sequence[str] = SERVE) -> int:
+    """`serve_command`: the module (and arguments) the spawned server runs: a test's altered
+    server in place of `tonne serve`."""
+    args = options(argv)
+    with serving():  # a load client is a serving process: gateway/server/gcpolicy.py
+        try:
+            if args.connect:
+                return uvloop.run(remote(args))
+            return uvloop.run(spawned(args, serve_command))
+        except (ClientError, TimeoutError, OSError, RuntimeError) as exc:
+            print(f"tonne load: {exc!r}", file=sys.stderr)
+            return 2
+
+
+__all__ = ["choose_series", "main", "parse_mix"]
