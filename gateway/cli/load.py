@@ -90,7 +90,7 @@ from gateway.cli.load_participants import (
     open_loop,
     start_price,
 )
-from gateway.cli.load_report import progress, report, text
+from gateway.cli.load_report import fills_of, progress, report, text
 from gateway.cli.load_spawn import SERVE, Key, Spawned, fund, provision
 from gateway.client.client import Client, ClientError
 from gateway.server.gcpolicy import serving
@@ -196,6 +196,9 @@ async def run_steps(
 
     async def one(rate: float | None) -> dict[str, Any]:
         fresh()
+        for x in parts:
+            x.drain()
+        fills_before = fills_of(parts)
         started = time.perf_counter_ns()
         ticker = asyncio.ensure_future(progress(parts, started, sys.stderr))
         try:
@@ -210,7 +213,8 @@ async def run_steps(
                 sys.stderr.write("\n")
         for x in parts:
             x.drain()
-        return report(parts, (time.perf_counter_ns() - started) / 1e9, settings, rate, sent)
+        elapsed_s = (time.perf_counter_ns() - started) / 1e9
+        return report(parts, elapsed_s, settings, rate, sent, fills_before)
 
     if not args.find_max:
         return await one(args.rate), None

@@ -63,10 +63,13 @@ def report(
     settings: dict[str, Any],
     rate_asked: float | None,
     sent: int,
+    fills_before: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
-    """The run's figures (the end check is added by the caller)."""
+    """The run's figures (the end check is added by the caller); `fills_before`: the books'
+    (fills, tonnes) when this run (a find-max step) began."""
     rec = parts[0].rec
     fills, filled_t = fills_of(parts)
+    fills, filled_t = fills - fills_before[0], filled_t - fills_before[1]
     elapsed_s = max(elapsed_s, 1e-9)
     out: dict[str, Any] = {
         **settings,
@@ -99,7 +102,7 @@ def text(r: dict[str, Any]) -> list[str]:
     mix = ", ".join(f"{k} {v}" for k, v in r["mix"].items() if v)
     mode = (
         f"open loop at {r['rate_asked']:,.0f} requests/s (achieved {r['rate_achieved']:,.0f}/s)"
-        if r["mode"] == "open"
+        if "rate_asked" in r
         else f"closed loop, {r['in_flight']} in flight per connection"
     )
     lines = [
@@ -119,4 +122,4 @@ def text(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["progress", "report", "text"]
+__all__ = ["fills_of", "progress", "report", "text"]
