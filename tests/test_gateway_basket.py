@@ -190,7 +190,9 @@ def basket_events() -> list[Any]:
         events.append(fill)
         corsia = Purpose.CORSIA
         events.append(
-            FillRetired("RC-1", fill.trade_id, 1, fill.ranges, 10, "H", corsia, "", "", "", 3)
+            FillRetired(
+                "RC-1", 10, "b1", fill.trade_id, 1, fill.ranges, 10, "H", corsia, "", "", "", 3
+            )
         )
     certified = tuple(
         CertificateFill(f.trade_id, f.series, f.ranges, 10, 40 + f.trade_id, f"h{f.trade_id}")
