@@ -12,7 +12,8 @@ changes nothing:
 - across books the cheapest front is taken first; a tie at one price goes to the book whose
   front order has the lower order id (entered earlier; an amend up re-queues an order but
   keeps its id), then to the lower series id;
-- each take is a whole number of its book's lots (the maker keeps a lot multiple);
+- each take is a whole number of its book's lots (the maker keeps a lot multiple), a book
+  gives one basket at most its `max_order_qty`, and nothing outside its price band;
 - `project_max` caps the tonnes from one project (a contract's seller delivers its held
   credits in hold order, so the plan knows which project each tonne is of); a front order
   the cap stops ends its book's part, for the same reason;
@@ -125,6 +126,8 @@ def retire_fill(core: Core, retiring: Retiring, fill: Settled) -> FillRetired:
     spec = retiring.spec
     body = FillRetired(
         retiring.cert_id,
+        retiring.order_id,
+        retiring.coid,
         fill.trade_id,
         retiring.account,
         fill.ranges,
@@ -191,6 +194,12 @@ def check_basket(core: Core, cmd: BasketBuy) -> Reject | None:
     return None
 
 
+def _limit(book: OrderBook, price: int) -> int:
+    """The most a basket pays in `book`: its limit, within the book's price band (as a
+    market order never trades outside the band)."""
+    return min(price, book.band_high)
+
+
 def _fronts(book: OrderBook, price: int, account: int) -> Iterator[Order]:
     """The book's live asks up to `price`, in price-time order, until the buyer's own."""
     for key in sorted(k for k in book.asks if k <= price):
@@ -243,7 +252,9 @@ def _whole_lots(portions: list[Any], lot: int) -> list[Any]:
 def plan(core: Core, cmd: BasketBuy, series: list[str]) -> list[Step] | Reject:
     """The takes, cheapest front first across `series`' books (see the module docstring)."""
     books = core.exchange.books
-    fronts = {sid: _fronts(books[sid], cmd.price, cmd.account) for sid in series}
+    fronts = {
+        sid: _fronts(books[sid], _limit(books[sid], cmd.price), cmd.account) for sid in series
+    }
     heap: list[tuple[int, int, str, Order]] = []
     for sid, it in fronts.items():
         first = next(it, None)
@@ -253,16 +264,18 @@ def plan(core: Core, cmd: BasketBuy, series: list[str]) -> list[Step] | Reject:
     used: dict[str, int] = {}
     left, cap = cmd.qty, cmd.project_max
     info = {sid: (books[sid].series.project, books[sid].series.lot) for sid in series}
+    room = {sid: books[sid].series.max_order_qty for sid in series}  # one order's most a book
     while heap and left and len(steps) < BASKET_FILLS_MAX:
         _, _, sid, order = heappop(heap)
         project, lot = info[sid]
+        want = min(left, order.qty, room[sid])
         if project is not None and not cap:  # the common case: one project, no cap
-            took = min(left, order.qty)
-            took -= took % lot
+            took = want - want % lot
             portions: list[Any] = [(project, took)] if took else []
         else:
-            portions = _whole_lots(_portions(core, order, min(left, order.qty), used, cap), lot)
+            portions = _whole_lots(_portions(core, order, want, used, cap), lot)
             took = sum(k for _, k in portions)
+        room[sid] -= took
         if took:
             steps.append(Step(sid, order.order_id, took, tuple(portions)))
             left -= took
@@ -314,7 +327,7 @@ def apply_basket(core: Core, cmd: BasketBuy, events: list[Any]) -> Reject | None
             cmd.client_order_id,
             step.series,
             step.qty,
-            cmd.price,
+            _limit(ex.books[step.series], cmd.price),
             cmd.ts,
             events,
         )

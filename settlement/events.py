@@ -221,9 +221,11 @@ class FillRetired(
 ):
     """The credits one fill of a buy-and-retire order delivered, retired for its beneficiary
     in the same transaction: the record right after that fill's, naming its trade. Every
-    fill of the order shares one certificate, `cert_id`."""
+    fill of the order shares one certificate, `cert_id`, and names the order."""
 
     cert_id: str
+    order_id: int
+    client_order_id: str
     trade_id: int
     account: int
     ranges: tuple[SerialRange, ...]

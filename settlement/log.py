@@ -30,6 +30,7 @@ import msgspec
 from settlement.events import (
     CashDeposited,
     CashWithdrawn,
+    CertificateFill,
     ContractFill,
     CreditsCancelled,
     CreditsDeposited,
@@ -233,38 +234,71 @@ def verify(records: Iterable[LogRecord], head: str | None = None) -> Verdict:
 
 
 def check_order_certificate(cert: OrderCertificate, records: Iterable[LogRecord]) -> bool:
-    """Whether a buy-and-retire order's certificate is proved by the log: for every fill it
-    lists, the record at its seq is intact, has its hash, and is the `fill_retirement` of
-    that fill's serials under this certificate, for this beneficiary; and the fills add up."""
+    """Whether a buy-and-retire order's certificate is proved by the log (`records`: all of
+    it, or at least every record of the certificate's fills and the one before each): every
+    fill it lists is an intact `fill_retirement` record of this certificate, order and
+    beneficiary, right after the settlement record of that very fill (series, trade,
+    serials); no fill is listed twice; the certificate lists every `fill_retirement` of its
+    number that `records` hold; and the fills add up to its quantity."""
     by_seq = {r.seq: r for r in records}
-    if not cert.fills or sum(f.qty for f in cert.fills) != cert.qty:
+    seqs = [f.record_seq for f in cert.fills]
+    trades = [f.trade_id for f in cert.fills]
+    if not cert.fills or len(set(seqs)) != len(seqs) or len(set(trades)) != len(trades):
         return False
-    for f in cert.fills:
-        record = by_seq.get(f.record_seq)
-        if record is None or record.hash != f.record_hash or record.kind != "fill_retirement":
+    if sum(f.qty for f in cert.fills) != cert.qty:
+        return False
+    if any(not _proves(cert, f, by_seq) for f in cert.fills):
+        return False
+    listed = set(seqs)
+    return not any(
+        r.kind == "fill_retirement" and r.seq not in listed and _cert_id(r) == cert.cert_id
+        for r in by_seq.values()
+    )
+
+
+def _cert_id(record: LogRecord) -> str:
+    body = record.movement()
+    return body.cert_id if isinstance(body, FillRetired) else ""
+
+
+def _proves(cert: OrderCertificate, f: CertificateFill, by_seq: dict[int, LogRecord]) -> bool:
+    """Whether one fill of `cert` is its `fill_retirement` record, after its fill's record."""
+    record, before = by_seq.get(f.record_seq), by_seq.get(f.record_seq - 1)
+    if record is None or before is None or record.hash != f.record_hash:
+        return False
+    for r in (record, before):
+        if record_hash(r.seq, r.ts, r.kind, r.body, r.prev) != r.hash:
             return False
-        if record_hash(record.seq, record.ts, record.kind, record.body, record.prev) != record.hash:
-            return False
-        b = record.movement()
-        assert isinstance(b, FillRetired)
-        said = (b.cert_id, b.account, b.trade_id, b.ranges, b.qty, b.beneficiary, b.purpose)
-        if said != (
-            cert.cert_id,
-            cert.account,
-            f.trade_id,
-            f.ranges,
-            f.qty,
-            cert.beneficiary,
-            cert.purpose,
-        ):
-            return False
-        if (b.claim, b.period_start, b.period_end) != (
-            cert.claim,
-            cert.period_start,
-            cert.period_end,
-        ):
-            return False
-    return True
+    if record.kind != "fill_retirement" or record.prev != before.hash:
+        return False
+    b, fill = record.movement(), before.movement()
+    if not isinstance(b, FillRetired) or not isinstance(fill, Settled):
+        return False
+    said = (b.cert_id, b.order_id, b.client_order_id, b.account, b.trade_id, b.ranges, b.qty)
+    listed = (
+        cert.cert_id,
+        cert.order_id,
+        cert.client_order_id,
+        cert.account,
+        f.trade_id,
+        f.ranges,
+        f.qty,
+    )
+    who = (b.beneficiary, b.purpose, b.claim, b.period_start, b.period_end, b.ts)
+    claimed = (
+        cert.beneficiary,
+        cert.purpose,
+        cert.claim,
+        cert.period_start,
+        cert.period_end,
+        cert.ts,
+    )
+    delivered = (fill.trade_id, fill.series, fill.buyer, fill.ranges)
+    return (
+        said == listed
+        and who == claimed
+        and delivered == (f.trade_id, f.series, cert.account, f.ranges)
+    )
 
 
 def check_certificate(cert: RetirementCertificate, record: LogRecord) -> bool:

@@ -59,7 +59,7 @@ PIPELINE = 8  # requests a client has in flight at once
 COMMANDS_PER_CYCLE_MAX = 20_000  # a cycle ends (by the kill) well before this
 DEFAULT_SEED = 5
 RETIREMENT_TAGS = frozenset({"certificate"})  # one per project and vintage retired
-REGISTRY_TAGS = frozenset({"label", "suspension", "reinstatement", "contract_rule"})
+REGISTRY_TAGS = frozenset({"label", "suspension", "reinstatement", "contract_rule", "reversal"})
 
 
 ROOT = Path(__file__).resolve().parent.parent  # so that the child finds `tests.*` modules too
@@ -268,6 +268,15 @@ def registry_event(rng: random.Random) -> Any:
         return SuspendProject(project=project)
     if r < 0.8:
         return ReinstateProject(project=project)
+    if r < 0.9:  # a reversal of one of the registry participant's own serials
+        from bench.funding import SERIAL_BASE, SPAN_PER_ACCOUNT
+        from settlement.commands import CancelCredits
+
+        first = SERIAL_BASE + SPAN_PER_ACCOUNT + rng.randrange(1_000_000)
+        vintage = 2020 if project == "VCS1340" else 2019
+        return CancelCredits(
+            account=1, project=project, vintage=vintage, start=first, end=first, quantity=1
+        )
     return AddRuleVersion(series="VCS-CCP", rule=rng.choice(CONTRACT_RULES))
 
 

@@ -152,8 +152,18 @@ def test_a_basket_bought_to_retire_from_the_command_line(tmp_path, capsys):
         (["--purpose", "corsia"], "go with --retire-for"),
         (["--period", "2026-01-01", "2026-12-31"], "go with --retire-for"),
         (["--retire-for", "x" * 257], "--retire-for is at most 256 characters"),
+        (["--limit", str(2**62)], "--limit must be a whole number from 0 to 2^62 - 1"),
+        (["--qty", "-1"], "--qty must be a whole number"),
+        (["--currency", "X" * 257], "--currency is at most 256 characters"),
     ],
-    ids=["purpose-alone", "period-alone", "long-beneficiary"],
+    ids=[
+        "purpose-alone",
+        "period-alone",
+        "long-beneficiary",
+        "huge-limit",
+        "negative-qty",
+        "long-currency",
+    ],
 )
 def test_a_basket_the_wire_would_not_carry_is_a_usage_error(tmp_path, capsys, extra, why):
     key = key_file(tmp_path, add_key(tmp_path / "data", permissions=FUND))

@@ -20,7 +20,6 @@ from gateway.client.client import Client, RequestRejected
 from gateway.server.routing import OrderInfo, route
 from gateway.server.translate import basket_buy, new_order
 from gateway.wire import protocol as p
-from screening.language import SCREEN_TEXT_MAX
 from settlement.commands import BasketBuy
 from settlement.events import (
     BasketDone,
@@ -141,7 +140,7 @@ def test_a_basket_leaves_out_what_has_a_default_and_is_an_ioc_without_retirement
         {"retire_for": {"beneficiary": "B", "claim": "x" * (p.STR_CHARS_MAX + 1)}},
         {"retire_for": {"beneficiary": "B", "vintage": 2020}},  # an unknown field
         {"retire_for": {}},  # no beneficiary
-        {"screen": "x" * (SCREEN_TEXT_MAX + 1)},
+        {"screen": "x" * (p.SCREEN_WIRE_CHARS_MAX + 1)},
         {"tif": "day"},
     ],
     ids=["long-beneficiary", "long-claim", "unknown-field", "no-beneficiary", "long-screen", "tif"],
@@ -190,7 +189,9 @@ def basket_events() -> list[Any]:
         events.append(fill)
         corsia = Purpose.CORSIA
         events.append(
-            FillRetired("RC-1", fill.trade_id, 1, fill.ranges, 10, "H", corsia, "", "", "", 3)
+            FillRetired(
+                "RC-1", 10, "b1", fill.trade_id, 1, fill.ranges, 10, "H", corsia, "", "", "", 3
+            )
         )
     certified = tuple(
         CertificateFill(f.trade_id, f.series, f.ranges, 10, 40 + f.trade_id, f"h{f.trade_id}")

@@ -109,10 +109,10 @@ def test_every_new_server_message_round_trips_both_encodings(msg):
     assert p.decode_server_json(p.encode_json([msg])) == [msg]
 
 
-def test_a_screen_longer_than_the_language_allows_does_not_decode():
-    at_limit = msgspec.json.encode({"type": "screen", "expr": "x" * SCREEN_TEXT_MAX})
-    assert p.decode_client_json(at_limit)[0].expr == "x" * SCREEN_TEXT_MAX
-    over = msgspec.json.encode({"type": "screen", "expr": "x" * (SCREEN_TEXT_MAX + 1)})
+def test_a_screen_far_longer_than_the_language_allows_does_not_decode():
+    at_limit = msgspec.json.encode({"type": "screen", "expr": "x" * p.SCREEN_WIRE_CHARS_MAX})
+    assert p.decode_client_json(at_limit)[0].expr == "x" * p.SCREEN_WIRE_CHARS_MAX
+    over = msgspec.json.encode({"type": "screen", "expr": "x" * (p.SCREEN_WIRE_CHARS_MAX + 1)})
     with pytest.raises(p.MalformedFrame):
         p.decode_client_json(over)
 
@@ -164,6 +164,10 @@ def test_a_screen_that_does_not_parse_is_refused_with_the_position():
                     await c.screen(BAD_SCREEN)
                 assert err.value.reason is Reason.INVALID_SCREEN
                 assert err.value.text.startswith("at 28: "), err.value.text
+                with pytest.raises(RequestRejected) as err:  # too long: the language says where
+                    await c.screen("any or " * (SCREEN_TEXT_MAX // 7) + "any")
+                assert err.value.reason is Reason.INVALID_SCREEN
+                assert err.value.text.startswith(f"at {SCREEN_TEXT_MAX}: "), err.value.text
 
     run(body)
 

@@ -51,7 +51,11 @@ def venue() -> tuple[Core, list[Any]]:
     """Every removal project's first block with both sellers, cash for everyone, and the
     contract listed; the records so far."""
     core, blocks = catalogue_core(
-        (DATA / "projects.csv").read_text(), (DATA / "serials.csv").read_text(), (1, 2, 3)
+        (DATA / "projects.csv").read_text(),
+        (DATA / "serials.csv").read_text(),
+        (1, 2, 3),
+        maker_fee_bps=7,  # fees on, so that "the same fees" means something
+        taker_fee_bps=33,
     )
     records: list[Any] = []
     ts = 1_000
@@ -380,16 +384,56 @@ def test_a_buy_and_retire_order_retires_every_fill_in_its_own_transaction() -> N
 
 
 def test_a_forged_certificate_does_not_check() -> None:
-    run = _setup(("ACR-802-2022", 1, 10, 100))
-    cert = run.apply(basket(5, 100, retire=RetireFor(beneficiary="Acme")))[-1]
-    assert check_order_certificate(cert, run.records)
     import msgspec
 
-    assert not check_order_certificate(
-        msgspec.structs.replace(cert, beneficiary="Other"), run.records
+    run = _setup(("ACR-802-2022", 1, 10, 100), ("CAR-1568-2025", 3, 10, 101))
+    cert = run.apply(basket(15, 101, retire=RetireFor(beneficiary="Acme")))[-1]
+    assert isinstance(cert, OrderCertificate) and len(cert.fills) == 2
+    assert check_order_certificate(cert, run.records)
+    first, second = cert.fills
+    replace = msgspec.structs.replace
+    forgeries = {
+        "another beneficiary": replace(cert, beneficiary="Other"),
+        "more tonnes": replace(cert, qty=16),
+        "a fill listed twice": replace(
+            cert, fills=(first, second, second), qty=cert.qty + second.qty
+        ),
+        "a fill left out": replace(cert, fills=(first,), qty=first.qty),
+        "another order": replace(cert, order_id=cert.order_id + 1),
+        "another client order id": replace(cert, client_order_id="other"),
+        "another time": replace(cert, ts=cert.ts + 1),
+        "another book": replace(cert, fills=(replace(first, series="VCS-960-2019"), second)),
+        "another record": replace(
+            cert, fills=(replace(first, record_seq=second.record_seq), second)
+        ),
+    }
+    for name, forged in forgeries.items():
+        assert not check_order_certificate(forged, run.records), name
+    assert not check_order_certificate(cert, run.records[:-1]), "a record missing"
+
+
+def test_a_basket_stays_within_each_books_band_and_order_size() -> None:
+    from engine.commands import SetReferencePrice
+    from settlement.commands import ListSeries
+
+    run = Run(*venue())
+    small = Series(
+        id="VCS-960-2019-SMALL",
+        standard="VCS",
+        project="VCS960",
+        vintage=2019,
+        max_order_qty=10,
+        band_bps=1000,
+        ref_price=100,
     )
-    assert not check_order_certificate(msgspec.structs.replace(cert, qty=6), run.records)
-    assert not check_order_certificate(cert, run.records[:-1])
+    run.apply(ListSeries(series=small), ok=True)
+    for i in range(3):
+        run.apply(order(1, small.id, Side.SELL, 10, 108, f"s{i}"), ok=True)
+    run.apply(SetReferencePrice(series=small.id, price=90), ok=True)  # band now 81..99
+    assert not [e for e in run.apply(basket(30, 200)) if isinstance(e, Settled)], "band"
+    run.apply(SetReferencePrice(series=small.id, price=100), ok=True)  # band 90..110
+    settled = [e for e in run.apply(basket(30, 200, coid="b2")) if isinstance(e, Settled)]
+    assert sum(e.qty for e in settled) == 10, "at most one order's size from one book"
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from engine.reference import Series
 from settlement.catalogue import year_of, year_start_ts
 from settlement.commands import (
     AddRuleVersion,
+    CancelCredits,
     ChangeLabel,
     Deposit,
     DepositCredits,
@@ -43,6 +44,7 @@ from settlement.commands import (
     encode_command,
 )
 from settlement.core import Core
+from settlement.events import CreditsCancelled
 from settlement.log import verify
 from tests.settlement_builders import catalogue_core
 
@@ -179,6 +181,30 @@ class Catalogue(RuleBasedStateMachine):
         assert not isinstance(events[-1], Rejected), events
         self.serials[project] += n
         self.deposited.add(project)
+
+    @rule(
+        project=st.sampled_from(sorted(PROJECTS)),
+        account=st.sampled_from(ACCOUNTS),
+        back=st.integers(1, 60),
+    )
+    def reversal(self, project: str, account: int, back: int) -> None:
+        """The registry cancels one serial (if the account holds it free): a reversal may
+        take frozen credits, the one way a suspended project's holding may shrink."""
+        vintage, _, _, _, batch = PROJECTS[project]
+        serial = self.serials[project] - back
+        events = self.apply(
+            CancelCredits(
+                account=account,
+                project=project,
+                vintage=vintage,
+                start=serial,
+                end=serial,
+                quantity=1,
+                batch=batch,
+            )
+        )
+        if isinstance(events[-1], CreditsCancelled) and project in self.suspended:
+            self.suspended[project][account] -= 1
 
     @rule(
         account=st.sampled_from(ACCOUNTS),

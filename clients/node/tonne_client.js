@@ -433,6 +433,21 @@ async function basketScenario(A, B, req, run) {
     askIds.push(ack && ack.order_id);
   }
 
+  console.log('\n== A: screen "label CORSIA and vintage >= 2021" (the screening language, a string on the wire)');
+  const sreq = req++;
+  A.send({ type: 'screen', expr: 'label CORSIA and vintage >= 2021', req_id: sreq });
+  const hits = await A.expect((m) => m.type === 'screen_result' && m.req_id === sreq, 'screen_result');
+  if (hits) {
+    const named = hits.hits.find((h) => h.series === contract);
+    check(named && named.best_ask === 900 && named.offered === 20 && named.rule !== '' && named.rule_version === 1,
+      `the screen lists ${contract} with its book (ask ${named && named.best_ask}, ${named && named.offered} t offered) and rule v1`);
+    check(named && named.credits.every((c) => c.labels.includes('CORSIA') && c.vintage >= 2021), 'every credit line it lists carries CORSIA, vintage 2021 or later');
+  }
+  const breqBad = req++;
+  A.send({ type: 'screen', expr: 'label CORSIA and (', req_id: breqBad });
+  const bad = await A.expect((m) => m.type === 'reject' && m.req_id === breqBad, 'a screen that does not parse is rejected');
+  check(bad && bad.reason === 'INVALID_SCREEN' && /^screen at 18: |^at 18: /.test(bad.text), `INVALID_SCREEN pointing at the position: ${bad && bad.text}`);
+
   console.log('\n== A: basket_buy "label CORSIA" 15 t at most 905, FOK refused first, then IOC bought to retire');
   const fokCoid = `basket-fok-${run}`, fokReq = req++;
   A.send({ type: 'basket_buy', client_order_id: fokCoid, screen: 'label CORSIA', qty: 1000, price: 905, tif: 'fok', req_id: fokReq });

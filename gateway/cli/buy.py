@@ -173,6 +173,11 @@ def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error("--purpose, --claim and --period go with --retire-for")
     if args.certificate_out and args.retire_for is None:
         ap.error("--certificate-out goes with --retire-for")
+    for name in ("qty", "limit", "project_max", "projects_min"):
+        if not 0 <= getattr(args, name) < p.INT_ABS_MAX:
+            ap.error(f"--{name.replace('_', '-')} must be a whole number from 0 to 2^62 - 1")
+    if len(args.currency) > p.STR_CHARS_MAX:
+        ap.error(f"--currency is at most {p.STR_CHARS_MAX} characters")
     if len(args.screen) > SCREEN_TEXT_MAX:
         ap.error(f"a screen is at most {SCREEN_TEXT_MAX} characters")
     for name in ("retire_for", "claim", "client_order_id"):

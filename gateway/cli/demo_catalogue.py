@@ -116,8 +116,8 @@ async def basket_retire(
         out(f"  filled {f.qty} t of {f.series} at {f.price / 100:.2f}: {serials(f.serials)}")
     if basket.cancelled is not None:
         out(
-            f"  {basket.cancelled.qty} t not bought (IOC: no more at most 19.50 in front of the "
-            "buyer's own resting orders, where each book's sweep stops)"
+            f"  {basket.cancelled.qty} t not bought (IOC: the books offered no more that the "
+            "basket could take at most 19.50)"
         )
     done = basket.done
     if done.filled:

@@ -48,7 +48,11 @@ Int = Annotated[int, msgspec.Meta(ge=-INT_ABS_MAX, le=INT_ABS_MAX)]
 Str = Annotated[str, msgspec.Meta(max_length=STR_CHARS_MAX)]
 SeriesIds = Annotated[list[Str], msgspec.Meta(max_length=SERIES_PER_REQUEST_MAX)]
 # screening-language text (a screen, a contract's rule): its own bound, the language's
-ScreenText = Annotated[str, msgspec.Meta(max_length=SCREEN_TEXT_MAX)]
+# twice the language's own limit: a screen a little too long still decodes, so that the
+# language refuses it with its position (INVALID_SCREEN "at 4096: ..."); a frame of
+# anything longer is malformed
+SCREEN_WIRE_CHARS_MAX = 2 * SCREEN_TEXT_MAX
+ScreenText = Annotated[str, msgspec.Meta(max_length=SCREEN_WIRE_CHARS_MAX)]
 
 
 class SerialRange(msgspec.Struct, frozen=True, array_like=True):
