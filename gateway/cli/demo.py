@@ -17,6 +17,7 @@ The same seed always trades the same market (only the clock times differ).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import random
 import tempfile
@@ -417,6 +418,12 @@ async def run_demo(data_dir: Path, seed: int, steps: int, out: Callable[[str], N
         tail(store, text, last=6)
         for line in text.getvalue().splitlines():
             out("  " + line)
+    return print_verify(data_dir, out)
+
+
+def print_verify(data_dir: Path, out: Callable[[str], None]) -> int:
+    """`tonne log verify` of the folder's settlement log, printed; its exit status."""
+    with SQLiteStore(data_dir, readonly=True) as store:
         text = io.StringIO()
         status = verify(store, text)
     out("\n`tonne log verify`:")
@@ -428,12 +435,38 @@ async def run_demo(data_dir: Path, seed: int, steps: int, out: Callable[[str], N
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="tonne demo", description=__doc__)
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--steps", type=int, default=300, help="commands to simulate")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="the short scripted demo of N commands, in plain lines (CI, pipes)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="live demo: stop after S seconds (Ctrl-C)"
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="live demo: plain lines, not a live view"
+    )
     parser.add_argument(
         "--data", default="", help="keep the data folder here (default: a temporary folder)"
     )
     args = parser.parse_args(argv)
-    if args.data:
-        return uvloop.run(run_demo(Path(args.data), args.seed, args.steps, print))
-    with tempfile.TemporaryDirectory(prefix="tonne-demo-") as tmp:
-        return uvloop.run(run_demo(Path(tmp), args.seed, args.steps, print))
+    if args.seconds is not None and not args.seconds > 0:
+        parser.error("--seconds must be positive")
+    with contextlib.ExitStack() as stack:
+        if args.data:
+            data_dir = Path(args.data)
+        else:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tonne-demo-")))
+        if args.steps is not None:
+            return uvloop.run(run_demo(data_dir, args.seed, args.steps, print))
+        from gateway.cli.demo_live import is_terminal, run_live
+
+        plain = args.plain or not is_terminal()
+        kept = bool(args.data)
+        return uvloop.run(run_live(data_dir, args.seed, args.seconds, plain, kept, _flushed))
+    raise AssertionError("unreachable")
+
+
+def _flushed(line: str) -> None:
+    print(line, flush=True)  # a pipe or a test reads the lines as they come
