@@ -12,6 +12,11 @@ credits for its CORSIA claim and gets a certificate, a market-data subscriber's 
 is checked against the engine's, and the settlement log is printed and verified as `tonne log
 tail` / `tonne log verify` do.
 The same seed always trades the same market (only the clock times differ).
+
+That is the scripted mode, `--steps N`, in plain lines (CI and pipes). Without `--steps` the
+demo is live instead (gateway/cli/demo_live.py): the market runs until Ctrl-C or
+`--seconds S`, drawn in place on a terminal (plain lines in a pipe, or with `--plain`), and
+ends with the same `tonne log verify`.
 """
 
 from __future__ import annotations
