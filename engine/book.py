@@ -193,14 +193,15 @@ class OrderBook:
                     if stp is CANCEL_RESTING:
                         continue
                     return total
-                take = min(m.qty, qty - total)
+                want = min(m.qty, qty - total)
+                take = want
                 if max_notional:
                     take = min(take, notional_left // price // lot * lot)
                     if not take:
                         return total
                     notional_left -= take * price
                 total += take
-                if total >= qty:
+                if total >= qty or take < want:  # the cap stops `match` here too
                     return total
         return total
 

@@ -678,3 +678,38 @@ def test_a_trade_reports_one_delta_per_level_it_touches(ex: Exchange) -> None:
     events = order(ex, 2, BUY, 101, 12)
     deltas = [(e.side, e.price, e.qty) for e in only(events, BookDelta)]
     assert deltas == [(SELL, 100, 0), (SELL, 101, 3)]
+
+
+def test_a_fok_order_whose_notional_cap_stops_it_at_one_level_does_not_trade():
+    """Found by the engine's state machine: `fillable` went on to the next level after the
+    cap stopped it at this one, while `match` stops there, so a FOK order half-filled."""
+    from engine import Exchange, NewOrder, Series, Side, TimeInForce
+    from engine.events import Cancelled, CancelReason, Trade
+    from engine.reference import Mitigation
+
+    ex = Exchange([Series(id="A", standard="X", mitigation=Mitigation.REMOVAL, vintage=2020)])
+    for account, qty, price in ((3, 8, 1000), (2, 1, 98)):
+        ex.submit(
+            NewOrder(
+                account=account,
+                client_order_id=f"b{account}",
+                series="A",
+                side=Side.BUY,
+                qty=qty,
+                price=price,
+            )
+        )
+    events = ex.submit(
+        NewOrder(
+            account=1,
+            client_order_id="s",
+            series="A",
+            side=Side.SELL,
+            qty=3,
+            price=98,
+            tif=TimeInForce.FOK,
+            max_notional=2500,
+        )
+    )
+    assert not any(isinstance(e, Trade) for e in events), events
+    assert [e.reason for e in events if isinstance(e, Cancelled)] == [CancelReason.FILL_OR_KILL]
