@@ -211,9 +211,12 @@ async def run_steps(
             ticker.cancel()
             if sys.stderr.isatty():
                 sys.stderr.write("\n")
+        elapsed_s = (time.perf_counter_ns() - started) / 1e9
+        # the server answers a heartbeat after every report it sent before it: the last
+        # trades' reports to the other side (on another connection) are in by then
+        await asyncio.gather(*[x.client.heartbeat() for x in parts], return_exceptions=True)
         for x in parts:
             x.drain()
-        elapsed_s = (time.perf_counter_ns() - started) / 1e9
         return report(parts, elapsed_s, settings, rate, sent, fills_before)
 
     if not args.find_max:
