@@ -67,12 +67,10 @@ PURPOSES = frozenset(p.value for p in Purpose)
 
 
 class Step(NamedTuple):
-    """One planned take: `qty` from the front order of `series`, of these projects."""
+    """One planned take: `qty` from the front order of `series`."""
 
     series: str
-    maker: int
     qty: int
-    projects: tuple[tuple[str, int], ...]
 
 
 # -- buy-and-retire --------------------------------------------------------------------------
@@ -277,7 +275,7 @@ def plan(core: Core, cmd: BasketBuy, series: list[str]) -> list[Step] | Reject:
             took = sum(k for _, k in portions)
         room[sid] -= took
         if took:
-            steps.append(Step(sid, order.order_id, took, tuple(portions)))
+            steps.append(Step(sid, took))
             left -= took
             for p, k in portions:
                 used[p] = used.get(p, 0) + k
