@@ -31,7 +31,8 @@ def assert_consistent(r: dict) -> None:
     # every fill report is one side of a trade, and each side fills at most what was ordered
     assert 0 < r["filled_t"] <= 2 * r["ordered_t"]
     assert r["fills"] == 2 * r["end_check"]["trades"]  # spawned: both sides are participants
-    assert r["errors"] == 0 and r["disconnects"] == 0, r["error_samples"]
+    assert r["errors"] == 0 and r["disconnects"] == r["reconnects"] == 0, r["error_samples"]
+    assert r["end_check"]["unchecked"] == []
     assert r["noisy"]["sent"] > 0 and r["noisy"]["as_documented"] == r["noisy"]["sent"]
     for reason in ("INVALID_PRICE", "UNKNOWN_SERIES", "INVALID_QUANTITY", "PRICE_OUT_OF_BAND"):
         assert r["rejects"][reason] > 0, r["rejects"]
@@ -80,6 +81,24 @@ def test_a_server_that_drops_one_acknowledged_fill_fails_the_end_check(capsys, t
     assert any("was reported" in x and "only the" in x for x in problems), problems
     assert any("on the server" in x and "by its reports" in x for x in problems), problems
     assert "end check: FAILED" in out
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_participants_reconnect_after_a_dropped_connection_and_still_check(
+    transport, capsys, tmp_path
+):
+    code, out, r = run(
+        capsys, tmp_path, "--transport", transport, "--in-flight", "2",
+        serve_command=("tests.test_gateway_load_double", "--drop-connections"),
+    )  # fmt: skip
+    assert code == 0, out
+    # every participant's connection was dropped once, and every one came back
+    assert r["disconnects"] == r["reconnects"] == 6, r
+    assert r["errors"] == 0, r["error_samples"]
+    check = r["end_check"]
+    assert check["ok"] and check["trades"] > 0, check["problems"]
+    assert check["unchecked"] and "conservation" in check["unchecked"][0]
+    assert "reconnects 6" in out and "not checked:" in out
 
 
 @pytest.mark.parametrize(

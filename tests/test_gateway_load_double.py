@@ -1,12 +1,18 @@
-"""A `tonne serve` that drops one acknowledged fill: the test double `tonne load` must catch.
+"""Two altered `tonne serve`s, the test doubles of tests/test_gateway_load.py.
 
     python -m tests.test_gateway_load_double --data DIR [the options of tonne serve]
 
 is `tonne serve` with `Server._deliver` (the one place durable reports go out to sessions)
 wrapped so that the first `fill` addressed to an account after `SKIP_FILLS` fills is
 swallowed: its trade is settled and journaled, the order was acknowledged, but that side
-never hears of it. tests/test_gateway_load.py runs `tonne load` against it; the production
-server has no switch for this. No tests here.
+never hears of it. `tonne load` must catch it.
+
+    python -m tests.test_gateway_load_double --drop-connections --data DIR [...]
+
+is `tonne serve` that drops every logged-on connection once, when its `DROP_AFTER_READS`-th
+read comes in, unanswered (as a network would). `tonne load`'s participants must reconnect
+and its end check must still pass. The production server has no switch for either. No
+tests here.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from typing import Any
 
 from gateway.cli import serve
 from gateway.server.server import Server
+from gateway.server.session import Session
 from gateway.wire import protocol as p
 
 SKIP_FILLS = 20  # let the market trade a little first
+DROP_AFTER_READS = 30  # reads of a logged-on connection before it is dropped, once an account
 
 
 class DropsOneFill(Server):
@@ -39,6 +47,25 @@ class DropsOneFill(Server):
         super()._deliver(batches)
 
 
+class DropsConnections(Server):
+    reads: dict[Session, int] = {}
+    dropped: set[int] = set()  # accounts whose connection was dropped once
+
+    async def handle_read(self, s: Session, items: list[Any]) -> None:
+        if s.account and s.account not in self.dropped:
+            self.reads[s] = self.reads.get(s, 0) + 1
+            if self.reads[s] >= DROP_AFTER_READS:
+                self.dropped.add(s.account)
+                s.abort("dropped by the test double")  # the read goes unanswered
+                return
+        await super().handle_read(s, items)
+
+
 if __name__ == "__main__":
-    serve.Server = DropsOneFill  # type: ignore[misc]
-    sys.exit(serve.main(sys.argv[1:]))
+    argv = sys.argv[1:]
+    if argv[:1] == ["--drop-connections"]:
+        serve.Server = DropsConnections  # type: ignore[misc]
+        argv = argv[1:]
+    else:
+        serve.Server = DropsOneFill  # type: ignore[misc]
+    sys.exit(serve.main(argv))

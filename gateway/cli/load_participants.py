@@ -17,6 +17,15 @@ reads at its own step count, so every run with a seed walks the same prices. Eac
 draws its choices from its own seeded generator: the same seed sends the same sequence of
 decisions; which order an amend or cancel names depends on what has traded meanwhile.
 
+A participant whose connection is lost reconnects (`reopen`: a new connection, logged on
+with the same key), at most `RECONNECTS_MAX` times, and starts a new segment of its books:
+first a `mass_cancel` on the new connection, which the core orders after everything the old
+one sent, so that nothing of the old connection's can still change the account; then its
+balances and holdings as the new segment's baseline. The request that was in flight is not
+retried: it may or may not have been applied, and its report went with the connection. The
+end check then checks each participant from its last baseline, and keeps the old segments'
+trades for the market check (gateway/cli/load.py says what a reconnect leaves unchecked).
+
 `closed_loop` keeps `in_flight` requests outstanding per connection; `open_loop` sends
 requests at a fixed total rate, round robin over the participants, and times each from the
 moment the schedule meant to send it, so a server that falls behind shows in the latency
@@ -31,7 +40,7 @@ import itertools
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -49,6 +58,11 @@ LATENCY_US_MAX = 600_000_000  # the histogram's range: 10 minutes
 ERROR_SAMPLES_MAX = 20
 IN_FLIGHT_MAX = 10_000  # open loop: requests outstanding at once, at most (then it waits)
 WALK_STEP_TICKS = 1  # the fair value's step, each way
+RECONNECTS_MAX = 10  # a participant's reconnects in one run, at most (then it stops: an error)
+RECONNECT_TRIES = 3  # connection attempts per reconnect
+RECONNECT_PAUSE_S = 0.2  # between attempts
+
+Position = tuple[p.Balances, p.Holdings]
 
 
 class Recorder:
@@ -65,6 +79,7 @@ class Recorder:
         self.errors = 0
         self.error_samples: list[str] = []
         self.disconnects = 0
+        self.reconnects = 0
         self.noisy_sent = 0
         self.noisy_as_documented = 0
         self.baskets = 0
@@ -136,9 +151,11 @@ class Participant:
         fair: FairValue,
         rng: random.Random,
         rec: Recorder,
+        reopen: Callable[[], Awaitable[Client]] | None = None,
     ) -> None:
         self.kind = kind
         self.client = client
+        self.reopen = reopen  # a new logged-on connection for the same account, or None
         self.series = series
         self.fair = fair
         self.rng = rng
@@ -150,6 +167,9 @@ class Participant:
         self._series_of: dict[int, str] = {}  # of the order ids in `mine`
         self._side_of: dict[int, Side] = {}
         self.lost = False
+        self.before: Position | None = None  # the current segment's baseline (set by drive)
+        self.segments: list[Books] = []  # the books of the segments before each reconnect
+        self._rejoining: asyncio.Future[None] | None = None
         self._act: Callable[[], Any] = getattr(self, f"_{kind}")
 
     def drain(self) -> None:
@@ -176,16 +196,64 @@ class Participant:
             self.rec.rejects[exc.reason.value] += 1
             sent = True
         except ConnectionLost as exc:
-            self.lost = True
-            self.rec.disconnects += 1
-            self.rec.error(f"account {self.client.account} ({self.kind}): {exc}")
-            return False
+            return await self._lost(exc)
         except (ClientError, TimeoutError) as exc:
             self.rec.error(f"account {self.client.account} ({self.kind}): {exc!r}")
             return True
         if sent:
             self.rec.done(intended_ns)
         return bool(sent)
+
+    def all_books(self) -> list[Books]:
+        """Every segment's books, oldest first, the current one last."""
+        return [*self.segments, self.books]
+
+    async def _lost(self, exc: ConnectionLost) -> bool:
+        """The connection went: reconnect once for every lane that saw it go."""
+        if self.lost:
+            return False
+        if self._rejoining is None:
+            self.rec.disconnects += 1
+            self._rejoining = asyncio.ensure_future(self._rejoin(exc))
+        rejoining = self._rejoining
+        await asyncio.shield(rejoining)
+        if self._rejoining is rejoining:
+            self._rejoining = None
+        return not self.lost
+
+    async def _rejoin(self, exc: ConnectionLost) -> None:
+        who = f"account {self.client.account} ({self.kind})"
+        if self.reopen is None:
+            self.lost = True
+            self.rec.error(f"{who}: {exc}")
+            return
+        if len(self.segments) >= RECONNECTS_MAX:
+            self.lost = True
+            self.rec.error(f"{who}: {exc}; {RECONNECTS_MAX} reconnects already, it stops")
+            return
+        last: BaseException = exc
+        for attempt in range(RECONNECT_TRIES):
+            if attempt:
+                await asyncio.sleep(RECONNECT_PAUSE_S)
+            try:
+                client = await self.reopen()
+                await client.mass_cancel()
+                before = (await client.balances(), await client.holdings())
+            except (ClientError, TimeoutError, OSError) as e:
+                last = e
+                continue
+            self.drain()  # what the old connection received, into the old segment
+            await self.client.close()
+            self.segments.append(self.books)
+            self.books = Books(client.account, {s.id: s.currency for s in self.series})
+            self.client, self.seen, self.before = client, client.received, before
+            self.mine.clear()
+            self._series_of.clear()
+            self._side_of.clear()
+            self.rec.reconnects += 1
+            return
+        self.lost = True
+        self.rec.error(f"{who}: {exc}; reconnecting failed: {last!r}")
 
     # -- the behaviours: each sends one request, or returns False ------------------------
 
@@ -324,8 +392,10 @@ def make_participant(
     seed: int,
     index: int,
     rec: Recorder,
+    reopen: Callable[[], Awaitable[Client]] | None = None,
 ) -> Participant:
-    return Participant(kind, client, series, fair, random.Random(f"{seed} {index} {kind}"), rec)
+    rng = random.Random(f"{seed} {index} {kind}")
+    return Participant(kind, client, series, fair, rng, rec, reopen)
 
 
 async def closed_loop(parts: list[Participant], in_flight: int) -> None:

@@ -25,7 +25,8 @@ def latency(rec: Recorder) -> dict[str, int]:
 
 def fills_of(parts: list[Participant]) -> tuple[int, int]:
     """(fill reports, tonnes) the participants' books hold; each trade counts once a side."""
-    return sum(x.books.fills for x in parts), sum(x.books.filled_t for x in parts)
+    books = [b for x in parts for b in x.all_books()]
+    return sum(b.fills for b in books), sum(b.filled_t for b in books)
 
 
 async def progress(
@@ -47,7 +48,7 @@ async def progress(
             f"{(now - started_ns) / 1e9:5.0f} s  {(rec.orders - last_orders) / dt:8,.0f} orders/s "
             f"{(fills - last_fills) / dt:8,.0f} fills/s  p50 {h.get_value_at_percentile(50):,} "
             f"p99 {h.get_value_at_percentile(99):,} us  rejects {sum(rec.rejects.values())} "
-            f"errors {rec.errors} disconnects {rec.disconnects}"
+            f"errors {rec.errors} disconnects {rec.disconnects} reconnects {rec.reconnects}"
         )
         last_orders, last_fills, last_ns = rec.orders, fills, now
         if tty:
@@ -86,10 +87,11 @@ def report(
         "rejects": dict(sorted(rec.rejects.items())),
         "noisy": {"sent": rec.noisy_sent, "as_documented": rec.noisy_as_documented},
         "baskets": rec.baskets,
-        "retired_t": sum(x.books.retired_t for x in parts),
+        "retired_t": sum(b.retired_t for x in parts for b in x.all_books()),
         "errors": rec.errors,
         "error_samples": list(rec.error_samples),
         "disconnects": rec.disconnects,
+        "reconnects": rec.reconnects,
     }
     if rate_asked is not None:
         out["rate_asked"] = rate_asked
@@ -116,7 +118,7 @@ def text(r: dict[str, Any]) -> list[str]:
         + f", max {lat['max']:,}",
         f"rejects {r['rejects'] or 0}; noisy {r['noisy']['as_documented']}/"
         f"{r['noisy']['sent']} as documented; errors {r['errors']}, "
-        f"disconnects {r['disconnects']}",
+        f"disconnects {r['disconnects']}, reconnects {r['reconnects']}",
     ]
     lines += [f"  error: {e}" for e in r["error_samples"]]
     return lines
