@@ -455,6 +455,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--data", default="", help="keep the data folder here (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="live demo: also serve the operator console on 127.0.0.1:N (0: any free port)",
+    )
     args = parser.parse_args(argv)
     if args.seconds is not None and not args.seconds > 0:
         parser.error("--seconds must be positive")
@@ -469,7 +476,9 @@ def main(argv: list[str]) -> int:
 
         plain = args.plain or not is_terminal()
         kept = bool(args.data)
-        return uvloop.run(run_live(data_dir, args.seed, args.seconds, plain, kept, _flushed))
+        return uvloop.run(
+            run_live(data_dir, args.seed, args.seconds, plain, kept, _flushed, args.http_port)
+        )
     raise AssertionError("unreachable")
 
 

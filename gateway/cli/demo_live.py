@@ -46,7 +46,7 @@ from gateway.cli.demo_view import (
 )
 from gateway.cli.load_participants import FairValue, Participant, Recorder, make_participant
 from gateway.cli.load_participants import band as price_band
-from gateway.cli.serve import running
+from gateway.cli.serve import HttpSettings, running
 from gateway.client.client import Client, ClientError, RequestRejected
 from gateway.contracts import CONTRACTS
 from gateway.refdata import load_projects, load_serials
@@ -204,14 +204,23 @@ async def connect_all(info: dict[str, Any], keys: dict[str, tuple[int, str, str]
     return clients, watcher
 
 
-def connect_hint(info: dict[str, Any], data_dir: Path, key_file: Path, kept: bool) -> str:
+def connect_hint(
+    info: dict[str, Any], data_dir: Path, key_file: Path, kept: bool, console: Any = None
+) -> str:
     where = "" if kept else " (a temporary folder, removed at the end: --data DIR keeps it)"
+    web = (
+        f"  the operator console: http://127.0.0.1:{console.port}/ (user token, password "
+        f"{console.token})\n"
+        if console is not None
+        else ""
+    )
     return (
         f"tonne demo: exchange on 127.0.0.1, TCP port {info['tcp_port']}, WebSocket port "
         f"{info['ws_port']}, data in {data_dir}{where}\n"
         f"  your own client: tonne order --connect 127.0.0.1:{info['tcp_port']} "
         f"--key {key_file} ... (a funded trading account; --ws with port {info['ws_port']})\n"
         f"  the settlement log as it grows: tonne log tail -f --data {data_dir}\n"
+        f"{web}"
         f"  Ctrl-C stops the market, shuts the exchange down and verifies its log"
     )
 
@@ -294,7 +303,7 @@ async def show(market: Market, view: View, seconds: float | None) -> None:
 
 async def run_live(
     data_dir: Path, seed: int, seconds: float | None, plain: bool, kept: bool,
-    out: Callable[[str], None],
+    out: Callable[[str], None], http_port: int | None = None,
 ) -> int:  # fmt: skip
     """The live demo on `data_dir`; the exit status of the log's verification."""
     loop = asyncio.get_running_loop()
@@ -304,12 +313,13 @@ async def run_live(
     try:
         keys, yours = provision(data_dir)
         key_file = write_key_file(data_dir, yours)
-        async with running(data_dir, tcp_port=0, ws_port=0) as ex:
+        http = None if http_port is None else HttpSettings(port=http_port)
+        async with running(data_dir, tcp_port=0, ws_port=0, http=http) as ex:
             await fund(ex.server, [k[0] for k in keys.values()] + [yours[0]])
             clients, watcher = await connect_all(ex.info, keys)
             market = Market(ex, clients, watcher, seed)
             await market.setup(seed)
-            hint = connect_hint(ex.info, data_dir, key_file, kept)
+            hint = connect_hint(ex.info, data_dir, key_file, kept, ex.console)
             out(hint + "\n")
             relay = asyncio.ensure_future(_relay(stop_signal, market.stop))
             try:

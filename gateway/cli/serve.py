@@ -8,6 +8,7 @@
                 [--snapshot-every N] [--batch-max N] [--window-ms MS]
                 [--journal-writer process|thread] [--archive]
                 [--archive-segment-rows N] [--keys-check-s S]
+                [--http-port N] [--http-host 127.0.0.1]
 
 On an empty data folder it stores the genesis reference data (the fee schedule, the demo's
 series on real projects from data/, and every project), then recovers the core from the
@@ -23,6 +24,11 @@ settlement-log records the oldest kept snapshot covers to segment files after ea
 one segment per commit turn (gateway/durability/archive.py). The key
 file is looked at every `--keys-check-s` (1 s): keys added can log on, and the sessions of a
 revoked key end.
+
+`--http-port N` also serves the operator console, `/metrics` (Prometheus) and `/healthz`
+on that port, from this process and event loop (gateway/console/app.py); it binds to
+`--http-host`, loopback unless told otherwise. It is off unless asked. An operator token
+for it is printed to stderr at start (a new one each start); operator keys work too.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from typing import Any
 import uvloop
 
 from gateway.cli.accounts import key_file_lock
+from gateway.console.app import Console
+from gateway.console.metrics import ServerMetrics
 from gateway.durability.journal import (
     BATCH_MAX,
     SNAPSHOT_EVERY,
@@ -148,14 +156,37 @@ class JournalSettings:
     archive_segment_rows: int = 0  # archive covered rows in segments of this many (0: off)
 
 
+@dataclass(frozen=True)
+class HttpSettings:
+    """Where the operator console listens (`--http-host`, `--http-port`); `token`: the
+    operator token to accept (empty: a new random one, printed at start)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    token: str = ""
+
+
+def http_host_shown(http: HttpSettings | None) -> str:
+    host = "127.0.0.1" if http is None else http.host
+    return f"[{host}]" if ":" in host else host
+
+
 class Running:
     """An exchange open on a data folder: the recovered core, its journal and the server."""
 
-    def __init__(self, store: SQLiteStore, journal: Journal, server: Server, info: dict[str, Any]):
+    def __init__(
+        self,
+        store: SQLiteStore,
+        journal: Journal,
+        server: Server,
+        info: dict[str, Any],
+        console: Console | None = None,
+    ):
         self.store = store
         self.journal = journal
         self.server = server
         self.info = info
+        self.console = console
 
 
 @contextlib.asynccontextmanager
@@ -169,6 +200,7 @@ async def running(
     journaling: JournalSettings = JournalSettings(),
     keys_check_s: float = KEYS_CHECK_S,
     clock: Clock | None = None,
+    http: HttpSettings | None = None,
 ) -> AsyncIterator[Running]:
     """Genesis (on an empty folder), recovery, journal, accounts opened, server started;
     on exit: server closed, journal committed and snapshotted, store closed. Raises
@@ -204,6 +236,7 @@ async def running(
     limits = limits or Limits()
     server: Server | None = None
     watcher: asyncio.Task[None] | None = None
+    console: Console | None = None
     try:
         server = Server(
             got.core,
@@ -211,6 +244,7 @@ async def running(
             Authenticator(keys, skew_s=limits.logon_skew_s),
             limits=limits,
             clock=clock,
+            metrics=ServerMetrics() if http is not None else None,
         )
         if not got.seq:  # a new exchange: its first commands list the shipped contracts
             await list_contracts(server)
@@ -225,13 +259,21 @@ async def running(
             "accounts_opened": opened,
             "recovery": got.summary(),
         }
-        yield Running(store, journal, server, info)
+        if http is not None:
+            assert server.metrics is not None
+            console = Console(
+                server, journal, data_dir, info, server.metrics, token=http.token or None
+            )
+            info["http_port"] = await console.start(http.host, http.port)
+        yield Running(store, journal, server, info, console)
     finally:
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
         try:
+            if console is not None:
+                await console.close()
             if server is not None:
                 await server.close()
             # never snapshot a core that failed: its state may be half-applied (a broken
@@ -257,6 +299,7 @@ async def serve(
     tune_gc: bool = False,
     keys_check_s: float = KEYS_CHECK_S,
     clock: Clock | None = None,
+    http: HttpSettings | None = None,
 ) -> int:
     """Serve until `stop` is set (or SIGINT/SIGTERM); 0 on a clean stop. `tune_gc`: this
     process only serves, so use the serving GC policy (gateway/server/gcpolicy.py) once started."""
@@ -271,9 +314,18 @@ async def serve(
             journaling=journaling,
             keys_check_s=keys_check_s,
             clock=clock,
+            http=http,
         ) as ex:
             if tune_gc:
                 tune_for_serving()
+            if ex.console is not None:
+                print(
+                    f"tonne serve: operator console on http://{http_host_shown(http)}:"
+                    f"{ex.console.port}/ (user token, password {ex.console.token}; or an "
+                    "operator key's id and secret)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if ready is not None:
                 ready(ex.info)
             else:
@@ -401,8 +453,21 @@ def main(argv: list[str]) -> int:
         metavar="N",
         help="journal rows or log records per archived segment",
     )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        metavar="N",
+        help="serve the operator console, /metrics and /healthz on this port (0: any free)",
+    )
+    parser.add_argument(
+        "--http-host",
+        default="127.0.0.1",
+        help="the console's address (loopback unless told otherwise)",
+    )
     limits_arguments(parser)
     args = parser.parse_args(argv)
+    if args.http_port is not None and not 0 <= args.http_port <= 65535:
+        parser.error("--http-port must be within [0, 65535]")
     if args.archive_segment_rows < 1:
         parser.error("--archive-segment-rows must be at least 1")
     if args.batch_max < 1:
@@ -434,5 +499,6 @@ def main(argv: list[str]) -> int:
             tune_gc=True,
             keys_check_s=args.keys_check_s,
             clock=SystemClock(),  # the real time: GTD expiry timers, logon skew, stamps
+            http=None if args.http_port is None else HttpSettings(args.http_host, args.http_port),
         )
     )

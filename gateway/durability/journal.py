@@ -429,6 +429,11 @@ class Journal:
         return self._error
 
     @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid (None: a writer thread, or not started)."""
+        return getattr(self._process, "pid", None)
+
+    @property
     def snapshot_seq(self) -> int:
         """The command seq of the last snapshot taken (or where the journal started)."""
         return self._snap_seq

@@ -102,6 +102,11 @@ class KeyRecord:
         expected = hmac.new(self._secret, logon_payload(self.key_id, ts, nonce), hashlib.sha256)
         return hmac.compare_digest(expected.hexdigest(), signature)
 
+    def secret_is(self, secret: str) -> bool:
+        """Whether `secret` is this key's (constant time): the console's HTTP Basic logon,
+        where the secret itself is sent (gateway/console/app.py)."""
+        return hmac.compare_digest(self._secret, secret.encode())
+
     def same_as(self, other: KeyRecord) -> bool:
         """Whether `other` grants exactly what this does (account, permissions, secret)."""
         return (

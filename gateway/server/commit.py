@@ -52,8 +52,13 @@ class CommitPipeline:
         deliver: Callable[[list[Batch]], None],
         on_fail: Callable[[BaseException], None],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        observe: Callable[[int], None] | None = None,
+        monotonic_ns: Callable[[], int] | None = None,
     ) -> None:
         self.journal = journal
+        # each commit's flush time in ns, on the caller's clock (metrics; None: not timed)
+        self.observe = observe if monotonic_ns is not None else None
+        self._monotonic_ns = monotonic_ns or (lambda: 0)
         self.deliver = deliver  # called with the batches a flush made durable, oldest first
         self.on_fail = on_fail
         self.spawn = spawn
@@ -99,11 +104,14 @@ class CommitPipeline:
         try:
             while self.pending and not self.failed:
                 upto = self.pending[-1].no
+                started = self._monotonic_ns()
                 try:
                     await self.journal.flush()
                 except Exception as exc:  # the core is ahead of the durable state: stop
                     self.on_fail(exc)
                     return
+                if self.observe is not None:
+                    self.observe(self._monotonic_ns() - started)
                 if not self.failed:
                     try:
                         self._release(upto)

@@ -49,6 +49,7 @@ import engine.commands as ec
 from engine.events import Reason, Rejected
 from engine.exchange import Exchange
 from engine.reference import Project
+from gateway.console.metrics import ServerMetrics
 from gateway.server.auth import Authenticator
 from gateway.server.clock import NS_PER_S, Clock, SystemClock, Timer
 from gateway.server.commit import Batch, CommitPipeline
@@ -98,6 +99,7 @@ class Server:
         *,
         limits: Limits | None = None,
         clock: Clock | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.core = core
         self.journal = journal
@@ -124,7 +126,21 @@ class Server:
         self.counters: dict[str, int] = {}
         self._changed = asyncio.Event()
         self._ids = itertools.count(1)
-        self.commits = CommitPipeline(journal, self._deliver, self._fail, self.spawn)
+        # what /metrics and the console read (gateway/console/metrics.py); None: not counted
+        self.metrics = metrics
+        # called with every list of batches released, after delivery (the console's hooks)
+        self.on_release: list[Callable[[list[Batch]], None]] = []
+        self._committed_seq = getattr(journal, "durable_seq", getattr(journal, "seq", 0))
+        self.commits = CommitPipeline(
+            journal,
+            self._deliver,
+            self._fail,
+            self.spawn,
+            observe=self._observe_commit if metrics is not None else None,
+            monotonic_ns=self._monotonic_ns,
+        )
+        if metrics is not None:
+            self.on_release.append(metrics.released)
         self._last_ts = 0
         self._orders: dict[int, OrderInfo] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -510,10 +526,23 @@ class Server:
         for s in touched:
             if not s.closed:
                 s.write_out()
+        for hook in self.on_release:
+            hook(batches)
+
+    def _observe_commit(self, latency_ns: int) -> None:
+        assert self.metrics is not None
+        journal = self.journal
+        seq = getattr(journal, "durable_seq", getattr(journal, "seq", 0))  # durable now
+        self.metrics.committed(latency_ns / NS_PER_S, seq - self._committed_seq)
+        self._committed_seq = seq
 
     def _handle(self, s: Session, msg: Any, batch: Batch) -> None:
         """Do what the policy decides for one message (gateway/server/policy.py)."""
         now = self._stamp()
+        metrics = self.metrics
+        if metrics is not None:
+            kind = type(msg)
+            metrics.commands[kind] = metrics.commands.get(kind, 0) + 1
         decided = handle(s, msg, now, self)
         if type(decided) is Reply:
             for name in decided.counters:
@@ -582,6 +611,9 @@ class Server:
             async for data in ws:
                 if s.closed:  # closing: drop what still comes, so that its close frame is read
                     continue
+                metrics = self.metrics
+                if metrics is not None:
+                    metrics.bytes_in["ws"] += len(data)
                 try:
                     items: list[Any] = p.decode_client_json(data)
                 except p.MalformedFrame as exc:

@@ -217,6 +217,9 @@ class TcpSession(Session, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed or self.transport is None or self.transport.is_closing():
             return
+        metrics = self.server.metrics
+        if metrics is not None:
+            metrics.bytes_in["tcp"] += len(data)
         try:
             frames = self.reader.feed(data)
         except p.FrameTooLarge as exc:
@@ -261,7 +264,11 @@ class TcpSession(Session, asyncio.Protocol):
             out.clear()
             return
         self.out = []
-        self.transport.write(p.encode_frame(out))
+        frame = p.encode_frame(out)
+        self.transport.write(frame)
+        metrics = self.server.metrics
+        if metrics is not None:
+            metrics.bytes_out["tcp"] += len(frame)
         self.last_out = self._monotonic_ns()
         buffered = self.transport.get_write_buffer_size()
         if buffered > self.limits.out_bytes_max:
@@ -326,6 +333,9 @@ class WsSession(Session):
         data = p.encode_json(out)
         self.queue.append(data)
         self.queued_bytes += len(data)
+        metrics = self.server.metrics
+        if metrics is not None:
+            metrics.bytes_out["ws"] += len(data)
         self.last_out = self._monotonic_ns()
         if self.queued_bytes > self.limits.out_bytes_max:
             self._slow_consumer()
