@@ -68,6 +68,7 @@ import uvloop
 from engine.commands import Side, TimeInForce
 from engine.reference import Mitigation, Series
 from gateway.client.client import Client
+from gateway.console.metrics import ServerMetrics
 from gateway.server.auth import Authenticator, KeyStore
 from gateway.server.gcpolicy import serving, tune_for_serving
 from gateway.server.server import Server
@@ -182,9 +183,15 @@ def in_memory(orders: list[tuple[int, p.NewOrder]]) -> tuple[list[int], float]:
 
 
 class Bench:
-    def __init__(self, journal_kind: str) -> None:
+    """One server for one measurement. `metrics`: "" (none, as `tonne serve` without
+    --http-port), "metrics" (the counts /metrics reads) or "console" (those and the
+    operator console following the log, as with --http-port): bench/metrics_bench.py."""
+
+    def __init__(self, journal_kind: str, metrics: str = "") -> None:
         self.journal_kind = journal_kind
+        self.metrics = metrics
         self.keys: list[tuple[str, str]] = []
+        self.console: Any = None
 
     async def __aenter__(self) -> Bench:
         core = make_core(funded=False)
@@ -206,13 +213,22 @@ class Bench:
             journal = NullJournal()
         self.journal = journal
         limits = Limits(messages_per_s=10**7, burst_messages=10**7, open_orders_max=10**6)
-        self.server = Server(core, journal, Authenticator(store), limits=limits)
+        counts = ServerMetrics() if self.metrics else None
+        self.server = Server(core, journal, Authenticator(store), limits=limits, metrics=counts)
         for cmd in funding():  # journaled like any command
             await self.server.operator(cmd)
         await self.server.start(HOST, 0, 0)
+        if self.metrics == "console":
+            from gateway.console.app import Console
+
+            assert self._tmp is not None and counts is not None, "the console reads the store"
+            self.console = Console(self.server, journal, Path(self._tmp.name), {}, counts)
+            await self.console.start(HOST, 0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.console is not None:
+            await self.console.close()
         await self.server.close()
         if hasattr(self.journal, "close"):
             await self.journal.close()

@@ -44,6 +44,7 @@ import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,10 @@ from gateway.console.records import (
     newest_first,
     oldest_first,
     records_named,
+    view,
 )
 from gateway.server.clock import NS_PER_S
+from settlement.log import LogRecord, decode_record
 
 log = logging.getLogger("tonne.console")
 
@@ -84,6 +87,19 @@ STATIC = {
     "/console.js": ("console.js", "text/javascript"),
     "/console.css": ("console.css", "text/css"),
 }
+
+
+NOTED_KINDS = frozenset({"fill", "contract_fill", "retirement", "fill_retirement"}) | REGISTRY_KINDS
+
+
+@dataclass
+class Noted:
+    """What one turn of the follower read: (seq, ts, kind, body, record) of the records
+    it keeps something of, and how far it read."""
+
+    last_seq: int
+    head: int
+    items: list[tuple[int, int, str, Any, LogRecord]] = field(default_factory=list)
 
 
 def new_token() -> str:
@@ -162,9 +178,9 @@ class Console:
         self._released = asyncio.Event()  # set when batches are released (new records)
         self._followed = asyncio.Event()  # set (then replaced) when the follower read more
         self.followed_seq = 0
-        self.trades: deque[dict[str, Any]] = deque(maxlen=TRADES_KEPT)
+        self.trades: deque[tuple[int, int, Any]] = deque(maxlen=TRADES_KEPT)  # (seq, ts, fill)
         self.prices: dict[str, deque[tuple[int, int]]] = {}
-        self.registry_events: deque[dict[str, Any]] = deque(maxlen=REGISTRY_KEPT)
+        self.registry_events: deque[LogRecord] = deque(maxlen=REGISTRY_KEPT)
         self.certificates: dict[str, list[int]] = {}
         self._rates: deque[tuple[int, int]] = deque(maxlen=RATE_SAMPLES + 1)
         self._state_hash: tuple[int, str] = (-(1 << 62), "")
@@ -254,43 +270,47 @@ class Console:
 
     async def _follow_log(self) -> None:
         while True:
-            page = await self._in_thread(
-                lambda: oldest_first(
-                    self._store_now(), LogFilter(), FOLLOW_RECORDS_MAX, self.followed_seq,
-                    scan_max=FOLLOW_RECORDS_MAX,
-                )
-            )  # fmt: skip
-            for r in page.records:
-                self._note(r)
-            self.followed_seq = page.last_seq
+            noted = await self._in_thread(self._read_new, self.followed_seq)
+            for seq, ts, kind, body, record in noted.items:
+                self._note(seq, ts, kind, body, record)
+            self.followed_seq = noted.last_seq
             woken, self._followed = self._followed, asyncio.Event()
             woken.set()
-            if page.last_seq < page.head:
+            if noted.last_seq < noted.head:
                 continue  # more to read now
             self._released.clear()
             await self._released.wait()
 
-    def _note(self, r: dict[str, Any]) -> None:
-        kind, body = r["kind"], r["body"]
+    def _read_new(self, after: int) -> Noted:
+        """In the store's thread: the records after `after` that the console keeps
+        something of (trades, registry events, certificates), decoded no further."""
+        store = self._store_now()
+        head = store.head().log_seq
+        out = Noted(last_seq=after, head=head)
+        through = min(head, after + FOLLOW_RECORDS_MAX)
+        for row in store.records(after, through):
+            record = decode_record(row.record)
+            out.last_seq = record.seq
+            if record.kind in NOTED_KINDS:
+                out.items.append((record.seq, record.ts, record.kind, record.movement(), record))
+        return out
+
+    def _note(self, seq: int, ts: int, kind: str, body: Any, record: LogRecord) -> None:
         if kind in ("fill", "contract_fill"):
-            trade = {
-                "seq": r["seq"], "ts": r["ts"], "series": body["series"], "price": body["price"],
-                "qty": body["qty"], "buyer": body["buyer"], "seller": body["seller"],
-                "trade_id": body["trade_id"], "serials": r["serials"],
-            }  # fmt: skip
-            self.trades.append(trade)
-            prices = self.prices.get(body["series"])
+            self.trades.append((seq, ts, body))
+            prices = self.prices.get(body.series)
             if prices is None:
-                prices = self.prices[body["series"]] = deque(maxlen=TRADES_KEPT)
-            prices.append((r["ts"], body["price"]))
+                prices = self.prices[body.series] = deque(maxlen=TRADES_KEPT)
+            prices.append((ts, body.price))
         elif kind in REGISTRY_KINDS:
-            self.registry_events.append(r)
-        if r["cert_id"]:
-            seqs = self.certificates.get(r["cert_id"])
+            self.registry_events.append(record)
+        cert_id = getattr(body, "cert_id", "")
+        if cert_id:
+            seqs = self.certificates.get(cert_id)
             if seqs is not None:
-                seqs.append(r["seq"])
+                seqs.append(seq)
             elif len(self.certificates) < CERTIFICATES_INDEXED_MAX:
-                self.certificates[r["cert_id"]] = [r["seq"]]
+                self.certificates[cert_id] = [seq]
 
     async def _sample_rates(self) -> None:
         while True:
@@ -493,12 +513,21 @@ class Console:
                     "prices": [price for _, price in last] if last else [],
                 }
             )
-        return self._json({"books": books, "trades": list(reversed(self.trades))})
+        trades = [
+            {
+                "seq": seq, "ts": ts, "series": b.series, "price": b.price, "qty": b.qty,
+                "buyer": b.buyer, "seller": b.seller, "trade_id": b.trade_id,
+                "serials": [str(r) for r in b.ranges],
+            }
+            for seq, ts, b in reversed(self.trades)
+        ]  # fmt: skip
+        return self._json({"books": books, "trades": trades})
 
     async def registry_view(self, request: web.Request) -> web.Response:
         Query(request, frozenset())
         halted = sorted(sid for sid, b in self.server.exchange.books.items() if b.halted)
-        return self._json({"events": list(reversed(self.registry_events)), "halted": halted})
+        events = [view(r).json() for r in reversed(self.registry_events)]
+        return self._json({"events": events, "halted": halted})
 
     async def certificate(self, request: web.Request) -> web.Response:
         q = Query(request, frozenset({"id"}))
