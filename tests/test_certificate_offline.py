@@ -550,3 +550,18 @@ def test_a_core_certificate_and_its_proof_say_the_same():
     assert (
         ChainRecord(**msgspec.structs.asdict(chain_record(v.records[0]))).record() == (v.records[0])
     )
+
+
+def test_flipping_any_one_bit_of_a_proof_never_verifies_unless_it_means_the_same():
+    """Every bit of a whole proof file, exhaustively (hypothesis above tries any byte)."""
+    original = _encoded()
+    same = decode_proof(original)
+    for at in range(len(original)):
+        for bit in range(8):
+            changed = bytearray(original)
+            changed[at] ^= 1 << bit
+            try:
+                proof = decode_proof(bytes(changed))
+            except ProofError:
+                continue
+            assert not verify_proof(proof).ok or proof == same, (at, bit)
