@@ -201,3 +201,79 @@ def test_a_file_too_large_for_a_proof_is_refused_before_it_is_read(tmp_path):
     with pytest.raises(ProofError) as caught:
         read_certificate_file(path, bytes_max=100)
     assert caught.value.field == "file" and "more than 100 bytes" in str(caught.value)
+
+
+def test_a_proof_checked_against_the_folder_and_a_published_head_at_once(folder, capsys):
+    path = exported(folder, capsys)
+    head = json.loads(path.read_text())["head"]["hash"]
+    for pin, code_, end in ((head, 0, "matches the settlement log"), ("cd" * 32, 1, "")):
+        code, lines, _ = tonne(
+            capsys, "certificate", "verify", str(path), "--data", folder["data"], "--head", pin
+        )
+        assert code == code_ and lines[0].endswith(end), lines
+    assert lines[0].startswith(f"FAIL certificate {CERT}: head.hash: "), lines
+
+
+def test_a_broken_log_proves_nothing(folder, capsys, tmp_path):
+    """A record whose bytes no longer match its checksum: the folder's log is broken."""
+    import shutil
+    import sqlite3
+
+    from gateway.durability.store import db_path
+
+    data = tmp_path / "data"
+    shutil.copytree(folder["data"], data)
+    with sqlite3.connect(db_path(data)) as db:
+        db.execute("UPDATE log SET record = record || x'00' WHERE seq = 7")
+    code, lines, _ = tonne(capsys, "certificate", "verify", CERT, "--data", str(data))
+    assert code == 1 and lines[0].startswith("FAIL settlement log: "), lines
+    assert "seq 7" in lines[0]
+
+
+def test_an_empty_folder_has_no_head_to_publish(tmp_path, capsys):
+    SQLiteStore(tmp_path / "data").close()  # a store with its schema and no record
+    code, lines, _ = tonne(capsys, "certificate", "head", "--data", str(tmp_path / "data"))
+    assert code == 1 and lines == ["FAIL the settlement log is empty"]
+    code, lines, _ = tonne(capsys, "certificate", "verify", CERT, "--data", str(tmp_path / "data"))
+    assert code == 1 and "cert_id: no certificate" in lines[0], lines
+
+
+def test_a_bare_retirement_certificate_reads_as_what_it_claims(tmp_path):
+    """The wire's `certificate` (a `retire` command's) read from a file: its claims, which
+    the log's proof then checks, naming a changed field."""
+    import msgspec
+
+    from gateway.wire import protocol as p
+    from settlement.certificate_proof import RetirementClaims, claims_of, with_claims
+    from settlement.certificate_verify import verify_proof
+    from tests.test_certificate_offline import RETIREMENT, proof_of, venue
+
+    cert = venue().retirement
+    wire = p.Certificate(
+        cert_id=cert.cert_id,
+        account=cert.account,
+        project=cert.project,
+        vintage=cert.vintage,
+        qty=cert.qty,
+        serials=[p.serial_range(r) for r in cert.ranges],
+        beneficiary=cert.beneficiary,
+        purpose=cert.purpose.value,
+        claim=cert.claim,
+        period_start=cert.period_start,
+        period_end=cert.period_end,
+        ts=cert.ts,
+        record_seq=cert.record_seq,
+        record_hash=cert.record_hash,
+    )
+    path = tmp_path / "retired.json"
+    path.write_bytes(msgspec.json.encode(wire))
+    claims = read_certificate_file(path)
+    assert isinstance(claims, RetirementClaims) and claims == claims_of(cert)
+    assert verify_proof(with_claims(proof_of(RETIREMENT), claims)).ok
+    forged = msgspec.structs.replace(claims, qty=claims.qty + 1)
+    got = verify_proof(with_claims(proof_of(RETIREMENT), forged))
+    assert not got.ok and got.field == "certificate.qty"
+    path.write_text('{"type": "certificate", "cert_id": 7}')
+    with pytest.raises(ProofError) as caught:
+        read_certificate_file(path)
+    assert caught.value.field == "file" and "not a certificate" in str(caught.value)
