@@ -565,3 +565,94 @@ def test_flipping_any_one_bit_of_a_proof_never_verifies_unless_it_means_the_same
             except ProofError:
                 continue
             assert not verify_proof(proof).ok or proof == same, (at, bit)
+
+
+# -- records that are intact but say something else (a forger rehashed them) ----------------
+
+
+def forged_at(doc: dict[str, Any], j: int, **change: Any) -> dict[str, Any]:
+    """`doc` with chain[j] changed and everything after it rehashed, the certificate's
+    record hashes following, as a forger who controls the whole file would make it."""
+    doc["chain"][j].update(change)
+    rehash(doc, j)
+    by_seq = {r["seq"]: r["hash"] for r in doc["chain"]}
+    for f in doc["certificate"]["fills"]:
+        f["record_hash"] = by_seq.get(f["record_seq"], f["record_hash"])
+    return doc
+
+
+def test_a_rehashed_record_whose_body_disagrees_with_its_kind_or_time_is_named():
+    doc = doc_of(proof_of())
+    j = index_of(doc, doc["certificate"]["fills"][0]["record_seq"])
+    fails(forged_at(doc, j, kind="retirement"), f"chain[{j}].kind")
+    doc = doc_of(proof_of())
+    fails(forged_at(doc, j, ts=doc["chain"][j]["ts"] + 1), f"chain[{j}].ts")
+    doc = doc_of(proof_of())
+    fails(forged_at(doc, j, body="c0"), f"chain[{j}].body")  # msgpack nil: no body at all
+    doc = doc_of(proof_of())
+    fails(forged_at(doc, j - 1, body="c0"), f"chain[{j - 1}].body")  # the fill's own record
+
+
+def test_an_altered_body_that_no_longer_decodes_is_named():
+    doc = doc_of(proof_of())
+    doc["chain"][1]["body"] = "c1"  # never used by msgpack: the hash is still vouched for
+    fails(doc, "chain[1].body")
+
+
+def test_a_chain_that_starts_before_record_one_is_refused():
+    doc = doc_of(proof_of())
+    doc["chain"][0]["seq"] = 0
+    fails(doc, "chain[0].seq")
+
+
+def test_a_trade_listed_twice_is_named():
+    doc = doc_of(proof_of())
+    doc["certificate"]["fills"][1]["trade_id"] = doc["certificate"]["fills"][0]["trade_id"]
+    fails(doc, "certificate.fills[1].trade_id")
+
+
+def test_a_retirement_certificate_naming_another_kind_of_record_is_refused():
+    v = venue()
+    proof = proof_of(RETIREMENT)
+    assert len(proof.chain) > 1, "records follow the retirement"
+    other = proof.chain[1]
+    claims = msgspec.structs.replace(
+        proof.certificate, record_seq=other.seq, record_hash=other.hash
+    )
+    got = verify_proof(msgspec.structs.replace(proof, certificate=claims))
+    assert not got.ok and got.field == "certificate.record_seq" and "is a 'fill'" in got.reason
+    assert v.retirement.record_seq == proof.chain[0].seq
+
+
+def synthetic_log(before: Any) -> list[LogRecord]:
+    """A log whose fill retirement does not follow a fill (the core never writes one; a
+    forger can): `before` then the retirement."""
+    from settlement.events import FillRetired, Purpose
+    from settlement.log import SettlementLog
+    from settlement.serials import SerialRange
+
+    log = SettlementLog()
+    log.append(before)
+    ranges = (SerialRange("ACR802", 2022, 1, 5),)
+    log.append(FillRetired(ORDER, 1, "c", 9, 2, ranges, 5, "Acme", Purpose.OTHER, "", "", "", 5))
+    return log.drain()
+
+
+def test_a_fill_retirement_after_anything_but_its_fill_is_refused():
+    from settlement.events import CashDeposited
+
+    records = synthetic_log(CashDeposited(2, "USD", 100, "", 4))
+    got = verify_proof(build_proof(records, ORDER))
+    assert not got.ok and got.field == "chain[0]" and "is not the fill of trade 9" in got.reason
+
+
+def test_a_record_of_no_certificate_in_the_chain_need_not_decode():
+    """The checker reads only the certificate's records and their fills; others it only
+    hashes (a retirement record that does not decode is nobody's certificate)."""
+    proof = proof_of(head_seq=venue().order.fills[-1].record_seq)
+    last = proof.chain[-1]
+    body = b"\xc1"
+    h = record_hash(last.seq + 1, last.ts, "fill_retirement", body, last.hash)
+    extra = ChainRecord(last.seq + 1, last.ts, "fill_retirement", body.hex(), last.hash, h)
+    longer = msgspec.structs.replace(proof, chain=[*proof.chain, extra], head=Head(extra.seq, h))
+    assert verify_proof(longer).ok

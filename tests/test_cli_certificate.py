@@ -159,6 +159,9 @@ def test_an_altered_bare_certificate_fails_against_the_log_naming_the_field(fold
     assert code == 1 and lines[0].startswith(f"FAIL certificate {CERT}: certificate.beneficiary: ")
     code, lines, err = tonne(capsys, "certificate", "verify", folder["bare"])
     assert code == 2 and "bare certificate" in err and "--data" in err, (lines, err)
+    forged.write_text(Path(folder["bare"]).read_text().replace(CERT, "RC-00000099"))
+    code, lines, _ = tonne(capsys, "certificate", "verify", str(forged), "--data", folder["data"])
+    assert code == 1 and lines[0].startswith("FAIL certificate RC-00000099: cert_id: no "), lines
 
 
 def test_what_cannot_be_found_or_read_is_refused(folder, capsys, tmp_path):
