@@ -280,3 +280,20 @@ def test_a_bare_retirement_certificate_reads_as_what_it_claims(tmp_path):
     with pytest.raises(ProofError) as caught:
         read_certificate_file(path)
     assert caught.value.field == "file" and "not a certificate" in str(caught.value)
+
+
+def test_tonne_log_verify_checks_a_proof_file_too(folder, capsys):
+    path = exported(folder, capsys)
+    code, lines, err = tonne(
+        capsys, "log", "verify", "--data", folder["data"], "--certificate", str(path)
+    )
+    assert code == 0, (lines, err)
+    assert lines[-1].startswith(f"OK certificate {CERT}: 20 t retired for ") and lines[-1].endswith(
+        "matches the settlement log"
+    ), lines
+    forged = folder["tmp"] / "forged-proof.json"
+    forged.write_text(path.read_text().replace("Nordic Climate Desk", "Someone Else"))
+    code, lines, _ = tonne(
+        capsys, "log", "verify", "--data", folder["data"], "--certificate", str(forged)
+    )
+    assert code == 1 and lines[-1].startswith(f"FAIL certificate {CERT}: certificate.beneficiary")
