@@ -21,6 +21,7 @@ from settlement.certificate_proof import (
     FORMAT,
     CertificateProof,
     ChainRecord,
+    Claims,
     OrderClaims,
     RetirementClaims,
     chain_record,
@@ -188,7 +189,7 @@ def _check_claims(proof: CertificateProof, records: list[LogRecord]) -> list[int
         seqs = [_check_retirement(claims, records)]
     else:
         seqs = _check_order(claims, records)
-    _check_complete(claims.cert_id, set(seqs), records)
+    _check_complete(claims, set(seqs), records)
     return sorted(seqs)
 
 
@@ -319,12 +320,14 @@ def _cert_of(record: LogRecord) -> str:
     return body.cert_id if isinstance(body, FillRetired | Retired) else ""
 
 
-def _check_complete(cert_id: str, listed: set[int], records: Iterable[LogRecord]) -> None:
+def _check_complete(claims: Claims, listed: set[int], records: Iterable[LogRecord]) -> None:
     """No retirement record of this certificate is left off it."""
+    cert_id = claims.cert_id
+    field = "certificate.fills" if isinstance(claims, OrderClaims) else "certificate.record_seq"
     for record in records:
         if record.seq not in listed and _cert_of(record) == cert_id:
             raise _Bad(
-                "certificate.fills",
+                field,
                 f"record {record.seq} retires credits under {cert_id[:40]} and is not listed",
             )
 
@@ -376,7 +379,7 @@ def _walk(proof: CertificateProof, listed: set[int], records: Iterable[LogRecord
         seq = record.seq
         if first <= seq <= last:
             _same_record(proof.chain[seq - first], record, seq - first)
-        _check_complete(proof.certificate.cert_id, listed, (record,))
+        _check_complete(proof.certificate, listed, (record,))
     if seq < last:
         raise _Bad("head.seq", f"{last}, but the settlement log ends at record {seq}")
 

@@ -656,3 +656,22 @@ def test_a_record_of_no_certificate_in_the_chain_need_not_decode():
     extra = ChainRecord(last.seq + 1, last.ts, "fill_retirement", body.hex(), last.hash, h)
     longer = msgspec.structs.replace(proof, chain=[*proof.chain, extra], head=Head(extra.seq, h))
     assert verify_proof(longer).ok
+
+
+def test_a_second_retirement_record_of_one_certificate_is_named():
+    """The core never reuses a number; a forged log that does fails on the second record."""
+    from settlement.events import Purpose, Retired
+    from settlement.log import SettlementLog
+    from settlement.serials import SerialRange
+
+    log = SettlementLog()
+    for first in (1, 11):
+        ranges = (SerialRange("VCS960", 2019, first, first + 9),)
+        log.append(
+            Retired(RETIREMENT, 2, "VCS960", 2019, ranges, 10, "K", Purpose.OTHER, "", "", "", 7)
+        )
+    records = log.drain()
+    got = verify_proof(build_proof(records, RETIREMENT))
+    assert not got.ok and got.field == "certificate.record_seq" and "is not listed" in got.reason
+    got = check_in_log(build_proof(records, RETIREMENT, head_seq=1), records)
+    assert not got.ok and got.field == "certificate.record_seq", got
