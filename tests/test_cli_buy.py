@@ -77,7 +77,8 @@ def test_a_basket_bought_to_retire_from_the_command_line(tmp_path, capsys):
         )
         assert code == 0, err
         assert lines.pop() == (
-            f"certificate saved to {tmp_path / 'cert.json'} (tonne log verify --certificate)"
+            f"certificate saved to {tmp_path / 'cert.json'} "
+            "(tonne certificate verify FILE --data DIR; tonne certificate export for a proof)"
         )
         assert (
             lines[0].startswith("accepted basket ") and "up to 25 t at most 19.00 USD/t" in lines[0]

@@ -135,7 +135,10 @@ async def run(args: argparse.Namespace) -> int:
     print("\n".join(report(basket, args)))
     if args.certificate_out and basket.certificate is not None:
         write_certificate(Path(args.certificate_out), basket.certificate)
-        print(f"certificate saved to {args.certificate_out} (tonne log verify --certificate)")
+        print(
+            f"certificate saved to {args.certificate_out} "
+            "(tonne certificate verify FILE --data DIR; tonne certificate export for a proof)"
+        )
     return 0
 
 
@@ -160,7 +163,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--certificate-out",
         metavar="FILE",
-        help="save the certificate (JSON) for `tonne log verify --certificate FILE`",
+        help="save the certificate (JSON, no records: `tonne certificate verify FILE --data "
+        "DIR` checks it against the log; `tonne certificate export` writes a proof)",
     )
     add_options(ap, "a key file with the `trade` permission (tonne accounts add --json)")
     return ap
