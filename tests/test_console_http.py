@@ -12,6 +12,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.console.app import QUERY_BYTES_MAX
+from settlement.certificate_proof import decode_proof
+from settlement.certificate_verify import verify_proof
 from tests.console_exchange import TOKEN, basic, buy_to_retire, console_exchange, trade
 
 ENDPOINTS = [
@@ -239,6 +241,20 @@ def test_a_certificate_is_looked_up_and_verified_against_the_chain(tmp_path):
             for r in c["records"]:
                 assert r["hash"] == r["recomputed_hash"]
             assert c["linked_through"] == c["head"]["seq"]
+            assert c["proof"]["ok"] and c["proof"]["summary"].startswith(
+                f"OK certificate {cert_id}"
+            )
+            # the proof file the console hands out verifies offline, pinned to the log's head
+            status, data, h = await get(s, f"{x.base}/api/certificate/proof?id={cert_id}", x.auth)
+            assert status == 200 and "attachment" in h["Content-Disposition"]
+            proof = decode_proof(data)
+            head = c["head"]
+            assert verify_proof(proof, head=head["hash"], head_seq=head["seq"]).ok
+            altered = data.replace(b"Console Test Airline", b"Console Test Airlinf")
+            verdict = verify_proof(decode_proof(altered), head=head["hash"])
+            assert not verdict.ok and verdict.field.endswith("beneficiary"), verdict
+            status, _, _ = await get(s, f"{x.base}/api/certificate/proof?id=RC-99999999", x.auth)
+            assert status == 400
             status, data, _ = await get(s, f"{x.base}/api/certificate?id=RC-99999999", x.auth)
             assert status == 404 and json.loads(data)["found"] is False
 

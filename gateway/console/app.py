@@ -67,6 +67,7 @@ from gateway.console.records import (
     view,
 )
 from gateway.server.clock import NS_PER_S
+from settlement.certificate_proof import ProofError
 from settlement.log import LogRecord, decode_record
 
 log = logging.getLogger("tonne.console")
@@ -201,6 +202,7 @@ class Console:
         app.router.add_get("/api/market", self.market)
         app.router.add_get("/api/registry", self.registry_view)
         app.router.add_get("/api/certificate", self.certificate)
+        app.router.add_get("/api/certificate/proof", self.certificate_proof)
         for path in self.pages:
             app.router.add_get(path, self.page)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -539,6 +541,34 @@ class Console:
             return self._json({"id": cert_id, "found": False}, status=404)
         found = await self._in_thread(lambda: self._certificate_view(cert_id, seqs))
         return self._json(found)
+
+    async def certificate_proof(self, request: web.Request) -> web.Response:
+        """The certificate's proof file (`tonne-certificate-1`), for `tonne certificate
+        verify` or anyone's own checker."""
+        q = Query(request, frozenset({"id"}))
+        cert_id = q.text("id", 32)
+        if not cert_id:
+            raise BadQuery("id is needed")
+        seqs = self.certificates.get(cert_id)
+        if seqs is None:
+            raise BadQuery(f"no certificate {cert_id!r} in the log")
+        try:
+            data = await self._in_thread(lambda: self._proof_bytes(cert_id, seqs))
+        except ProofError as exc:
+            raise BadQuery(f"no proof of {cert_id!r}: {exc}") from exc
+        return web.Response(
+            body=data,
+            content_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{cert_id}.json"'},
+        )
+
+    def _proof_bytes(self, cert_id: str, seqs: list[int]) -> bytes:
+        from gateway.console.proofs import proof_of
+        from settlement.certificate_proof import encode_proof
+
+        store = self._store_now()
+        records = records_named(store, seqs)
+        return bytes(encode_proof(proof_of(store, cert_id, records, store.head().log_seq)))
 
     def _certificate_view(self, cert_id: str, seqs: list[int]) -> dict[str, Any]:
         from gateway.console.proofs import certificate_check

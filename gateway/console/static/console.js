@@ -206,6 +206,13 @@ async function certificate(ev) {
       : el("p", `✗ ${c.id} NOT verified: ${c.problems.join("; ")}`, "bad verdict"),
     el("p", head, "mono"),
   );
+  if (c.proof) {
+    verdict.appendChild(el("p", "proof: " + c.proof.summary, c.proof.ok ? "mono" : "bad mono"));
+    const a = el("a", `download the proof file (tonne-certificate-1), for tonne certificate verify`);
+    a.href = "/api/certificate/proof?" + new URLSearchParams({ id: c.id });
+    a.id = "cert-proof";
+    verdict.appendChild(a);
+  }
   for (const r of c.records) {
     shown.appendChild(el("h2", `record ${r.seq} · ${r.kind}`));
     shown.appendChild(el("p", `hash ${r.hash} (recomputed ${r.recomputed_hash}) · prev ${r.prev}`, "mono"));
