@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from engine.commands import Side
@@ -101,6 +102,18 @@ def test_participants_reconnect_after_a_dropped_connection_and_still_check(
     assert "reconnects 6" in out and "not checked:" in out
 
 
+def test_a_participant_lost_for_good_fails_the_run_with_a_report(capsys, tmp_path):
+    code, out, r = run(
+        capsys, tmp_path, "--mix", "makers=1,takers=1",
+        serve_command=("tests.test_gateway_load_double", "--drop-connections-always"),
+    )  # fmt: skip
+    assert code == 1, out
+    assert r["reconnects"] == 2 * 10 and r["disconnects"] == 2 * 11, r  # RECONNECTS_MAX each
+    problems = r["end_check"]["problems"]
+    assert sum("lost for good" in x for x in problems) == 2, problems
+    assert not r["end_check"]["ok"] and "end check: FAILED" in out
+
+
 @pytest.mark.parametrize(
     "args, says",
     [
@@ -159,3 +172,30 @@ def test_expected_serials_merge_and_refuse_a_serial_held_twice():
     assert got == {k: [[6, 20]]} and bad == []
     _, bad = expected_serials([(k, 1, 10)], [(k, 5, 6)], [])
     assert bad and "held 2 times" in bad[0]
+
+
+@pytest.mark.parametrize(
+    "fill, says",
+    [
+        (dict(qty=8, leaves=0), "8 t filled, order 10 had 5 t open"),  # over-filled
+        (dict(qty=3, leaves=1), "leaves 1 t, order 10 had 5 t open and filled 3 t"),
+        (dict(qty=2, leaves=3, price=11), "buy order 10 limited to 10 filled at 11"),
+        (dict(qty=2, leaves=3, side=Side.SELL), "a sell fill of a buy order"),
+    ],
+)
+def test_a_fill_its_order_does_not_allow_is_a_finding(fill, says):
+    """A server that over-fills an order, fills it through its limit or leaves the wrong
+    quantity, and settles as it reported, must not pass: the order's ack bounds its fills."""
+    books = Books(1, {"S": "USD"})
+    f = _fill(7, 10, fill.get("side", Side.BUY), fill["qty"], 100, leaves=fill["leaves"])
+    if "price" in fill:
+        f = msgspec.structs.replace(f, price=fill["price"])
+    books.feed([_ack(10, 5, Side.BUY), f])
+    assert any(says in x for x in books.problems), books.problems
+
+
+def test_a_fill_at_a_better_price_within_the_open_quantity_is_no_finding():
+    books = Books(1, {"S": "USD"})
+    f = msgspec.structs.replace(_fill(7, 10, Side.BUY, 2, 100, leaves=3), price=9)
+    books.feed([_ack(10, 5, Side.BUY), f])
+    assert books.problems == [] and books.open == {10: 3}

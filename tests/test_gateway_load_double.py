@@ -1,4 +1,4 @@
-"""Two altered `tonne serve`s, the test doubles of tests/test_gateway_load.py.
+"""Altered `tonne serve`s, the test doubles of tests/test_gateway_load.py.
 
     python -m tests.test_gateway_load_double --data DIR [the options of tonne serve]
 
@@ -10,9 +10,12 @@ never hears of it. `tonne load` must catch it.
     python -m tests.test_gateway_load_double --drop-connections --data DIR [...]
 
 is `tonne serve` that drops every logged-on connection once, when its `DROP_AFTER_READS`-th
-read comes in, unanswered (as a network would). `tonne load`'s participants must reconnect
-and its end check must still pass. The production server has no switch for either. No
-tests here.
+read with an order, amend or cancel comes in, unanswered (as a network would): `tonne
+load`'s participants must reconnect and its end check must still pass. With
+`--drop-connections-always` every connection is dropped at its `DROP_ALWAYS_AFTER_READS`-th
+such read, reconnected or not, so participants use up their reconnects and are lost for
+good: the run must still report, and fail. The production server has no switch for any of
+this. No tests here.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from gateway.wire import protocol as p
 
 SKIP_FILLS = 20  # let the market trade a little first
 DROP_AFTER_READS = 30  # reads of a logged-on connection before it is dropped, once an account
+DROP_ALWAYS_AFTER_READS = 3  # with --drop-connections-always: every connection, every time
 
 
 class DropsOneFill(Server):
@@ -50,11 +54,13 @@ class DropsOneFill(Server):
 class DropsConnections(Server):
     reads: dict[Session, int] = {}
     dropped: set[int] = set()  # accounts whose connection was dropped once
+    always = False
 
     async def handle_read(self, s: Session, items: list[Any]) -> None:
-        if s.account and s.account not in self.dropped:
+        trading = any(type(m) in (p.NewOrder, p.Amend, p.Cancel) for m in items)
+        if trading and s.account and (self.always or s.account not in self.dropped):
             self.reads[s] = self.reads.get(s, 0) + 1
-            if self.reads[s] >= DROP_AFTER_READS:
+            if self.reads[s] >= (DROP_ALWAYS_AFTER_READS if self.always else DROP_AFTER_READS):
                 self.dropped.add(s.account)
                 s.abort("dropped by the test double")  # the read goes unanswered
                 return
@@ -63,7 +69,11 @@ class DropsConnections(Server):
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    if argv[:1] == ["--drop-connections"]:
+    if argv[:1] == ["--drop-connections-always"]:
+        DropsConnections.always = True
+        serve.Server = DropsConnections  # type: ignore[misc]
+        argv = argv[1:]
+    elif argv[:1] == ["--drop-connections"]:
         serve.Server = DropsConnections  # type: ignore[misc]
         argv = argv[1:]
     else:

@@ -98,7 +98,7 @@ from gateway.cli.load_participants import (
     open_loop,
     start_price,
 )
-from gateway.cli.load_report import fills_of, progress, report, text
+from gateway.cli.load_report import fills_of, progress, report, retired_of, text
 from gateway.cli.load_spawn import SERVE, Key, Spawned, fund, provision
 from gateway.client.client import Client, ClientError
 from gateway.server.gcpolicy import serving
@@ -217,6 +217,7 @@ async def run_steps(
         for x in parts:
             x.drain()
         fills_before = fills_of(parts)
+        retired_before = retired_of(parts)
         started = time.perf_counter_ns()
         ticker = asyncio.ensure_future(progress(parts, started, sys.stderr))
         try:
@@ -235,7 +236,7 @@ async def run_steps(
         await asyncio.gather(*[x.client.heartbeat() for x in parts], return_exceptions=True)
         for x in parts:
             x.drain()
-        return report(parts, elapsed_s, settings, rate, sent, fills_before)
+        return report(parts, elapsed_s, settings, rate, sent, fills_before, retired_before)
 
     if not args.find_max:
         return await one(args.rate), None
@@ -263,9 +264,17 @@ async def run_steps(
 
 
 async def end_check(parts: list[Participant], closed: bool) -> dict[str, Any]:
-    """Open orders, then mass cancel, balances and holdings: compared with the books."""
-    clients = [x.client for x in parts]
+    """Open orders, then mass cancel, balances and holdings: compared with the books. A
+    participant whose connection was lost for good cannot be asked: it is a finding."""
     problems: list[str] = []
+    for x in parts:
+        if x.lost:
+            problems.append(
+                f"account {x.client.account} ({x.kind}): its connection was lost for good; "
+                "its books could not be checked"
+            )
+    all_parts, parts = parts, [x for x in parts if not x.lost]
+    clients = [x.client for x in parts]
     opened = await asyncio.gather(*[c.open_orders() for c in clients])
     for x in parts:
         x.drain()
@@ -277,12 +286,13 @@ async def end_check(parts: list[Participant], closed: bool) -> dict[str, Any]:
     for x, then, oo, a in zip(parts, open_then, opened, after, strict=True):
         assert x.before is not None  # drive() set every baseline
         problems += check_participant(x.books, then, oo, x.before, a)
-    books = [b for x in parts for b in x.all_books()]
-    rejoined = sum(len(x.segments) for x in parts)
+    books = [b for x in all_parts for b in x.all_books()]
+    rejoined = sum(len(x.segments) for x in all_parts) + sum(x.lost for x in all_parts)
     unchecked = []
     if closed and rejoined:
         unchecked.append(
-            f"{rejoined} reconnects lost the reports in flight: neither both sides of every "
+            f"{rejoined} reconnects (or lost connections) lost the reports in flight: neither "
+            "both sides of every "
             "trade nor conservation of cash and credits could be checked"
         )
     problems += check_market(books, closed and not rejoined)

@@ -44,6 +44,8 @@ class Books:
     account: int
     currency_of: dict[str, str]  # series id -> currency
     open: dict[int, int] = field(default_factory=dict)  # order id -> open qty
+    # order id -> (side, limit price: 0 for none) as its ack said, while it is open
+    limits: dict[int, tuple[Side, int]] = field(default_factory=dict)
     retiring: set[str] = field(default_factory=set)  # client order ids that buy to retire
     retire_orders: dict[int, int] = field(default_factory=dict)  # order id -> tonnes filled
     cash: dict[str, int] = field(default_factory=dict)  # currency -> change
@@ -67,9 +69,11 @@ class Books:
                 self._ack(m)  # type: ignore[arg-type]
             elif kind is p.Cancelled or kind is p.Expired:
                 self.open.pop(m.order_id, None)  # type: ignore[attr-defined]
+                self.limits.pop(m.order_id, None)  # type: ignore[attr-defined]
             elif kind is p.Amended:
                 if m.order_id in self.open:  # type: ignore[attr-defined]
                     self.open[m.order_id] = m.qty  # type: ignore[attr-defined]
+                    self.limits[m.order_id] = (m.side, m.price)  # type: ignore[attr-defined]
             elif kind is p.OrderCertificate:
                 self._certificate(m)  # type: ignore[arg-type]
 
@@ -78,6 +82,7 @@ class Books:
         if m.order_id in self.open:
             self._problem(f"order {m.order_id} acknowledged twice")
         self.open[m.order_id] = m.qty
+        self.limits[m.order_id] = (m.side, m.price)
         if m.client_order_id in self.retiring:
             self.retiring.discard(m.client_order_id)
             self.retire_orders[m.order_id] = 0
@@ -86,12 +91,16 @@ class Books:
         self.fills += 1
         self.filled_t += m.qty
         self.fees += m.fee
-        if m.order_id not in self.open:
+        open_qty = self.open.get(m.order_id)
+        if open_qty is None:
             self._problem(f"fill of trade {m.trade_id} for order {m.order_id}, not open")
-        elif m.leaves_qty:
-            self.open[m.order_id] = m.leaves_qty
         else:
-            del self.open[m.order_id]
+            self._within(m, open_qty)
+            if m.leaves_qty:
+                self.open[m.order_id] = m.leaves_qty
+            else:
+                del self.open[m.order_id]
+                self.limits.pop(m.order_id, None)
         if m.trade_id in self.trades:
             self._problem(f"trade {m.trade_id} reported twice")
         ranges = tuple((r.project, r.vintage, r.batch, r.first, r.last) for r in m.serials)
@@ -108,6 +117,27 @@ class Books:
             return
         moves = self.received if m.side is Side.BUY else self.given
         moves.extend(((pr, v, b), first, last) for pr, v, b, first, last in ranges)
+
+    def _within(self, m: p.Fill, open_qty: int) -> None:
+        """A fill takes no more than the order has open, leaves what is left, and trades at
+        its limit or better: what the order's own ack and earlier fills allow."""
+        if m.qty <= 0 or m.qty > open_qty:
+            self._problem(
+                f"trade {m.trade_id}: {m.qty} t filled, order {m.order_id} had {open_qty} t open"
+            )
+        elif m.leaves_qty != open_qty - m.qty:
+            self._problem(
+                f"trade {m.trade_id}: leaves {m.leaves_qty} t, order {m.order_id} had "
+                f"{open_qty} t open and filled {m.qty} t"
+            )
+        side, limit = self.limits.get(m.order_id, (m.side, 0))
+        if side is not m.side:
+            self._problem(f"trade {m.trade_id}: a {m.side.value} fill of a {side.value} order")
+        elif limit and (m.price > limit if side is Side.BUY else m.price < limit):
+            self._problem(
+                f"trade {m.trade_id}: {side.value} order {m.order_id} limited to {limit} "
+                f"filled at {m.price}"
+            )
 
     def _certificate(self, m: p.OrderCertificate) -> None:
         self.retired_t += m.qty

@@ -184,21 +184,32 @@ class Participant:
         self.seen = c.received
         self.books.feed(msgs)
 
-    async def act(self, intended_ns: int) -> bool:
-        """One request; False when there was nothing to do (the budget is spent)."""
+    async def act(self, intended_ns: int = 0) -> bool:
+        """One request; False when there was nothing to do (the budget is spent). It is
+        timed from `intended_ns` (open loop: when the schedule meant to send it), or with
+        0 from when it is sent, after the participant's own book-keeping (closed loop)."""
         if self.lost:
             return False
         self.drain()
         self.steps += 1
+        client = self.client
+        if not intended_ns:
+            intended_ns = time.perf_counter_ns()
         try:
             sent = await self._act()
         except RequestRejected as exc:
             self.rec.rejects[exc.reason.value] += 1
             sent = True
         except ConnectionLost as exc:
-            return await self._lost(exc)
-        except (ClientError, TimeoutError) as exc:
-            self.rec.error(f"account {self.client.account} ({self.kind}): {exc!r}")
+            return await self._lost(exc, client)
+        except TimeoutError as exc:  # unanswered: as slow as it was, at least
+            self.rec.done(intended_ns)
+            self.rec.error(f"account {client.account} ({self.kind}): {exc!r}")
+            return True
+        except ClientError as exc:
+            if not client.connected:  # a protocol violation closes the client: reconnect
+                return await self._lost(ConnectionLost("closed", str(exc)), client)
+            self.rec.error(f"account {client.account} ({self.kind}): {exc!r}")
             return True
         if sent:
             self.rec.done(intended_ns)
@@ -208,10 +219,13 @@ class Participant:
         """Every segment's books, oldest first, the current one last."""
         return [*self.segments, self.books]
 
-    async def _lost(self, exc: ConnectionLost) -> bool:
-        """The connection went: reconnect once for every lane that saw it go."""
+    async def _lost(self, exc: ConnectionLost, client: Client) -> bool:
+        """The connection went: reconnect once for every lane that saw it go (a lane whose
+        request went with a connection already replaced just goes on)."""
         if self.lost:
             return False
+        if client is not self.client and self._rejoining is None:
+            return True
         if self._rejoining is None:
             self.rec.disconnects += 1
             self._rejoining = asyncio.ensure_future(self._rejoin(exc))
@@ -370,7 +384,8 @@ def _noise(s: p.SeriesInfo, fv: int) -> list[tuple[str, Reason, dict[str, Any]]]
     low, high = band(s)
     base: dict[str, Any] = {"series": s.id, "side": Side.BUY, "qty": s.lot, "price": fv}
     return [
-        ("bad tick", Reason.INVALID_PRICE, {**base, "price": fv + 1} if s.tick > 1 else base),
+        # off the tick; with a tick of 1 every positive price is on it, so no price at all
+        ("bad tick", Reason.INVALID_PRICE, {**base, "price": fv + 1 if s.tick > 1 else 0}),
         ("unknown series", Reason.UNKNOWN_SERIES, {**base, "series": "NO-SUCH-SERIES"}),
         ("zero quantity", Reason.INVALID_QUANTITY, {**base, "qty": 0}),
         ("out of band", Reason.PRICE_OUT_OF_BAND, {**base, "price": high + s.tick}),
@@ -404,7 +419,7 @@ async def closed_loop(parts: list[Participant], in_flight: int) -> None:
     async def lane(part: Participant) -> None:
         rec = part.rec
         while rec.running() and not part.lost:
-            if not await part.act(time.perf_counter_ns()):
+            if not await part.act():
                 if rec.orders_left <= 0 or part.lost:
                     return
                 await asyncio.sleep(0)  # nothing to do this turn (a basket with no project)
@@ -414,12 +429,20 @@ async def closed_loop(parts: list[Participant], in_flight: int) -> None:
 
 async def open_loop(parts: list[Participant], rate: float) -> int:
     """Requests at `rate` per second in total on a fixed schedule, round robin; each timed
-    from its intended send time. How many the schedule sent."""
+    from its intended send time. How many requests were sent (a slot whose participant had
+    nothing to send, its budget spent or its connection lost for good, is not one)."""
     rec = parts[0].rec
     interval_ns = 1e9 / rate
     start = time.perf_counter_ns()
     tasks: set[asyncio.Task[bool]] = set()
-    sent = 0
+    sent = 0  # slots of the schedule used
+    done = [0]  # requests actually sent
+
+    def count(task: asyncio.Task[bool]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is None and task.result():
+            done[0] += 1
+
     live = [p_ for p_ in parts]
     while rec.running() and live:
         now = time.perf_counter_ns()
@@ -433,13 +456,13 @@ async def open_loop(parts: list[Participant], rate: float) -> int:
         part = live[sent % len(live)]
         task = asyncio.ensure_future(part.act(due))
         tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        task.add_done_callback(count)
         sent += 1
         if part.lost:
             live.remove(part)
     if tasks:
         await asyncio.gather(*tasks)
-    return sent
+    return done[0]
 
 
 __all__ = [

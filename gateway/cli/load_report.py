@@ -6,6 +6,7 @@ The fields of the report are documented in gateway/cli/load.py's docstring.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import time
 from typing import Any, TextIO
@@ -27,6 +28,11 @@ def fills_of(parts: list[Participant]) -> tuple[int, int]:
     """(fill reports, tonnes) the participants' books hold; each trade counts once a side."""
     books = [b for x in parts for b in x.all_books()]
     return sum(b.fills for b in books), sum(b.filled_t for b in books)
+
+
+def retired_of(parts: list[Participant]) -> int:
+    """Tonnes the participants' certificates retired so far."""
+    return sum(b.retired_t for x in parts for b in x.all_books())
 
 
 async def progress(
@@ -51,8 +57,9 @@ async def progress(
             f"errors {rec.errors} disconnects {rec.disconnects} reconnects {rec.reconnects}"
         )
         last_orders, last_fills, last_ns = rec.orders, fills, now
-        if tty:
-            out.write("\r" + line[:159].ljust(100))
+        if tty:  # in place: cut to the terminal's width, the rest of the line cleared
+            width = shutil.get_terminal_size((100, 24)).columns - 1
+            out.write("\r" + line[: max(width, 20)] + "\x1b[K")
         else:
             out.write(line + "\n")
         out.flush()
@@ -65,6 +72,7 @@ def report(
     rate_asked: float | None,
     sent: int,
     fills_before: tuple[int, int] = (0, 0),
+    retired_before: int = 0,
 ) -> dict[str, Any]:
     """The run's figures (the end check is added by the caller); `fills_before`: the books'
     (fills, tonnes) when this run (a find-max step) began."""
@@ -87,7 +95,7 @@ def report(
         "rejects": dict(sorted(rec.rejects.items())),
         "noisy": {"sent": rec.noisy_sent, "as_documented": rec.noisy_as_documented},
         "baskets": rec.baskets,
-        "retired_t": sum(b.retired_t for x in parts for b in x.all_books()),
+        "retired_t": retired_of(parts) - retired_before,
         "errors": rec.errors,
         "error_samples": list(rec.error_samples),
         "disconnects": rec.disconnects,
