@@ -531,12 +531,15 @@ class Console:
         events = [view(r).json() for r in reversed(self.registry_events)]
         return self._json({"events": events, "halted": halted})
 
-    async def certificate(self, request: web.Request) -> web.Response:
-        q = Query(request, frozenset({"id"}))
-        cert_id = q.text("id", 32)
+    def _certificate_asked(self, request: web.Request) -> tuple[str, list[int] | None]:
+        """The `id` a request asks for, and the seqs of its records (None: not in the log)."""
+        cert_id = Query(request, frozenset({"id"})).text("id", 32)
         if not cert_id:
             raise BadQuery("id is needed")
-        seqs = self.certificates.get(cert_id)
+        return cert_id, self.certificates.get(cert_id)
+
+    async def certificate(self, request: web.Request) -> web.Response:
+        cert_id, seqs = self._certificate_asked(request)
         if seqs is None:
             return self._json({"id": cert_id, "found": False}, status=404)
         found = await self._in_thread(lambda: self._certificate_view(cert_id, seqs))
@@ -545,11 +548,7 @@ class Console:
     async def certificate_proof(self, request: web.Request) -> web.Response:
         """The certificate's proof file (`tonne-certificate-1`), for `tonne certificate
         verify` or anyone's own checker."""
-        q = Query(request, frozenset({"id"}))
-        cert_id = q.text("id", 32)
-        if not cert_id:
-            raise BadQuery("id is needed")
-        seqs = self.certificates.get(cert_id)
+        cert_id, seqs = self._certificate_asked(request)
         if seqs is None:
             raise BadQuery(f"no certificate {cert_id!r} in the log")
         try:
