@@ -60,7 +60,7 @@ from typing import Any
 
 import msgspec
 
-from bench.reference_engine import Fill, ReferenceEngine
+from bench.reference_engine import Fill, Matcher, Op, SortedDictMatcher, compile_ops
 from bench.reference_full import FullReferenceEngine
 from bench.workload import DEFAULT_SEED, Workload, WorkloadStats, generate
 from engine import Command, Event, Exchange, Rejected, Trade
@@ -70,21 +70,26 @@ CHUNK_COMMANDS = 10_000
 DEFAULT_COMMANDS = 1_000_000
 
 MATCHER_ONLY = "matcher only (no validation, fills only)"
+MATCHER_SORTEDDICT = "matcher only, SortedDict levels"
 FULL_REFERENCE = "reference (full: validation + events)"
 ENGINE = "engine"
 ENGINE_SETTLEMENT = "engine + settlement"
+TARGET_FULL = 1.5  # issue 17: the engine against the full reference...
+TARGET_MATCHER = 0.6  # ...and against the matcher-only one
 
 
 @dataclass
 class Contender:
-    """An engine under test: `start` builds a fresh one and returns its per-command entry
-    point; `fills_of` reads the fills out of what one command returned; `events_of`, for an
-    engine that emits the engine's events, reads those (None: fills only)."""
+    """An engine under test. `start` builds a fresh one and returns what runs one chunk of
+    the workload: the chunk's commands (`ops`: its prebuilt tuples, `bench.reference_engine`)
+    in, a result out; `fills_of` reads the fills out of a chunk's result; `events_of`, for an
+    engine that emits the engine's events, reads each command's events (None: fills only)."""
 
     name: str
-    start: Callable[[Workload], Callable[[Command], Any]]
+    start: Callable[[Workload], Callable[[Sequence[Any]], Any]]
     fills_of: Callable[[Any], Iterable[Fill]]
-    events_of: Callable[[Any], list[Event]] | None = None
+    events_of: Callable[[Any], Iterable[list[Event]]] | None = None
+    ops: bool = False  # fed the prebuilt tuples rather than the commands
 
 
 @dataclass
@@ -104,38 +109,65 @@ class Result:
         return commands / self.best_s
 
 
-def _trade_fills(events: list[Any]) -> Iterable[Fill]:
+def _trade_fills(results: list[list[Any]]) -> Iterable[Fill]:
     return [
-        (e.maker_order_id, e.taker_order_id, e.price, e.qty) for e in events if type(e) is Trade
+        (e.maker_order_id, e.taker_order_id, e.price, e.qty)
+        for events in results
+        for e in events
+        if type(e) is Trade
     ]
 
 
-def _as_events(events: list[Event]) -> list[Event]:
-    return events
+def _as_events(results: list[list[Event]]) -> list[list[Event]]:
+    return results
+
+
+def _per_command(submit: Callable[[Command], Any]) -> Callable[[Sequence[Any]], Any]:
+    """Run a chunk one command at a time, keeping each command's events."""
+
+    def run_chunk(chunk: Sequence[Command]) -> list[Any]:
+        return [submit(cmd) for cmd in chunk]
+
+    return run_chunk
 
 
 def engine_contender() -> Contender:
-    def start(workload: Workload) -> Callable[[Command], Any]:
-        return Exchange(workload.series).submit
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
+        return _per_command(Exchange(workload.series).submit)
 
     return Contender(ENGINE, start, _trade_fills, _as_events)
 
 
 def full_reference_contender() -> Contender:
-    def start(workload: Workload) -> Callable[[Command], Any]:
-        return FullReferenceEngine(workload.series).submit
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
+        return _per_command(FullReferenceEngine(workload.series).submit)
 
     return Contender(FULL_REFERENCE, start, _trade_fills, _as_events)
 
 
-def matcher_only_contender() -> Contender:
-    def start(workload: Workload) -> Callable[[Command], Any]:
-        return ReferenceEngine([s.id for s in workload.series]).submit
+def _matcher_contender(name: str, matcher_class: type[Matcher]) -> Contender:
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
+        matcher = matcher_class(len(workload.series))
+
+        def run_chunk(ops: Sequence[Op]) -> list[Fill]:
+            matcher.run(ops)
+            fills, matcher.fills = matcher.fills, []
+            return fills
+
+        return run_chunk
 
     def fills_of(fills: list[Fill]) -> Iterable[Fill]:
         return fills
 
-    return Contender(MATCHER_ONLY, start, fills_of)
+    return Contender(name, start, fills_of, ops=True)
+
+
+def matcher_only_contender() -> Contender:
+    return _matcher_contender(MATCHER_ONLY, Matcher)
+
+
+def sorteddict_matcher_contender() -> Contender:
+    return _matcher_contender(MATCHER_SORTEDDICT, SortedDictMatcher)
 
 
 def settlement_contender() -> tuple[Contender | None, str]:
@@ -143,7 +175,9 @@ def settlement_contender() -> tuple[Contender | None, str]:
     order and settles every fill DvP; or None, and why, while that core is not available.
 
     Every account is funded so that no hold is ever refused (the fills must stay the
-    engine's); building and funding the core is not timed.
+    engine's); building and funding the core is not timed. A core with a settlement log
+    hands its records to the journal after every batch, as the gateway does; here after
+    every chunk, inside the timing.
     """
     try:
         core_module = importlib.import_module("settlement.core")
@@ -153,9 +187,17 @@ def settlement_contender() -> tuple[Contender | None, str]:
             raise
         return None, f"{exc.name} does not exist yet"
 
-    def start(workload: Workload) -> Callable[[Command], Any]:
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
         core = funded_core(workload, core_module.Core, commands)
-        return core.apply  # type: ignore[no-any-return]
+        apply, drain = core.apply, getattr(core, "drain_records", None)
+
+        def run_chunk(chunk: Sequence[Command]) -> list[Any]:
+            results = [apply(cmd) for cmd in chunk]
+            if drain is not None:
+                drain()
+            return results
+
+        return run_chunk
 
     return Contender(ENGINE_SETTLEMENT, start, _trade_fills), ""
 
@@ -232,14 +274,11 @@ class EventDigest:
 
 
 def timed_run(
-    contender: Contender, workload: Workload, chunks: Sequence[list[Command]]
+    contender: Contender, workload: Workload, chunks: Sequence[Sequence[Any]]
 ) -> tuple[float, list[Fill], EventDigest | None]:
     """Seconds to run every chunk of `workload` through a fresh engine, its fills, and the
     digest of its events (None for a fills-only engine)."""
-    submit = contender.start(workload)
-    # A core with a settlement log hands its records to the journal after every batch, as
-    # the gateway does; here after every chunk, inside the timing.
-    drain = getattr(getattr(submit, "__self__", None), "drain_records", None)
+    run_chunk = contender.start(workload)
     fills_of = contender.fills_of
     events_of = contender.events_of
     events = EventDigest() if events_of is not None else None
@@ -250,17 +289,15 @@ def timed_run(
     try:
         for chunk in chunks:
             t0 = time.perf_counter()
-            results = [submit(cmd) for cmd in chunk]
-            if drain is not None:
-                drain()
+            result = run_chunk(chunk)
             t1 = time.perf_counter()
-            for result in results:
-                fills.extend(fills_of(result))
-                if events is not None:
-                    assert events_of is not None
-                    events.add(events_of(result))
+            fills.extend(fills_of(result))
+            if events is not None:
+                assert events_of is not None
+                for command_events in events_of(result):
+                    events.add(command_events)
             t2 = time.perf_counter()
-            del results
+            del result
             elapsed += (t1 - t0) + (time.perf_counter() - t2)
     finally:
         gc.unfreeze()
@@ -278,11 +315,16 @@ def run(workload: Workload, contenders: list[Contender], repeat: int) -> list[Re
     """Time every contender `repeat` times, taking turns; fill counts and digests of each."""
     commands = workload.commands
     chunks = [commands[i : i + CHUNK_COMMANDS] for i in range(0, len(commands), CHUNK_COMMANDS)]
+    op_chunks: list[list[Op]] = []
+    if any(c.ops for c in contenders):
+        ops = compile_ops(commands, [s.id for s in workload.series])
+        op_chunks = [ops[i : i + CHUNK_COMMANDS] for i in range(0, len(ops), CHUNK_COMMANDS)]
     results = {c.name: Result(c.name) for c in contenders}
     for k in range(repeat):
         order = contenders if k % 2 == 0 else contenders[::-1]
         for contender in order:
-            seconds, fills, events = timed_run(contender, workload, chunks)
+            feed: Sequence[Sequence[Any]] = op_chunks if contender.ops else chunks
+            seconds, fills, events = timed_run(contender, workload, feed)
             result = results[contender.name]
             result.seconds.append(seconds)
             d = digest(fills)
@@ -337,14 +379,20 @@ def describe_results(results: list[Result], commands: int) -> list[str]:
     by_name = {r.name: r for r in results}
     engine = by_name[ENGINE]
     full, matcher = by_name.get(FULL_REFERENCE), by_name.get(MATCHER_ONLY)
+    sorteddict = by_name.get(MATCHER_SORTEDDICT)
     lines.append("")
     if full is not None:
-        lines.append(ratio_line("engine / reference", engine, full, commands))
+        lines.append(
+            ratio_line("engine / reference", engine, full, commands)
+            + f"  (target >= {TARGET_FULL}x: the same work)"
+        )
     if matcher is not None:
         lines.append(
             ratio_line("engine / matcher only", engine, matcher, commands)
-            + "  (not like with like: the matcher validates nothing and emits fills only)"
+            + f"  (target >= {TARGET_MATCHER}x: matching alone, fills only, tuples in)"
         )
+    if sorteddict is not None:
+        lines.append(ratio_line("engine / matcher, SortedDict", engine, sorteddict, commands))
     settled = by_name.get(ENGINE_SETTLEMENT)
     if settled is not None:
         for label, base in (("reference", full), ("matcher only", matcher)):
@@ -368,11 +416,12 @@ def ratio_line(label: str, r: Result, base: Result, commands: int) -> str:
 
 def profile(workload: Workload, contender: Contender, top: int) -> None:
     """Print where `contender` spends its time on the workload (cProfile, not a timing)."""
-    submit = contender.start(workload)
+    run_chunk = contender.start(workload)
+    commands = workload.commands
     profiler = cProfile.Profile()
     profiler.enable()
-    for cmd in workload.commands:
-        submit(cmd)
+    for i in range(0, len(commands), CHUNK_COMMANDS):
+        run_chunk(commands[i : i + CHUNK_COMMANDS])
     profiler.disable()
     pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
@@ -380,10 +429,10 @@ def profile(workload: Workload, contender: Contender, top: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tonne bench",
-        description="The standard engine workload: our engine against the reference engines "
-        "(SortedDict of price levels, each a deque): the full reference, which validates and "
-        "emits the engine's events (the headline), and a bare matcher (fills only); same "
-        "commands, same process.",
+        description="The standard engine workload: our engine against the reference engines: "
+        "the full reference, which validates and emits the engine's events (the same work), "
+        "and bare matchers (fills only, commands as prebuilt tuples); same commands, same "
+        "process. See bench/README.md.",
     )
     parser.add_argument("--commands", type=int, default=DEFAULT_COMMANDS, metavar="N")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -404,7 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     workload = generate(args.commands, seed=args.seed)
     generated_s = time.perf_counter() - t0
-    contenders = [matcher_only_contender(), full_reference_contender(), engine_contender()]
+    contenders = [
+        matcher_only_contender(),
+        sorteddict_matcher_contender(),
+        full_reference_contender(),
+        engine_contender(),
+    ]
     settlement, settlement_note = settlement_contender()
     if settlement is not None:
         contenders.append(settlement)
