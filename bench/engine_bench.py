@@ -71,6 +71,7 @@ DEFAULT_COMMANDS = 1_000_000
 
 MATCHER_ONLY = "matcher only (no validation, fills only)"
 MATCHER_SORTEDDICT = "matcher only, SortedDict levels"
+EVENTS_FLOOR = "floor: the engine's events alone"
 FULL_REFERENCE = "reference (full: validation + events)"
 ENGINE = "engine"
 ENGINE_SETTLEMENT = "engine + settlement"
@@ -81,15 +82,15 @@ TARGET_MATCHER = 0.6  # ...and against the matcher-only one
 @dataclass
 class Contender:
     """An engine under test. `start` builds a fresh one and returns what runs one chunk of
-    the workload: the chunk's commands (`ops`: its prebuilt tuples, `bench.reference_engine`)
-    in, a result out; `fills_of` reads the fills out of a chunk's result; `events_of`, for an
-    engine that emits the engine's events, reads each command's events (None: fills only)."""
+    the workload: the chunk in the form `feed` names, a result out; `fills_of` reads the
+    fills out of a chunk's result; `events_of`, for an engine that emits the engine's events,
+    reads each command's events (None: fills only)."""
 
     name: str
     start: Callable[[Workload], Callable[[Sequence[Any]], Any]]
     fills_of: Callable[[Any], Iterable[Fill]]
     events_of: Callable[[Any], Iterable[list[Event]]] | None = None
-    ops: bool = False  # fed the prebuilt tuples rather than the commands
+    feed: str = "commands"  # or "ops": prebuilt tuples; "events": the engine's events as fields
 
 
 @dataclass
@@ -159,7 +160,7 @@ def _matcher_contender(name: str, matcher_class: type[Matcher]) -> Contender:
     def fills_of(fills: list[Fill]) -> Iterable[Fill]:
         return fills
 
-    return Contender(name, start, fills_of, ops=True)
+    return Contender(name, start, fills_of, feed="ops")
 
 
 def matcher_only_contender() -> Contender:
@@ -168,6 +169,31 @@ def matcher_only_contender() -> Contender:
 
 def sorteddict_matcher_contender() -> Contender:
     return _matcher_contender(MATCHER_SORTEDDICT, SortedDictMatcher)
+
+
+EventFields = list[tuple[type[Event], tuple[Any, ...]]]
+"""One command's events, each as its class and its fields (`msgspec.structs.astuple`)."""
+
+
+def events_floor_contender() -> Contender:
+    """Builds, command by command, the events the engine emitted for it (from their fields,
+    prebuilt by an untimed engine run), and does nothing else: a floor under any engine that
+    emits this event stream. Its fills and events are the engine's, checked like the others'."""
+
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
+        def run_chunk(chunk: Sequence[EventFields]) -> list[list[Event]]:
+            return [[kind(*fields) for kind, fields in command] for command in chunk]
+
+        return run_chunk
+
+    return Contender(EVENTS_FLOOR, start, _trade_fills, _as_events, feed="events")
+
+
+def event_fields(workload: Workload) -> list[EventFields]:
+    """The engine's events for every command of `workload`, as classes and fields."""
+    submit = Exchange(workload.series).submit
+    astuple = msgspec.structs.astuple
+    return [[(type(e), astuple(e)) for e in submit(cmd)] for cmd in workload.commands]
 
 
 def settlement_contender() -> tuple[Contender | None, str]:
@@ -315,16 +341,21 @@ def run(workload: Workload, contenders: list[Contender], repeat: int) -> list[Re
     """Time every contender `repeat` times, taking turns; fill counts and digests of each."""
     commands = workload.commands
     chunks = [commands[i : i + CHUNK_COMMANDS] for i in range(0, len(commands), CHUNK_COMMANDS)]
-    op_chunks: list[list[Op]] = []
-    if any(c.ops for c in contenders):
+    feeds: dict[str, Sequence[Sequence[Any]]] = {"commands": chunks}
+    feeds_wanted = {c.feed for c in contenders}
+    if "ops" in feeds_wanted:
         ops = compile_ops(commands, [s.id for s in workload.series])
-        op_chunks = [ops[i : i + CHUNK_COMMANDS] for i in range(0, len(ops), CHUNK_COMMANDS)]
+        feeds["ops"] = [ops[i : i + CHUNK_COMMANDS] for i in range(0, len(ops), CHUNK_COMMANDS)]
+    if "events" in feeds_wanted:
+        fields = event_fields(workload)
+        feeds["events"] = [
+            fields[i : i + CHUNK_COMMANDS] for i in range(0, len(fields), CHUNK_COMMANDS)
+        ]
     results = {c.name: Result(c.name) for c in contenders}
     for k in range(repeat):
         order = contenders if k % 2 == 0 else contenders[::-1]
         for contender in order:
-            feed: Sequence[Sequence[Any]] = op_chunks if contender.ops else chunks
-            seconds, fills, events = timed_run(contender, workload, feed)
+            seconds, fills, events = timed_run(contender, workload, feeds[contender.feed])
             result = results[contender.name]
             result.seconds.append(seconds)
             d = digest(fills)
@@ -393,6 +424,16 @@ def describe_results(results: list[Result], commands: int) -> list[str]:
         )
     if sorteddict is not None:
         lines.append(ratio_line("engine / matcher, SortedDict", engine, sorteddict, commands))
+    floor = by_name.get(EVENTS_FLOOR)
+    if floor is not None and matcher is not None:
+        # An engine has to match (the matcher's time at least) and build its events (the
+        # floor's time at least): its rate over the matcher's is below this.
+        ceiling = matcher.best_s / (matcher.best_s + floor.best_s)
+        lines.append(
+            f"{'events alone / matcher only:':<37}{floor.best_s / matcher.best_s:.2f}x the "
+            f"time, so engine / matcher only <= {ceiling:.2f}x for any engine that matches "
+            "and emits these events"
+        )
     settled = by_name.get(ENGINE_SETTLEMENT)
     if settled is not None:
         for label, base in (("reference", full), ("matcher only", matcher)):
@@ -446,6 +487,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TOP",
         help="after the timed runs, profile our engine and print the TOP functions",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time building the engine's events alone (from prebuilt fields): the floor "
+        "under any engine with this event stream, and the ceiling it puts on the ratio to the "
+        "matcher",
+    )
     args = parser.parse_args(argv)
     if args.commands <= 0 or args.repeat <= 0:
         parser.error("--commands and --repeat must be positive")
@@ -459,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         full_reference_contender(),
         engine_contender(),
     ]
+    if args.floor:
+        contenders.insert(2, events_floor_contender())
     settlement, settlement_note = settlement_contender()
     if settlement is not None:
         contenders.append(settlement)

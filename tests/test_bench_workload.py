@@ -342,3 +342,13 @@ def test_bench_fails_when_the_fills_differ(
     monkeypatch.setattr(engine_bench, "matcher_only_contender", short)
     assert engine_bench.main(["--commands", "3000"]) == 1
     assert "FAIL: the engines' fill sequences differ" in capsys.readouterr().out
+
+
+def test_the_floor_builds_the_engines_events_and_bounds_the_matcher_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert engine_bench.main(["--commands", "3000", "--floor"]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("floor: the engine's events alone ") for line in out.splitlines())
+    assert "events alone / matcher only:" in out
+    assert "event streams identical (floor: the engine's events alone and" in out
