@@ -1,33 +1,40 @@
-"""`tonne bench`: the standard engine workload, run by our engine and two reference engines.
+"""`tonne bench`: the standard engine workload, run by our engine and the reference engines.
 
 Every engine runs the same pre-generated command list (`bench.workload`) in the same process;
 the figure that matters is the ratio of their rates, because this machine is shared and any
-absolute number drifts with its load.
+absolute number drifts with its load. bench/README.md says what each yardstick does and does
+not do, and what was measured.
 
-The two references, both a `SortedDict` of price levels per side, each a `deque`:
+The yardsticks, and the two targets of issue 17:
 
 - `reference (full: validation + events)` (`bench.reference_full`) implements the engine's
-  whole specification the obvious way: it validates every command, rejects with the same
-  reason codes, and emits the same events in the same order as the engine (Accepted,
-  Rejected, Trade, Cancelled, Expired, Amended, BookDelta with its sequence number,
-  StatusChanged). It does the job the engine does, so it is the fair baseline: the headline
-  ratio is "engine / reference" against it.
-- `matcher only (no validation, fills only)` (`bench.reference_engine`) is a bare matcher:
-  it validates nothing, emits no acknowledgements, rejections, cancel confirmations or L2
-  updates, and returns only fill tuples. An exchange cannot leave that work out, so a ratio
-  against it compares unlike jobs; it is printed beside the headline, labelled, for
-  transparency.
+  whole specification plainly: it validates every command, rejects with the same reason
+  codes, and emits the same events in the same order as the engine (Accepted, Rejected,
+  Trade, Cancelled, Expired, Amended, BookDelta with its sequence number, StatusChanged).
+  It does the job the engine does: "engine / reference" is the like-for-like ratio (target
+  >= 1.5x).
+- `matcher only (no validation, fills only)` (`bench.reference_engine.Matcher`) is bare
+  price-time matching as fast as straightforward Python goes: commands as prebuilt tuples,
+  fills only, a dict of deques and a sorted list of prices per side. It bounds the cost of
+  matching from below (target: engine >= 0.6x of it).
+- `matcher only, SortedDict levels` (`bench.reference_engine.SortedDictMatcher`): the same
+  with `SortedDict` levels, the version issue 17 calls obvious.
+- With `--floor`, `floor: the engine's events alone` rebuilds the engine's events from
+  prebuilt fields and does nothing else; with the matcher's time it bounds what any engine
+  emitting these events can reach against the matcher, and the run prints that bound.
 
 Each engine's fill sequence (maker id, taker id, price, qty per trade) is hashed; the run
-fails (exit 1) if the digests differ. The engine and the full reference also hash their whole
-event streams (every command's events, msgpack-encoded, with a rejection's readable text left
-out: only its reason code is specified); the run fails if those differ too.
+fails (exit 1) if the digests differ. The engine, the full reference (and the floor) also
+hash their whole event streams (every command's events, msgpack-encoded, with a rejection's
+readable text left out: only its reason code is specified); the run fails if those differ.
 
 How a run is timed, the same for every engine: build a fresh engine, `gc.collect()` and
 `gc.freeze()` (so neither pays for scanning the workload), then feed the commands in chunks
-of `CHUNK_COMMANDS`, keeping each command's result. The clock (`time.perf_counter`) runs
-while the engine takes the chunk and while the chunk's results are released; it stops while
-the fills (and the event digest) are read out of the results. The garbage collector stays
+of `CHUNK_COMMANDS` (in the contender's form: commands, prebuilt tuples, or event fields,
+all made before the clock starts), keeping each chunk's result (an engine's: each command's
+events; a matcher's: the chunk's fills). The clock (`time.perf_counter`) runs while the
+engine takes the chunk and while the chunk's results are released; it stops while the fills
+(and the event digest) are read out of the results. The garbage collector stays
 on. With `--repeat K` the engines take turns (A B C, C B A, A B C, ...) and each reports its
 best run.
 
