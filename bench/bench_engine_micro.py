@@ -1,4 +1,4 @@
-"""Micro benchmarks (pytest-benchmark): one command at a time, our engine beside the reference.
+"""Micro benchmarks (pytest-benchmark): one command at a time, our engine beside the matcher.
 
 Not part of the normal test run (pytest collects `tests/test_*.py` only). Run them with
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from bench.reference_engine import ReferenceEngine
+from bench.reference_engine import Matcher, OpCompiler
 from bench.workload import generate
 from engine import Cancel, Command, Exchange, NewOrder, Series, Side, TimeInForce
 from engine.reference import Mitigation
@@ -35,22 +35,31 @@ EMPTY = Series(id="MICRO-EMPTY", standard="VCS", mitigation=Mitigation.AVOIDANCE
 
 
 class Subject:
-    """One engine warmed up with the standard workload; knows the id its next order gets."""
+    """One engine warmed up with the standard workload; knows the id its next order gets.
+
+    `prepare(cmd)` is what `submit` takes for `cmd`, made in the (untimed) setup: the command
+    itself for the engine, a one-tuple of its prebuilt tuple (`bench.reference_engine.Op`)
+    for the matcher, which is fed tuples in `tonne bench` too."""
 
     def __init__(self, kind: str) -> None:
         workload = generate(WARMUP_COMMANDS, seed=3)
         series = [*workload.series, EMPTY]
-        self.submit: Callable[[Command], Any]
+        self.submit: Callable[[Any], Any]
+        self.prepare: Callable[[Command], Any]
         if kind == "engine":
             exchange = Exchange(series)
             self.submit = exchange.submit
+            self.prepare = lambda cmd: cmd
             self.best_bid = lambda: exchange.books[DEEP_SERIES].best_bid()
         else:
-            reference = ReferenceEngine([s.id for s in series])
-            self.submit = reference.submit
-            self.best_bid = lambda: reference.books[DEEP_SERIES].best_bid()
+            series_ids = [s.id for s in series]
+            matcher, compiler = Matcher(len(series)), OpCompiler(series_ids)
+            deep = series_ids.index(DEEP_SERIES)
+            self.submit = matcher.run
+            self.prepare = lambda cmd: (compiler.op(cmd),)
+            self.best_bid = lambda: matcher.best_bid(deep)
         for cmd in workload.commands:
-            self.submit(cmd)
+            self.submit(self.prepare(cmd))
         self.last_id = 0
         self.next_id = 1 + sum(type(c) is NewOrder for c in workload.commands)
         self.coids = count(1)
@@ -74,15 +83,17 @@ class Subject:
         )
 
 
-@pytest.fixture(params=["engine", "reference"])
+@pytest.fixture(params=["engine", "matcher"])
 def subject(request: pytest.FixtureRequest) -> Subject:
     return Subject(request.param)
 
 
 @pytest.mark.benchmark(group="add passive")
 def test_add_passive(benchmark: Any, subject: Subject) -> None:
-    def setup() -> tuple[tuple[NewOrder], dict[str, Any]]:
-        return (subject.new_order(DEEP_SERIES, Side.BUY, 1, 1, TimeInForce.GTC),), {}
+    def setup() -> tuple[tuple[Any], dict[str, Any]]:
+        return (
+            subject.prepare(subject.new_order(DEEP_SERIES, Side.BUY, 1, 1, TimeInForce.GTC)),
+        ), {}
 
     benchmark.pedantic(subject.submit, setup=setup, rounds=ROUNDS)
 
@@ -91,19 +102,23 @@ def test_add_passive(benchmark: Any, subject: Subject) -> None:
 def test_cancel(benchmark: Any, subject: Subject) -> None:
     levels = count()
 
-    def setup() -> tuple[tuple[Cancel], dict[str, Any]]:
+    def setup() -> tuple[tuple[Any], dict[str, Any]]:
         price = subject.best_bid() - next(levels) % 5
         order = subject.new_order(DEEP_SERIES, Side.BUY, price, 1, TimeInForce.GTC)
-        subject.submit(order)
-        return (Cancel(account=order.account, order_id=subject.last_id),), {}
+        subject.submit(subject.prepare(order))
+        return (subject.prepare(Cancel(account=order.account, order_id=subject.last_id)),), {}
 
     benchmark.pedantic(subject.submit, setup=setup, rounds=ROUNDS)
 
 
 @pytest.mark.benchmark(group="marketable")
 def test_marketable_one_fill(benchmark: Any, subject: Subject) -> None:
-    def setup() -> tuple[tuple[NewOrder], dict[str, Any]]:
-        subject.submit(subject.new_order(EMPTY.id, Side.SELL, 100, 10, TimeInForce.GTC))
-        return (subject.new_order(EMPTY.id, Side.BUY, 100, 10, TimeInForce.IOC),), {}
+    def setup() -> tuple[tuple[Any], dict[str, Any]]:
+        subject.submit(
+            subject.prepare(subject.new_order(EMPTY.id, Side.SELL, 100, 10, TimeInForce.GTC))
+        )
+        return (
+            subject.prepare(subject.new_order(EMPTY.id, Side.BUY, 100, 10, TimeInForce.IOC)),
+        ), {}
 
     benchmark.pedantic(subject.submit, setup=setup, rounds=ROUNDS)

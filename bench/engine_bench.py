@@ -1,33 +1,40 @@
-"""`tonne bench`: the standard engine workload, run by our engine and two reference engines.
+"""`tonne bench`: the standard engine workload, run by our engine and the reference engines.
 
 Every engine runs the same pre-generated command list (`bench.workload`) in the same process;
 the figure that matters is the ratio of their rates, because this machine is shared and any
-absolute number drifts with its load.
+absolute number drifts with its load. bench/README.md says what each yardstick does and does
+not do, and what was measured.
 
-The two references, both a `SortedDict` of price levels per side, each a `deque`:
+The yardsticks, and the two targets of issue 17:
 
 - `reference (full: validation + events)` (`bench.reference_full`) implements the engine's
-  whole specification the obvious way: it validates every command, rejects with the same
-  reason codes, and emits the same events in the same order as the engine (Accepted,
-  Rejected, Trade, Cancelled, Expired, Amended, BookDelta with its sequence number,
-  StatusChanged). It does the job the engine does, so it is the fair baseline: the headline
-  ratio is "engine / reference" against it.
-- `matcher only (no validation, fills only)` (`bench.reference_engine`) is a bare matcher:
-  it validates nothing, emits no acknowledgements, rejections, cancel confirmations or L2
-  updates, and returns only fill tuples. An exchange cannot leave that work out, so a ratio
-  against it compares unlike jobs; it is printed beside the headline, labelled, for
-  transparency.
+  whole specification plainly: it validates every command, rejects with the same reason
+  codes, and emits the same events in the same order as the engine (Accepted, Rejected,
+  Trade, Cancelled, Expired, Amended, BookDelta with its sequence number, StatusChanged).
+  It does the job the engine does: "engine / reference" is the like-for-like ratio (target
+  >= 1.5x).
+- `matcher only (no validation, fills only)` (`bench.reference_engine.Matcher`) is bare
+  price-time matching as fast as straightforward Python goes: commands as prebuilt tuples,
+  fills only, a dict of deques and a sorted list of prices per side. It bounds the cost of
+  matching from below (target: engine >= 0.6x of it).
+- `matcher only, SortedDict levels` (`bench.reference_engine.SortedDictMatcher`): the same
+  with `SortedDict` levels, the version issue 17 calls obvious.
+- With `--floor`, `floor: the engine's events alone` rebuilds the engine's events from
+  prebuilt fields and does nothing else; with the matcher's time it bounds what any engine
+  emitting these events can reach against the matcher, and the run prints that bound.
 
 Each engine's fill sequence (maker id, taker id, price, qty per trade) is hashed; the run
-fails (exit 1) if the digests differ. The engine and the full reference also hash their whole
-event streams (every command's events, msgpack-encoded, with a rejection's readable text left
-out: only its reason code is specified); the run fails if those differ too.
+fails (exit 1) if the digests differ. The engine, the full reference (and the floor) also
+hash their whole event streams (every command's events, msgpack-encoded, with a rejection's
+readable text left out: only its reason code is specified); the run fails if those differ.
 
 How a run is timed, the same for every engine: build a fresh engine, `gc.collect()` and
 `gc.freeze()` (so neither pays for scanning the workload), then feed the commands in chunks
-of `CHUNK_COMMANDS`, keeping each command's result. The clock (`time.perf_counter`) runs
-while the engine takes the chunk and while the chunk's results are released; it stops while
-the fills (and the event digest) are read out of the results. The garbage collector stays
+of `CHUNK_COMMANDS` (in the contender's form: commands, prebuilt tuples, or event fields,
+all made before the clock starts), keeping each chunk's result (an engine's: each command's
+events; a matcher's: the chunk's fills). The clock (`time.perf_counter`) runs while the
+engine takes the chunk and while the chunk's results are released; it stops while the fills
+(and the event digest) are read out of the results. The garbage collector stays
 on. With `--repeat K` the engines take turns (A B C, C B A, A B C, ...) and each reports its
 best run.
 
@@ -60,7 +67,7 @@ from typing import Any
 
 import msgspec
 
-from bench.reference_engine import Fill, ReferenceEngine
+from bench.reference_engine import Fill, Matcher, Op, SortedDictMatcher, compile_ops
 from bench.reference_full import FullReferenceEngine
 from bench.workload import DEFAULT_SEED, Workload, WorkloadStats, generate
 from engine import Command, Event, Exchange, Rejected, Trade
@@ -70,21 +77,27 @@ CHUNK_COMMANDS = 10_000
 DEFAULT_COMMANDS = 1_000_000
 
 MATCHER_ONLY = "matcher only (no validation, fills only)"
+MATCHER_SORTEDDICT = "matcher only, SortedDict levels"
+EVENTS_FLOOR = "floor: the engine's events alone"
 FULL_REFERENCE = "reference (full: validation + events)"
 ENGINE = "engine"
 ENGINE_SETTLEMENT = "engine + settlement"
+TARGET_FULL = 1.5  # issue 17: the engine against the full reference...
+TARGET_MATCHER = 0.6  # ...and against the matcher-only one
 
 
 @dataclass
 class Contender:
-    """An engine under test: `start` builds a fresh one and returns its per-command entry
-    point; `fills_of` reads the fills out of what one command returned; `events_of`, for an
-    engine that emits the engine's events, reads those (None: fills only)."""
+    """An engine under test. `start` builds a fresh one and returns what runs one chunk of
+    the workload: the chunk in the form `feed` names, a result out; `fills_of` reads the
+    fills out of a chunk's result; `events_of`, for an engine that emits the engine's events,
+    reads each command's events (None: fills only)."""
 
     name: str
-    start: Callable[[Workload], Callable[[Command], Any]]
+    start: Callable[[Workload], Callable[[Sequence[Any]], Any]]
     fills_of: Callable[[Any], Iterable[Fill]]
-    events_of: Callable[[Any], list[Event]] | None = None
+    events_of: Callable[[Any], Iterable[list[Event]]] | None = None
+    feed: str = "commands"  # or "ops": prebuilt tuples; "events": the engine's events as fields
 
 
 @dataclass
@@ -104,38 +117,90 @@ class Result:
         return commands / self.best_s
 
 
-def _trade_fills(events: list[Any]) -> Iterable[Fill]:
+def _trade_fills(results: list[list[Any]]) -> Iterable[Fill]:
     return [
-        (e.maker_order_id, e.taker_order_id, e.price, e.qty) for e in events if type(e) is Trade
+        (e.maker_order_id, e.taker_order_id, e.price, e.qty)
+        for events in results
+        for e in events
+        if type(e) is Trade
     ]
 
 
-def _as_events(events: list[Event]) -> list[Event]:
-    return events
+def _as_events(results: list[list[Event]]) -> list[list[Event]]:
+    return results
+
+
+def _per_command(submit: Callable[[Command], Any]) -> Callable[[Sequence[Any]], Any]:
+    """Run a chunk one command at a time, keeping each command's events."""
+
+    def run_chunk(chunk: Sequence[Command]) -> list[Any]:
+        return [submit(cmd) for cmd in chunk]
+
+    return run_chunk
 
 
 def engine_contender() -> Contender:
-    def start(workload: Workload) -> Callable[[Command], Any]:
-        return Exchange(workload.series).submit
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
+        return _per_command(Exchange(workload.series).submit)
 
     return Contender(ENGINE, start, _trade_fills, _as_events)
 
 
 def full_reference_contender() -> Contender:
-    def start(workload: Workload) -> Callable[[Command], Any]:
-        return FullReferenceEngine(workload.series).submit
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
+        return _per_command(FullReferenceEngine(workload.series).submit)
 
     return Contender(FULL_REFERENCE, start, _trade_fills, _as_events)
 
 
-def matcher_only_contender() -> Contender:
-    def start(workload: Workload) -> Callable[[Command], Any]:
-        return ReferenceEngine([s.id for s in workload.series]).submit
+def _matcher_contender(name: str, matcher_class: type[Matcher]) -> Contender:
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
+        matcher = matcher_class(len(workload.series))
+
+        def run_chunk(ops: Sequence[Op]) -> list[Fill]:
+            matcher.run(ops)
+            fills, matcher.fills = matcher.fills, []
+            return fills
+
+        return run_chunk
 
     def fills_of(fills: list[Fill]) -> Iterable[Fill]:
         return fills
 
-    return Contender(MATCHER_ONLY, start, fills_of)
+    return Contender(name, start, fills_of, feed="ops")
+
+
+def matcher_only_contender() -> Contender:
+    return _matcher_contender(MATCHER_ONLY, Matcher)
+
+
+def sorteddict_matcher_contender() -> Contender:
+    return _matcher_contender(MATCHER_SORTEDDICT, SortedDictMatcher)
+
+
+EventFields = list[tuple[type[Event], tuple[Any, ...]]]
+"""One command's events, each as its class and its fields (`msgspec.structs.astuple`)."""
+
+
+def events_floor_contender() -> Contender:
+    """Builds, command by command, the events the engine emitted for it (from their fields,
+    prebuilt by an untimed engine run), and does nothing else: a floor under any engine that
+    emits this event stream. Its fills and events are the engine's, checked like the others'."""
+
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
+        def run_chunk(chunk: Sequence[EventFields]) -> list[list[Event]]:
+            return [[kind(*fields) for kind, fields in command] for command in chunk]
+
+        return run_chunk
+
+    return Contender(EVENTS_FLOOR, start, _trade_fills, _as_events, feed="events")
+
+
+def event_fields(workload: Workload) -> list[EventFields]:
+    """The engine's events for every command of `workload`, as classes and fields."""
+    submit = Exchange(workload.series).submit
+    astuple = msgspec.structs.astuple
+    return [[(type(e), astuple(e)) for e in submit(cmd)] for cmd in workload.commands]
 
 
 def settlement_contender() -> tuple[Contender | None, str]:
@@ -143,7 +208,9 @@ def settlement_contender() -> tuple[Contender | None, str]:
     order and settles every fill DvP; or None, and why, while that core is not available.
 
     Every account is funded so that no hold is ever refused (the fills must stay the
-    engine's); building and funding the core is not timed.
+    engine's); building and funding the core is not timed. A core with a settlement log
+    hands its records to the journal after every batch, as the gateway does; here after
+    every chunk, inside the timing.
     """
     try:
         core_module = importlib.import_module("settlement.core")
@@ -153,9 +220,17 @@ def settlement_contender() -> tuple[Contender | None, str]:
             raise
         return None, f"{exc.name} does not exist yet"
 
-    def start(workload: Workload) -> Callable[[Command], Any]:
+    def start(workload: Workload) -> Callable[[Sequence[Any]], Any]:
         core = funded_core(workload, core_module.Core, commands)
-        return core.apply  # type: ignore[no-any-return]
+        apply, drain = core.apply, getattr(core, "drain_records", None)
+
+        def run_chunk(chunk: Sequence[Command]) -> list[Any]:
+            results = [apply(cmd) for cmd in chunk]
+            if drain is not None:
+                drain()
+            return results
+
+        return run_chunk
 
     return Contender(ENGINE_SETTLEMENT, start, _trade_fills), ""
 
@@ -232,14 +307,11 @@ class EventDigest:
 
 
 def timed_run(
-    contender: Contender, workload: Workload, chunks: Sequence[list[Command]]
+    contender: Contender, workload: Workload, chunks: Sequence[Sequence[Any]]
 ) -> tuple[float, list[Fill], EventDigest | None]:
     """Seconds to run every chunk of `workload` through a fresh engine, its fills, and the
     digest of its events (None for a fills-only engine)."""
-    submit = contender.start(workload)
-    # A core with a settlement log hands its records to the journal after every batch, as
-    # the gateway does; here after every chunk, inside the timing.
-    drain = getattr(getattr(submit, "__self__", None), "drain_records", None)
+    run_chunk = contender.start(workload)
     fills_of = contender.fills_of
     events_of = contender.events_of
     events = EventDigest() if events_of is not None else None
@@ -250,17 +322,15 @@ def timed_run(
     try:
         for chunk in chunks:
             t0 = time.perf_counter()
-            results = [submit(cmd) for cmd in chunk]
-            if drain is not None:
-                drain()
+            result = run_chunk(chunk)
             t1 = time.perf_counter()
-            for result in results:
-                fills.extend(fills_of(result))
-                if events is not None:
-                    assert events_of is not None
-                    events.add(events_of(result))
+            fills.extend(fills_of(result))
+            if events is not None:
+                assert events_of is not None
+                for command_events in events_of(result):
+                    events.add(command_events)
             t2 = time.perf_counter()
-            del results
+            del result
             elapsed += (t1 - t0) + (time.perf_counter() - t2)
     finally:
         gc.unfreeze()
@@ -278,11 +348,21 @@ def run(workload: Workload, contenders: list[Contender], repeat: int) -> list[Re
     """Time every contender `repeat` times, taking turns; fill counts and digests of each."""
     commands = workload.commands
     chunks = [commands[i : i + CHUNK_COMMANDS] for i in range(0, len(commands), CHUNK_COMMANDS)]
+    feeds: dict[str, Sequence[Sequence[Any]]] = {"commands": chunks}
+    feeds_wanted = {c.feed for c in contenders}
+    if "ops" in feeds_wanted:
+        ops = compile_ops(commands, [s.id for s in workload.series])
+        feeds["ops"] = [ops[i : i + CHUNK_COMMANDS] for i in range(0, len(ops), CHUNK_COMMANDS)]
+    if "events" in feeds_wanted:
+        fields = event_fields(workload)
+        feeds["events"] = [
+            fields[i : i + CHUNK_COMMANDS] for i in range(0, len(fields), CHUNK_COMMANDS)
+        ]
     results = {c.name: Result(c.name) for c in contenders}
     for k in range(repeat):
         order = contenders if k % 2 == 0 else contenders[::-1]
         for contender in order:
-            seconds, fills, events = timed_run(contender, workload, chunks)
+            seconds, fills, events = timed_run(contender, workload, feeds[contender.feed])
             result = results[contender.name]
             result.seconds.append(seconds)
             d = digest(fills)
@@ -337,13 +417,29 @@ def describe_results(results: list[Result], commands: int) -> list[str]:
     by_name = {r.name: r for r in results}
     engine = by_name[ENGINE]
     full, matcher = by_name.get(FULL_REFERENCE), by_name.get(MATCHER_ONLY)
+    sorteddict = by_name.get(MATCHER_SORTEDDICT)
     lines.append("")
     if full is not None:
-        lines.append(ratio_line("engine / reference", engine, full, commands))
+        lines.append(
+            ratio_line("engine / reference", engine, full, commands)
+            + f"  (target >= {TARGET_FULL}x: the same work)"
+        )
     if matcher is not None:
         lines.append(
             ratio_line("engine / matcher only", engine, matcher, commands)
-            + "  (not like with like: the matcher validates nothing and emits fills only)"
+            + f"  (target >= {TARGET_MATCHER}x: matching alone, fills only, tuples in)"
+        )
+    if sorteddict is not None:
+        lines.append(ratio_line("engine / matcher, SortedDict", engine, sorteddict, commands))
+    floor = by_name.get(EVENTS_FLOOR)
+    if floor is not None and matcher is not None:
+        # An engine has to match (the matcher's time at least) and build its events (the
+        # floor's time at least): its rate over the matcher's is below this.
+        ceiling = matcher.best_s / (matcher.best_s + floor.best_s)
+        lines.append(
+            f"{'events alone / matcher only:':<37}{floor.best_s / matcher.best_s:.2f}x the "
+            f"time, so engine / matcher only <= {ceiling:.2f}x for any engine that matches "
+            "and emits these events"
         )
     settled = by_name.get(ENGINE_SETTLEMENT)
     if settled is not None:
@@ -368,11 +464,12 @@ def ratio_line(label: str, r: Result, base: Result, commands: int) -> str:
 
 def profile(workload: Workload, contender: Contender, top: int) -> None:
     """Print where `contender` spends its time on the workload (cProfile, not a timing)."""
-    submit = contender.start(workload)
+    run_chunk = contender.start(workload)
+    commands = workload.commands
     profiler = cProfile.Profile()
     profiler.enable()
-    for cmd in workload.commands:
-        submit(cmd)
+    for i in range(0, len(commands), CHUNK_COMMANDS):
+        run_chunk(commands[i : i + CHUNK_COMMANDS])
     profiler.disable()
     pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
@@ -380,10 +477,10 @@ def profile(workload: Workload, contender: Contender, top: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tonne bench",
-        description="The standard engine workload: our engine against the reference engines "
-        "(SortedDict of price levels, each a deque): the full reference, which validates and "
-        "emits the engine's events (the headline), and a bare matcher (fills only); same "
-        "commands, same process.",
+        description="The standard engine workload: our engine against the reference engines: "
+        "the full reference, which validates and emits the engine's events (the same work), "
+        "and bare matchers (fills only, commands as prebuilt tuples); same commands, same "
+        "process. See bench/README.md.",
     )
     parser.add_argument("--commands", type=int, default=DEFAULT_COMMANDS, metavar="N")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -397,6 +494,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TOP",
         help="after the timed runs, profile our engine and print the TOP functions",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time building the engine's events alone (from prebuilt fields): the floor "
+        "under any engine with this event stream, and the ceiling it puts on the ratio to the "
+        "matcher",
+    )
     args = parser.parse_args(argv)
     if args.commands <= 0 or args.repeat <= 0:
         parser.error("--commands and --repeat must be positive")
@@ -404,7 +508,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     workload = generate(args.commands, seed=args.seed)
     generated_s = time.perf_counter() - t0
-    contenders = [matcher_only_contender(), full_reference_contender(), engine_contender()]
+    contenders = [
+        matcher_only_contender(),
+        sorteddict_matcher_contender(),
+        full_reference_contender(),
+        engine_contender(),
+    ]
+    if args.floor:
+        contenders.insert(2, events_floor_contender())
     settlement, settlement_note = settlement_contender()
     if settlement is not None:
         contenders.append(settlement)

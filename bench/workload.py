@@ -7,11 +7,11 @@ binds), 25% cancels of open orders (by order id or by client order id), 5% amend
 down in place, quantity up, price moves of a few ticks). Each series' mid drifts as a random
 walk; prices respect each series' tick and quantities its lot.
 
-The generator runs the reference engine (`bench.reference_engine`) as it goes, untimed, to
-know the book: passive orders are clamped so they never cross, and cancels and amends pick
-an order that is open at that moment. A small share of cancels deliberately names an order
-that is already gone (a cancel that lost the race against a fill), which the engine rejects.
-Order ids are predictable because every generated `NewOrder` is valid: the engine numbers
+The generator runs the matcher-only reference (`bench.reference_engine.Matcher`) as it goes,
+untimed, to know the book: passive orders are clamped so they never cross, and cancels and
+amends pick an order that is open at that moment. A small share of cancels deliberately names
+an order that is already gone (a cancel that lost the race against a fill), which the engine
+rejects. Order ids are predictable because every generated `NewOrder` is valid: the engine numbers
 accepted orders 1, 2, 3, ... in command order, exactly as the reference does.
 
 Everything random comes from one `random.Random(seed)`: a seed replays the same commands.
@@ -23,7 +23,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bench.reference_engine import ReferenceEngine
+from bench.reference_engine import Matcher, OpCompiler
 from engine.commands import Amend, Cancel, Command, NewOrder, OrderType, Side, TimeInForce
 from engine.reference import Mitigation, Series
 
@@ -80,7 +80,7 @@ def standard_series() -> list[Series]:
 
 @dataclass
 class WorkloadStats:
-    """What was generated, counted while generating (the reference engine's view)."""
+    """What was generated, counted while generating (the matcher's view)."""
 
     kinds: Counter[str] = field(default_factory=Counter)
     cancels_live: int = 0
@@ -127,10 +127,13 @@ class _Generator:
         self.seed = seed
         self.accounts = accounts
         self.series = standard_series()
-        self.series_by_id = {s.id: s for s in self.series}
         self.mids = [_Mid(s.ref_price // s.tick) for s in self.series]
-        self.ref = ReferenceEngine([s.id for s in self.series])
+        self.book_of = {s.id: i for i, s in enumerate(self.series)}
+        self.ref = Matcher(len(self.series))
+        self.compiler = OpCompiler([s.id for s in self.series])
         self.accounts_of: dict[int, int] = {}  # account of each id in `open_ids`
+        self.coid_of: dict[int, str] = {}  # ... its client order id
+        self.book_of_order: dict[int, int] = {}  # ... and its book
         self.open_ids: list[int] = []  # ids that were open when remembered; checked on pick
         self.gone: list[tuple[int, int]] = []  # (order id, account) of orders that left
         self.gone_next = 0  # where the next one goes once `gone` is full (a ring)
@@ -163,13 +166,19 @@ class _Generator:
     # -- keeping track ---------------------------------------------------------------------------
 
     def apply(self, cmd: Command) -> None:
-        """Run `cmd` through the reference engine and remember what is open."""
+        """Run `cmd` through the matcher and remember what is open."""
         ref = self.ref
         new_id = ref.next_order_id if type(cmd) is NewOrder else 0
-        self.stats.fills += len(ref.submit(cmd))
+        fills_before = len(ref.fills)
+        ref.run((self.compiler.op(cmd),))
+        self.stats.fills += len(ref.fills) - fills_before
+        del ref.fills[:]
         if new_id and new_id in ref.orders:
+            assert isinstance(cmd, NewOrder)
             self.open_ids.append(new_id)
             self.accounts_of[new_id] = cmd.account
+            self.coid_of[new_id] = cmd.client_order_id
+            self.book_of_order[new_id] = self.book_of[cmd.series]
         open_now = len(ref.orders)
         if open_now > self.stats.open_orders_max:
             self.stats.open_orders_max = open_now
@@ -193,6 +202,7 @@ class _Generator:
 
     def remember_gone(self, order_id: int) -> None:
         account = self.accounts_of.pop(order_id)
+        del self.coid_of[order_id], self.book_of_order[order_id]
         if len(self.gone) < GONE_REMEMBERED:
             self.gone.append((order_id, account))
         else:
@@ -218,16 +228,16 @@ class _Generator:
         rng = self.rng
         i = self.pick_series()
         s, mid = self.series[i], self.mids[i].ticks
-        book = self.ref.books[s.id]
+        ref = self.ref
         offset = 1 + min(int(rng.expovariate(0.35)), PASSIVE_OFFSET_TICKS_MAX - 1)
         if rng.random() < 0.5:
             side, ticks = BUY, mid - offset
-            best_ask = book.best_ask()
+            best_ask = ref.best_ask(i)
             if best_ask is not None and ticks * s.tick >= best_ask:
                 ticks = best_ask // s.tick - 1
         else:
             side, ticks = SELL, mid + offset
-            best_bid = book.best_bid()
+            best_bid = ref.best_bid(i)
             if best_bid is not None and ticks * s.tick <= best_bid:
                 ticks = best_bid // s.tick + 1
         self.stats.kinds["new.passive"] += 1
@@ -245,7 +255,7 @@ class _Generator:
         rng = self.rng
         i = self.pick_series()
         s, mid = self.series[i], self.mids[i].ticks
-        book = self.ref.books[s.id]
+        ref = self.ref
         side = BUY if rng.random() < 0.5 else SELL
         qty = s.lot * rng.randint(1, 90)
         account = rng.randrange(1, self.accounts + 1)
@@ -254,7 +264,7 @@ class _Generator:
             self.stats.kinds["new.marketable.market_ioc"] += 1
             cash_limit = 0
             if side is BUY:  # the exchange wants a cash limit; this one never binds
-                highest_ask = book.highest_ask()
+                highest_ask = ref.highest_ask(i)
                 cash_limit = qty * (s.tick if highest_ask is None else highest_ask)
             return NewOrder(
                 account=account,
@@ -269,10 +279,10 @@ class _Generator:
             )
         through = rng.randint(0, 3)
         if side is BUY:
-            best = book.best_ask()
+            best = ref.best_ask(i)
             ticks = (mid if best is None else best // s.tick) + through
         else:
-            best = book.best_bid()
+            best = ref.best_bid(i)
             ticks = (mid if best is None else best // s.tick) - through
         if r < 0.75:
             tif, kind = IOC, "new.marketable.limit_ioc"
@@ -296,8 +306,7 @@ class _Generator:
         if not (self.gone and rng.random() < SHARE_CANCEL_STALE):
             order_id = self.pick_open()
         if order_id:
-            order = self.ref.orders[order_id]
-            account, coid = order.account, order.client_order_id
+            account, coid = self.accounts_of[order_id], self.coid_of[order_id]
             self.stats.cancels_live += 1
         elif self.gone:
             order_id, account = self.gone[rng.randrange(len(self.gone))]
@@ -315,22 +324,23 @@ class _Generator:
         order_id = self.pick_open()
         if not order_id:
             return self.passive()  # nothing open to amend: the stream stays valid
-        order = self.ref.orders[order_id]
-        s = self.series_by_id[order.series]
-        lots = order.qty // s.lot
+        account = self.accounts_of[order_id]
+        s = self.series[self.book_of_order[order_id]]
+        open_qty, open_price = self.ref.open_qty(order_id), self.ref.price_of(order_id)
+        lots = open_qty // s.lot
         r = rng.random()
         price = qty = 0
         if r < 0.4 and lots > 1:
             kind, qty = "amend.qty_down", s.lot * rng.randint(1, lots - 1)
         elif r < 0.7:
-            kind, qty = "amend.qty_up", order.qty + s.lot * rng.randint(1, 10)
+            kind, qty = "amend.qty_up", open_qty + s.lot * rng.randint(1, 10)
         else:
             kind = "amend.price"
             step = rng.randint(1, 3) * (1 if rng.random() < 0.5 else -1)
-            ticks = order.price // s.tick + step
+            ticks = open_price // s.tick + step
             if ticks < 1:
-                ticks = order.price // s.tick + 1
+                ticks = open_price // s.tick + 1
             price = ticks * s.tick
         self.stats.kinds[kind] += 1
         self.stats.amends_live += 1
-        return Amend(account=order.account, order_id=order_id, price=price, qty=qty, ts=self.ts)
+        return Amend(account=account, order_id=order_id, price=price, qty=qty, ts=self.ts)

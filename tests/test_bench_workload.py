@@ -1,16 +1,17 @@
-"""The standard bench workload and the reference engine: deterministic, the promised mix, valid
-commands, and the same fills from the reference engine as from the real `engine.Exchange`.
+"""The standard bench workload and the matcher-only references: deterministic, the promised mix,
+valid commands, and the same fills from both matchers as from the real `engine.Exchange`.
 
 Nothing here asserts a timing: the machine is shared, and `tonne bench` reports ratios."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import pytest
 
 from bench import engine_bench
-from bench.reference_engine import Fill, ReferenceEngine
+from bench.reference_engine import Fill, Matcher, SortedDictMatcher, compile_ops
 from bench.workload import Workload, generate, standard_series
 from engine import (
     Amend,
@@ -18,6 +19,7 @@ from engine import (
     Cancel,
     Cancelled,
     CancelReason,
+    Command,
     Event,
     Exchange,
     NewOrder,
@@ -108,25 +110,49 @@ def test_the_engine_accepts_everything_but_cancels_of_orders_already_gone(
     exchange.check_invariants()
 
 
-def test_reference_and_engine_make_the_same_fills(workload: Workload) -> None:
+MATCHERS = [Matcher, SortedDictMatcher]
+
+
+def engine_fills(exchange: Exchange, commands: list[Command]) -> list[Fill]:
+    return [
+        (e.maker_order_id, e.taker_order_id, e.price, e.qty)
+        for cmd in commands
+        for e in exchange.submit(cmd)
+        if isinstance(e, Trade)
+    ]
+
+
+@pytest.mark.parametrize("matcher_class", MATCHERS)
+def test_matcher_and_engine_make_the_same_fills(
+    workload: Workload, matcher_class: type[Matcher]
+) -> None:
     exchange = Exchange(workload.series)
-    reference = ReferenceEngine([s.id for s in workload.series])
-    ours, theirs = [], []
-    for cmd in workload.commands:
-        ours += [
-            (e.maker_order_id, e.taker_order_id, e.price, e.qty)
-            for e in exchange.submit(cmd)
-            if isinstance(e, Trade)
-        ]
-        theirs += reference.submit(cmd)
+    matcher = matcher_class(len(workload.series))
+    ours = engine_fills(exchange, workload.commands)
+    matcher.run(compile_ops(workload.commands, [s.id for s in workload.series]))
     assert len(ours) > COMMANDS // 10
-    assert ours == theirs
-    assert len(reference.orders) == len(exchange.open_orders)
-    for order_id, order in reference.orders.items():
-        assert exchange.open_orders[order_id].qty == order.qty
+    assert ours == matcher.fills
+    assert len(matcher.orders) == len(exchange.open_orders)
+    for order_id in matcher.orders:
+        assert exchange.open_orders[order_id].qty == matcher.open_qty(order_id)
 
 
-# -- the reference engine on small examples ---------------------------------------------------
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("matcher_class", MATCHERS)
+def test_matchers_fill_like_the_engine_on_seeded_streams_fed_in_chunks(
+    seed: int, matcher_class: type[Matcher]
+) -> None:
+    """Chunks of tuples, as `tonne bench` feeds them, on other seeds and a smaller set of
+    accounts (more self-trades)."""
+    stream = generate(5_000, seed=seed, accounts=3)
+    ops = compile_ops(stream.commands, [s.id for s in stream.series])
+    matcher = matcher_class(len(stream.series))
+    for i in range(0, len(ops), 700):
+        matcher.run(ops[i : i + 700])
+    assert matcher.fills == engine_fills(Exchange(stream.series), stream.commands)
+
+
+# -- the matchers on small examples ---------------------------------------------------------
 
 
 def _order(account: int, coid: str, side: Side, price: int, qty: int, **kw: object) -> NewOrder:
@@ -141,44 +167,93 @@ def _order(account: int, coid: str, side: Side, price: int, qty: int, **kw: obje
     )
 
 
-def test_reference_trades_best_price_first_then_time() -> None:
-    ref = ReferenceEngine(["S"])
-    ref.submit(_order(1, "a", Side.SELL, 101, 5))  # id 1
-    ref.submit(_order(2, "b", Side.SELL, 100, 5))  # id 2
-    ref.submit(_order(3, "c", Side.SELL, 100, 5))  # id 3
-    fills = ref.submit(_order(4, "d", Side.BUY, 101, 12, tif=TimeInForce.IOC))
+def _run(matcher_class: type[Matcher], commands: list[Command]) -> tuple[Matcher, list[Fill]]:
+    """A one-series matcher after `commands`, and the fills of the last one."""
+    matcher = matcher_class(1)
+    ops = compile_ops(commands, ["S"])
+    matcher.run(ops[:-1])
+    before = len(matcher.fills)
+    matcher.run(ops[-1:])
+    return matcher, matcher.fills[before:]
+
+
+@pytest.mark.parametrize("matcher_class", MATCHERS)
+def test_matcher_trades_best_price_first_then_time(matcher_class: type[Matcher]) -> None:
+    matcher, fills = _run(
+        matcher_class,
+        [
+            _order(1, "a", Side.SELL, 101, 5),  # id 1
+            _order(2, "b", Side.SELL, 100, 5),  # id 2
+            _order(3, "c", Side.SELL, 100, 5),  # id 3
+            _order(4, "d", Side.BUY, 101, 12, tif=TimeInForce.IOC),
+        ],
+    )
     assert fills == [(2, 4, 100, 5), (3, 4, 100, 5), (1, 4, 101, 2)]
-    assert ref.orders[1].qty == 3 and 4 not in ref.orders
+    assert matcher.open_qty(1) == 3 and 4 not in matcher.orders
+    assert matcher.best_ask(0) == matcher.highest_ask(0) == 101 and matcher.best_bid(0) is None
 
 
-def test_reference_amend_down_keeps_priority_and_up_loses_it() -> None:
-    ref = ReferenceEngine(["S"])
-    for account, coid in ((1, "a"), (2, "b"), (3, "c")):
-        ref.submit(_order(account, coid, Side.BUY, 50, 10))
-    ref.submit(Amend(account=1, order_id=1, qty=4))
-    ref.submit(Amend(account=2, order_id=2, qty=20))
-    fills = ref.submit(_order(9, "s", Side.SELL, 0, 40, type=OrderType.MARKET, tif=TimeInForce.IOC))
+@pytest.mark.parametrize("matcher_class", MATCHERS)
+def test_matcher_amend_down_keeps_priority_and_up_loses_it(matcher_class: type[Matcher]) -> None:
+    commands: list[Command] = [
+        _order(account, coid, Side.BUY, 50, 10) for account, coid in ((1, "a"), (2, "b"), (3, "c"))
+    ]
+    commands += [
+        Amend(account=1, order_id=1, qty=4),
+        Amend(account=2, order_id=2, qty=20),
+        _order(9, "s", Side.SELL, 0, 40, type=OrderType.MARKET, tif=TimeInForce.IOC),
+    ]
+    _, fills = _run(matcher_class, commands)
     assert fills == [(1, 4, 50, 4), (3, 4, 50, 10), (2, 4, 50, 20)]
 
 
-def test_reference_cancels_by_id_or_client_id_and_ignores_unknown_orders() -> None:
-    ref = ReferenceEngine(["S"])
-    ref.submit(_order(1, "a", Side.BUY, 50, 10))
-    ref.submit(_order(1, "b", Side.BUY, 50, 10))
-    ref.submit(Cancel(account=1, order_id=1))
-    ref.submit(Cancel(account=1, client_order_id="b"))
-    ref.submit(Cancel(account=1, order_id=1))
-    ref.submit(Cancel(account=2, client_order_id="a"))
-    assert not ref.orders and not ref.books["S"].bids
+@pytest.mark.parametrize("matcher_class", MATCHERS)
+def test_matcher_amend_to_a_crossing_price_trades_and_rests_the_rest(
+    matcher_class: type[Matcher],
+) -> None:
+    matcher, fills = _run(
+        matcher_class,
+        [
+            _order(1, "a", Side.SELL, 60, 5),
+            _order(2, "b", Side.BUY, 50, 8),
+            Amend(account=2, order_id=2, price=60),
+        ],
+    )
+    assert fills == [(1, 2, 60, 5)]
+    assert matcher.open_qty(2) == 3 and matcher.price_of(2) == 60 and matcher.best_bid(0) == 60
 
 
-def test_reference_stops_at_its_own_order_and_drops_the_rest() -> None:
-    ref = ReferenceEngine(["S"])
-    ref.submit(_order(1, "a", Side.SELL, 100, 5))
-    ref.submit(_order(2, "b", Side.SELL, 100, 5))
-    ref.submit(_order(3, "c", Side.SELL, 100, 5))
-    assert ref.submit(_order(2, "d", Side.BUY, 100, 15)) == [(1, 4, 100, 5)]
-    assert 4 not in ref.orders and sorted(ref.orders) == [2, 3]
+@pytest.mark.parametrize("matcher_class", MATCHERS)
+def test_matcher_cancels_by_id_or_client_id_and_ignores_unknown_orders(
+    matcher_class: type[Matcher],
+) -> None:
+    matcher, _ = _run(
+        matcher_class,
+        [
+            _order(1, "a", Side.BUY, 50, 10),
+            _order(1, "b", Side.BUY, 50, 10),
+            Cancel(account=1, order_id=1),
+            Cancel(account=1, client_order_id="b"),
+            Cancel(account=1, order_id=1),
+            Cancel(account=2, client_order_id="a"),
+        ],
+    )
+    assert not matcher.orders and matcher.best_bid(0) is None
+
+
+@pytest.mark.parametrize("matcher_class", MATCHERS)
+def test_matcher_stops_at_its_own_order_and_drops_the_rest(matcher_class: type[Matcher]) -> None:
+    matcher, fills = _run(
+        matcher_class,
+        [
+            _order(1, "a", Side.SELL, 100, 5),
+            _order(2, "b", Side.SELL, 100, 5),
+            _order(3, "c", Side.SELL, 100, 5),
+            _order(2, "d", Side.BUY, 100, 15),
+        ],
+    )
+    assert fills == [(1, 4, 100, 5)]
+    assert 4 not in matcher.orders and sorted(matcher.orders) == [2, 3]
 
 
 # -- the runner ---------------------------------------------------------------------------------
@@ -197,6 +272,8 @@ def test_bench_runs_every_engine_and_prints_rates_and_ratios(
     assert any(line.startswith("engine ") for line in lines)
     assert any(line.startswith("engine / reference: ") for line in lines)
     assert any(line.startswith("engine / matcher only: ") for line in lines)
+    assert any(line.startswith("matcher only, SortedDict levels ") for line in lines)
+    assert any(line.startswith("engine / matcher, SortedDict: ") for line in lines)
     assert "fill sequences identical" in out
     assert "event streams identical (reference (full: validation + events) and engine" in out
     if engine_bench.settlement_contender()[0] is not None:
@@ -239,10 +316,10 @@ def test_bench_fails_when_the_event_streams_differ(
     honest = engine_bench.full_reference_contender()
 
     def lossy() -> engine_bench.Contender:
-        def events_of(events: list[Event]) -> list[Event]:
-            return [e for e in events if not isinstance(e, BookDelta)]
+        def events_of(results: list[list[Event]]) -> list[list[Event]]:
+            return [[e for e in events if not isinstance(e, BookDelta)] for events in results]
 
-        return engine_bench.Contender(honest.name, honest.start, honest.fills_of, events_of)
+        return dataclasses.replace(honest, events_of=events_of)
 
     monkeypatch.setattr(engine_bench, "full_reference_contender", lossy)
     assert engine_bench.main(["--commands", "3000"]) == 1
@@ -260,8 +337,18 @@ def test_bench_fails_when_the_fills_differ(
         def fills_of(fills: list[Fill]) -> list[Fill]:
             return fills[1:]
 
-        return engine_bench.Contender(honest.name, honest.start, fills_of)
+        return dataclasses.replace(honest, fills_of=fills_of)
 
     monkeypatch.setattr(engine_bench, "matcher_only_contender", short)
     assert engine_bench.main(["--commands", "3000"]) == 1
     assert "FAIL: the engines' fill sequences differ" in capsys.readouterr().out
+
+
+def test_the_floor_builds_the_engines_events_and_bounds_the_matcher_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert engine_bench.main(["--commands", "3000", "--floor"]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("floor: the engine's events alone ") for line in out.splitlines())
+    assert "events alone / matcher only:" in out
+    assert "event streams identical (floor: the engine's events alone and" in out
