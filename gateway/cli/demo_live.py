@@ -231,7 +231,7 @@ class View:
     def __init__(self, plain: bool, out: Callable[[str], None], hint: str) -> None:
         self.plain = plain
         self.out = out
-        self.hint = hint.splitlines()[-1]
+        self.hint = hint.splitlines()[-1:]
         self.started = time.monotonic()
         self.next_counters = self.started + COUNTERS_EVERY_S
         self.live: Live | None = None
