@@ -257,7 +257,7 @@ def _frames(shown: bytes) -> list[tuple[int, str]]:
     return list(zip(ups, (_text(part.encode()) for part in parts[::2]), strict=True))
 
 
-def test_on_an_80_by_24_terminal_the_live_view_shows_its_trades_uncropped(tmp_path):
+def test_on_an_80_by_24_terminal_the_live_view_shows_trades_and_how_to_join(tmp_path):
     proc, master = _spawn_on_pty(["--data", str(tmp_path / "d")], columns=80, lines=24)
     try:
         started = _read_until(master, time.monotonic() + RUN_TIMEOUT_S, TAPE_ROW)
@@ -277,4 +277,7 @@ def test_on_an_80_by_24_terminal_the_live_view_shows_its_trades_uncropped(tmp_pa
     assert len(lines) <= 24 and max(map(len, lines)) <= 80, last
     assert TAPE_ROW.search(last), last
     assert "Top of book" in last and "..." not in lines[-1], last  # drawn whole, not cropped
+    folded = _folded(lines)
+    assert "tonne order --connect 127.0.0.1:" in folded and "/client.key ..." in folded, last
+    assert f"tonne log tail -f --data {tmp_path / 'd'}" in folded, last
     assert VERIFY_OK.search(_text(rest)), _text(rest)[-3000:]

@@ -225,13 +225,32 @@ def connect_hint(
     )
 
 
+def view_hint(
+    info: dict[str, Any], data_dir: Path, key_file: Path, console: Any = None
+) -> list[str]:
+    """`connect_hint` in short lines for the live view, which keeps them on the screen (an
+    80-column terminal folds only the longest)."""
+    web = (
+        [f"console: http://127.0.0.1:{console.port}/ (user token, password {console.token})"]
+        if console is not None
+        else []
+    )
+    return [
+        f"exchange on 127.0.0.1: TCP {info['tcp_port']}, WebSocket {info['ws_port']} · "
+        "Ctrl-C stops and verifies",
+        f"your own client: tonne order --connect 127.0.0.1:{info['tcp_port']} --key {key_file} ...",
+        f"the settlement log: tonne log tail -f --data {data_dir}",
+        *web,
+    ]
+
+
 class View:
     """Where the rows go: rich's live view on a terminal, plain lines otherwise."""
 
-    def __init__(self, plain: bool, out: Callable[[str], None], hint: str) -> None:
+    def __init__(self, plain: bool, out: Callable[[str], None], hint: list[str]) -> None:
         self.plain = plain
         self.out = out
-        self.hint = hint.splitlines()[-1:]
+        self.hint = hint
         self.started = time.monotonic()
         self.next_counters = self.started + COUNTERS_EVERY_S
         self.live: Live | None = None
@@ -321,9 +340,10 @@ async def run_live(
             await market.setup(seed)
             hint = connect_hint(ex.info, data_dir, key_file, kept, ex.console)
             out(hint + "\n")
+            view = View(plain, out, view_hint(ex.info, data_dir, key_file, ex.console))
             relay = asyncio.ensure_future(_relay(stop_signal, market.stop))
             try:
-                await show(market, View(plain, out, hint), seconds)
+                await show(market, view, seconds)
             finally:
                 relay.cancel()
                 for client in (*clients.values(), watcher):
