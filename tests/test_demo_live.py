@@ -17,15 +17,18 @@ import termios
 import time
 from pathlib import Path
 
+import uvloop
 from rich.console import Console
 
 from gateway.cli import demo
+from gateway.cli.demo_live import run_live
 from gateway.cli.demo_view import RetireRow, TradeRow, Watch, live_view, plan
 from gateway.wire import protocol as p
 
 ROOT = Path(__file__).resolve().parent.parent
 VERIFY_OK = re.compile(r"^\s+OK \d+ records", re.M)
 RUN_TIMEOUT_S = 40.0
+RUN_BOUND_S = 120.0  # a run that waits for something to show ends by then if it never does
 # a row of the live view's tape (the books show "qty @ price" too, but no "#id" nor " t @")
 TAPE_ROW = re.compile(r"#\d+ +[A-Z][-A-Z0-9]+ +\d+ t @ +(USD|HKD) \d+\.\d\d  \S.* -> \S")
 SGR = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # styles and cursor moves, not text
@@ -42,6 +45,38 @@ def test_a_few_seconds_of_plain_demo_trade_and_verify(capsys, tmp_path):
     assert re.search(r"after \d+ s: \d+ orders, \d+ fills", out), out
     assert "journal committed, snapshot taken" in out
     assert VERIFY_OK.search(out), out[-2000:]
+
+
+PLAIN_TRADE = re.compile(
+    r"^trade #\d+ +[A-Z][-A-Z0-9]+ +\d+ t @ +(USD|HKD) \d+\.\d\d  \S.* -> \S.*  \S", re.M
+)
+PLAIN_RETIRED = re.compile(
+    r"^retired \d+ t, certificate RC-\d{8} for '[^']+' \(.+\), serials \S.*, "
+    r"settlement-log records #\d+",
+    re.M,
+)
+
+
+def test_a_plain_run_prints_trades_and_retirements_with_certificates_then_verifies(tmp_path):
+    """Runs until both a trade and a retirement are printed (a retirement tried every half
+    second, not every five), then stops as Ctrl-C does; its `seconds` only bound a broken run."""
+    lines: list[str] = []
+    stopping: list[bool] = []
+
+    def out(line: str) -> None:
+        lines.append(line)
+        if line.startswith(("trade #", "retired ")) and not stopping:
+            text = "\n".join(lines)
+            if PLAIN_TRADE.search(text) and PLAIN_RETIRED.search(text):
+                stopping.append(True)
+                signal.raise_signal(signal.SIGINT)  # handled by the demo: stop and verify
+
+    run = run_live(tmp_path / "d", 2026, RUN_BOUND_S, True, True, out, retire_every_s=0.5)
+    status = uvloop.run(run)
+    text = "\n".join(lines)
+    assert stopping, text[-3000:]  # both seen before the deadline
+    assert status == 0 and VERIFY_OK.search(text), text[-3000:]
+    assert "journal committed, snapshot taken" in text
 
 
 def test_the_key_file_written_is_one_the_client_commands_read(tmp_path):
@@ -260,7 +295,7 @@ def _frames(shown: bytes) -> list[tuple[int, str]]:
 def test_on_an_80_by_24_terminal_the_live_view_shows_trades_and_how_to_join(tmp_path):
     proc, master = _spawn_on_pty(["--data", str(tmp_path / "d")], columns=80, lines=24)
     try:
-        started = _read_until(master, time.monotonic() + RUN_TIMEOUT_S, TAPE_ROW)
+        started = _read_until(master, time.monotonic() + RUN_BOUND_S, TAPE_ROW)
         proc.send_signal(signal.SIGINT)
         rest = _read_until(master, time.monotonic() + RUN_TIMEOUT_S)
         assert proc.wait(timeout=RUN_TIMEOUT_S) == 0, _text(rest)[-3000:]
