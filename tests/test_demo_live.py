@@ -79,6 +79,18 @@ def test_a_plain_run_prints_trades_and_retirements_with_certificates_then_verifi
     assert "journal committed, snapshot taken" in text
 
 
+def test_plain_output_ends_with_one_counters_line_even_when_one_was_just_due():
+    from gateway.cli.demo_live import View
+
+    printed: list[str] = []
+    view = View(True, printed.append, [])
+    watch = Watch({}, {})
+    view.next_counters = 0.0  # due now: the last update prints the counters
+    view.update(watch, {})
+    view.stop(watch)
+    assert len(printed) == 1 and printed[0].startswith("after 0 s: 0 orders"), printed
+
+
 def test_the_key_file_written_is_one_the_client_commands_read(tmp_path):
     from gateway.cli.custody import read_key
     from gateway.cli.demo_live import write_key_file

@@ -266,6 +266,7 @@ class View:
         self.hint = hint
         self.started = time.monotonic()
         self.next_counters = self.started + COUNTERS_EVERY_S
+        self.counters_shown = ""  # the last counters line printed
         self.live: Live | None = None
 
     def start(self, watch: Watch, books: dict[str, Any]) -> None:
@@ -290,12 +291,18 @@ class View:
             self.out(trade_line(row) if isinstance(row, TradeRow) else retirement_line(row))
         if now >= self.next_counters:
             self.next_counters = now + COUNTERS_EVERY_S
-            self.out(counters_line(watch.counters, now - self.started))
+            self._counters(watch, now)
 
     def stop(self, watch: Watch) -> None:
         if self.live is not None:
             self.live.stop()
-        self.out(counters_line(watch.counters, time.monotonic() - self.started))
+        self._counters(watch, time.monotonic())
+
+    def _counters(self, watch: Watch, now: float) -> None:
+        line = counters_line(watch.counters, now - self.started)
+        if line != self.counters_shown:  # the last update may just have printed it
+            self.counters_shown = line
+            self.out(line)
 
 
 async def show(market: Market, view: View, seconds: float | None) -> None:
