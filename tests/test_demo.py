@@ -3,6 +3,8 @@ retire, verify its own settlement log, and be reproducible from its seed."""
 
 import re
 
+import pytest
+
 from gateway.cli import demo
 from gateway.refdata import load_projects, load_serials
 
@@ -82,3 +84,21 @@ def test_same_seed_trades_the_same_market(capsys, tmp_path):
     demo.main(["--steps", "80", "--seed", "5", "--data", str(tmp_path / "b")])
     assert trades(capsys.readouterr().out) == first
     assert first
+
+
+@pytest.mark.parametrize(
+    ("live", "named"),
+    [
+        (["--seconds", "3"], "--seconds is"),
+        (["--plain"], "--plain is"),
+        (["--http-port", "0"], "--http-port is"),
+        (["--plain", "--seconds", "3"], "--seconds and --plain are"),
+    ],
+)
+def test_steps_with_a_live_demo_option_is_refused_not_ignored(capsys, tmp_path, live, named):
+    with pytest.raises(SystemExit) as refused:
+        demo.main(["--steps", "5", *live, "--data", str(tmp_path / "a")])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--steps runs the short scripted demo; {named} for the live demo" in err, err
+    assert not (tmp_path / "a").exists()  # refused before anything ran

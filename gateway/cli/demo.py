@@ -465,6 +465,20 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.seconds is not None and not args.seconds > 0:
         parser.error("--seconds must be positive")
+    live_only = [
+        name
+        for name, given in (
+            ("--seconds", args.seconds is not None),
+            ("--plain", args.plain),
+            ("--http-port", args.http_port is not None),
+        )
+        if given
+    ]
+    if args.steps is not None and live_only:
+        parser.error(
+            f"--steps runs the short scripted demo; {' and '.join(live_only)} "
+            f"{'is' if len(live_only) == 1 else 'are'} for the live demo (without --steps)"
+        )
     with contextlib.ExitStack() as stack:
         if args.data:
             data_dir = Path(args.data)

@@ -79,7 +79,14 @@ assert {name for name, *_ in ROLES} >= set(RETIRERS) and set(PARTICIPANTS.values
 class Market:
     """The running demo: its participants, the watcher and what stops them."""
 
-    def __init__(self, ex: Any, clients: dict[str, Client], watcher: Client, seed: int) -> None:
+    def __init__(
+        self,
+        ex: Any,
+        clients: dict[str, Client],
+        watcher: Client,
+        seed: int,
+        retire_every_s: float = RETIRE_EVERY_S,
+    ) -> None:
         self.ex = ex
         self.clients = clients
         self.watcher = watcher
@@ -89,6 +96,7 @@ class Market:
         self.parts: list[tuple[Participant, float]] = []
         self.series: list[p.SeriesInfo] = []
         self.fair: FairValue | None = None
+        self.retire_every_s = retire_every_s
 
     async def setup(self, seed: int) -> None:
         listed = (await self.watcher.series()).series
@@ -120,7 +128,7 @@ class Market:
         turn = 0
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), RETIRE_EVERY_S)
+                await asyncio.wait_for(self.stop.wait(), self.retire_every_s)
             if self.stop.is_set():
                 return
             name = names[turn % len(names)]
@@ -130,12 +138,17 @@ class Market:
     async def _retire(self, name: str) -> None:
         screen, beneficiary = RETIRERS[name]
         client = self.clients[name]
-        hits = [h for h in (await client.screen(screen)).hits if h.best_ask is not None]
+        of_project = {s.id: s for s in self.series if s.project is not None}  # not contracts
+        hits = [
+            h
+            for h in (await client.screen(screen)).hits
+            if h.best_ask is not None and h.series in of_project
+        ]
         if not hits:
             return
         hit = self.rng.choice(hits)
-        s = next((s for s in self.series if s.id == hit.series), None)
-        if s is None or s.project is None or hit.best_ask is None:
+        s = of_project[hit.series]
+        if s.project is None or hit.best_ask is None:
             return
         cap = min(price_band(s)[1], hit.best_ask + 4 * s.tick)
         self.rec.take_order(0)
@@ -225,15 +238,35 @@ def connect_hint(
     )
 
 
+def view_hint(
+    info: dict[str, Any], data_dir: Path, key_file: Path, console: Any = None
+) -> list[str]:
+    """`connect_hint` in short lines for the live view, which keeps them on the screen (an
+    80-column terminal folds only the longest)."""
+    web = (
+        [f"console: http://127.0.0.1:{console.port}/ (user token, password {console.token})"]
+        if console is not None
+        else []
+    )
+    return [
+        f"exchange on 127.0.0.1: TCP {info['tcp_port']}, WebSocket {info['ws_port']} · "
+        "Ctrl-C stops and verifies",
+        f"your own client: tonne order --connect 127.0.0.1:{info['tcp_port']} --key {key_file} ...",
+        f"the settlement log: tonne log tail -f --data {data_dir}",
+        *web,
+    ]
+
+
 class View:
     """Where the rows go: rich's live view on a terminal, plain lines otherwise."""
 
-    def __init__(self, plain: bool, out: Callable[[str], None], hint: str) -> None:
+    def __init__(self, plain: bool, out: Callable[[str], None], hint: list[str]) -> None:
         self.plain = plain
         self.out = out
-        self.hint = hint.splitlines()[-1]
+        self.hint = hint
         self.started = time.monotonic()
         self.next_counters = self.started + COUNTERS_EVERY_S
+        self.counters_shown = ""  # the last counters line printed
         self.live: Live | None = None
 
     def start(self, watch: Watch, books: dict[str, Any]) -> None:
@@ -258,12 +291,18 @@ class View:
             self.out(trade_line(row) if isinstance(row, TradeRow) else retirement_line(row))
         if now >= self.next_counters:
             self.next_counters = now + COUNTERS_EVERY_S
-            self.out(counters_line(watch.counters, now - self.started))
+            self._counters(watch, now)
 
     def stop(self, watch: Watch) -> None:
         if self.live is not None:
             self.live.stop()
-        self.out(counters_line(watch.counters, time.monotonic() - self.started))
+        self._counters(watch, time.monotonic())
+
+    def _counters(self, watch: Watch, now: float) -> None:
+        line = counters_line(watch.counters, now - self.started)
+        if line != self.counters_shown:  # the last update may just have printed it
+            self.counters_shown = line
+            self.out(line)
 
 
 async def show(market: Market, view: View, seconds: float | None) -> None:
@@ -303,9 +342,11 @@ async def show(market: Market, view: View, seconds: float | None) -> None:
 
 async def run_live(
     data_dir: Path, seed: int, seconds: float | None, plain: bool, kept: bool,
-    out: Callable[[str], None], http_port: int | None = None,
+    out: Callable[[str], None], http_port: int | None = None, *,
+    retire_every_s: float = RETIRE_EVERY_S,
 ) -> int:  # fmt: skip
-    """The live demo on `data_dir`; the exit status of the log's verification."""
+    """The live demo on `data_dir`; the exit status of the log's verification. A basket is
+    bought to retire every `retire_every_s` (a test need not wait five seconds for one)."""
     loop = asyncio.get_running_loop()
     stop_signal = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -317,13 +358,14 @@ async def run_live(
         async with running(data_dir, tcp_port=0, ws_port=0, http=http) as ex:
             await fund(ex.server, [k[0] for k in keys.values()] + [yours[0]])
             clients, watcher = await connect_all(ex.info, keys)
-            market = Market(ex, clients, watcher, seed)
+            market = Market(ex, clients, watcher, seed, retire_every_s)
             await market.setup(seed)
             hint = connect_hint(ex.info, data_dir, key_file, kept, ex.console)
             out(hint + "\n")
+            view = View(plain, out, view_hint(ex.info, data_dir, key_file, ex.console))
             relay = asyncio.ensure_future(_relay(stop_signal, market.stop))
             try:
-                await show(market, View(plain, out, hint), seconds)
+                await show(market, view, seconds)
             finally:
                 relay.cancel()
                 for client in (*clients.values(), watcher):

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -42,6 +43,10 @@ class TradeRow:
     buyer: str
     seller: str
     serials: str
+
+    @property
+    def parties(self) -> str:
+        return f"{self.seller} -> {self.buyer}"
 
 
 @dataclass(frozen=True)
@@ -183,42 +188,70 @@ def top_of_book(
     return bid, ask
 
 
-def _tape_table(rows: Iterable[TradeRow]) -> Table:
-    t = Table(title="Trades, as they settle", expand=True, title_justify="left")
-    for col, kw in (
-        ("#", {"justify": "right"}),
-        ("series", {}),
-        ("qty t", {"justify": "right"}),
-        ("price", {"justify": "right"}),
-        ("seller -> buyer", {}),
-        ("registry serials delivered", {"overflow": "fold", "ratio": 1}),
-    ):
-        t.add_column(col, **kw)
-    for r in reversed(list(rows)):
-        t.add_row(
-            str(r.trade_id),
-            r.series,
-            str(r.qty),
-            money(r.price, r.currency),
-            f"{r.seller} -> {r.buyer}",
-            r.serials,
+GAP = "  "  # between the columns of a row
+SERIALS_WIDTH_MIN = 48  # serials beside their row if this much is left, else under it
+SERIALS_INDENT = 6  # serials under their row start here
+
+
+def _aligned(rows: Sequence[tuple[str, ...]], right: tuple[bool, ...]) -> list[str]:
+    """Rows of cells padded to each column's widest, the columns `GAP` apart."""
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    return [
+        GAP.join(
+            cell.rjust(w) if r else cell.ljust(w)
+            for cell, w, r in zip(row, widths, right, strict=True)
         )
-    return t
+        for row in rows
+    ]
 
 
-def _retire_table(rows: Iterable[RetireRow]) -> Table:
-    t = Table(title="Retirements and their certificates", expand=True, title_justify="left")
-    for col in ("certificate", "t", "for", "serials retired", "log records"):
-        t.add_column(col, overflow="fold")
-    for r in reversed(list(rows)):
-        t.add_row(r.cert_id, str(r.qty), f"{r.beneficiary} ({r.holder})", r.serials, r.records)
-    return t
+def _with_serials(lines: list[str], serials: list[str], width: int) -> list[RenderableType]:
+    """Each row with its serials folded beside it, in a column of their own if the width
+    leaves `SERIALS_WIDTH_MIN` for them, or else on their own lines under it."""
+    out: list[RenderableType] = []
+    beside = bool(lines) and width - len(lines[0]) - len(GAP) >= SERIALS_WIDTH_MIN
+    for line, ranges in zip(lines, serials, strict=True):
+        if beside:
+            grid = Table.grid(padding=(0, 0, 0, len(GAP)))
+            grid.add_column(width=len(line), no_wrap=True)
+            grid.add_column(overflow="fold", style="dim")
+            grid.add_row(line, ranges)
+            out.append(grid)
+        else:
+            under = Text(ranges, style="dim", overflow="fold")
+            row = Text(line.rstrip(), no_wrap=True, overflow="ellipsis")
+            out.append(Group(row, Padding(under, (0, 0, 0, SERIALS_INDENT), expand=False)))
+    return out
+
+
+def _tape_rows(rows: list[TradeRow], width: int) -> list[RenderableType]:
+    """The trades, newest first, in aligned columns, each with the serials it delivered."""
+    cells = [
+        (f"#{r.trade_id}", r.series, f"{r.qty} t @", money(r.price, r.currency), r.parties)
+        for r in reversed(rows)
+    ]
+    lines = _aligned(cells, (True, False, True, True, False)) if cells else []
+    return _with_serials(lines, [r.serials for r in reversed(rows)], width)
+
+
+def _retire_rows(rows: list[RetireRow], width: int) -> list[RenderableType]:
+    """The retirements, newest first, each with the serials retired and their records."""
+    cells = [(r.cert_id, f"{r.qty} t", f"for {_for(r)}") for r in reversed(rows)]
+    lines = _aligned(cells, (False, True, False)) if cells else []
+    serials = [f"{r.serials} (log {r.records})" for r in reversed(rows)]
+    return _with_serials(lines, serials, width)
+
+
+def _for(r: RetireRow) -> str:
+    """The beneficiary, and who retired for it unless its name says so already."""
+    named = r.beneficiary.startswith(r.holder)
+    return repr(r.beneficiary) if named else f"{r.beneficiary!r} ({r.holder})"
 
 
 def _books_table(watch: Watch, books: dict[str, LocalBook]) -> Table:
-    t = Table(title="Top of book (market-data subscriber's local books)", title_justify="left")
-    for col in ("series", "bid", "ask", "last"):
-        t.add_column(col, justify="left" if col == "series" else "right")
+    t = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+    for col in ("Top of book", "bid", "ask", "last"):
+        t.add_column(col, justify="left" if col == "Top of book" else "right", no_wrap=True)
     for sid, book in books.items():
         currency = watch.currency_of.get(sid, "?")
         bid, ask = top_of_book(book, currency)
@@ -227,16 +260,73 @@ def _books_table(watch: Watch, books: dict[str, LocalBook]) -> Table:
     return t
 
 
-def live_view(watch: Watch, books: dict[str, LocalBook], elapsed_s: float, hint: str) -> Group:
-    """The whole screen: counters, the books, the tape, the retirements."""
-    head = Text(counters_line(watch.counters, elapsed_s), style="bold")
-    return Group(
-        head,
-        Text(hint, style="dim"),
-        _books_table(watch, books),
-        _tape_table(watch.tape),
-        _retire_table(watch.retired),
+def head_line(c: Counters, elapsed_s: float) -> str:
+    """The counters, short enough for one line of an 80-column terminal."""
+    return (
+        f"{elapsed_s:.0f} s: {c.orders} orders, {c.fills} fills, {c.trades} trades "
+        f"({c.traded_t} t), {c.retirements} retirements ({c.retired_t} t), {c.rejects} rejects"
     )
+
+
+def plan(room: int, books: int, trades: list[int], retired: list[int]) -> tuple[bool, int, int]:
+    """What fits in `room` lines, from the height of the books and of each trade and each
+    retirement, newest first: whether the books do, and how many trades and retirements.
+    The latest trade goes in first, then the latest retirement, then older trades, then older
+    retirements; the books give way to the latest trade and retirement if need be."""
+    with_books = books + sum(trades[:1]) + sum(retired[:1]) <= room
+    room -= books if with_books else 0
+    shown = [0, 0]
+    for kind, upto in ((0, 1), (1, 1), (0, len(trades)), (1, len(retired))):
+        heights = (trades, retired)[kind]
+        while shown[kind] < min(upto, len(heights)) and heights[shown[kind]] <= room:
+            room -= heights[shown[kind]]
+            shown[kind] += 1
+    return with_books, shown[0], shown[1]
+
+
+@dataclass(frozen=True)
+class Screen:
+    """The whole live view, laid out for the console it is drawn on (`plan`): the counters,
+    how to join, the books, and as many of the latest trades and retirements as fit."""
+
+    watch: Watch
+    books: dict[str, LocalBook]
+    elapsed_s: float
+    hint: tuple[str, ...]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        def heights(parts: list[RenderableType]) -> list[int]:
+            return [len(console.render_lines(r, options, pad=False)) for r in parts]
+
+        fixed: list[RenderableType] = [
+            Text(head_line(self.watch.counters, self.elapsed_s), style="bold"),
+            *(Text(line, style="dim") for line in self.hint),
+        ]
+        trades = _tape_rows(list(self.watch.tape), options.max_width)
+        retired = _retire_rows(list(self.watch.retired), options.max_width)
+        books = _books_table(self.watch, self.books)
+        room = options.max_height - sum(heights(fixed)) - 2  # the two titles
+        with_books, n_trades, n_retired = plan(
+            room, sum(heights([books])), heights(trades), heights(retired)
+        )
+        yield from fixed
+        if with_books:
+            yield books
+        yield _title("Trades, as they settle", trades)
+        yield from trades[:n_trades]
+        yield _title("Retirements and their certificates", retired)
+        yield from retired[:n_retired]
+
+
+def _title(title: str, rows: list[RenderableType]) -> Text:
+    return Text(title if rows else f"{title}: none yet", style="bold", no_wrap=True)
+
+
+def live_view(
+    watch: Watch, books: dict[str, LocalBook], elapsed_s: float, hint: Iterable[str]
+) -> Screen:
+    """The whole screen: counters, how to join, the books, the tape, the retirements."""
+    return Screen(watch, books, elapsed_s, tuple(hint))
 
 
 __all__ = [
@@ -245,7 +335,9 @@ __all__ = [
     "TradeRow",
     "Watch",
     "counters_line",
+    "head_line",
     "live_view",
+    "plan",
     "retirement_line",
     "trade_line",
 ]
