@@ -30,6 +30,11 @@ from settlement.events import FillRetired, Movement, Retired, Settled
 from settlement.log import GENESIS, LogRecord, record_hash
 
 
+def printable(text: str) -> str:
+    """`text` with every character a terminal could act on written as an escape."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     """What a check found. `field` and `reason` say what failed (both "" when `ok`);
     `records` are the seqs of the certificate's own records; `pinned` what the chain was
@@ -49,7 +54,12 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     pinned: str = ""
 
     def summary(self) -> str:
-        """One line: OK with what is proved, or FAIL with the field and the reason."""
+        """One line: OK with what is proved, or FAIL with the field and the reason. What
+        came from the proof file is shown printable (a hostile file's control characters
+        could otherwise rewrite the line on a terminal)."""
+        return printable(self._summary())
+
+    def _summary(self) -> str:
         if not self.ok:
             return f"FAIL certificate {self.cert_id}: {self.field}: {self.reason}"
         seqs = ", ".join(map(str, self.records))

@@ -179,6 +179,15 @@ def test_a_changed_beneficiary_fails_naming_it():
     assert "'Someone Else', but record" in got.reason and "'Acme Ltd'" in got.reason
 
 
+def test_a_hostile_certificate_id_cannot_rewrite_the_verdict_on_a_terminal():
+    doc = doc_of(proof_of())
+    doc["certificate"]["cert_id"] = "\rOK certificate RC-00000001\x1b[8m"
+    got = verdict(doc)
+    assert not got.ok and got.field == "certificate.cert_id"
+    line = got.summary()
+    assert line.isprintable() and line.startswith("FAIL certificate \\x0dOK"), line
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

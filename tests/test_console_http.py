@@ -26,6 +26,7 @@ ENDPOINTS = [
     "/api/market",
     "/api/registry",
     "/api/certificate?id=RC-00000001",
+    "/api/certificate/proof?id=RC-00000001",
     "/no/such/page",
 ]
 
@@ -73,7 +74,7 @@ def test_an_operator_key_or_the_start_token_opens_every_page(tmp_path):
     async def body():
         async with console_exchange(tmp_path) as x, aiohttp.ClientSession() as s:
             for headers in (x.auth, basic("token", TOKEN), {"Authorization": f"Bearer {TOKEN}"}):
-                for path in ENDPOINTS[:-2]:
+                for path in ENDPOINTS[:-3]:
                     status, _, _ = await get(s, x.base + path, headers)
                     assert status == 200, (path, status)
             status, _, _ = await get(s, x.base + "/no/such/page", x.auth)
@@ -87,6 +88,8 @@ BAD_QUERIES = [
     ("/api/log?limit=0", "limit must be within"),
     ("/api/log?limit=501", "limit must be within"),
     ("/api/log?limit=ten", "limit must be a whole number"),
+    ("/api/log?limit=%C2%B2", "limit must be a whole number"),  # a digit, not an ASCII one
+    ("/api/log?account=%EF%BC%91", "account must be a whole number"),  # fullwidth 1
     ("/api/log?before=-1", "before must be a whole number"),
     ("/api/log?before=99999999999999999999999", "before must be a whole number"),
     ("/api/log?before=5&after=1", "one or the other"),
@@ -254,7 +257,7 @@ def test_a_certificate_is_looked_up_and_verified_against_the_chain(tmp_path):
             verdict = verify_proof(decode_proof(altered), head=head["hash"])
             assert not verdict.ok and verdict.field.endswith("beneficiary"), verdict
             status, _, _ = await get(s, f"{x.base}/api/certificate/proof?id=RC-99999999", x.auth)
-            assert status == 400
+            assert status == 404
             status, data, _ = await get(s, f"{x.base}/api/certificate?id=RC-99999999", x.auth)
             assert status == 404 and json.loads(data)["found"] is False
 
@@ -265,8 +268,11 @@ def test_no_page_or_endpoint_shows_a_secret(tmp_path):
     async def body():
         async with console_exchange(tmp_path) as x, aiohttp.ClientSession() as s:
             await trade(x)
-            master = (tmp_path / "master.key").read_bytes().hex()
-            secrets = [x.operator.secret, x.not_operator.secret, TOKEN, master]
+            master = (tmp_path / "master.key").read_text().strip()
+            assert len(master) == 64  # the key, as hex: what must not be shown
+            stored = json.loads((tmp_path / "accounts.json").read_text())["keys"]
+            sealed = [k["secret_sealed"] for k in stored if k.get("secret_sealed")]
+            secrets = [x.operator.secret, x.not_operator.secret, TOKEN, master, *sealed]
             secrets += [k.secret for k in x.traders]
             for path in ENDPOINTS[:-1]:
                 _, data, _ = await get(s, x.base + path, x.auth)
@@ -284,5 +290,69 @@ def test_the_console_is_off_unless_asked(tmp_path):
         async with running(tmp_path, tcp_port=0, ws_port=0) as ex:
             assert ex.console is None and "http_port" not in ex.info
             assert ex.server.metrics is None  # and the hot path counts nothing
+
+    run(body)
+
+
+def test_the_follower_misses_no_release_that_comes_while_it_reads(tmp_path):
+    """A batch released while the follower's thread is reading wakes it again: the fill
+    and the certificate it brings are seen without anything else committing after them."""
+    import threading
+
+    from gateway.console.app import Console
+    from gateway.durability.store import SQLiteStore
+
+    in_read, go_on = threading.Event(), threading.Event()
+
+    class HeldRead(SQLiteStore):
+        """Reads the head, then waits to be let go on: a release comes meanwhile."""
+
+        def head(self):
+            head = super().head()
+            if not go_on.is_set():
+                in_read.set()
+                go_on.wait(30)
+            return head
+
+    async def body():
+        async with console_exchange(tmp_path) as x:
+            ex = x.ex
+            console = Console(
+                ex.server, ex.journal, tmp_path, ex.info, ex.server.metrics,
+                open_store=lambda: HeldRead(tmp_path, readonly=True),
+            )  # fmt: skip
+            await console.start("127.0.0.1", 0)
+            try:
+                await asyncio.to_thread(in_read.wait, 30)  # the follower is mid-read
+                cert_id = await buy_to_retire(x)  # released now
+                go_on.set()
+                head = ex.journal.log_seq
+                for _ in range(200):
+                    if console.followed_seq >= head:
+                        break
+                    await asyncio.sleep(0.05)
+                assert console.followed_seq == head, (console.followed_seq, head)
+                assert console.certificate_span(cert_id) is not None
+                assert console.trades and console.trades[-1][0] == head - 1  # the fill
+            finally:
+                go_on.set()
+                await console.close()
+
+    run(body)
+
+
+def test_closing_answers_an_open_long_poll_at_once(tmp_path):
+    async def body():
+        async with console_exchange(tmp_path) as x, aiohttp.ClientSession() as s:
+            _, data, _ = await get(s, x.base + "/api/log?limit=1", x.auth)
+            head = json.loads(data)["head"]
+            url = f"{x.base}/api/log?after={head}&wait=25"
+            waiting = asyncio.ensure_future(get(s, url, x.auth))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            # closing does not wait out the poll's 25 s (bounded here well below it)
+            await asyncio.wait_for(x.ex.console.close(), 10)
+            status, data, _ = await asyncio.wait_for(waiting, 10)
+            assert status == 200 and json.loads(data)["records"] == []
 
     run(body)

@@ -17,7 +17,10 @@ log's last record unless given; the chain may hold at most 25,000 records). `hea
 the log's last committed record, `SEQ HASH`: what a venue publishes for `--head`.
 
 Exit status: 0 valid (one line: what is proved, and against what), 1 not valid (the field
-that is wrong and why) or not found, 2 usage, or a folder or file that cannot be read.
+that is wrong and why) or not found, 2 usage, or a folder or file that cannot be read, 3
+consistent but not pinned: a proof checked with neither `--head` nor `--data` proves only
+that it agrees with itself (a forger can rehash a whole invented chain), so it is not
+called valid; pin it to a published head or to the log.
 Reading a folder while its server runs is safe (read-only, committed records only).
 """
 
@@ -37,9 +40,10 @@ from gateway.certificates import (
 )
 from gateway.durability.store import CorruptRecord, SQLiteStore, StoreError, default_data_dir
 from settlement.certificate_proof import CertificateProof, Claims, ProofError, with_claims
-from settlement.certificate_verify import Verdict, verify_proof
+from settlement.certificate_verify import Verdict, printable, verify_proof
 
 CERT_ID = re.compile(r"RC-[0-9]{1,20}")
+UNPINNED = 3  # the exit status of a proof that is consistent but pinned to nothing
 HASH = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -75,7 +79,7 @@ def verify(
     except ProofError as exc:
         if exc.field == "file" and not path.exists():
             raise Unreadable(f"{target}: no such file, and not a certificate id") from None
-        out.write(f"FAIL {target}: {exc}\n")
+        out.write(printable(f"FAIL {target}: {exc}") + "\n")
         return 1
     if not isinstance(got, CertificateProof):
         if data is None:
@@ -101,7 +105,7 @@ def _bare(claims: Claims, data: str, out: TextIO, head: str | None, head_seq: in
         proof = with_claims(find_proof(store, claims.cert_id), claims)
         verdict = check_proof_in_store(store, proof)
     except ProofError as exc:
-        out.write(f"FAIL certificate {claims.cert_id[:40]}: {exc}\n")
+        out.write(printable(f"FAIL certificate {claims.cert_id[:40]}: {exc}") + "\n")
         return 1
     finally:
         store.close()
@@ -121,6 +125,12 @@ def _report(
         if not pinned.ok:
             verdict = pinned
     out.write(verdict.summary() + "\n")
+    if verdict.ok and not verdict.pinned:
+        out.write(
+            "NOT PINNED: the proof agrees with itself only; verify it with --head HASH (the "
+            "head the venue published: tonne certificate head) or --data DIR\n"
+        )
+        return UNPINNED
     return 0 if verdict.ok else 1
 
 

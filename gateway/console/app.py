@@ -41,6 +41,7 @@ import contextlib
 import hmac
 import logging
 import secrets
+from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,7 +64,7 @@ from gateway.console.records import (
     LogFilter,
     newest_first,
     oldest_first,
-    records_named,
+    records_in,
     view,
 )
 from gateway.server.clock import NS_PER_S
@@ -76,12 +77,14 @@ QUERY_BYTES_MAX = 2048  # a query string longer than this: 400
 WAIT_S_MAX = 25.0  # a long poll waits at most this long
 TRADES_KEPT = 200  # recent trades kept, per series and in all
 REGISTRY_KEPT = 200  # recent registry events kept
-CERTIFICATES_INDEXED_MAX = 1_000_000  # certificates the console can look up by id
+CERTIFICATES_INDEXED_MAX = 4_000_000  # certificates the console can look up by id (64 MB)
 FOLLOW_RECORDS_MAX = 50_000  # records the follower reads per turn (then it goes on)
 RATE_SAMPLES = 10  # seconds of commands/s kept
 STATE_HASH_EVERY_S = 2.0  # the state hash is recomputed at most this often
 TOKEN_BYTES = 24
 FOLLOW_RETRY_S = 1.0
+RATE_EVERY_S = 1.0
+SHUTDOWN_S = 1.0  # closing: connections still open after this are dropped
 REALM = 'Basic realm="tonne operator console", charset="UTF-8"'
 STATIC = {
     "/": ("console.html", "text/html"),
@@ -101,6 +104,14 @@ class Noted:
     last_seq: int
     head: int
     items: list[tuple[int, int, str, Any, LogRecord]] = field(default_factory=list)
+
+
+def cert_number(cert_id: str) -> int:
+    """n of `RC-n` (0: not a certificate id)."""
+    digits = cert_id[3:]
+    if cert_id[:3] != "RC-" or not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        return 0
+    return int(digits)
 
 
 def new_token() -> str:
@@ -128,7 +139,7 @@ class Query:
         raw = self.q.get(name)
         if raw is None or raw == "":
             return default
-        if not raw.isdigit() or len(raw) > 19:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
             raise BadQuery(f"{name} must be a whole number")
         value = int(raw)
         if not low <= value <= high:
@@ -182,7 +193,12 @@ class Console:
         self.trades: deque[tuple[int, int, Any]] = deque(maxlen=TRADES_KEPT)  # (seq, ts, fill)
         self.prices: dict[str, deque[tuple[int, int]]] = {}
         self.registry_events: deque[LogRecord] = deque(maxlen=REGISTRY_KEPT)
-        self.certificates: dict[str, list[int]] = {}
+        # certificate RC-n's records lie in seqs first[n-1]..last[n-1]: certificates are
+        # numbered in log order, so two arrays index them all (16 bytes a certificate)
+        self.cert_first = array("q")
+        self.cert_last = array("q")
+        self._closing = False
+        self._timers: list[Any] = []
         self._rates: deque[tuple[int, int]] = deque(maxlen=RATE_SAMPLES + 1)
         self._state_hash: tuple[int, str] = (-(1 << 62), "")
         self._tasks: list[asyncio.Task[None]] = []
@@ -205,18 +221,26 @@ class Console:
         app.router.add_get("/api/certificate/proof", self.certificate_proof)
         for path in self.pages:
             app.router.add_get(path, self.page)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
-        self._tasks = [
-            asyncio.ensure_future(self._follow()),
-            asyncio.ensure_future(self._sample_rates()),
-        ]
+        self._tasks = [asyncio.ensure_future(self._follow())]
+        self._sample_rate()
         return self.port
 
     async def close(self) -> None:
+        """Stop at once: long polls answer now (so that closing the HTTP side waits for
+        no one), then the follower, the listener and the store's thread. Twice is once."""
+        if self._closing:
+            return
+        self._closing = True
+        self._followed.set()
+        for timer in self._timers:
+            timer.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -268,10 +292,13 @@ class Console:
                 raise
             except Exception:
                 log.exception("the console's log follower failed; retrying")
-                await asyncio.sleep(FOLLOW_RETRY_S)
+                retry = asyncio.Event()
+                self._timers.append(self.server.clock.call_later(FOLLOW_RETRY_S, retry.set))
+                await retry.wait()
 
     async def _follow_log(self) -> None:
         while True:
+            self._released.clear()  # before the read: a release during it wakes the next
             noted = await self._in_thread(self._read_new, self.followed_seq)
             for seq, ts, kind, body, record in noted.items:
                 self._note(seq, ts, kind, body, record)
@@ -280,7 +307,6 @@ class Console:
             woken.set()
             if noted.last_seq < noted.head:
                 continue  # more to read now
-            self._released.clear()
             await self._released.wait()
 
     def _read_new(self, after: int) -> Noted:
@@ -306,18 +332,31 @@ class Console:
             prices.append((ts, body.price))
         elif kind in REGISTRY_KINDS:
             self.registry_events.append(record)
-        cert_id = getattr(body, "cert_id", "")
-        if cert_id:
-            seqs = self.certificates.get(cert_id)
-            if seqs is not None:
-                seqs.append(seq)
-            elif len(self.certificates) < CERTIFICATES_INDEXED_MAX:
-                self.certificates[cert_id] = [seq]
+        number = cert_number(getattr(body, "cert_id", ""))
+        if number:
+            first, last = self.cert_first, self.cert_last
+            if number <= len(first):
+                last[number - 1] = seq
+            elif number <= CERTIFICATES_INDEXED_MAX:
+                while len(first) < number - 1:  # never in a log the core wrote
+                    first.append(0)
+                    last.append(0)
+                first.append(seq)
+                last.append(seq)
 
-    async def _sample_rates(self) -> None:
-        while True:
-            self._rates.append((self._monotonic_ns(), sum(self.metrics.commands.values())))
-            await asyncio.sleep(1.0)
+    def certificate_span(self, cert_id: str) -> tuple[int, int] | None:
+        """The first and last seq of certificate `cert_id`'s records (None: not seen)."""
+        number = cert_number(cert_id)
+        if not 0 < number <= len(self.cert_first) or not self.cert_first[number - 1]:
+            return None
+        return self.cert_first[number - 1], self.cert_last[number - 1]
+
+    def _sample_rate(self) -> None:
+        """Commands handled so far, once a second (on the server's clock): commands/s."""
+        self._rates.append((self._monotonic_ns(), sum(self.metrics.commands.values())))
+        if not self._closing:
+            self._timers = [t for t in self._timers[-8:]]
+            self._timers.append(self.server.clock.call_later(RATE_EVERY_S, self._sample_rate))
 
     # -- the guard -------------------------------------------------------------------------
 
@@ -479,7 +518,7 @@ class Console:
         page = await self._in_thread(self._after, flt, limit, after)
         deadline = self._monotonic_ns() + wait_s * NS_PER_S
         scanned = page.scanned
-        while not page.records and wait_s:  # a long poll: until a record passes, or time
+        while not page.records and wait_s and not self._closing:  # a long poll: a record, or time
             left_s = (deadline - self._monotonic_ns()) / NS_PER_S
             if left_s <= 0:
                 break
@@ -536,7 +575,8 @@ class Console:
         cert_id = Query(request, frozenset({"id"})).text("id", 32)
         if not cert_id:
             raise BadQuery("id is needed")
-        return cert_id, self.certificates.get(cert_id)
+        span = self.certificate_span(cert_id)
+        return cert_id, None if span is None else [span[0], span[1]]
 
     async def certificate(self, request: web.Request) -> web.Response:
         cert_id, seqs = self._certificate_asked(request)
@@ -550,7 +590,7 @@ class Console:
         verify` or anyone's own checker."""
         cert_id, seqs = self._certificate_asked(request)
         if seqs is None:
-            raise BadQuery(f"no certificate {cert_id!r} in the log")
+            return self._json({"id": cert_id, "found": False}, status=404)
         try:
             data = await self._in_thread(lambda: self._proof_bytes(cert_id, seqs))
         except ProofError as exc:
@@ -566,14 +606,14 @@ class Console:
         from settlement.certificate_proof import encode_proof
 
         store = self._store_now()
-        records = records_named(store, seqs)
+        records = records_in(store, cert_id, seqs[0], seqs[1])
         return bytes(encode_proof(proof_of(store, cert_id, records, store.head().log_seq)))
 
     def _certificate_view(self, cert_id: str, seqs: list[int]) -> dict[str, Any]:
         from gateway.console.proofs import certificate_check
 
         store = self._store_now()
-        return certificate_check(store, cert_id, records_named(store, seqs))
+        return certificate_check(store, cert_id, records_in(store, cert_id, seqs[0], seqs[1]))
 
     def _json(self, obj: Any, status: int = 200) -> web.Response:
         return web.Response(

@@ -209,12 +209,15 @@ def oldest_first(
     return page
 
 
-def records_named(store: Any, seqs: Iterable[int]) -> list[LogRecord]:
-    """The records at `seqs`, in order (each read alone: a certificate names few)."""
+def records_in(store: Any, cert_id: str, first: int, last: int) -> list[LogRecord]:
+    """The records of certificate `cert_id` from seq `first` to `last` (one read: an
+    order's records are its fills' pairs, all of one command)."""
     out = []
-    for seq in sorted(set(seqs)):
-        for row in store.records(seq - 1, seq):
-            out.append(decode_record(row.record))
+    for row in store.records(first - 1, last):
+        record = decode_record(row.record)
+        is_one = record.kind in ("retirement", "fill_retirement")
+        if is_one and getattr(record.movement(), "cert_id", "") == cert_id:
+            out.append(record)
     return out
 
 
@@ -225,6 +228,6 @@ __all__ = [
     "RecordView",
     "newest_first",
     "oldest_first",
-    "records_named",
+    "records_in",
     "view",
 ]

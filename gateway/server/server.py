@@ -533,6 +533,8 @@ class Server:
         assert self.metrics is not None
         journal = self.journal
         seq = getattr(journal, "durable_seq", getattr(journal, "seq", 0))  # durable now
+        if seq == self._committed_seq:  # a read that changed nothing: no commit to count
+            return
         self.metrics.committed(latency_ns / NS_PER_S, seq - self._committed_seq)
         self._committed_seq = seq
 
@@ -613,7 +615,7 @@ class Server:
                     continue
                 metrics = self.metrics
                 if metrics is not None:
-                    metrics.bytes_in["ws"] += len(data)
+                    metrics.bytes_in["ws"] += len(data.encode() if type(data) is str else data)
                 try:
                     items: list[Any] = p.decode_client_json(data)
                 except p.MalformedFrame as exc:

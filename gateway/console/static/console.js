@@ -64,7 +64,7 @@ async function health() {
 }
 
 // -- the settlement log -------------------------------------------------------------------
-const log = { filter: "", after: 0, before: null, generation: 0 };
+const log = { filter: "", after: 0, before: null, generation: 0, following: false };
 
 function filterQuery() {
   const q = new URLSearchParams();
@@ -110,14 +110,26 @@ async function loadLog() {
 
 async function older() {
   if (log.before === null) return;
+  const gen = log.generation;
   const q = new URLSearchParams([...filterQuery(), ["limit", PAGE], ["before", log.before]]);
   const page = await getJSON("/api/log?" + q);
+  if (gen !== log.generation) return; // the filter changed meanwhile
   for (const r of page.records) $("log-rows").appendChild(recordRow(r, false));
   log.before = page.next_before;
   $("log-older").disabled = log.before === null;
 }
 
 async function follow(gen) {
+  if (log.following) return; // one long poll at a time: a second loop would show rows twice
+  log.following = true;
+  try {
+    await followLoop(gen);
+  } finally {
+    log.following = false;
+  }
+}
+
+async function followLoop(gen) {
   while (gen === log.generation && $("f-live").checked) {
     const q = new URLSearchParams([...filterQuery(), ["after", log.after], ["wait", LIVE_WAIT_S], ["limit", 200]]);
     try {
