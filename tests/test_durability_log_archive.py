@@ -382,3 +382,30 @@ def test_serve_archive_and_its_older_name_turn_archiving_on(flag, tmp_path, monk
     assert seen["journaling"].archive_segment_rows == 99
     assert serve.main(["--data", str(tmp_path)]) == 0
     assert seen["journaling"].archive_segment_rows == 0
+
+
+def test_a_store_that_caches_segments_reads_the_same_and_each_file_once(archived, monkeypatch):
+    """The console pages back and forth (gateway/console/records.py): with a cache of checked
+    segments every window is what the plain store gives, and each file is read once."""
+    from gateway.durability.segments import SegmentTable
+
+    folder, _ = archived
+    plain = SQLiteStore(folder, readonly=True)
+    want = {(a, b): list(plain.records(a, b)) for a in range(0, 260, 37) for b in (a + 5, a + 60)}
+    plain.close()
+    reads: list[int] = []
+    real_rows = SegmentTable.rows
+
+    def counted(self, seg):
+        reads.append(seg.first_seq)
+        return real_rows(self, seg)
+
+    monkeypatch.setattr(SegmentTable, "rows", counted)
+    cached = SQLiteStore(folder, readonly=True, log_segments_cached=4)
+    try:
+        for _ in range(3):  # every window, three times over
+            for (a, b), rows in want.items():
+                assert list(cached.records(a, b)) == rows, (a, b)
+    finally:
+        cached.close()
+    assert sorted(reads) == [1, 51, 101, 151]  # four segments, each read once

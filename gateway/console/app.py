@@ -85,6 +85,7 @@ TOKEN_BYTES = 24
 FOLLOW_RETRY_S = 1.0
 RATE_EVERY_S = 1.0
 SHUTDOWN_S = 1.0  # closing: connections still open after this are dropped
+SEGMENTS_CACHED = 4  # archived log segments the console's store keeps read (~7 MB each)
 REALM = 'Basic realm="tonne operator console", charset="UTF-8"'
 STATIC = {
     "/": ("console.html", "text/html"),
@@ -261,7 +262,7 @@ class Console:
     def _readonly_store(self) -> Any:
         from gateway.durability.store import SQLiteStore
 
-        return SQLiteStore(self.data_dir, readonly=True)
+        return SQLiteStore(self.data_dir, readonly=True, log_segments_cached=SEGMENTS_CACHED)
 
     def _store_now(self) -> Any:
         if self._store is None:

@@ -37,6 +37,7 @@ import os
 import sqlite3
 import struct
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -270,8 +271,19 @@ class SQLiteStore:
     refuses, saying so.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        log_segments_cached: int = 0,
+    ) -> None:
         path = db_path(data_dir)
+        # archived log segments whose checked rows this store keeps (0: none, each read of
+        # one reads and checks its file again): for a reader that pages back and forth, as
+        # the operator console does; a segment is about 7 MB
+        self._log_segments_cached = log_segments_cached
+        self._log_rows: OrderedDict[tuple[int, int, str], list[archive.Row]] = OrderedDict()
         self.path = path
         self.archive_dir = path.parent / archive.ARCHIVE_DIR
         self.readonly = readonly
@@ -658,12 +670,33 @@ class SQLiteStore:
                 return
             if seg.last_seq > after_seq:
                 self._log_archive.check_follows(seg, pos, prev)
-                for seq, record, hash_hex in self._log_archive.rows(seg):
-                    if after_seq < seq <= last:
-                        yield LogRow(seq, record, hash_hex)
+                yield from self._segment_records(seg, after_seq, last)
             pos, prev = seg.last_seq, seg.last_hash
         if pos < last:
             yield from self._live_records(max(pos, after_seq), last)
+
+    def _segment_records(
+        self, seg: archive.SegmentHeader, after_seq: int, last: int
+    ) -> Iterator[LogRow]:
+        """The archived records of `seg` with after_seq < seq <= last; from the cache of
+        checked segments when there is one (its rows are consecutive from first_seq)."""
+        if not self._log_segments_cached:
+            for seq, record, hash_hex in self._log_archive.rows(seg):
+                if after_seq < seq <= last:
+                    yield LogRow(seq, record, hash_hex)
+            return
+        key = (seg.first_seq, seg.last_seq, seg.last_hash)
+        rows = self._log_rows.get(key)
+        if rows is None:
+            rows = list(self._log_archive.rows(seg))  # read whole: its end is checked too
+            self._log_rows[key] = rows
+            while len(self._log_rows) > self._log_segments_cached:
+                self._log_rows.popitem(last=False)
+        else:
+            self._log_rows.move_to_end(key)
+        start = max(0, after_seq + 1 - seg.first_seq)
+        for seq, record, hash_hex in rows[start : max(start, last - seg.first_seq + 1)]:
+            yield LogRow(seq, record, hash_hex)
 
     def _live_records(self, after_seq: int, through: int | None = None) -> Iterator[LogRow]:
         """Live log rows with after_seq < seq <= through, each checked against its CRC."""
