@@ -72,6 +72,7 @@ from bench.reference_full import FullReferenceEngine
 from bench.workload import DEFAULT_SEED, Workload, WorkloadStats, generate
 from engine import Command, Event, Exchange, Rejected, Trade
 from engine.reference import STANDARD_OF_REGISTRY, Project
+from settlement.build import compiled
 
 CHUNK_COMMANDS = 10_000
 DEFAULT_COMMANDS = 1_000_000
@@ -524,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         f"tonne bench: {args.commands:,} commands, seed {args.seed}, "
         f"{len(workload.series)} series, best of {args.repeat}"
     )
+    print(f'core: compiled: {str(compiled()).lower()} (README, "The compiled core")')
     for line in describe_workload(workload.stats, generated_s):
         print(line)
     print()

@@ -74,6 +74,7 @@ from gateway.server.gcpolicy import serving, tune_for_serving
 from gateway.server.server import Server
 from gateway.server.session import Limits
 from gateway.wire import protocol as p
+from settlement.build import compiled
 
 SERIES = Series(
     id="VCS-1340-2020",
@@ -456,6 +457,7 @@ async def run(args: argparse.Namespace) -> list[str]:
     lines = [
         f"gateway bench: {n} orders, journal {args.journal}, seed {args.seed}",
         f"mode: {mode}",
+        f'core: compiled: {str(compiled()).lower()} (README, "The compiled core")',
     ]
     # (a) latency
     latency_orders = workload(min(n, 5000), args.seed, "a")

@@ -30,9 +30,7 @@ from collections import deque
 from collections.abc import Iterator
 from heapq import heapify, heappop, heappush
 
-import msgspec
-
-from engine.commands import SelfTrade, Side, TimeInForce
+from engine.commands import SelfTrade, Side
 from engine.events import BookDelta, Cancelled, CancelReason, Event, Trade
 from engine.lifecycle import (
     IS_OPEN,
@@ -40,11 +38,11 @@ from engine.lifecycle import (
     MAY_TRADE,
     S_CANCELLED,
     S_FILLED,
-    S_NEW,
     S_PARTIALLY_FILLED,
     cannot_trade,
     illegal,
 )
+from engine.order import Order as Order  # defined apart: mypyc drops a Struct's class keywords
 from engine.reference import Series
 
 BUY = Side.BUY
@@ -56,28 +54,6 @@ MAX_PRICE = 1 << 53  # the highest price any order may carry, band or no band
 EMPTY = MAX_PRICE + 1  # the top key of a side with no level: above every limit key
 _DEAD_COMPACT_MIN = 64  # a level compacts once it holds this many dead orders...
 _HEAP_SLACK = 64  # ...and a side's heap is rebuilt past 2 x levels + this many entries
-
-
-class Order(msgspec.Struct, gc=False):
-    """An open order: the engine's only per-order allocation. A mutable C-level struct that
-    the garbage collector does not track (it refers to no container), built positionally.
-    `status` is an `engine.lifecycle.OrderStatus` as a plain int; it changes only along the
-    lifecycle table, and an order unpickled from a snapshot older than statuses is NEW (an
-    open order then was NEW or PARTIALLY_FILLED, and the table lets both go the same ways).
-    """
-
-    order_id: int
-    series: str
-    account: int
-    client_order_id: str
-    side: Side
-    price: int
-    qty: int
-    tif: TimeInForce
-    expire_ts: int
-    stp: SelfTrade
-    post_only: bool
-    status: int = S_NEW
 
 
 class Level:

@@ -41,7 +41,7 @@ from engine.events import Cancelled, Event, Expired, Reason, Rejected, Trade
 from engine.exchange import COID_WINDOW, Exchange
 from engine.reference import Project, Series
 from screening.language import Credit, Expr, matches
-from settlement import catalogue_commands, registry
+from settlement import catalogue_commands, registry, snapshot
 from settlement.basket import (
     Retiring,
     apply_basket,
@@ -50,6 +50,7 @@ from settlement.basket import (
     check_retire,
     retire_fill,
 )
+from settlement.build import compiled
 from settlement.catalogue import NEVER, Catalogue, implicit_rule, year_of
 from settlement.catalogue_types import RuleVersion, ScreenHit
 from settlement.commands import (
@@ -707,22 +708,46 @@ class Core:
         return any(recorded == state_digest(canonical(self, v)) for v in OLDER)
 
     def snapshot(self) -> bytes:
-        """The full state as bytes (a pickle; restore only snapshots you wrote)."""
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """The full state as bytes, independent of class layout (settlement/snapshot.py)."""
+        return snapshot.dump(self)
 
     @classmethod
     def restore(cls, data: bytes) -> Core:
         """The core a snapshot holds. ValueError if it is not one, or if it holds more than
         the limits allow (a folder written before they existed): such a state is not
-        restored, and recovery replays the journal instead, which names the command."""
-        core = pickle.loads(data)
+        restored, and recovery replays the journal instead, which names the command.
+
+        A snapshot written before the layout-independent format is a pickle of the core:
+        the pure-Python build still reads it; the compiled one cannot (its classes have
+        another layout) and refuses it, so recovery sets it aside and replays the journal
+        from an older snapshot or from genesis."""
+        if snapshot.is_snapshot(data):
+            core = snapshot.load(data)
+        elif data[:1] == b"\x80":  # pickle protocol 2 and later: what snapshots were before
+            core = cls._unpickle(data)
+        else:
+            raise ValueError("not a Core snapshot")
+        over = core.ledger.over_limit()
+        if over is not None:
+            raise ValueError(f"the snapshot holds {over}")
+        return core
+
+    @classmethod
+    def _unpickle(cls, data: bytes) -> Core:
+        """A core pickled by a version before settlement/snapshot.py, upgraded."""
+        if compiled():
+            raise ValueError(
+                "a pickled snapshot (written before the layout-independent format): the "
+                "compiled build does not read pickles"
+            )
+        try:
+            core = pickle.loads(data)
+        except Exception as exc:  # whatever a damaged pickle raises
+            raise ValueError(f"not a Core snapshot: {exc!r}") from exc
         if not isinstance(core, cls):
             raise ValueError("not a Core snapshot")
         core.ledger.upgrade()
         core._upgrade()
-        over = core.ledger.over_limit()
-        if over is not None:
-            raise ValueError(f"the snapshot holds {over}")
         return core
 
     def _upgrade(self) -> None:

@@ -25,57 +25,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from engine.commands import Side
 from engine.events import Trade
 from settlement.events import Settled, contract_fill
 from settlement.fees import BPS
-from settlement.ledger import Account, CashHold, CreditHold, Ledger, SettlementError
-from settlement.log import LogRecord
+from settlement.fill_plan import Delivery as Delivery  # apart: see settlement/fill_plan.py
+from settlement.fill_plan import FillPlan as FillPlan
+from settlement.fill_plan import Parts
+from settlement.ledger import Ledger, SettlementError
 from settlement.serials import BAND_MASK, BAND_SHIFT, Key, Range, SerialRange
 
 BUY = Side.BUY
 # SerialRange's own __new__ is a Python function, a frame per piece delivered (2.5 to 5 a
 # fill); SerialRange(project, vintage, first, last) is just these four items
 _tuple_new = tuple.__new__
-Parts = list[tuple[Key, int]]  # (key, qty) per part of a sell hold
-
-
-class Delivery(msgspec.Struct, frozen=True, gc=False):
-    """The serials of one key that leave the seller: the lowest `qty` of its range list
-    `ranges`, which are its first `whole` ranges and, when the last one is split, the lowest
-    part of the next (`rest` is what stays of it). `pieces` are the serials delivered, a
-    sorted, merged range list of their own in the ledger's band numbers (handed over to the
-    buyer on apply)."""
-
-    key: Key
-    qty: int
-    ranges: list[Range]
-    whole: int
-    rest: Range | None
-    pieces: list[Range]
-    serials: list[SerialRange]  # the pieces as the serials and batches they are (the event's)
-
-
-class FillPlan(msgspec.Struct, frozen=True, gc=False):
-    """Every movement of one fill, checked against the ledger it was planned on; applied at
-    once (before anything else changes the ledger) by `Ledger.apply_fill`, and only once.
-    (Not tracked by the collector: short-lived, and nothing it refers to refers to it.)"""
-
-    cash_hold: CashHold
-    credit_hold: CreditHold
-    buyer: Account
-    seller: Account
-    fee_acct: Account
-    currency: str
-    cost: int  # the buyer pays: notional + buyer fee, from its hold
-    proceeds: int  # the seller receives: notional - seller fee
-    fees: int  # the fee account receives: both fees
-    used: Parts  # (key, qty) taken from the sell hold's parts, in order
-    deliveries: list[Delivery]  # per key, each key once
-    body: Settled
-    record: LogRecord
 
 
 def settle_fill(ledger: Ledger, trade: Trade, currency: str) -> Settled:

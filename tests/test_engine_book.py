@@ -24,6 +24,7 @@ from engine import (
     Trade,
 )
 from engine.book import EMPTY, Order, OrderBook
+from tests.builds import pickles_of_the_pure_layout
 
 BUY, SELL = Side.BUY, Side.SELL
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -62,6 +63,7 @@ def test_asking_for_the_best_price_changes_nothing() -> None:
     assert book._ask_heap == heap
 
 
+@pickles_of_the_pure_layout
 def test_a_book_pickled_before_it_kept_its_best_keys_finds_them_on_restore() -> None:
     ex = Exchange(SERIES)
     book = ex.books["A"]
@@ -122,6 +124,7 @@ def test_a_book_matches_on_its_own_taking_trade_ids_and_reporting_what_it_closed
     book.check_invariants()
 
 
+@pickles_of_the_pure_layout
 def test_an_exchange_pickled_at_1f18b72_restores_and_goes_on_trading() -> None:
     """The fixture's orders have no status (they unpickle NEW: the partially filled one
     included, whose history the old pickle does not hold) and its book no best keys."""

@@ -10,6 +10,7 @@ import pytest
 import uvloop
 
 from bench import gateway_bench as gb
+from settlement.build import compiled
 
 
 def run_bench(capsys: pytest.CaptureFixture[str], *extra: str) -> list[str]:
@@ -19,6 +20,7 @@ def run_bench(capsys: pytest.CaptureFixture[str], *extra: str) -> list[str]:
 
 def check_table(lines: list[str]) -> None:
     assert lines[0] == "gateway bench: 500 orders, journal null, seed 7"
+    assert lines[2].startswith(f"core: compiled: {str(compiled()).lower()} ")
     for prefix in ("(a) 1 client, 1 in flight, p50", "(a) 1 client, 1 in flight, p99"):
         assert any(line.startswith(prefix) and "ratio" in line for line in lines)
     assert any(line.startswith("(b) TCP pipelined") and "orders/s" in line for line in lines)

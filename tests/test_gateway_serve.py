@@ -14,6 +14,7 @@ from gateway.cli.accounts import add_key
 from gateway.cli.serve import serve
 from gateway.client.client import Client
 from gateway.wire import protocol as p
+from settlement.build import compiled
 
 
 async def _serving(data_dir, stop: asyncio.Event) -> tuple[asyncio.Task, dict]:
@@ -33,6 +34,7 @@ def test_an_acknowledged_order_survives_a_restart(tmp_path):
         stop = asyncio.Event()
         task, info = await _serving(tmp_path, stop)
         assert info["accounts_opened"] == 1
+        assert info["compiled"] is compiled()  # which build of the core serves
         c = await Client.connect_tcp("127.0.0.1", info["tcp_port"])
         await c.logon(key_id, secret)
         listed = await c.series()

@@ -221,6 +221,15 @@ class Batches(RuleBasedStateMachine):
             if ok:
                 self._move(r, None)
 
+    @rule()
+    def snapshot_and_restore(self) -> None:
+        """Batches and the scope indexes rebuilt from them survive a snapshot."""
+        restored = Core.restore(self.core.snapshot())
+        assert restored.state_hash() == self.core.state_hash()
+        ledger = restored.ledger
+        assert (ledger.scoped, ledger.scoped_retired) == self.core.ledger.scopes()
+        self.core = restored
+
     # -- invariants ------------------------------------------------------------------------
 
     @invariant()

@@ -301,6 +301,15 @@ class Catalogue(RuleBasedStateMachine):
     def advance(self, step: int) -> None:
         self.apply(AdvanceTime(), ts=self.ts + step)
 
+    @rule()
+    def snapshot_and_restore(self) -> None:
+        """Waiting label changes, rule versions and suspensions survive a snapshot, and the
+        restored core carries on as the model says (settlement/snapshot.py)."""
+        restored = Core.restore(self.core.snapshot())
+        assert restored.state_hash() == self.core.state_hash()
+        assert restored.snapshot() == self.core.snapshot()
+        self.core = restored
+
     # -- invariants ---------------------------------------------------------------------------
 
     @invariant()

@@ -3,6 +3,7 @@ equal states share across processes, and snapshots that restore to the same beha
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ from settlement.commands import (
 from settlement.core import Core
 from settlement.events import Listed, Purpose
 from settlement.serials import RangeConvention, SerialRange
+from tests.builds import pickles_of_the_pure_layout
 from tests.settlement_builders import catalogue_core, deposit_block
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -203,7 +205,7 @@ def test_a_restored_snapshot_has_the_same_hash_and_behaves_identically() -> None
         assert events == events_whole
         assert restored.state_hash() == whole.state_hash()
     with pytest.raises(ValueError):
-        Core.restore(__import__("pickle").dumps({"not": "a core"}))
+        Core.restore(pickle.dumps({"not": "a core"}))
 
 
 def _orders(core: Core, coids: list[str]) -> None:
@@ -248,13 +250,14 @@ def test_a_snapshot_hash_recorded_in_the_format_before_the_window_still_matches(
     assert not core.has_state_hash("0" * 64)
 
 
+@pickles_of_the_pure_layout
 def test_a_snapshot_pickled_before_the_window_restores_with_one() -> None:
     core = fresh()
     run(core, script())
     ex = core.exchange
     expected = {a: sorted(s) for a, s in ex.coids_seen.items()}
     del ex.coids_recent, ex.coid_window  # what an older pickle lacks
-    restored = Core.restore(core.snapshot())
+    restored = Core.restore(pickle.dumps(core, protocol=5))  # how snapshots were written
     got = restored.exchange
     assert {a: list(r) for a, r in got.coids_recent.items()} == expected
     restored.check_invariants()

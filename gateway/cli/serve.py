@@ -14,7 +14,8 @@ On an empty data folder it stores the genesis reference data (the fee schedule, 
 series on real projects from data/, and every project), then recovers the core from the
 store (both chains checked from genesis, snapshot + journal replay, checked), opens every
 account provisioned with `tonne accounts add`, and serves. It prints one JSON line when
-ready ({"tcp_port", "ws_port", "seq", "state_hash", "recovery"}), and on SIGINT/SIGTERM
+ready ({"tcp_port", "ws_port", "seq", "state_hash", "recovery", "compiled": whether the
+core runs compiled, README "The compiled core"}), and on SIGINT/SIGTERM
 stops accepting, commits, snapshots and exits 0. `--snapshot-every N` snapshots after
 every N commands as well as every 300 s (the default N is the journal's, 100 000); `--batch-max` and
 `--window-ms` bound each group commit (defaults 2 048 commands, no extra wait). The journal
@@ -65,6 +66,7 @@ from gateway.server.clock import Clock, SystemClock
 from gateway.server.gcpolicy import tune_for_serving
 from gateway.server.server import Server
 from gateway.server.session import Limits
+from settlement.build import compiled
 
 log = logging.getLogger("tonne.serve")
 KEYS_CHECK_S = 1.0  # how often the key file is looked at for added and revoked keys
@@ -258,6 +260,7 @@ async def running(
             "state_hash": got.core.state_hash(),
             "accounts_opened": opened,
             "recovery": got.summary(),
+            "compiled": compiled(),
         }
         if http is not None:
             assert server.metrics is not None
