@@ -211,14 +211,19 @@ def main(argv: list[str] | None = None) -> int:
         f"pid {os.getpid()}",
         flush=True,
     )
-    if args.dir:
-        folder = Path(args.dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        asyncio.run(soak(args, folder))
+    was_frozen = gc.get_freeze_count() > 0
+    try:
+        if args.dir:
+            folder = Path(args.dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            asyncio.run(soak(args, folder))
+            return 0
+        with tempfile.TemporaryDirectory(prefix="tonne-soak-") as tmp:
+            asyncio.run(soak(args, Path(tmp)))
         return 0
-    with tempfile.TemporaryDirectory(prefix="tonne-soak-") as tmp:
-        asyncio.run(soak(args, Path(tmp)))
-    return 0
+    finally:  # the run froze what existed: a caller in the same process (a test) gets it back
+        if not was_frozen:
+            gc.unfreeze()
 
 
 if __name__ == "__main__":
