@@ -1,0 +1,499 @@
+"""A node of a replicated exchange: `tonne serve --journal nats://... --stream NAME [--standby]`.
+
+    open the stream and buckets ─▶ primary: take the lease now (or refuse: someone holds it)
+    local folder: genesis from stream message 1 (an empty stream: the primary publishes it)
+    recover the folder (chains checked, snapshot + replay) ─▶ follow the stream from the
+    position the folder recorded ─▶ standby: until the lease is free, then take it
+    catch up to the stream's end ─▶ publish Promotion (fenced; refused: read on, retry)
+    serve: Journal(writer=StreamWriter), Server, renew the lease, report the position
+
+A standby does not listen for clients: a client finds the primary by trying its endpoints
+(gateway/wire/PROTOCOL.md, "Failover"). A primary that loses its lease or is refused by the
+stream's fence exits at once with EXIT_LEASE_LOST or EXIT_DEPOSED, sending nothing more (a
+kill -9 of its own making: whatever it had not acknowledged may or may not be on the stream,
+and the next primary serves exactly what is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.durability.journal import Journal
+from gateway.durability.recovery import (
+    REF_CONFIG,
+    REF_PROJECTS,
+    REF_SERIES,
+    RecoveryError,
+    recover,
+    save_genesis,
+)
+from gateway.durability.store import SQLiteStore, StoreError
+from gateway.replication.follower import Follower
+from gateway.replication.lease import POLL_S, Lease
+from gateway.replication.local import LocalCopy, record_stream, stream_position
+from gateway.replication.stream import (
+    Genesis,
+    Link,
+    NodeStatus,
+    Promotion,
+    ReplicationError,
+    decode_message,
+    open_link,
+)
+from gateway.replication.writer import (
+    PUBLISH_DEADLINE_S,
+    Deposed,
+    Unavailable,
+    publish,
+    stream_writer_factory,
+)
+from gateway.server.clock import Clock
+
+log = logging.getLogger("tonne.replication")
+
+EXIT_DEPOSED = 3  # the stream refused a publish: another primary
+EXIT_LEASE_LOST = 4
+LEASE_TTL_S = 2.0
+NEXT_MESSAGE_S = 5.0  # catching up, the stream must deliver the next message within this
+PROMOTION_ATTEMPTS_MAX = 8  # fenced promotion attempts before giving up (each reads on)
+TAKEOVER_LAG_MAX = 10_000  # a standby further behind than this does not take the lease
+STATUS_EVERY_S = 1.0  # how often a node reports its position in NAME-nodes
+FOLLOW_PENDING_MAX = 4096  # stream messages buffered for the follower
+FOLLOW_PENDING_BYTES_MAX = 256 << 20
+
+
+@dataclass(frozen=True)
+class ReplicationSettings:
+    servers: list[str]
+    stream: str
+    standby: bool = False
+    node: str = ""  # default: host name and TCP port
+    replicas: int = 1  # copies of the stream and buckets, when this node creates them
+    lease_ttl_s: float = LEASE_TTL_S  # when this node creates the lease bucket
+    publish_deadline_s: float = PUBLISH_DEADLINE_S
+
+
+def exit_now(code: int, why: str) -> None:
+    """Stop this process at once: no acknowledgement, no commit, no snapshot may follow."""
+    print(f"tonne serve: {why}; exiting at once, acknowledging nothing more", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+class Node:
+    """One node's state across its roles (see the module docstring)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: ReplicationSettings,
+        clock: Clock,
+        *,
+        snapshot_every: int,
+        exit: Callable[[int, str], None] = exit_now,
+    ) -> None:
+        self.data_dir = data_dir
+        self.settings = settings
+        self.clock = clock
+        self.snapshot_every = snapshot_every
+        self.exit = exit
+        self.name = settings.node or socket.gethostname()
+        self.role = "catching-up"
+        self.link: Link | None = None
+        self.store: SQLiteStore | None = None
+        self.local: LocalCopy | None = None
+        self.follower: Follower | None = None
+        self.lease: Lease | None = None
+        self.failure = asyncio.Event()
+        self.failed = ""
+        self.endpoint = ""
+        self.writer: Any = None  # the StreamWriter, once serving
+        self._status_task: asyncio.Task[None] | None = None
+
+    def fail(self, why: str) -> None:
+        if not self.failed:
+            self.failed = why
+            self.failure.set()
+
+    async def open(self) -> None:
+        """Connect, take the lease (a primary), make the folder ready, recover it."""
+        s = self.settings
+        self.link = await open_link(
+            s.servers, s.stream, node=self.name, replicas=s.replicas, lease_ttl_s=s.lease_ttl_s
+        )
+        self.lease = Lease(self.link, self.name, s.lease_ttl_s, self.clock)
+        if not s.standby and not await self.lease.try_take():
+            held = await self.lease.holder()
+            who = held[0].node if held else "another node"
+            raise ReplicationError(
+                f"the lease of stream {s.stream} is held by {who}: start with --standby"
+            )
+        self.store = SQLiteStore(self.data_dir)
+        name, _ = stream_position(self.store)
+        if name and name != s.stream:
+            raise ReplicationError(f"{self.data_dir} copies stream {name}, not {s.stream}")
+        if not name and self.store.head().seq:
+            raise ReplicationError(
+                f"{self.data_dir} holds a one-process exchange's journal; a replicated node "
+                "starts from an empty folder (or one that copies this stream)"
+            )
+        await self._genesis()
+        record_stream(self.store, s.stream)
+        got = recover(self.store, clock=self.clock)
+        self.local = LocalCopy(self.store, self.fail)
+        self.local.start()
+        self.follower = Follower(
+            got.core,
+            self.local,
+            seq=got.seq,
+            log_seq=got.log_seq,
+            log_head=got.log_head,
+            stream_seq=stream_position(self.store)[1],
+            clock=self.clock,
+            snapshot_every=self.snapshot_every,
+        )
+        self._status_task = asyncio.get_running_loop().create_task(self._report())
+
+    async def _genesis(self) -> None:
+        """The folder's reference data from stream message 1; on an empty stream, the
+        primary publishes it (fenced at 0), a standby waits for it."""
+        from nats.js.errors import NotFoundError
+
+        assert self.link is not None and self.store is not None and self.lease is not None
+        if self.store.reference(REF_SERIES):
+            return
+        while True:
+            try:
+                raw = await self.link.js.get_msg(self.settings.stream, 1)
+            except NotFoundError:
+                raw = None
+            if raw is not None:
+                msg = decode_message(raw.data or b"", 1)
+                if not isinstance(msg, Genesis):
+                    raise ReplicationError("stream message 1 is not the genesis")
+                self.store.put_reference(REF_SERIES, msg.series)
+                self.store.put_reference(REF_PROJECTS, msg.projects)
+                self.store.put_reference(REF_CONFIG, msg.config)
+                return
+            if not self.settings.standby:
+                await self._publish_genesis()
+                return
+            await asyncio.sleep(POLL_S)
+
+    async def _publish_genesis(self) -> None:
+        from gateway.cli.serve import GENESIS_FEES, genesis_listing
+
+        assert self.link is not None and self.store is not None and self.lease is not None
+        series, projects = genesis_listing()
+        save_genesis(self.store, series=series, projects=projects, config=dict(GENESIS_FEES))
+        store = self.store
+        genesis = Genesis(
+            store.reference(REF_SERIES), store.reference(REF_PROJECTS), store.reference(REF_CONFIG)
+        )
+        await publish(
+            self.link,
+            genesis,
+            expected_last=0,
+            msg_id=f"{self.lease.term}-genesis",
+            clock=self.clock,
+        )
+
+    # -- following -------------------------------------------------------------------------
+
+    async def _subscribe(self) -> Any:
+        from nats.js import api
+
+        assert self.link is not None and self.follower is not None
+        return await self.link.js.subscribe(
+            self.link.subject,
+            ordered_consumer=True,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.follower.stream_seq + 1,
+            ),
+            pending_msgs_limit=FOLLOW_PENDING_MAX,
+            pending_bytes_limit=FOLLOW_PENDING_BYTES_MAX,
+        )
+
+    def _apply(self, msg: Any) -> None:
+        assert self.follower is not None
+        stream_seq = msg.metadata.sequence.stream
+        self.follower.apply(stream_seq, decode_message(msg.data, stream_seq))
+
+    async def follow(self, stop: asyncio.Event) -> bool:
+        """A standby's loop: apply what arrives; when the lease is free (and this node is
+        not far behind), take it. True once this node holds the lease, False if stopped."""
+        import nats.errors
+
+        assert self.lease is not None and self.link is not None and self.follower is not None
+        self.role = "standby" if self.settings.standby else "catching-up"
+        if not self.settings.standby:
+            return True
+        sub = await self._subscribe()
+        try:
+            while not stop.is_set() and not self.failed:
+                try:
+                    self._apply(await sub.next_msg(timeout=POLL_S))
+                    continue
+                except nats.errors.TimeoutError:
+                    pass
+                if await self.lease.holder() is None:
+                    lag = await self.link.last_seq() - self.follower.stream_seq
+                    if lag <= TAKEOVER_LAG_MAX and await self.lease.try_take():
+                        return True
+            return False
+        finally:
+            await sub.unsubscribe()
+
+    async def catch_up_and_promote(self) -> int:
+        """Holding the lease: apply the stream to its end, then publish `Promotion` there
+        (fenced). The stream sequence this primary starts publishing after."""
+        assert self.lease is not None and self.link is not None and self.follower is not None
+        self.role = "catching-up"
+        sub = await self._subscribe()
+        try:
+            for _ in range(PROMOTION_ATTEMPTS_MAX):
+                last = await self.link.last_seq()
+                while self.follower.stream_seq < last:
+                    self._apply(await sub.next_msg(timeout=NEXT_MESSAGE_S))
+                f = self.follower
+                try:
+                    return await publish(
+                        self.link,
+                        Promotion(term=self.lease.term, node=self.name, seq=f.seq),
+                        expected_last=f.stream_seq,
+                        msg_id=f"{self.lease.term}-promotion",
+                        clock=self.clock,
+                    )
+                except Deposed:  # the old primary published meanwhile: read on
+                    continue
+        finally:
+            await sub.unsubscribe()
+        raise ReplicationError(f"no fenced promotion after {PROMOTION_ATTEMPTS_MAX} attempts")
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def journal(self, stream_seq: int, journaling: Any) -> Journal:
+        """The primary's journal: group commit to the stream, then the local copy."""
+        f, lease = self.follower, self.lease
+        assert f is not None and lease is not None and self.link is not None
+        assert self.store is not None and self.local is not None
+        factory = stream_writer_factory(
+            link=self.link,
+            local=self.local,
+            term=lease.term,
+            stream_seq=stream_seq,
+            log_head=f.log_head,
+            clock=self.clock,
+            on_deposed=lambda why: self.exit(EXIT_DEPOSED, f"deposed: {why}"),
+            batch_max=journaling.batch_max,
+            publish_deadline_s=self.settings.publish_deadline_s,
+        )
+        self._factory = factory
+        f.stream_seq = stream_seq
+        return Journal(
+            self.store,
+            seq=f.seq,
+            log_seq=f.log_seq,
+            log_head=f.log_head,
+            core=f.core,
+            batch_max=journaling.batch_max,
+            window_s=journaling.window_s,
+            snapshot_every=journaling.snapshot_every,
+            clock=self.clock,
+            writer=factory,
+        )
+
+    def serving(self, endpoint: str) -> None:
+        """Now the primary: renew the lease (its loss stops the process at once)."""
+        assert self.lease is not None
+        self.role = "primary"
+        self.endpoint = endpoint
+        self.writer = self._factory.made  # type: ignore[attr-defined]
+        self.lease.keep(lambda why: self.exit(EXIT_LEASE_LOST, why), endpoint)
+
+    def position(self) -> int:
+        """The last stream message this node applied, or published as the primary."""
+        if self.writer is not None:
+            return int(self.writer.stream_seq)
+        return self.follower.stream_seq if self.follower is not None else 0
+
+    async def _report(self) -> None:
+        """Every STATUS_EVERY_S, this node's position in NAME-nodes (for `tonne status`)."""
+        assert self.link is not None
+        while True:
+            f = self.follower
+            status = NodeStatus(
+                node=self.name,
+                role=self.role,
+                stream_seq=self.position(),
+                seq=f.seq if f else 0,
+                term=self.lease.term if self.lease and self.role == "primary" else 0,
+                ts=self.clock.now_ns(),
+                endpoint=self.endpoint,
+            )
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.link.nodes_kv.put(self.name, msgspec.msgpack.encode(status)), POLL_S * 5
+                )
+            await asyncio.sleep(STATUS_EVERY_S)
+
+    async def close(self, *, release: bool) -> None:
+        if self._status_task is not None:
+            self._status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._status_task
+        if release and self.lease is not None:
+            await self.lease.release()
+        if self.local is not None:
+            await self.local.close()
+        if self.link is not None:
+            await self.link.close()
+        if self.store is not None:
+            self.store.close()
+
+
+async def serve_node(
+    data_dir: Path,
+    settings: ReplicationSettings,
+    *,
+    host: str,
+    tcp_port: int,
+    ws_port: int,
+    limits: Any,
+    journaling: Any,
+    keys_check_s: float,
+    clock: Clock,
+    ready: Callable[[dict[str, Any]], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run one node until stopped (0), or until it fails (1); a deposed primary or one that
+    lost its lease does not return (`exit_now`)."""
+    stop = stop or asyncio.Event()
+    say = ready or (lambda info: print(json.dumps(info), flush=True))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    node = Node(data_dir, settings, clock, snapshot_every=journaling.snapshot_every)
+    try:
+        await node.open()
+        assert node.follower is not None
+        say(
+            {
+                "role": "standby" if settings.standby else "primary-elect",
+                "node": node.name,
+                "seq": node.follower.seq,
+                "stream_seq": node.follower.stream_seq,
+            }
+        )
+        if not await node.follow(stop):
+            return 0 if not node.failed else _failed(node.failed)
+        stream_seq = await node.catch_up_and_promote()
+        return await _serve(
+            node,
+            stream_seq,
+            host,
+            tcp_port,
+            ws_port,
+            limits,
+            journaling,
+            keys_check_s,
+            clock,
+            say,
+            stop,
+        )
+    except (RecoveryError, StoreError, ReplicationError, Unavailable) as exc:
+        return _failed(f"refusing to serve: {exc}")
+    except Deposed as exc:
+        return _failed(f"deposed while starting: {exc}")
+    finally:
+        await node.close(release=node.role == "primary" and not node.failed)
+
+
+def _failed(why: str) -> int:
+    print(f"tonne serve: {why}", file=sys.stderr)
+    return 1
+
+
+async def _serve(
+    node: Node,
+    stream_seq: int,
+    host: str,
+    tcp_port: int,
+    ws_port: int,
+    limits: Any,
+    journaling: Any,
+    keys_check_s: float,
+    clock: Clock,
+    say: Callable[[dict[str, Any]], None],
+    stop: asyncio.Event,
+) -> int:
+    from gateway.cli.accounts import key_file_lock
+    from gateway.cli.serve import list_contracts, open_accounts, watch_keys
+    from gateway.server.auth import Authenticator, KeyFile
+    from gateway.server.server import Server
+
+    assert node.follower is not None
+    core = node.follower.core
+    key_file = KeyFile(node.data_dir)
+    with key_file_lock(node.data_dir):
+        keys = key_file.load(create=True)
+    journal = node.journal(stream_seq, journaling)
+    journal.start()
+    server = Server(
+        core, journal, Authenticator(keys, skew_s=limits.logon_skew_s), limits=limits, clock=clock
+    )
+    watcher: asyncio.Task[None] | None = None
+    try:
+        if not node.follower.seq:
+            await list_contracts(server)
+        await open_accounts(server, keys)
+        await server.start(host, tcp_port, ws_port)
+        node.serving(f"{host}:{server.tcp_port}")
+        watcher = asyncio.create_task(watch_keys(server, key_file, keys_check_s))
+        say(
+            {
+                "role": "primary",
+                "node": node.name,
+                "tcp_port": server.tcp_port,
+                "ws_port": server.ws_port,
+                "seq": journal.seq,
+                "stream_seq": stream_seq,
+                "term": node.lease.term if node.lease else 0,
+                "state_hash": core.state_hash(),
+            }
+        )
+        waits = [asyncio.ensure_future(e.wait()) for e in (stop, server.failure, node.failure)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+        await server.close()
+        healthy = server.failed is None and journal.failed is None and not node.failed
+        if healthy and journal.seq > journal.snapshot_seq:
+            journal.snapshot_now()
+        with contextlib.suppress(Exception):
+            await journal.close()
+    why = server.failed or journal.failed or node.failed
+    if why:
+        node.fail(str(why))
+        return _failed(f"stopping, the core or journal failed: {why!r}")
+    return 0
