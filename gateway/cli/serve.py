@@ -477,6 +477,14 @@ def replication_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def node_name(host: str, tcp_port: int) -> str:
+    """A node's default name: where it listens, or (on port 0) its host and process."""
+    import os
+    import socket
+
+    return f"{host}:{tcp_port}" if tcp_port else f"{socket.gethostname()}-{os.getpid()}"
+
+
 def serve_replicated(
     parser: argparse.ArgumentParser, args: argparse.Namespace, journaling: JournalSettings
 ) -> int:
@@ -500,7 +508,7 @@ def serve_replicated(
         servers=servers,
         stream=args.stream,
         standby=args.standby,
-        node=args.node_name or f"{args.host}:{args.tcp_port}",
+        node=args.node_name or node_name(args.host, args.tcp_port),
         replicas=args.replicas,
         lease_ttl_s=args.lease_ttl_s,
         publish_deadline_s=args.publish_deadline_s,

@@ -17,6 +17,7 @@ No I/O here beyond handing batches to the copy; the node (node.py) reads the str
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from gateway.durability.journal import Codec, SettlementCodec
@@ -51,8 +52,10 @@ class Follower:
         clock: Clock,
         codec: Codec | None = None,
         snapshot_every: int = SNAPSHOT_EVERY,
+        on_command: Callable[[int, Any, list[Any]], None] | None = None,
     ) -> None:
         self.core = core
+        self.on_command = on_command  # sees every command applied and its events (audits)
         self.local = local
         self.seq = seq
         self.log_seq = log_seq
@@ -119,9 +122,11 @@ class Follower:
         codec = self.codec
         cmd = codec.decode_command(row.cmd)
         try:
-            self.core.apply(cmd)
+            events = self.core.apply(cmd)
         except Exception as exc:  # a bug or a broken invariant: name where
             raise ReplicationError(f"applying command seq {row.seq} failed: {exc!r}") from exc
+        if self.on_command is not None:
+            self.on_command(row.seq, cmd, events)
         for record in self.core.drain_records():
             if record.seq != self.log_seq + 1:
                 raise ReplicationError(f"settlement record seq {record.seq} after {self.log_seq}")

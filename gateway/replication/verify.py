@@ -11,7 +11,8 @@ folder, only the stream.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgspec
 
@@ -45,7 +46,13 @@ class _Reference:
         return list(self.items.get(kind, []))
 
 
-async def replay_stream(link: Link, clock: Clock, *, hashes_at: Iterable[int] = ()) -> StreamReplay:
+async def replay_stream(
+    link: Link,
+    clock: Clock,
+    *,
+    hashes_at: Iterable[int] = (),
+    on_command: Callable[[int, Any, list[Any]], None] | None = None,
+) -> StreamReplay:
     """Replay the stream from message 1 to its last message now (see the module docstring);
     `ReplicationError` at the first disagreement."""
     from nats.js import api
@@ -73,7 +80,14 @@ async def replay_stream(link: Link, clock: Clock, *, hashes_at: Iterable[int] = 
                 core = genesis_core(_Reference(decoded))  # type: ignore[arg-type]
                 core.drain_records()
                 follower = Follower(
-                    core, None, seq=0, log_seq=0, log_head="", stream_seq=1, clock=clock
+                    core,
+                    None,
+                    seq=0,
+                    log_seq=0,
+                    log_head="",
+                    stream_seq=1,
+                    clock=clock,
+                    on_command=on_command,
                 )
                 follower.want_hash_at(set(hashes_at))
                 continue
