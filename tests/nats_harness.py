@@ -124,7 +124,9 @@ class NatsCluster:
         deadline = time.monotonic() + READY_S
         while True:
             try:
-                nc = await nats.connect(self.url, connect_timeout=1, max_reconnect_attempts=0)
+                nc = await nats.connect(
+                    [s.url for s in self.servers], connect_timeout=1, max_reconnect_attempts=0
+                )
                 try:
                     await nc.jetstream(timeout=1).account_info()
                     return
