@@ -230,3 +230,24 @@ def test_a_follower_refuses_another_settlement_log_head() -> None:
     row = JournalRow(3, 3, encode_command(cmd), recs[-1].seq)
     with pytest.raises(ReplicationError, match="settlement log head"):
         follower.apply(3, Commands(term=1, rows=[row], log_head="f" * 64))
+
+
+def test_the_client_connects_to_the_first_endpoint_that_accepts() -> None:
+    from gateway.client.client import Client, ConnectionLost
+    from tests.nats_harness import free_port
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        dead = ("127.0.0.1", free_port())  # nothing listens: refused, as a standby refuses
+        client = await Client.connect_any([dead, ("127.0.0.1", port)], deadline_s=5)
+        assert client.endpoint == ("127.0.0.1", port)
+        await client.close()
+        with pytest.raises(ConnectionLost, match="no endpoint accepted"):
+            await Client.connect_any([dead], deadline_s=0.3, retry_s=0.05)
+        with pytest.raises(ValueError):
+            await Client.connect_any([])
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(scenario())
