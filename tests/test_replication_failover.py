@@ -43,6 +43,7 @@ from gateway.replication.stream import open_link, parse_servers
 from gateway.replication.verify import StreamReplay, replay_stream
 from gateway.server.auth import ACCOUNTS_FILE, MASTER_KEY_FILE
 from gateway.server.clock import SystemClock
+from gateway.wire import protocol as p
 from tests.crash_harness import Tally, check_recovery
 from tests.nats_harness import NatsCluster, NodeProcess, free_port, nats_cluster
 from tests.test_durability_crash_serve import (
@@ -129,12 +130,19 @@ async def _kill_cycles(tmp: Path) -> None:
     with nats_cluster(tmp, 3) as nats:
         await nats.wait_jetstream()
         folders = [tmp / "node0", tmp / "node1"]
+        ports = {folder: free_port() for folder in folders}  # fixed: the clients' endpoints
+        endpoints = [("127.0.0.1", port) for port in ports.values()]
         clients = Clients(participants(folders[0], rng))
         share_keys(folders[0], folders[1])
-        primary = NodeProcess(folders[0], nats.url, "FO", NODE_ARGS)
+
+        def node(folder: Path, *more: str) -> NodeProcess:
+            args = [*NODE_ARGS, "--tcp-port", str(ports[folder]), *more]
+            return NodeProcess(folder, nats.url, "FO", args)
+
+        primary = node(folders[0])
         await primary.start()
         info = await primary.primary()
-        standby = NodeProcess(folders[1], nats.url, "FO", [*NODE_ARGS, "--standby"])
+        standby = node(folders[1], "--standby")
         assert (await standby.start())["role"] == "standby"
         takeovers: list[tuple[int, str]] = []  # what each new primary reported
         dead: list[tuple[int, str]] = []  # each old primary's folder, recovered while dead
@@ -148,9 +156,10 @@ async def _kill_cycles(tmp: Path) -> None:
             await asyncio.wait_for(work, WAIT_S)  # every client saw its connection go
             info = await standby.primary(FAILOVER_S_MAX)
             failover_s.append(time.monotonic() - killed_at)
+            await reconnect_finds_the_primary(endpoints, clients.parts[0], info)
             takeovers.append((info["seq"], info["state_hash"]))
             dead.append(folder_state(primary.data_dir))
-            old = NodeProcess(primary.data_dir, nats.url, "FO", [*NODE_ARGS, "--standby"])
+            old = node(primary.data_dir, "--standby")
             assert (await old.start())["role"] == "standby"
             primary, standby = standby, old
         assert await standby.stop() == 0, standby.stderr()  # first: it would take over
@@ -177,6 +186,19 @@ async def _kill_cycles(tmp: Path) -> None:
             f"stream {replay.messages} messages, journal seq {replay.seq}"
         )
         assert max(failover_s) < FAILOVER_S_MAX
+
+
+async def reconnect_finds_the_primary(
+    endpoints: list[tuple[str, int]], part: Participant, info: dict[str, Any]
+) -> None:
+    """The client library, given every node's endpoint, reaches the new primary."""
+    client = await Client.connect_any(endpoints, deadline_s=WAIT_S)
+    try:
+        await client.logon(part.key_id, part.secret)
+        assert isinstance(await client.heartbeat(), p.ServerHeartbeat)
+        assert client.endpoint == ("127.0.0.1", info["tcp_port"])
+    finally:
+        await client.close()
 
 
 def test_trading_survives_one_nats_node_and_stops_without_a_quorum(tmp_path: Path) -> None:
