@@ -33,8 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.cli.accounts import add_key
-from gateway.client.client import Client, ClientError
+from gateway.client.client import Client, ClientError, RequestRejected
 from gateway.durability.journal import SettlementCodec
 from gateway.durability.recovery import recover
 from gateway.durability.store import SQLiteStore
@@ -191,12 +193,23 @@ async def _kill_cycles(tmp: Path) -> None:
 async def reconnect_finds_the_primary(
     endpoints: list[tuple[str, int]], part: Participant, info: dict[str, Any]
 ) -> None:
-    """The client library, given every node's endpoint, reaches the new primary."""
+    """The client library, given every node's endpoint, reaches the new primary, and an
+    order acknowledged before the failover, sent again with its client_order_id, is found
+    there (PROTOCOL.md, "Failover")."""
+    assert part.client is not None
+    acked = [m for m in part.client.history if type(m) is p.OrderAck]
     client = await Client.connect_any(endpoints, deadline_s=WAIT_S)
     try:
         await client.logon(part.key_id, part.secret)
         assert isinstance(await client.heartbeat(), p.ServerHeartbeat)
         assert client.endpoint == ("127.0.0.1", info["tcp_port"])
+        if acked:
+            m = acked[-1]
+            with pytest.raises(RequestRejected) as refused:
+                await client.place(
+                    m.series, m.side, qty=m.qty, price=m.price, client_order_id=m.client_order_id
+                )
+            assert refused.value.reason == "DUPLICATE_CLIENT_ORDER_ID"
     finally:
         await client.close()
 
