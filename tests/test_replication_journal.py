@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from gateway.cli.accounts import add_key
+from gateway.cli.status import collect, render
 from gateway.durability.journal import SettlementCodec
 from gateway.durability.store import Batch, JournalRow
 from gateway.replication.follower import Follower
@@ -74,7 +75,13 @@ async def _stream_holds_everything(tmp: Path) -> None:
         part = Participant(0, key, random.Random(18))
         part.ws = False
         await trade(part, info, 150, fund=True)
+        st = await primary_reported(nats.url, "J1")
+        assert st["lease"]["node"] == info["node"]
+        assert st["last_seq"] >= st["nodes"][0]["stream_seq"] > 1
+        assert "lease: " + info["node"] in render(st)
         assert await a.stop() == 0, a.stderr()
+        st = await collect([nats.url], "J1", SystemClock(), verify=True)
+        assert st["lease"] is None and st["verify"]["checkpoints_checked"] >= 2  # released
 
         link = await open_link([nats.url], "J1", node="test", create=False)
         try:
@@ -98,6 +105,16 @@ async def _stream_holds_everything(tmp: Path) -> None:
         got = await again.primary()
         assert (got["seq"], got["state_hash"]) == (replay.seq, replay.state_hash)
         assert await again.stop() == 0, again.stderr()
+
+
+async def primary_reported(url: str, stream: str) -> dict[str, Any]:
+    """`tonne status` once the primary has reported itself as such (within a few reports)."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            st = await collect([url], stream, SystemClock(), verify=False)
+            if [n["role"] for n in st["nodes"]] == ["primary"]:
+                return st
+            await asyncio.sleep(0.2)
 
 
 def test_a_second_primary_is_refused_while_the_first_holds_the_lease(tmp_path: Path) -> None:

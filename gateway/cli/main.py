@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("gateway.cli.operator", "operators: contracts, labels, suspensions, reversals"),
     "order": ("gateway.cli.order", "place one order and see its fills and serials"),
     "buy": ("gateway.cli.buy", "buyers: a screened basket across books, optionally retired"),
+    "status": ("gateway.cli.status", "a replicated exchange: roles, lease, stream, lag per node"),
 }
 
 
