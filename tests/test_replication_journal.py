@@ -86,6 +86,7 @@ async def _stream_holds_everything(tmp: Path) -> None:
         link = await open_link([nats.url], "J1", node="test", create=False)
         try:
             replay = await replay_stream(link, SystemClock())
+            await snapshot_restores(link, replay.snapshots)
         finally:
             await link.close()
         assert replay.checkpoints_checked >= 2  # the primary's snapshots, hash by hash
@@ -105,6 +106,15 @@ async def _stream_holds_everything(tmp: Path) -> None:
         got = await again.primary()
         assert (got["seq"], got["state_hash"]) == (replay.seq, replay.state_hash)
         assert await again.stop() == 0, again.stderr()
+
+
+async def snapshot_restores(link: Any, snapshots: list[tuple[int, str, str]]) -> None:
+    """The newest snapshot in the object store restores to the hash its Checkpoint says."""
+    from settlement.core import Core
+
+    seq, state_hash, name = [s for s in snapshots if s[2]][-1]
+    got = await link.snapshots.get(name)
+    assert Core.restore(got.data).state_hash() == state_hash, f"snapshot at seq {seq}"
 
 
 async def primary_reported(url: str, stream: str) -> dict[str, Any]:

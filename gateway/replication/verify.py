@@ -18,7 +18,7 @@ import msgspec
 
 from gateway.durability.recovery import REF_CONFIG, REF_PROJECTS, REF_SERIES, genesis_core
 from gateway.replication.follower import Follower
-from gateway.replication.stream import Genesis, Link, ReplicationError, decode_message
+from gateway.replication.stream import Checkpoint, Genesis, Link, ReplicationError, decode_message
 from gateway.server.clock import Clock
 
 NEXT_MESSAGE_S = 10.0
@@ -33,6 +33,7 @@ class StreamReplay(msgspec.Struct):
     checkpoints_unchecked: int
     hashes_at: dict[int, str]  # state hash after each command asked for
     terms: int  # distinct primaries (terms) that published
+    snapshots: list[tuple[int, str, str]]  # every Checkpoint: (seq, state hash, object name)
 
 
 class _Reference:
@@ -67,6 +68,7 @@ async def replay_stream(
     )
     follower: Follower | None = None
     terms: set[int] = set()
+    snapshots: list[tuple[int, str, str]] = []
     try:
         for expected in range(1, last + 1):
             msg = await asyncio.wait_for(sub.next_msg(timeout=NEXT_MESSAGE_S), NEXT_MESSAGE_S * 2)
@@ -94,6 +96,8 @@ async def replay_stream(
             term = getattr(decoded, "term", 0)
             if term:
                 terms.add(term)
+            if isinstance(decoded, Checkpoint):
+                snapshots.append((decoded.seq, decoded.state_hash, decoded.snapshot))
             follower.apply(stream_seq, decoded)
     finally:
         await sub.unsubscribe()
@@ -108,4 +112,5 @@ async def replay_stream(
         checkpoints_unchecked=follower.checkpoints_unchecked,
         hashes_at=dict(follower.hashes_at),
         terms=len(terms),
+        snapshots=snapshots,
     )
