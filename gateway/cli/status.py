@@ -33,6 +33,7 @@ from gateway.server.clock import NS_PER_S, Clock, SystemClock
 
 STATUS_TIMEOUT_S = 10.0  # the whole report, at most
 NODES_MAX = 64  # nodes listed
+STALE_S = 3.0  # a node's report older than this is shown as stale (it reports every second)
 
 
 async def collect(servers: list[str], stream: str, clock: Clock, verify: bool) -> dict[str, Any]:
@@ -88,6 +89,7 @@ async def collect(servers: list[str], stream: str, clock: Clock, verify: bool) -
                     "term": st.term,
                     "endpoint": st.endpoint,
                     "reported_s_ago": round((now - st.ts) / NS_PER_S, 3),
+                    "stale": (now - st.ts) / NS_PER_S > STALE_S,
                 }
             )
         out["nodes"] = nodes
@@ -130,10 +132,13 @@ def render(st: dict[str, Any]) -> str:
         f"{'node':<28} {'role':<12} {'stream seq':>10} {'lag':>6} {'journal seq':>11}  reported"
     )
     for n in st["nodes"]:
+        role = n["role"] + ("?" if n["stale"] else "")
         lines.append(
-            f"{n['node']:<28} {n['role']:<12} {n['stream_seq']:>10} {n['lag']:>6} {n['seq']:>11}"
+            f"{n['node']:<28} {role:<12} {n['stream_seq']:>10} {n['lag']:>6} {n['seq']:>11}"
             f"  {n['reported_s_ago']:.1f} s ago {n['endpoint']}"
         )
+    if any(n["stale"] for n in st["nodes"]):
+        lines.append(f"?: no report for over {STALE_S:.0f} s (stopped, killed or cut off)")
     if "verify" in st:
         v = st["verify"]
         lines.append(

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -73,6 +74,7 @@ TAKEOVER_LAG_MAX = 10_000  # a standby further behind than this does not take th
 STATUS_EVERY_S = 1.0  # how often a node reports its position in NAME-nodes
 FOLLOW_PENDING_MAX = 4096  # stream messages buffered for the follower
 FOLLOW_PENDING_BYTES_MAX = 256 << 20
+NODE_KEY_MAX = 128  # characters of a node's key in NAME-nodes
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,11 @@ class ReplicationSettings:
     replicas: int = 1  # copies of the stream and buckets, when this node creates them
     lease_ttl_s: float = LEASE_TTL_S  # when this node creates the lease bucket
     publish_deadline_s: float = PUBLISH_DEADLINE_S
+
+
+def node_key(name: str) -> str:
+    """A node's key in NAME-nodes: its name with what a KV key may not hold as `_`."""
+    return re.sub(r"[^-_=.a-zA-Z0-9]", "_", name)[:NODE_KEY_MAX] or "node"
 
 
 def exit_now(code: int, why: str) -> None:
@@ -331,23 +338,28 @@ class Node:
             return int(self.writer.stream_seq)
         return self.follower.stream_seq if self.follower is not None else 0
 
+    def journal_seq(self) -> int:
+        """The last journal command this node has applied (or the stream has from it)."""
+        seq = self.follower.seq if self.follower is not None else 0
+        return max(seq, int(self.writer.last_seq)) if self.writer is not None else seq
+
     async def _report(self) -> None:
         """Every STATUS_EVERY_S, this node's position in NAME-nodes (for `tonne status`)."""
         assert self.link is not None
         while True:
-            f = self.follower
             status = NodeStatus(
                 node=self.name,
                 role=self.role,
                 stream_seq=self.position(),
-                seq=f.seq if f else 0,
+                seq=self.journal_seq(),
                 term=self.lease.term if self.lease and self.role == "primary" else 0,
                 ts=self.clock.now_ns(),
                 endpoint=self.endpoint,
             )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    self.link.nodes_kv.put(self.name, msgspec.msgpack.encode(status)), POLL_S * 5
+                    self.link.nodes_kv.put(node_key(self.name), msgspec.msgpack.encode(status)),
+                    POLL_S * 5,
                 )
             await asyncio.sleep(STATUS_EVERY_S)
 

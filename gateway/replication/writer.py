@@ -141,6 +141,7 @@ class StreamWriter:
         self.message_bytes_max = message_bytes_max
         self.publish_deadline_s = publish_deadline_s
         self.messages = 0
+        self.last_seq = 0  # the last journal command the stream has from this writer
         self.failed = ""
         self._queue: deque[Batch] = deque()
         self._marks: deque[int] = deque(maxlen=MARKS_MAX)
@@ -266,6 +267,7 @@ class StreamWriter:
         )
         self.log_head = log_head
         self.messages += 1
+        self.last_seq = rows[-1].seq
         self.on_commit(rows[-1].seq, len(rows))
         self.local.copy(Batch(rows, records), self.stream_seq)
 
