@@ -522,7 +522,7 @@ async def run(args: argparse.Namespace) -> list[str]:
             "separate process: (a), (b) and (c) clients in one spawned client process, "
             "server in this one, loopback"
         )
-    lines = [f"gateway bench: {args.orders} orders, journals {args.journal}, seed {args.seed}"]
+    lines = [f"gateway bench: {args.orders} orders, journal {args.journal}, seed {args.seed}"]
     lines.append(f"mode: {mode}")
     table: list[tuple[str, float, float, float]] = []
     with contextlib.ExitStack() as stack:
@@ -535,7 +535,9 @@ async def run(args: argparse.Namespace) -> list[str]:
             await cluster.wait_jetstream()
             urls["jetstream-r3"] = cluster.url
         for kind in kinds:
-            lines.append(f"-- journal {kind}" + (f" ({urls[kind]})" if kind in urls else ""))
+            if len(kinds) > 1:
+                where = f" ({urls[kind]})" if kind in urls else ""
+                lines.append(f"-- journal {kind}{where}")
             lines += await run_one(args, kind, urls, table)
     if len(table) > 1:
         base = next((row for row in table if row[0] == "sqlite"), table[0])
