@@ -25,6 +25,7 @@ from gateway.durability.writer_process import absorb
 REF_REPLICATION = "replication"  # reference kind: the stream this folder copies, and where
 COPY_BATCH_MAX = 8192  # commands per local transaction, at most
 BACKLOG_MAX = 4096  # batches queued for the copy; more means the disk cannot keep up: stop
+BACKLOG_HIGH = 1024  # a follower waits (`drained`) when this many batches are queued
 SNAPSHOTS_KEPT = 3
 
 
@@ -52,6 +53,19 @@ class LocalCopy:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.failed = ""
+        self._drained = asyncio.Event()
+
+    @property
+    def backlog(self) -> int:
+        """Batches handed over and not yet written."""
+        return self._queued
+
+    async def drained(self, below: int = BACKLOG_HIGH // 2) -> None:
+        """Return once fewer than `below` batches wait (a follower applying a long stream
+        waits here, so that it never runs BACKLOG_MAX ahead of its disk)."""
+        while self._queued >= below and not self.failed:
+            self._drained.clear()
+            await self._drained.wait()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -77,11 +91,13 @@ class LocalCopy:
     def _fail(self, why: str) -> None:
         if not self.failed:
             self.failed = why
+            self._drained.set()
             self.on_failure(why)
 
     def _done(self, items: int, stream_seq: int) -> None:
         self._queued -= items
         self.copied_stream_seq = stream_seq
+        self._drained.set()
 
     def _run(self) -> None:
         loop = self._loop

@@ -44,7 +44,7 @@ from gateway.durability.recovery import (
 from gateway.durability.store import SQLiteStore, StoreError
 from gateway.replication.follower import Follower
 from gateway.replication.lease import POLL_S, Lease
-from gateway.replication.local import LocalCopy, record_stream, stream_position
+from gateway.replication.local import BACKLOG_HIGH, LocalCopy, record_stream, stream_position
 from gateway.replication.stream import (
     Genesis,
     Link,
@@ -182,6 +182,7 @@ class Node:
         assert self.link is not None and self.store is not None and self.lease is not None
         if self.store.reference(REF_SERIES):
             return
+        waited = False
         while True:
             try:
                 raw = await self.link.js.get_msg(self.settings.stream, 1)
@@ -198,6 +199,9 @@ class Node:
             if not self.settings.standby:
                 await self._publish_genesis()
                 return
+            if not waited:
+                log.warning("stream %s is empty: waiting for its primary", self.settings.stream)
+                waited = True
             await asyncio.sleep(POLL_S)
 
     async def _publish_genesis(self) -> None:
@@ -235,10 +239,14 @@ class Node:
             pending_bytes_limit=FOLLOW_PENDING_BYTES_MAX,
         )
 
-    def _apply(self, msg: Any) -> None:
-        assert self.follower is not None
+    async def _apply(self, msg: Any) -> None:
+        assert self.follower is not None and self.local is not None
         stream_seq = msg.metadata.sequence.stream
         self.follower.apply(stream_seq, decode_message(msg.data, stream_seq))
+        if self.local.backlog >= BACKLOG_HIGH:
+            await self.local.drained()
+        if self.failed:
+            raise ReplicationError(self.failed)
 
     async def follow(self, stop: asyncio.Event) -> bool:
         """A standby's loop: apply what arrives; when the lease is free (and this node is
@@ -253,17 +261,26 @@ class Node:
         try:
             while not stop.is_set() and not self.failed:
                 try:
-                    self._apply(await sub.next_msg(timeout=POLL_S))
+                    await self._apply(await sub.next_msg(timeout=POLL_S))
                     continue
                 except nats.errors.TimeoutError:
                     pass
-                if await self.lease.holder() is None:
-                    lag = await self.link.last_seq() - self.follower.stream_seq
-                    if lag <= TAKEOVER_LAG_MAX and await self.lease.try_take():
+                try:
+                    if await self._take_when_free():
                         return True
+                except (nats.errors.Error, TimeoutError) as exc:  # NATS away: keep following
+                    log.warning("standby: the lease cannot be read now: %r", exc)
             return False
         finally:
             await sub.unsubscribe()
+
+    async def _take_when_free(self) -> bool:
+        """Take the lease if nobody holds it and this node is not far behind the stream."""
+        assert self.lease is not None and self.link is not None and self.follower is not None
+        if await self.lease.holder() is not None:
+            return False
+        lag = await self.link.last_seq() - self.follower.stream_seq
+        return lag <= TAKEOVER_LAG_MAX and await self.lease.try_take()
 
     async def catch_up_and_promote(self) -> int:
         """Holding the lease: apply the stream to its end, then publish `Promotion` there
@@ -275,7 +292,7 @@ class Node:
             for _ in range(PROMOTION_ATTEMPTS_MAX):
                 last = await self.link.last_seq()
                 while self.follower.stream_seq < last:
-                    self._apply(await sub.next_msg(timeout=NEXT_MESSAGE_S))
+                    await self._apply(await sub.next_msg(timeout=NEXT_MESSAGE_S))
                 f = self.follower
                 try:
                     return await publish(
