@@ -49,6 +49,12 @@ class NodeProcess:
         self.returncode: int | None = None
 
     async def start(self) -> dict[str, Any]:
+        """Start it and return its first line."""
+        await self.launch()
+        return await self.line()
+
+    async def launch(self) -> None:
+        """Start it without waiting for a line."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         err = open(self.data_dir / "serve.stderr", "ab")  # noqa: SIM115 - closed below
         try:
@@ -67,7 +73,6 @@ class NodeProcess:
             )
         finally:
             err.close()
-        return await self.line()
 
     async def line(self, timeout_s: float = LINE_S) -> dict[str, Any]:
         """The next JSON line it prints (its roles: primary-elect/standby, then primary)."""

@@ -278,3 +278,69 @@ def test_the_client_connects_to_the_first_endpoint_that_accepts() -> None:
         await server.wait_closed()
 
     asyncio.run(scenario())
+
+
+class SlowStore:
+    """A store whose writes wait until the test lets them through."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.gate = threading.Event()
+        self.batches = 0
+
+    def write(self, batch: Batch) -> None:
+        self.gate.wait(WAIT_S)
+        self.batches += 1
+
+    def prune_snapshots(self, keep: int) -> int:
+        return 0
+
+    def put_reference(self, kind: str, items: Any) -> None:
+        return None
+
+
+def test_a_follower_waits_for_its_disk_and_a_primary_stops_past_the_backlog_limit() -> None:
+    from gateway.replication import local as lc
+
+    async def scenario() -> None:
+        failures: list[str] = []
+        store = SlowStore()
+        copy = lc.LocalCopy(store, failures.append)  # type: ignore[arg-type]
+        copy.start()
+        for i in range(lc.BACKLOG_HIGH):
+            copy.copy(Batch([JournalRow(i + 1, 0, b"c", 0)], []), i + 1)
+        assert copy.backlog == lc.BACKLOG_HIGH
+        waiting = asyncio.ensure_future(copy.drained())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the disk holds it back
+        store.gate.set()
+        await asyncio.wait_for(waiting, WAIT_S)
+        assert copy.backlog < lc.BACKLOG_HIGH // 2 and not failures
+        store.gate.clear()
+        await asyncio.sleep(0.05)  # the writer is now parked on the gate again
+        for i in range(lc.BACKLOG_MAX + 1):
+            copy.copy(Batch([JournalRow(i + 1, 0, b"c", 0)], []), i + 1)
+        assert failures and "behind (limit 4096)" in failures[0]
+        store.gate.set()
+        await asyncio.wait_for(copy.close(), WAIT_S)
+
+    asyncio.run(scenario())
+
+
+def test_a_standby_started_first_waits_for_the_genesis_and_follows(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        with nats_cluster(tmp_path, size=1) as nats:
+            standby = NodeProcess(tmp_path / "s", nats.url, "J4", ["--standby"])
+            await standby.launch()  # an empty stream: it waits for the genesis
+            primary = NodeProcess(tmp_path / "p", nats.url, "J4")
+            await primary.start()
+            info = await primary.primary()
+            assert (await standby.line())["role"] == "standby"
+            assert await primary.stop() == 0  # the lease is released: the standby takes over
+            got = await standby.primary()
+            assert got["seq"] == info["seq"] and got["state_hash"] == info["state_hash"]
+            assert got["term"] > info["term"]
+            assert await standby.stop() == 0
+
+    asyncio.run(scenario())
