@@ -344,3 +344,27 @@ def test_a_standby_started_first_waits_for_the_genesis_and_follows(tmp_path: Pat
             assert await standby.stop() == 0
 
     asyncio.run(scenario())
+
+
+def test_a_writer_whose_stream_cannot_keep_up_fails_at_its_queue_limit() -> None:
+    from gateway.replication import writer as w
+
+    async def scenario() -> None:
+        failures: list[str] = []
+        writer = w.StreamWriter(
+            lambda seq, n: None,
+            failures.append,
+            link=None,  # type: ignore[arg-type]  # never reached: not started
+            local=FakeCopy(),  # type: ignore[arg-type]
+            term=1,
+            stream_seq=0,
+            log_head="",
+            clock=SystemClock(),
+            on_deposed=failures.append,
+            batch_max=16,
+        )
+        for i in range(w.QUEUED_BATCHES_MAX + 1):
+            writer.send(Batch([JournalRow(i + 1, 0, b"c", 0)], []))
+        assert failures == [f"{w.QUEUED_BATCHES_MAX} batches wait for the stream (limit 1024)"]
+
+    asyncio.run(scenario())

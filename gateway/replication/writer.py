@@ -54,6 +54,7 @@ RETRY_WAIT_S = 0.05
 SNAPSHOTS_KEPT_REMOTE = 3  # snapshot objects kept in NAME-snapshots
 ROW_OVERHEAD_BYTES = 32  # msgpack framing of one journal row, over its command bytes
 MARKS_MAX = 64  # snapshot points remembered before their batches are published
+QUEUED_BATCHES_MAX = 1024  # batches waiting to be published; more: the stream cannot keep up
 
 
 class Deposed(Exception):
@@ -158,6 +159,13 @@ class StreamWriter:
         self._task = self._loop.create_task(self._run())
 
     def send(self, batch: Batch) -> None:
+        if self.failed:
+            return
+        if len(self._queue) >= QUEUED_BATCHES_MAX:  # the journal fails: nothing more is acked
+            self._fail(
+                f"{len(self._queue)} batches wait for the stream (limit {QUEUED_BATCHES_MAX})"
+            )
+            return
         self._queue.append(batch)
         self._wake.set()
 
