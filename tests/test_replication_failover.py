@@ -368,3 +368,44 @@ async def _split_brain(tmp: Path) -> None:
         clients.check(replayed, tally)
         assert tally.orders, tally
         assert replay.terms == 2 and new_info["term"] > info["term"]
+
+
+def test_a_primary_refused_by_the_fence_exits_without_acknowledging(tmp_path: Path) -> None:
+    asyncio.run(_fenced(tmp_path))
+
+
+async def _fenced(tmp: Path) -> None:
+    """Another writer publishes a Promotion at the stream's end (as a new primary would) while
+    the primary still holds its lease: the primary's next publish is refused, the order in it
+    is never acknowledged, and the primary exits at once with EXIT_DEPOSED."""
+    from engine.commands import Side
+    from gateway.replication.stream import Promotion
+    from gateway.replication.writer import publish
+
+    rng = random.Random(SEED + 3)
+    with nats_cluster(tmp, 1) as nats:
+        clients = Clients(participants(tmp / "p", rng))
+        primary = NodeProcess(tmp / "p", nats.url, "FN", ["--lease-ttl-s", "30"])
+        await primary.start()
+        info = await primary.primary()
+        answers = Answers(30)
+        work = await clients.trade_until(info, answers, fund=True)
+        await asyncio.wait_for(answers.reached.wait(), WAIT_S)
+        work.cancel()  # quiet: nothing is published while the impostor reads the end
+        await asyncio.gather(work, return_exceptions=True)
+        link = await open_link(parse_servers(nats.url), "FN", node="impostor", create=False)
+        try:
+            end = await link.last_seq()
+            impostor = Promotion(term=10**6, node="impostor", seq=0)
+            await publish(link, impostor, expected_last=end, msg_id="x", clock=SystemClock())
+        finally:
+            await link.close()
+        client = clients.used[0][1]
+        s = clients.parts[0].series[0]
+        with pytest.raises(ClientError):
+            await client.place(s.id, Side.BUY, qty=s.lot, price=s.band_low, timeout_s=WAIT_S)
+        assert await primary.wait(WAIT_S) == EXIT_DEPOSED
+        assert "deposed: stream FN refused message" in primary.stderr()
+        await clients.close()
+        replay = await stream_replay(nats.url, "FN")
+        assert replay.messages == end + 1  # nothing after the impostor's promotion
