@@ -223,7 +223,8 @@ async def _nats_nodes(tmp: Path) -> None:
     with nats_cluster(tmp, 3) as nats:
         await nats.wait_jetstream()
         clients = Clients(participants(tmp / "p", rng))
-        args = [*NODE_ARGS, "--publish-deadline-s", "3"]
+        # the default lease TTL: it must outlast the election after a NATS server's loss
+        args = ["--replicas", "3", "--publish-deadline-s", "3"]
         primary = NodeProcess(tmp / "p", nats.url, "NN", args)
         await primary.start()
         info = await primary.primary()

@@ -54,7 +54,7 @@ from gateway.wire import protocol as p
 HISTORY_MAX = 100_000  # messages kept for `wait_for`
 FRAME_BYTES_MAX = 64 << 20  # the largest frame the client accepts from the server
 ENDPOINTS_MAX = 16  # endpoints `connect_any` takes
-FAILOVER_DEADLINE_S = 15.0  # `connect_any` gives up after this (a failover takes a few s)
+FAILOVER_DEADLINE_S = 30.0  # `connect_any` gives up after this (a failover: the lease TTL)
 FAILOVER_RETRY_S = 0.2  # between rounds over the endpoints
 CONNECT_ATTEMPT_S = 2.0  # one TCP connect
 
