@@ -9,6 +9,7 @@ except polling a port that has nothing to await.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -35,6 +36,19 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     return env
+
+
+LAUNCHED: set[int] = set()  # pids of node processes started and not yet reaped
+
+
+def kill_leftover_nodes() -> None:
+    """SIGKILL every node process a test started and did not stop (it failed half way): a
+    standby whose NATS servers are gone would otherwise follow for ever."""
+    for pid in sorted(LAUNCHED):
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    LAUNCHED.clear()
 
 
 class NodeProcess:
@@ -73,6 +87,7 @@ class NodeProcess:
             )
         finally:
             err.close()
+        LAUNCHED.add(self.proc.pid)
 
     async def line(self, timeout_s: float = LINE_S) -> dict[str, Any]:
         """The next JSON line it prints (its roles: primary-elect/standby, then primary)."""
@@ -112,6 +127,7 @@ class NodeProcess:
             if transport is not None:
                 transport.close()
         self.returncode = self.proc.returncode
+        LAUNCHED.discard(self.proc.pid)
         return self.returncode
 
     async def kill(self) -> int:

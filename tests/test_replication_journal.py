@@ -35,7 +35,7 @@ from gateway.replication.verify import replay_stream
 from gateway.replication.writer import StreamWriter, publish
 from gateway.server.clock import SystemClock
 from tests.crash_harness import Tally, check_recovery
-from tests.nats_harness import NodeProcess, nats_cluster
+from tests.nats_harness import NodeProcess, kill_leftover_nodes, nats_cluster
 from tests.test_durability_crash_serve import (
     PERMISSIONS,
     Answers,
@@ -60,6 +60,12 @@ async def trade(part: Participant, info: dict[str, Any], answers_n: int, *, fund
         work.cancel()
         await asyncio.gather(work, return_exceptions=True)
         await part.close()
+
+
+@pytest.fixture(autouse=True)
+def no_node_outlives_its_test() -> Any:
+    yield
+    kill_leftover_nodes()
 
 
 def test_the_stream_holds_every_acknowledgement_and_any_node_replays_it(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ log = logging.getLogger("tonne.replication")
 EXIT_DEPOSED = 3  # the stream refused a publish: another primary
 EXIT_LEASE_LOST = 4
 # The lease TTL is the failover time, and must outlast a JetStream leader election (a few
-# seconds in nats-server 2.9, measured: tests/test_replication_failover.py) plus a client
+# seconds in nats-server 2.9: up to 4.5 s in tests/test_replication_failover.py) plus a client
 # reconnect, or the loss of one NATS server costs the primary its lease.
 LEASE_TTL_S = 10.0
 NEXT_MESSAGE_S = 5.0  # catching up, the stream must deliver the next message within this
