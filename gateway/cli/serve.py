@@ -490,7 +490,8 @@ def serve_replicated(
 ) -> int:
     """`tonne serve --journal nats://...`: a node of a replicated exchange
     (gateway/replication/node.py)."""
-    from gateway.replication.node import ReplicationSettings, serve_node
+    from gateway.replication.node import ReplicationSettings
+    from gateway.replication.run import serve_node
     from gateway.replication.stream import parse_servers, stream_names
 
     try:

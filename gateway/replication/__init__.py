@@ -18,5 +18,7 @@ sequence; the lease only says who should publish, the fence makes sure only one 
 - writer.py: the primary's journal writer (the `writer=` seam of `Journal`).
 - follower.py: applying stream messages to the core and the local copy (standby, catch-up).
 - lease.py: the leadership lease in a KV bucket.
-- node.py: a node's life: recover locally, follow, take the lease, catch up, serve.
+- node.py: a node's roles: recover locally, follow, take the lease, catch up, promote.
+- run.py: running a node until it stops (`tonne serve --journal`).
+- verify.py: the audit replay of a whole stream (`tonne status --verify`).
 """
