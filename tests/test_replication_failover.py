@@ -6,10 +6,11 @@ standby (`tonne serve --journal nats://... --standby`), clients trading, SIGKILL
   gets SIGKILL, the standby takes over, the old primary comes back as the standby of the new
   one (from its own folder). After the last cycle the stream is replayed from genesis
   (`replay_stream`): every acknowledged order, fill, cancel, certificate and deposit is in it
-  as it was reported; the state hash of each old primary's folder (recovered while it was
-  dead) and the hash each new primary reported when it took over agree with the replay at
-  the same sequence; every snapshot's hash agreed with the standby's; the final primary's
-  folder passes `tonne log verify` and recovers to the replay's state.
+  as it was reported; the state hash of each old primary's last snapshot and of its whole
+  folder (recovered while it was dead) and the hash each new primary reported when it took
+  over agree with the replay at the same sequence; every snapshot's hash agreed with the
+  standby's; the final primary's folder passes `tonne log verify` and recovers to the
+  replay's state.
 - NATS nodes: with one of three killed, answers go on; with two, nothing more is
   acknowledged and the primary stops; every answer it gave is on the stream once the nodes
   are back.
@@ -97,10 +98,14 @@ async def stream_replay(url: str, stream: str, **kw: Any) -> StreamReplay:
         await link.close()
 
 
-def folder_state(folder: Path) -> tuple[int, str]:
+def folder_state(folder: Path) -> list[tuple[int, str]]:
+    """A dead node's folder: its newest snapshot's (seq, state hash), and where recovery of
+    the whole folder ends."""
     with SQLiteStore(folder) as store:
+        snaps = store.snapshots()
         got = recover(store)
-    return got.seq, got.state_hash
+    newest = [(snaps[0].seq, snaps[0].state_hash)] if snaps else []
+    return [*newest, (got.seq, got.state_hash)]
 
 
 class Clients:
@@ -172,7 +177,7 @@ async def _kill_cycles(tmp: Path) -> None:
             failover_s.append(time.monotonic() - killed_at)
             await reconnect_finds_the_primary(endpoints, clients.parts[0], info)
             takeovers.append((info["seq"], info["state_hash"]))
-            dead.append(folder_state(primary.data_dir))
+            dead += folder_state(primary.data_dir)
             old = node(primary.data_dir, "--standby")
             assert (await old.start())["role"] == "standby"
             primary, standby = standby, old

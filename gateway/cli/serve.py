@@ -23,6 +23,10 @@ settlement-log records the oldest kept snapshot covers to segment files after ea
 one segment per commit turn (gateway/durability/archive.py). The key
 file is looked at every `--keys-check-s` (1 s): keys added can log on, and the sessions of a
 revoked key end.
+
+With `--journal nats://HOST:PORT[,...] --stream NAME [--standby]` the journal of record is a
+NATS JetStream stream and the folder this node's local copy of it: a node of a replicated
+exchange, with a primary and standbys (gateway/replication/; README, "High availability").
 """
 
 from __future__ import annotations
