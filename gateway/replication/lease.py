@@ -82,9 +82,9 @@ class Lease:
         self.revision, self.term, self._renewed_sent_ns = int(rev), int(rev), sent
         return True
 
-    def keep(self, on_lost: Callable[[str], None], endpoint: str = "") -> None:
-        """Renew in the background until lost (then `on_lost(why)`, once) or `release`."""
-        self.endpoint = endpoint
+    def keep(self, on_lost: Callable[[str], None]) -> None:
+        """Renew in the background until lost (then `on_lost(why)`, once) or `release`;
+        each renewal carries the current `endpoint`."""
         self._task = asyncio.get_running_loop().create_task(self._renew(on_lost))
 
     async def _renew(self, on_lost: Callable[[str], None]) -> None:

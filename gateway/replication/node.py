@@ -141,7 +141,7 @@ class Node:
             s.servers, s.stream, node=self.name, replicas=s.replicas, lease_ttl_s=s.lease_ttl_s
         )
         self.lease = Lease(self.link, self.name, s.lease_ttl_s, self.clock)
-        if not s.standby and not await self.lease.try_take():
+        if not s.standby and not await self._take():
             held = await self.lease.holder()
             who = held[0].node if held else "another node"
             raise ReplicationError(
@@ -279,7 +279,17 @@ class Node:
         if await self.lease.holder() is not None:
             return False
         lag = await self.link.last_seq() - self.follower.stream_seq
-        return lag <= TAKEOVER_LAG_MAX and await self.lease.try_take()
+        return lag <= TAKEOVER_LAG_MAX and await self._take()
+
+    async def _take(self) -> bool:
+        """Take the lease and renew it from now on: recovery and catching up may outlast
+        its TTL, and a lease that lapsed meanwhile would let a standby promote too (the fence
+        keeps the history single, but both would then stop)."""
+        assert self.lease is not None
+        if not await self.lease.try_take():
+            return False
+        self.lease.keep(lambda why: self.exit(EXIT_LEASE_LOST, why))
+        return True
 
     async def catch_up_and_promote(self) -> int:
         """Holding the lease: apply the stream to its end, then publish `Promotion` there
@@ -341,12 +351,13 @@ class Node:
         )
 
     def serving(self, endpoint: str) -> None:
-        """Now the primary: renew the lease (its loss stops the process at once)."""
+        """Now the primary: the lease (renewed since it was taken; its loss stops the
+        process at once) names where it serves."""
         assert self.lease is not None
         self.role = "primary"
         self.endpoint = endpoint
         self.writer = self._factory.made  # type: ignore[attr-defined]
-        self.lease.keep(lambda why: self.exit(EXIT_LEASE_LOST, why), endpoint)
+        self.lease.endpoint = endpoint
 
     def position(self) -> int:
         """The last stream message this node applied, or published as the primary."""

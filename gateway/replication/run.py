@@ -82,7 +82,7 @@ async def serve_node(
     except Deposed as exc:
         return _failed(f"deposed while starting: {exc}")
     finally:
-        await node.close(release=node.role == "primary" and not node.failed)
+        await node.close(release=True)  # if still held: a standby need not wait for the TTL
 
 
 def _failed(why: str) -> int:
