@@ -374,3 +374,32 @@ def test_a_writer_whose_stream_cannot_keep_up_fails_at_its_queue_limit() -> None
         assert failures == [f"{w.QUEUED_BATCHES_MAX} batches wait for the stream (limit 1024)"]
 
     asyncio.run(scenario())
+
+
+def test_a_folder_that_is_not_a_copy_of_the_stream_is_refused(tmp_path: Path) -> None:
+    """A folder kept from an earlier stream of the same name (deleted and made again) does
+    not start against the new one, however its own chains check out."""
+
+    async def scenario() -> None:
+        with nats_cluster(tmp_path, size=1) as nats:
+            key = add_key(tmp_path / "old", permissions=PERMISSIONS)
+            old = NodeProcess(tmp_path / "old", nats.url, "J5")
+            await old.start()
+            part = Participant(0, key, random.Random(5))
+            part.ws = False
+            await trade(part, await old.primary(), 20, fund=True)
+            assert await old.stop() == 0
+            link = await open_link([nats.url], "J5", node="test", create=False)
+            await link.js.delete_stream("J5")
+            await link.close()
+            new = NodeProcess(tmp_path / "new", nats.url, "J5")  # other accounts, other history
+            add_key(tmp_path / "new")
+            add_key(tmp_path / "new")
+            await new.start()
+            await new.primary()
+            again = NodeProcess(tmp_path / "old", nats.url, "J5", ["--standby"])
+            with pytest.raises(RuntimeError, match="is not a copy of stream J5|the stream ends"):
+                await again.start()
+            assert await new.stop() == 0
+
+    asyncio.run(scenario())

@@ -43,6 +43,7 @@ from gateway.replication.follower import Follower
 from gateway.replication.lease import POLL_S, Lease
 from gateway.replication.local import BACKLOG_HIGH, LocalCopy, record_stream, stream_position
 from gateway.replication.stream import (
+    Commands,
     Genesis,
     Link,
     NodeStatus,
@@ -73,6 +74,7 @@ TAKEOVER_LAG_MAX = 10_000  # a standby further behind than this does not take th
 STATUS_EVERY_S = 1.0  # how often a node reports its position in NAME-nodes
 FOLLOW_PENDING_MAX = 4096  # stream messages buffered for the follower
 FOLLOW_PENDING_BYTES_MAX = 256 << 20
+POSITION_LOOKBACK = 16  # stream messages looked at, back from a folder's position, for its check
 NODE_KEY_MAX = 128  # characters of a node's key in NAME-nodes
 
 
@@ -159,6 +161,8 @@ class Node:
         await self._genesis()
         record_stream(self.store, s.stream)
         got = recover(self.store, clock=self.clock)
+        position = stream_position(self.store)[1]
+        await self._check_position(position)
         self.local = LocalCopy(self.store, self.fail)
         self.local.start()
         self.follower = Follower(
@@ -167,11 +171,43 @@ class Node:
             seq=got.seq,
             log_seq=got.log_seq,
             log_head=got.log_head,
-            stream_seq=stream_position(self.store)[1],
+            stream_seq=position,
             clock=self.clock,
             snapshot_every=self.snapshot_every,
         )
         self._status_task = asyncio.get_running_loop().create_task(self._report())
+
+    async def _check_position(self, position: int) -> None:
+        """The folder must be a prefix of the stream: the last command of the stream message
+        at the recorded position (or the nearest before it that has commands) is the
+        folder's command at that seq, byte for byte. A folder from another stream of the same
+        name, or one the stream does not reach, is refused."""
+        assert self.link is not None and self.store is not None
+        if position == 0:
+            return
+        last = await self.link.last_seq()
+        if position > last:
+            raise ReplicationError(
+                f"{self.data_dir} copied stream message {position}, but the stream ends at {last}"
+            )
+        for seq in range(position, max(1, position - POSITION_LOOKBACK) - 1, -1):
+            raw = await self.link.js.get_msg(self.settings.stream, seq)
+            msg = decode_message(raw.data or b"", seq)
+            if not isinstance(msg, Commands) or not msg.rows:
+                continue
+            theirs = msg.rows[-1]
+            mine = next(iter(self.store.commands(theirs.seq - 1)), None)
+            if mine is None or (mine.seq, mine.ts, mine.cmd, mine.log_seq) != (
+                theirs.seq,
+                theirs.ts,
+                theirs.cmd,
+                theirs.log_seq,
+            ):
+                raise ReplicationError(
+                    f"{self.data_dir} is not a copy of stream {self.settings.stream}: its "
+                    f"command seq {theirs.seq} differs from stream message {seq}'s"
+                )
+            return
 
     async def _genesis(self) -> None:
         """The folder's reference data from stream message 1; on an empty stream, the
