@@ -74,8 +74,18 @@ class NatsServer:
                 raise RuntimeError(f"nats-server {self.name} did not start")
             time.sleep(POLL_S)
 
+    def pause(self) -> None:
+        """SIGSTOP: unreachable (its connections hang), its memory and files intact."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server dies too
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(READY_S)
         self.proc = None

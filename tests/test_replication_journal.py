@@ -247,9 +247,16 @@ def test_a_follower_refuses_another_state_hash_at_a_checkpoint() -> None:
     with pytest.raises(ReplicationError, match="state hash at command seq 2"):
         follower.apply(3, wrong)
     follower.apply(
-        4, Checkpoint(seq=2, log_seq=0, log_head="", state_hash=probe.state_hash(), snapshot="")
+        3, Checkpoint(seq=2, log_seq=0, log_head="", state_hash=probe.state_hash(), snapshot="")
     )
     assert follower.checkpoints_checked == 1
+
+
+def test_a_follower_refuses_a_gap_in_the_stream() -> None:
+    follower, (rows, _) = _follower()
+    with pytest.raises(ReplicationError, match="stream message 3 after 1"):
+        follower.apply(3, Commands(term=1, rows=rows, log_head=""))
+    assert follower.seq == 0  # nothing applied
 
 
 def test_a_follower_refuses_another_settlement_log_head() -> None:

@@ -80,6 +80,8 @@ class Follower:
         """Apply stream message `stream_seq` (messages already applied are skipped)."""
         if stream_seq <= self.stream_seq:
             return
+        if stream_seq != self.stream_seq + 1:
+            raise ReplicationError(f"stream message {stream_seq} after {self.stream_seq}")
         if isinstance(msg, Commands):
             self._commands(stream_seq, msg)
         elif isinstance(msg, Checkpoint):

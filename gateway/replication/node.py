@@ -58,7 +58,7 @@ from gateway.replication.writer import (
     publish,
     stream_writer_factory,
 )
-from gateway.server.clock import Clock
+from gateway.server.clock import NS_PER_S, Clock
 
 log = logging.getLogger("tonne.replication")
 
@@ -68,11 +68,17 @@ EXIT_LEASE_LOST = 4
 # seconds in nats-server 2.9: up to 4.5 s in tests/test_replication_failover.py) plus a client
 # reconnect, or the loss of one NATS server costs the primary its lease.
 LEASE_TTL_S = 10.0
-NEXT_MESSAGE_S = 5.0  # catching up, the stream must deliver the next message within this
+NEXT_MESSAGE_S = 2.0  # catching up, a consumer silent this long is made again...
+CATCH_UP_RESTARTS_MAX = 10  # ...at most this many times before the node gives up
+STALL_CHECK_S = 2.0  # a following standby checks this often that it is not stuck
+STALL_CHECK_NS = round(STALL_CHECK_S * NS_PER_S)
+FOLLOW_HEARTBEAT_S = 1.0  # the ordered consumer's idle heartbeat
 PROMOTION_ATTEMPTS_MAX = 8  # fenced promotion attempts before giving up (each reads on)
 TAKEOVER_LAG_MAX = 10_000  # a standby further behind than this does not take the lease
 STATUS_EVERY_S = 1.0  # how often a node reports its position in NAME-nodes
-FOLLOW_PENDING_MAX = 4096  # stream messages buffered for the follower
+# Messages buffered for the follower: past either bound nats-py drops messages (a gap, which
+# the follower sees and the feed restarts at); the bytes bound is the one that binds.
+FOLLOW_PENDING_MAX = 512 * 1024
 FOLLOW_PENDING_BYTES_MAX = 256 << 20
 POSITION_LOOKBACK = 16  # stream messages looked at, back from a folder's position, for its check
 NODE_KEY_MAX = 128  # characters of a node's key in NAME-nodes
@@ -87,6 +93,55 @@ class ReplicationSettings:
     replicas: int = 1  # copies of the stream and buckets, when this node creates them
     lease_ttl_s: float = LEASE_TTL_S  # when this node creates the lease bucket
     publish_deadline_s: float = PUBLISH_DEADLINE_S
+
+
+class Feed:
+    """The stream's messages after a follower's position, through an ordered consumer that
+    can be made again (`restart`) from wherever the follower is: nats-py remakes a consumer
+    whose heartbeats stop only every two heartbeats and gives up after one failed try, so a
+    node whose NATS server died would otherwise wait long, or for ever."""
+
+    def __init__(self, link: Link, follower: Follower) -> None:
+        self.link = link
+        self.follower = follower
+        self.sub: Any = None
+
+    async def open(self) -> None:
+        from nats.js import api
+
+        self.sub = await self.link.js.subscribe(
+            self.link.subject,
+            ordered_consumer=True,
+            idle_heartbeat=FOLLOW_HEARTBEAT_S,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.follower.stream_seq + 1,
+            ),
+            pending_msgs_limit=FOLLOW_PENDING_MAX,
+            pending_bytes_limit=FOLLOW_PENDING_BYTES_MAX,
+        )
+
+    async def next(self, timeout_s: float) -> Any:
+        """The next message, or None after `timeout_s` (or with no consumer just now)."""
+        import nats.errors
+
+        if self.sub is None:
+            await asyncio.sleep(timeout_s)
+            return None
+        try:
+            return await self.sub.next_msg(timeout=timeout_s)
+        except nats.errors.TimeoutError:
+            return None
+
+    async def restart(self) -> None:
+        await self.close()
+        await self.open()
+
+    async def close(self) -> None:
+        sub, self.sub = self.sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
 
 def node_key(name: str) -> str:
@@ -259,55 +314,63 @@ class Node:
 
     # -- following -------------------------------------------------------------------------
 
-    async def _subscribe(self) -> Any:
-        from nats.js import api
-
-        assert self.link is not None and self.follower is not None
-        return await self.link.js.subscribe(
-            self.link.subject,
-            ordered_consumer=True,
-            config=api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=self.follower.stream_seq + 1,
-            ),
-            pending_msgs_limit=FOLLOW_PENDING_MAX,
-            pending_bytes_limit=FOLLOW_PENDING_BYTES_MAX,
-        )
-
-    async def _apply(self, msg: Any) -> None:
+    async def _apply(self, msg: Any) -> bool:
+        """Apply one delivered message; False (nothing applied) if it is not the next one
+        (messages were dropped on the way): the caller restarts the feed."""
         assert self.follower is not None and self.local is not None
         stream_seq = msg.metadata.sequence.stream
+        if stream_seq > self.follower.stream_seq + 1:
+            log.warning(
+                "stream message %d delivered after %d: resubscribing",
+                stream_seq,
+                self.follower.stream_seq,
+            )
+            return False
         self.follower.apply(stream_seq, decode_message(msg.data, stream_seq))
         if self.local.backlog >= BACKLOG_HIGH:
             await self.local.drained()
         if self.failed:
             raise ReplicationError(self.failed)
+        return True
 
     async def follow(self, stop: asyncio.Event) -> bool:
         """A standby's loop: apply what arrives; when the lease is free (and this node is
-        not far behind), take it. True once this node holds the lease, False if stopped."""
+        not far behind), take it. True once this node holds the lease, False if stopped.
+        Every STALL_CHECK_S without a message it asks where the stream ends, and makes its
+        consumer again if the stream is ahead and nothing came (its NATS server was lost)."""
         import nats.errors
 
         assert self.lease is not None and self.link is not None and self.follower is not None
         self.role = "standby" if self.settings.standby else "catching-up"
         if not self.settings.standby:
             return True
-        sub = await self._subscribe()
+        feed = Feed(self.link, self.follower)
+        await feed.open()
+        checked_ns, checked_at = self.clock.monotonic_ns(), self.follower.stream_seq
         try:
             while not stop.is_set() and not self.failed:
-                try:
-                    await self._apply(await sub.next_msg(timeout=POLL_S))
+                msg = await feed.next(POLL_S)
+                if msg is not None:
+                    if not await self._apply(msg):
+                        with contextlib.suppress(nats.errors.Error, TimeoutError):
+                            await feed.restart()
                     continue
-                except nats.errors.TimeoutError:
-                    pass
                 try:
                     if await self._take_when_free():
                         return True
+                    if self.clock.monotonic_ns() - checked_ns >= STALL_CHECK_NS:
+                        stalled = self.follower.stream_seq == checked_at
+                        if stalled and await self.link.last_seq() > checked_at:
+                            log.warning(
+                                "standby: no message for %.0f s: resubscribing", STALL_CHECK_S
+                            )
+                            await feed.restart()
+                        checked_ns, checked_at = self.clock.monotonic_ns(), self.follower.stream_seq
                 except (nats.errors.Error, TimeoutError) as exc:  # NATS away: keep following
-                    log.warning("standby: the lease cannot be read now: %r", exc)
+                    log.warning("standby: the stream or lease cannot be read now: %r", exc)
             return False
         finally:
-            await sub.unsubscribe()
+            await feed.close()
 
     async def _take_when_free(self) -> bool:
         """Take the lease if nobody holds it and this node is not far behind the stream."""
@@ -324,7 +387,7 @@ class Node:
         assert self.lease is not None
         if not await self.lease.try_take():
             return False
-        self.lease.keep(lambda why: self.exit(EXIT_LEASE_LOST, why))
+        self.lease.keep(lambda why: self.exit(EXIT_LEASE_LOST, f"{why} ({self.where()})"))
         return True
 
     async def catch_up_and_promote(self) -> int:
@@ -332,12 +395,12 @@ class Node:
         (fenced). The stream sequence this primary starts publishing after."""
         assert self.lease is not None and self.link is not None and self.follower is not None
         self.role = "catching-up"
-        sub = await self._subscribe()
+        feed = Feed(self.link, self.follower)
+        await feed.open()
         try:
             for _ in range(PROMOTION_ATTEMPTS_MAX):
                 last = await self.link.last_seq()
-                while self.follower.stream_seq < last:
-                    await self._apply(await sub.next_msg(timeout=NEXT_MESSAGE_S))
+                await self._catch_up(feed, last)
                 f = self.follower
                 try:
                     return await publish(
@@ -350,8 +413,28 @@ class Node:
                 except Deposed:  # the old primary published meanwhile: read on
                     continue
         finally:
-            await sub.unsubscribe()
+            await feed.close()
         raise ReplicationError(f"no fenced promotion after {PROMOTION_ATTEMPTS_MAX} attempts")
+
+    async def _catch_up(self, feed: Feed, last: int) -> None:
+        """Apply the stream through message `last`; a consumer that delivers nothing for
+        NEXT_MESSAGE_S is made again, at most CATCH_UP_RESTARTS_MAX times."""
+        import nats.errors
+
+        assert self.follower is not None
+        restarts = 0
+        while self.follower.stream_seq < last:
+            msg = await feed.next(NEXT_MESSAGE_S)
+            if msg is not None and await self._apply(msg):
+                continue
+            restarts += 1
+            if restarts > CATCH_UP_RESTARTS_MAX:
+                raise ReplicationError(
+                    f"the stream delivered nothing after message {self.follower.stream_seq} "
+                    f"(it ends at {last}) in {restarts} tries of {NEXT_MESSAGE_S} s"
+                )
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await feed.restart()
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -367,7 +450,7 @@ class Node:
             stream_seq=stream_seq,
             log_head=f.log_head,
             clock=self.clock,
-            on_deposed=lambda why: self.exit(EXIT_DEPOSED, f"deposed: {why}"),
+            on_deposed=lambda why: self.exit(EXIT_DEPOSED, f"deposed: {why} ({self.where()})"),
             batch_max=journaling.batch_max,
             publish_deadline_s=self.settings.publish_deadline_s,
         )
@@ -394,6 +477,10 @@ class Node:
         self.endpoint = endpoint
         self.writer = self._factory.made  # type: ignore[attr-defined]
         self.lease.endpoint = endpoint
+
+    def where(self) -> str:
+        """Where this node stands, for its last words."""
+        return f"journal seq {self.journal_seq()}, stream message {self.position()}"
 
     def position(self) -> int:
         """The last stream message this node applied, or published as the primary."""
