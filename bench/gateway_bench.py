@@ -1,7 +1,9 @@
 """The gateway benchmark: the same seeded orders through the network and straight into the core.
 
     python -m bench.gateway_bench [--orders 20000] [--clients 4] [--window 64]
-                                  [--journal null|sqlite] [--seed 7] [--same-process]
+                                  [--journal null|sqlite|jetstream-r1|jetstream-r3[,...]]
+                                  [--nats-r1 URL] [--nats-r3 URL] [--no-ws]
+                                  [--seed 7] [--same-process]
 
 Three measurements, each printed beside an in-memory run of the same core (`Core.apply`
 in a loop, no network, no journal) measured in the same process, as a ratio:
@@ -22,7 +24,10 @@ server). Every wait on the child is bounded; the child is always joined, or kill
 
 `--journal null` (default) measures the gateway alone; `sqlite` adds the real group-commit
 journal on a temporary folder (acks after COMMIT, synchronous=FULL), which is what
-`tonne serve` runs.
+`tonne serve` runs; `jetstream-r1` the replicated journal (gateway/replication/) on a fresh
+stream of the machine's NATS server (acks after the PubAck, then the local copy), and
+`jetstream-r3` the same with three replicas on a 3-node cluster the bench starts on
+loopback. A comma list measures each in turn and ends with a table of them side by side.
 
 Measured 2026-11-25 on the 2-core development VM (no other benchmark running), 20 000
 orders, uvloop, loopback, the serving GC policy (gateway/server/gcpolicy.py) for server, in-memory
@@ -51,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
@@ -183,13 +189,85 @@ def in_memory(orders: list[tuple[int, p.NewOrder]]) -> tuple[list[int], float]:
     return times, time.perf_counter() - started
 
 
+JOURNALS = ("null", "sqlite", "jetstream-r1", "jetstream-r3")
+NATS_LOCAL = "nats://127.0.0.1:4222"  # the R1 runs: the machine's own NATS server
+_streams = 0  # streams this process made (each run gets its own, deleted after)
+
+
+class JetStreamJournal:
+    """The primary's journal on a fresh JetStream stream (gateway/replication/writer.py), with
+    its local copy in a temporary folder: what `tonne serve --journal nats://...` runs, less
+    the lease (a bench has one writer). The stream and its buckets are deleted on close."""
+
+    def __init__(self, url: str, replicas: int) -> None:
+        self.url = url
+        self.replicas = replicas
+
+    async def open(self) -> Any:
+        from gateway.durability.journal import Journal
+        from gateway.durability.store import SQLiteStore
+        from gateway.replication.local import LocalCopy
+        from gateway.replication.stream import open_link, parse_servers
+        from gateway.replication.writer import stream_writer_factory
+        from gateway.server.clock import SystemClock
+
+        global _streams
+        _streams += 1
+        self.stream = f"BENCH{os.getpid()}x{_streams}"
+        self.link = await open_link(
+            parse_servers(self.url), self.stream, node="bench", replicas=self.replicas
+        )
+        self.tmp = tempfile.TemporaryDirectory(prefix="tonne-bench-js-")
+        self.store = SQLiteStore(Path(self.tmp.name))
+        self.local = LocalCopy(self.store, lambda why: print(f"local copy failed: {why}"))
+        self.local.start()
+        factory = stream_writer_factory(
+            link=self.link,
+            local=self.local,
+            term=1,
+            stream_seq=0,
+            log_head="",
+            clock=SystemClock(),
+            on_deposed=lambda why: print(f"deposed: {why}"),
+            batch_max=2048,
+        )
+        self.journal = Journal(self.store, writer=factory)
+        self.journal.start()
+        return self.journal
+
+    async def close(self) -> None:
+        from gateway.replication.stream import stream_names
+
+        await self.journal.close()
+        await self.local.close()
+        names = stream_names(self.stream)
+        js = self.link.js
+        for delete, name in (
+            (js.delete_stream, self.stream),
+            (js.delete_key_value, names["lease"]),
+            (js.delete_key_value, names["nodes"]),
+            (js.delete_object_store, names["snapshots"]),
+        ):
+            try:
+                await delete(name)
+            except Exception as exc:
+                print(f"could not delete {name}: {exc!r}")
+        await self.link.close()
+        self.store.close()
+        self.tmp.cleanup()
+
+
 class Bench:
     """One server for one measurement. `metrics`: "" (none, as `tonne serve` without
     --http-port), "metrics" (the counts /metrics reads) or "console" (those and the
-    operator console following the log, as with --http-port): bench/metrics_bench.py."""
+    operator console following the log, as with --http-port): bench/metrics_bench.py.
+    `nats_urls`: where the JetStream journals' servers are."""
 
-    def __init__(self, journal_kind: str, metrics: str = "") -> None:
+    def __init__(
+        self, journal_kind: str, nats_urls: dict[str, str] | None = None, metrics: str = ""
+    ) -> None:
         self.journal_kind = journal_kind
+        self.nats_urls = nats_urls or {}
         self.metrics = metrics
         self.keys: list[tuple[str, str]] = []
         self.console: Any = None
@@ -200,13 +278,18 @@ class Bench:
         self.keys = [store.add(a) for a in range(1, ACCOUNTS + 1)]
         self._tmp = None
         self._store = None
-        if self.journal_kind == "sqlite":
+        self._js: JetStreamJournal | None = None
+        if self.journal_kind.startswith("jetstream-"):
+            replicas = int(self.journal_kind[-1])
+            self._js = JetStreamJournal(self.nats_urls[self.journal_kind], replicas)
+            journal: Any = await self._js.open()
+        elif self.journal_kind == "sqlite":
             from gateway.durability.journal import Journal
             from gateway.durability.store import SQLiteStore
 
             self._tmp = tempfile.TemporaryDirectory(prefix="tonne-bench-")
             self._store = SQLiteStore(Path(self._tmp.name))
-            journal: Any = Journal(self._store, writer_process=True)
+            journal = Journal(self._store, writer_process=True)
             journal.start()
         else:
             from gateway.durability.journal import NullJournal
@@ -231,7 +314,9 @@ class Bench:
         if self.console is not None:
             await self.console.close()
         await self.server.close()
-        if hasattr(self.journal, "close"):
+        if self._js is not None:
+            await self._js.close()
+        elif hasattr(self.journal, "close"):
             await self.journal.close()
         if self._store is not None:
             self._store.close()
@@ -241,7 +326,7 @@ class Bench:
     def writer_cpu_s(self) -> float:
         """CPU seconds used so far by the journal's writer process (0 without one)."""
         process = getattr(self.journal, "_process", None)
-        pid = process.pid if process is not None else None
+        pid = getattr(process, "pid", None)  # a JetStream writer is a task here: 0
         if pid is None:
             return 0.0
         try:
@@ -446,7 +531,10 @@ def pct(values: list[int], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> list[str]:
-    n = args.orders
+    """Each journal of `--journal` (a comma list) in turn, then a table of them side by side.
+    A `jetstream-r3` run starts its own 3-node NATS cluster on loopback (bench/nats_servers.py)
+    unless `--nats-r3 URL` names one."""
+    kinds = args.journal.split(",")
     if args.same_process:
         mode = "same process: clients share the server's process and event loop"
     else:
@@ -454,15 +542,47 @@ async def run(args: argparse.Namespace) -> list[str]:
             "separate process: (a), (b) and (c) clients in one spawned client process, "
             "server in this one, loopback"
         )
-    lines = [
-        f"gateway bench: {n} orders, journal {args.journal}, seed {args.seed}",
-        f"mode: {mode}",
-        f'core: compiled: {str(compiled()).lower()} (README, "The compiled core")',
-    ]
+    lines = [f"gateway bench: {args.orders} orders, journal {args.journal}, seed {args.seed}"]
+    lines.append(f"mode: {mode}")
+    lines.append(f'core: compiled: {str(compiled()).lower()} (README, "The compiled core")')
+    table: list[tuple[str, float, float, float]] = []
+    with contextlib.ExitStack() as stack:
+        urls = {"jetstream-r1": args.nats_r1, "jetstream-r3": args.nats_r3}
+        if "jetstream-r3" in kinds and not args.nats_r3:
+            from bench.nats_servers import nats_cluster
+
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="tonne-bench-nats-"))
+            cluster = stack.enter_context(nats_cluster(Path(folder), 3))
+            await cluster.wait_jetstream()
+            urls["jetstream-r3"] = cluster.url
+        for kind in kinds:
+            if len(kinds) > 1:
+                where = f" ({urls[kind]})" if kind in urls else ""
+                lines.append(f"-- journal {kind}{where}")
+            lines += await run_one(args, kind, urls, table)
+    if len(table) > 1:
+        base = next((row for row in table if row[0] == "sqlite"), table[0])
+        lines.append(f"durable TCP, side by side (ratios against {base[0]}):")
+        for kind, p50, p99, rate in table:
+            lines.append(
+                f"  {kind:<13} (a) p50 {p50:>8,.1f} us  p99 {p99:>8,.1f} us   (b) {rate:>8,.0f} "
+                f"orders/s  = {rate / base[3]:.2f}x the throughput, {p50 / base[1]:.2f}x the p50"
+            )
+    return lines
+
+
+async def run_one(
+    args: argparse.Namespace,
+    kind: str,
+    urls: dict[str, str],
+    table: list[tuple[str, float, float, float]],
+) -> list[str]:
+    n = args.orders
+    lines: list[str] = []
     # (a) latency
     latency_orders = workload(min(n, 5000), args.seed, "a")
     mem_times, _ = in_memory([(1, o) for o in latency_orders])
-    async with Bench(args.journal) as b:
+    async with Bench(kind, urls) as b:
         job = {"kind": "latency", "orders": latency_orders}
         rtt = await measure(b, job, args.same_process, len(latency_orders))
     for q in (0.5, 0.99):
@@ -471,8 +591,11 @@ async def run(args: argparse.Namespace) -> list[str]:
             f"(a) 1 client, 1 in flight, p{int(q * 100)}: gateway {g:,.1f} us, "
             f"in-memory {m:,.1f} us, ratio {g / m:,.0f}x"
         )
+    tcp_rate = 0.0
     # (b) pipelined TCP and (c) WebSocket
     for label, ws in (("(b) TCP pipelined", False), ("(c) WebSocket pipelined", True)):
+        if ws and args.no_ws:
+            continue
         per = max(1, n // args.clients)
         per_client = [
             workload(per, args.seed + i, f"{'w' if ws else 't'}{i}-") for i in range(args.clients)
@@ -485,12 +608,14 @@ async def run(args: argparse.Namespace) -> list[str]:
             if k < len(orders)
         ]
         _, mem_s = in_memory(flat)
-        async with Bench(args.journal) as b:
+        async with Bench(kind, urls) as b:
             job = {"kind": "pipelined", "per_client": per_client, "window": args.window, "ws": ws}
             cpu_from = CpuMark(b)  # server, writer: from when the client process has its job
             elapsed, client_cpu = await measure(b, job, args.same_process, len(flat), cpu_from.mark)
             server_cpu, writer_cpu = cpu_from.since()
         g_rate, m_rate = len(flat) / elapsed, len(flat) / mem_s
+        if not ws:
+            tcp_rate = g_rate
         unit = "messages/s" if ws else "orders/s"
         lines.append(
             f"{label}, {args.clients} clients x window {args.window}: gateway "
@@ -500,6 +625,7 @@ async def run(args: argparse.Namespace) -> list[str]:
         if not args.same_process:
             lines.append(cpu_budget(len(flat), server_cpu, writer_cpu, client_cpu))
     lines.append(f"(in-memory per-command mean {statistics.fmean(mem_times) / 1000:.1f} us)")
+    table.append((kind, pct(rtt, 0.5), pct(rtt, 0.99), tcp_rate))
     return lines
 
 
@@ -512,7 +638,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--window", type=int, default=64)
-    parser.add_argument("--journal", choices=["null", "sqlite"], default="null")
+    parser.add_argument(
+        "--journal",
+        default="null",
+        help=f"one or a comma list of {', '.join(JOURNALS)} (each measured in turn)",
+    )
+    parser.add_argument("--nats-r1", default=NATS_LOCAL, help="the NATS server of jetstream-r1")
+    parser.add_argument(
+        "--nats-r3", default="", help="a 3-node cluster for jetstream-r3 (default: start one)"
+    )
+    parser.add_argument("--no-ws", action="store_true", help="skip (c), the WebSocket run")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--same-process",
@@ -520,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run the clients in the server's process (the old way) instead of a child process",
     )
     args = parser.parse_args(argv)
+    unknown = set(args.journal.split(",")) - set(JOURNALS)
+    if unknown:
+        parser.error(f"unknown journals {sorted(unknown)}: choose from {', '.join(JOURNALS)}")
     with serving():  # the GC policy of `tonne serve`, for the server and the in-memory runs
         lines = uvloop.run(run(args))
     for line in lines:

@@ -34,7 +34,7 @@ SETTINGS = ("off", "metrics", "console")
 async def one(setting: str, per_client: list[list[object]], window: int) -> tuple[float, float]:
     """(orders/s, server CPU us per order) of one pipelined TCP run."""
     n = sum(len(x) for x in per_client)
-    async with Bench("sqlite", "" if setting == "off" else setting) as b:
+    async with Bench("sqlite", metrics="" if setting == "off" else setting) as b:
         job = {"kind": "pipelined", "per_client": per_client, "window": window, "ws": False}
         cpu = CpuMark(b)
         elapsed, _client_cpu = await measure(b, job, False, n, cpu.mark)

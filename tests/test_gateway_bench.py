@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -45,6 +46,21 @@ def test_separate_process_sqlite(capsys: pytest.CaptureFixture[str]) -> None:
     lines = run_bench(capsys, "--journal", "sqlite")
     assert lines[0] == "gateway bench: 500 orders, journal sqlite, seed 7"
     assert lines[1].startswith("mode: separate process")
+
+
+def test_the_jetstream_journal_beside_sqlite_in_one_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from bench.nats_servers import nats_cluster
+
+    with nats_cluster(tmp_path, 1) as nats:
+        args = ["--journal", "sqlite,jetstream-r1", "--nats-r1", nats.url, "--no-ws"]
+        lines = run_bench(capsys, *args)
+    assert lines[0] == "gateway bench: 500 orders, journal sqlite,jetstream-r1, seed 7"
+    assert f"-- journal jetstream-r1 ({nats.url})" in lines
+    side = lines[lines.index("durable TCP, side by side (ratios against sqlite):") + 1 :]
+    assert [row.split()[0] for row in side] == ["sqlite", "jetstream-r1"]
+    assert not any(line.startswith("(c)") for line in lines)
 
 
 def closed_port() -> int:

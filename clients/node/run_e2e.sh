@@ -43,7 +43,8 @@ WSFLAG=
 if ! "$NODE" -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null; then
   "$NODE" --experimental-websocket -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null && WSFLAG=--experimental-websocket
 fi
-"$NODE" $WSFLAG --no-warnings "$HERE/tonne_client.js" --tcp "127.0.0.1:$TCP_PORT" --ws "127.0.0.1:$WS_PORT" --keys "$DIR/keys.jsonl"
+# the first endpoint refuses (nothing listens on loopback port 1), as a standby does
+"$NODE" $WSFLAG --no-warnings "$HERE/tonne_client.js" --tcp "127.0.0.1:1,127.0.0.1:$TCP_PORT" --ws "127.0.0.1:$WS_PORT" --keys "$DIR/keys.jsonl"
 RC=$?
 stop_server
 trap - EXIT INT TERM

@@ -299,10 +299,11 @@ class Session {
 class TcpSession extends Session {
   connect(host, port) {
     return new Promise((resolve, reject) => {
-      this.sock = net.createConnection({ host, port }, resolve);
-      this.sock.once('error', reject);
+      const sock = net.createConnection({ host, port }, resolve);
+      this.sock = sock; this.closed = false;
+      sock.once('error', reject);
       let acc = Buffer.alloc(0);
-      this.sock.on('data', (d) => {
+      sock.on('data', (d) => {
         acc = acc.length ? Buffer.concat([acc, d]) : d;
         while (acc.length >= 4) {
           const n = acc.readUInt32BE(0);
@@ -315,8 +316,21 @@ class TcpSession extends Session {
           for (const m of Array.isArray(v) ? v : [v]) this.deliver(m);
         }
       });
-      this.sock.on('close', () => { this.closed = true; console.log(`${this.name.padEnd(4)} -- connection closed`); this.wake(); });
+      sock.on('close', () => { if (this.sock !== sock) return; this.closed = true; console.log(`${this.name.padEnd(4)} -- connection closed`); this.wake(); });
     });
+  }
+  // Failover (PROTOCOL.md): try each endpoint in turn until one accepts (a standby does not
+  // listen, so it refuses at once), round after round until deadlineMs; the endpoint taken.
+  async connectAny(endpoints, { deadlineMs = 15000, retryMs = 200 } = {}) {
+    const until = Date.now() + deadlineMs;
+    let last = null;
+    for (let round = 0; Date.now() < until; round++) {
+      for (const [host, port] of endpoints) {
+        try { await this.connect(host, port); return [host, port]; } catch (e) { last = e; }
+      }
+      await new Promise((r) => setTimeout(r, retryMs));
+    }
+    throw new Error(`no endpoint of ${endpoints.map((e) => e.join(':')).join(',')} accepted: ${last && last.message}`);
   }
   writeBatch(msgs) {
     const body = mpEncode(msgs);
@@ -376,6 +390,8 @@ function parseArgs(argv) {
   return o;
 }
 function hostPort(s) { const k = s.lastIndexOf(':'); return [s.slice(0, k), Number(s.slice(k + 1))]; }
+// HOST:PORT[,HOST:PORT...]: the endpoints of a primary and its standbys
+function endpointList(s) { return s.split(',').filter(Boolean).map(hostPort); }
 function readKeys(file) {
   // JSON lines as printed by `tonne accounts add --json`, or one JSON array of them
   const text = fs.readFileSync(file, 'utf8').trim();
@@ -509,12 +525,14 @@ async function main() {
   if (args.selftest) return;
   if (!args.keys) throw new Error('--keys FILE is required (two `tonne accounts add --json` lines)');
   const [keyA, keyB] = readKeys(args.keys);
-  const [host, port] = hostPort(args.tcp);
+  const endpoints = endpointList(args.tcp);
   let req = 1;
 
-  console.log(`\n== connect and log on over TCP ${host}:${port}`);
+  console.log(`\n== connect and log on over TCP, the first of ${args.tcp} that accepts`);
   const A = new TcpSession('A'), B = new TcpSession('B');
-  await A.connect(host, port); await B.connect(host, port);
+  const [host, port] = await A.connectAny(endpoints);
+  await B.connect(host, port);
+  console.log(`     connected to ${host}:${port}`);
   // before logon only logon and heartbeat are accepted
   A.send({ type: 'balances', req_id: req });
   const nl = await A.expect((m) => m.type === 'reject', 'request before logon rejected');
@@ -718,7 +736,7 @@ async function main() {
   check(!A.nonArrayFrames && !B.nonArrayFrames, `every TCP frame from the server was an array (${A.frames + B.frames} frames)`);
 }
 
-module.exports = { mpEncode, mpDecode, jsonParse, jsonStringify, logonMessage, L2Book, TcpSession, WsSession };
+module.exports = { mpEncode, mpDecode, jsonParse, jsonStringify, logonMessage, L2Book, TcpSession, WsSession, endpointList };
 if (require.main === module) main().then(() => {
   console.log(failures.length ? `\n${failures.length} FAILED:\n  - ${failures.join('\n  - ')}` : '\nALL CHECKS PASSED');
   process.exit(failures.length ? 1 : 0);

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "order": ("gateway.cli.order", "place one order and see its fills and serials"),
     "buy": ("gateway.cli.buy", "buyers: a screened basket across books, optionally retired"),
     "certificate": ("gateway.cli.certificate", "anyone: `certificate verify` offline; `export`"),
+    "status": ("gateway.cli.status", "a replicated exchange: roles, lease, stream, lag per node"),
 }
 
 

@@ -30,6 +30,10 @@ revoked key end.
 on that port, from this process and event loop (gateway/console/app.py); it binds to
 `--http-host`, loopback unless told otherwise. It is off unless asked. An operator token
 for it is printed to stderr at start (a new one each start); operator keys work too.
+
+With `--journal nats://HOST:PORT[,...] --stream NAME [--standby]` the journal of record is a
+NATS JetStream stream and the folder this node's local copy of it: a node of a replicated
+exchange, with a primary and standbys (gateway/replication/; README, "High availability").
 """
 
 from __future__ import annotations
@@ -468,6 +472,7 @@ def main(argv: list[str]) -> int:
         help="the console's address (loopback unless told otherwise)",
     )
     limits_arguments(parser)
+    replication_arguments(parser)
     args = parser.parse_args(argv)
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         parser.error("--http-port must be within [0, 65535]")
@@ -485,6 +490,15 @@ def main(argv: list[str]) -> int:
         parser.error("--slow-consumer-linger-s must be 0 or more")
     if not 0 <= args.window_ms <= WINDOW_S_MAX * 1000:
         parser.error(f"--window-ms must be within [0, {WINDOW_S_MAX * 1000:.0f}]")
+    journaling = JournalSettings(
+        batch_max=args.batch_max,
+        window_s=args.window_ms / 1000,
+        snapshot_every=args.snapshot_every,
+        writer_process=args.journal_writer == "process",
+        archive_segment_rows=args.archive_segment_rows if args.archive else 0,
+    )
+    if args.journal != "sqlite":
+        return serve_replicated(parser, args, journaling)
     return uvloop.run(
         serve(
             Path(args.data),
@@ -492,16 +506,99 @@ def main(argv: list[str]) -> int:
             tcp_port=args.tcp_port,
             ws_port=args.ws_port,
             limits=limits_from(args),
-            journaling=JournalSettings(
-                batch_max=args.batch_max,
-                window_s=args.window_ms / 1000,
-                snapshot_every=args.snapshot_every,
-                writer_process=args.journal_writer == "process",
-                archive_segment_rows=args.archive_segment_rows if args.archive else 0,
-            ),
+            journaling=journaling,
             tune_gc=True,
             keys_check_s=args.keys_check_s,
             clock=SystemClock(),  # the real time: GTD expiry timers, logon skew, stamps
             http=None if args.http_port is None else HttpSettings(args.http_host, args.http_port),
+        )
+    )
+
+
+def replication_arguments(parser: argparse.ArgumentParser) -> None:
+    from gateway.replication.node import LEASE_TTL_S
+    from gateway.replication.writer import PUBLISH_DEADLINE_S
+
+    parser.add_argument(
+        "--journal",
+        default="sqlite",
+        metavar="sqlite|nats://HOST:PORT[,...]",
+        help="where the journal of record is: the data folder's SQLite store (default), or "
+        "a NATS JetStream stream (the folder is then this node's local copy)",
+    )
+    parser.add_argument("--stream", default="", metavar="NAME", help="the JetStream stream")
+    parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="follow the stream and take over when the primary's lease expires",
+    )
+    parser.add_argument("--node-name", default="", help="this node's name (host:tcp-port)")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="copies of a stream this node creates (1 or 3)"
+    )
+    parser.add_argument(
+        "--lease-ttl-s",
+        type=float,
+        default=LEASE_TTL_S,
+        help="the lease's TTL, when this node creates the lease bucket",
+    )
+    parser.add_argument(
+        "--publish-deadline-s",
+        type=float,
+        default=PUBLISH_DEADLINE_S,
+        help="retry a publish this long before the journal fails and the node stops",
+    )
+
+
+def node_name(host: str, tcp_port: int) -> str:
+    """A node's default name: where it listens, or (on port 0) its host and process."""
+    import os
+    import socket
+
+    return f"{host}:{tcp_port}" if tcp_port else f"{socket.gethostname()}-{os.getpid()}"
+
+
+def serve_replicated(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, journaling: JournalSettings
+) -> int:
+    """`tonne serve --journal nats://...`: a node of a replicated exchange
+    (gateway/replication/node.py)."""
+    from gateway.replication.node import ReplicationSettings
+    from gateway.replication.run import serve_node
+    from gateway.replication.stream import parse_servers, stream_names
+
+    try:
+        servers = parse_servers(args.journal)
+        stream_names(args.stream)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.replicas not in (1, 3, 5):
+        parser.error("--replicas must be 1, 3 or 5")
+    if args.lease_ttl_s <= 0 or args.publish_deadline_s <= 0:
+        parser.error("--lease-ttl-s and --publish-deadline-s must be positive")
+    if args.archive:
+        parser.error("--archive is for the SQLite journal; the stream keeps the journal")
+    if args.http_port is not None:
+        parser.error("--http-port (the operator console) is for the SQLite journal, not yet a node")
+    settings = ReplicationSettings(
+        servers=servers,
+        stream=args.stream,
+        standby=args.standby,
+        node=args.node_name or node_name(args.host, args.tcp_port),
+        replicas=args.replicas,
+        lease_ttl_s=args.lease_ttl_s,
+        publish_deadline_s=args.publish_deadline_s,
+    )
+    return uvloop.run(
+        serve_node(
+            Path(args.data),
+            settings,
+            host=args.host,
+            tcp_port=args.tcp_port,
+            ws_port=args.ws_port,
+            limits=limits_from(args),
+            journaling=journaling,
+            keys_check_s=args.keys_check_s,
+            clock=SystemClock(),  # the real time, read here at the command line
         )
     )

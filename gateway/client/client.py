@@ -1,6 +1,7 @@
 """The asyncio client library: connect over TCP or WebSocket, log on, trade, stream markets.
 
     client = await Client.connect_tcp("127.0.0.1", 7001)      # or Client.connect_ws(url)
+    client = await Client.connect_any([("10.0.0.1", 7001), ("10.0.0.2", 7001)])  # failover
     await client.logon(key_id, secret, cancel_on_disconnect=True)
     ack = await client.place("VCS-1340-2020", Side.BUY, qty=10, price=1250)
     await client.subscribe("VCS-1340-2020")                    # client.books[...] stays current
@@ -52,6 +53,10 @@ from gateway.wire import protocol as p
 
 HISTORY_MAX = 100_000  # messages kept for `wait_for`
 FRAME_BYTES_MAX = 64 << 20  # the largest frame the client accepts from the server
+ENDPOINTS_MAX = 16  # endpoints `connect_any` takes
+FAILOVER_DEADLINE_S = 30.0  # `connect_any` gives up after this (a failover: the lease TTL)
+FAILOVER_RETRY_S = 0.2  # between rounds over the endpoints
+CONNECT_ATTEMPT_S = 2.0  # one TCP connect
 
 
 class ClientError(Exception):
@@ -178,6 +183,7 @@ class Client:
         self._closed: ClientError | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ws: ClientConnection | None = None
+        self.endpoint: tuple[str, int] | None = None  # (host, port) of a TCP connection
         self._last_send = self._monotonic_ns()
         self._keepalive: Timer | None = None  # the next look at whether to send a heartbeat
         self._keepalive_ns = 0
@@ -189,8 +195,40 @@ class Client:
     async def connect_tcp(cls, host: str, port: int, *, clock: Clock | None = None) -> Client:
         self = cls(clock)
         reader, self._writer = await asyncio.open_connection(host, port)
+        self.endpoint = (host, port)
         self._reader_task = asyncio.create_task(self._read_tcp(reader))
         return self
+
+    @classmethod
+    async def connect_any(
+        cls,
+        endpoints: list[tuple[str, int]],
+        *,
+        deadline_s: float = FAILOVER_DEADLINE_S,
+        retry_s: float = FAILOVER_RETRY_S,
+        clock: Clock | None = None,
+    ) -> Client:
+        """Connect over TCP to the first of `endpoints` (a primary and its standbys) that
+        accepts, trying them in turn, round after round, until `deadline_s`. A standby does
+        not listen, so only the primary accepts (gateway/wire/PROTOCOL.md, "Failover");
+        after a `ConnectionLost`, call this again and log on again. `ConnectionLost` if none
+        accepts in time."""
+        if not endpoints or len(endpoints) > ENDPOINTS_MAX:
+            raise ValueError(f"1 to {ENDPOINTS_MAX} endpoints, got {len(endpoints)}")
+        clock = clock or SystemClock()
+        deadline = clock.monotonic_ns() + round(deadline_s * NS_PER_S)
+        last: BaseException | None = None
+        while True:
+            for host, port in endpoints:
+                try:
+                    return await asyncio.wait_for(
+                        cls.connect_tcp(host, port, clock=clock), CONNECT_ATTEMPT_S
+                    )
+                except (OSError, TimeoutError) as exc:
+                    last = exc
+            if clock.monotonic_ns() >= deadline:
+                raise ConnectionLost(text=f"no endpoint accepted within {deadline_s} s: {last!r}")
+            await asyncio.sleep(retry_s)
 
     @classmethod
     async def connect_ws(cls, url: str, *, clock: Clock | None = None) -> Client:

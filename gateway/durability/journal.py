@@ -126,6 +126,9 @@ class ExternalWriter(Protocol):
     def send_threadsafe(self, batch: Batch) -> None: ...
     async def close(self) -> None: ...
 
+    # Optional: `mark_snapshot(seq)`, told before the snapshot at command `seq` is taken
+    # (the replicating writer, gateway/replication/writer.py, marks that message).
+
 
 WriterFactory = Callable[[Callable[[int, int], None], Callable[[str], None]], ExternalWriter]
 
@@ -345,6 +348,9 @@ class Journal:
             self.start()
         seq, log_seq, log_head = self.seq, self.log_seq, self.log_head
         self._cut()  # the commands the snapshot covers go first
+        mark = getattr(self._process, "mark_snapshot", None)
+        if mark is not None:  # a replicating writer says so in the message ending at seq
+            mark(seq)
         self._snap_seq = seq
         self._snap_time = self._monotonic_ns()
         self.snapshots_taken += 1
