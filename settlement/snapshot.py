@@ -45,6 +45,7 @@ from settlement.ledger import Account, CashHold, CreditHold
 from settlement.log import decode_record, encode_record
 from settlement.serials import Key, Range
 from settlement.state import BIG_INT_EXT, _big_ints_as_ext
+from settlement.state import _order as _walked_order
 
 if TYPE_CHECKING:
     from settlement.core import Core
@@ -104,19 +105,11 @@ def _config(core: Core) -> dict[str, Any]:
 
 
 def _order(o: Order) -> list[Any]:
-    return [
-        o.order_id,
-        o.account,
-        o.client_order_id,
-        o.side.value,
-        o.price,
-        o.qty,
-        o.tif.value,
-        o.expire_ts,
-        o.stp.value,
-        o.post_only,
-        o.status,
-    ]
+    """A resting order as the state hash walks it, and its status (which the hash leaves
+    out: it follows from the rest, but the restored order must carry it)."""
+    walked: list[Any] = _walked_order(o)
+    walked.append(o.status)
+    return walked
 
 
 def _exchange(core: Core) -> dict[str, Any]:
