@@ -27,6 +27,7 @@ from gateway.replication.follower import Follower
 from gateway.replication.stream import (
     Checkpoint,
     Commands,
+    NotCreated,
     Promotion,
     ReplicationError,
     open_link,
@@ -345,16 +346,57 @@ def test_a_standby_started_first_waits_for_the_genesis_and_follows(tmp_path: Pat
     async def scenario() -> None:
         with nats_cluster(tmp_path, size=1) as nats:
             standby = NodeProcess(tmp_path / "s", nats.url, "J4", ["--standby"])
-            await standby.launch()  # an empty stream: it waits for the genesis
-            primary = NodeProcess(tmp_path / "p", nats.url, "J4")
+            await standby.launch()  # no stream: it waits for its primary to make it
+            await stderr_says(standby, "waiting for its primary")
+            with pytest.raises(NotCreated):  # a standby makes nothing (it would make it R1)
+                await open_link([nats.url], "J4", node="test", create=False)
+            primary = NodeProcess(tmp_path / "p", nats.url, "J4", ["--lease-ttl-s", "3"])
             await primary.start()
             info = await primary.primary()
+            link = await open_link([nats.url], "J4", node="test", create=False)
+            assert (link.lease_ttl_s, link.replicas) == (3.0, 1)  # what a standby's lease is
+            await link.close()
             assert (await standby.line())["role"] == "standby"
             assert await primary.stop() == 0  # the lease is released: the standby takes over
             got = await standby.primary()
             assert got["seq"] == info["seq"] and got["state_hash"] == info["state_hash"]
             assert got["term"] > info["term"]
             assert await standby.stop() == 0
+
+    asyncio.run(scenario())
+
+
+async def stderr_says(node: NodeProcess, text: str) -> None:
+    """Wait (bounded) until the node's stderr holds `text`: a log line has nothing to await."""
+    for _ in range(round(WAIT_S / 0.05)):
+        if text in node.stderr():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the node never said {text!r}:\n{node.stderr()[-2000:]}")
+
+
+def test_a_primary_refuses_a_stream_made_with_other_replicas_or_lease_ttl(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        with nats_cluster(tmp_path, size=1) as nats:
+            first = NodeProcess(tmp_path / "p", nats.url, "J6", ["--lease-ttl-s", "3"])
+            await first.start()
+            await first.primary()
+            assert await first.stop() == 0
+            for args, why in [
+                (["--replicas", "3"], "has 1 replica"),
+                (["--lease-ttl-s", "5"], "TTL of 3 s, not the 5 s"),
+                (["--standby", "--lease-ttl-s", "5"], "TTL of 3 s, not the 5 s"),
+            ]:
+                other = NodeProcess(tmp_path / "p", nats.url, "J6", args)
+                with pytest.raises(RuntimeError, match=why):
+                    await other.start()
+                assert other.proc is not None and other.proc.returncode == 1
+            again = NodeProcess(tmp_path / "p", nats.url, "J6", ["--replicas", "1"])
+            await again.start()
+            assert (await again.primary())["role"] == "primary"
+            assert await again.stop() == 0
 
     asyncio.run(scenario())
 

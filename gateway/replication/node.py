@@ -47,6 +47,7 @@ from gateway.replication.stream import (
     Genesis,
     Link,
     NodeStatus,
+    NotCreated,
     Promotion,
     ReplicationError,
     decode_message,
@@ -68,6 +69,7 @@ EXIT_LEASE_LOST = 4
 # seconds in nats-server 2.9: up to 4.5 s in tests/test_replication_failover.py) plus a client
 # reconnect, or the loss of one NATS server costs the primary its lease.
 LEASE_TTL_S = 10.0
+STREAM_WAIT_S = 0.5  # a standby started before its primary looks for the stream this often
 NEXT_MESSAGE_S = 2.0  # catching up, a consumer silent this long is made again...
 CATCH_UP_RESTARTS_MAX = 10  # ...at most this many times before the node gives up
 STALL_CHECK_S = 2.0  # a following standby checks this often that it is not stuck
@@ -90,8 +92,10 @@ class ReplicationSettings:
     stream: str
     standby: bool = False
     node: str = ""  # default: host name and TCP port
-    replicas: int = 1  # copies of the stream and buckets, when this node creates them
-    lease_ttl_s: float = LEASE_TTL_S  # when this node creates the lease bucket
+    # Copies of the stream and buckets (default 1) and the lease's TTL (default LEASE_TTL_S)
+    # when a primary creates them; when given, an existing stream must have them (refused).
+    replicas: int | None = None
+    lease_ttl_s: float | None = None
     publish_deadline_s: float = PUBLISH_DEADLINE_S
 
 
@@ -194,10 +198,8 @@ class Node:
     async def open(self) -> None:
         """Connect, take the lease (a primary), make the folder ready, recover it."""
         s = self.settings
-        self.link = await open_link(
-            s.servers, s.stream, node=self.name, replicas=s.replicas, lease_ttl_s=s.lease_ttl_s
-        )
-        self.lease = Lease(self.link, self.name, s.lease_ttl_s, self.clock)
+        self.link = await self._open_link()
+        self.lease = Lease(self.link, self.name, self.link.lease_ttl_s, self.clock)
         if not s.standby and not await self._take():
             held = await self.lease.holder()
             who = held[0].node if held else "another node"
@@ -231,6 +233,38 @@ class Node:
             snapshot_every=self.snapshot_every,
         )
         self._status_task = asyncio.get_running_loop().create_task(self._report())
+
+    async def _open_link(self) -> Link:
+        """A primary creates the stream and buckets if missing; a standby never does (it has
+        not been told how many copies the exchange wants) and waits for its primary."""
+        s = self.settings
+        if not s.standby:
+            ttl_s = s.lease_ttl_s
+            return await open_link(
+                s.servers,
+                s.stream,
+                node=self.name,
+                replicas=s.replicas,
+                lease_ttl_s=ttl_s,
+                create=True,
+                create_lease_ttl_s=LEASE_TTL_S if ttl_s is None else ttl_s,
+            )
+        waited = False
+        while True:
+            try:
+                return await open_link(
+                    s.servers,
+                    s.stream,
+                    node=self.name,
+                    replicas=s.replicas,
+                    lease_ttl_s=s.lease_ttl_s,
+                    create=False,
+                )
+            except NotCreated as exc:
+                if not waited:
+                    log.warning("%s: waiting for its primary to make it", exc)
+                    waited = True
+            await asyncio.sleep(STREAM_WAIT_S)
 
     async def _check_position(self, position: int) -> None:
         """The folder must be a prefix of the stream: the last command of the stream message
