@@ -27,9 +27,11 @@ from gateway.replication.follower import Follower
 from gateway.replication.stream import (
     Checkpoint,
     Commands,
+    Genesis,
     NotCreated,
     Promotion,
     ReplicationError,
+    decode_message,
     open_link,
 )
 from gateway.replication.verify import replay_stream
@@ -397,6 +399,40 @@ def test_a_primary_refuses_a_stream_made_with_other_replicas_or_lease_ttl(
             await again.start()
             assert (await again.primary())["role"] == "primary"
             assert await again.stop() == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_primary_whose_genesis_publish_failed_publishes_it_when_restarted(
+    tmp_path: Path,
+) -> None:
+    """The folder kept the reference data, the stream got nothing (the publish failed): the
+    restarted primary's first message must still be the genesis, or no standby can start."""
+
+    async def scenario() -> None:
+        from gateway.cli.serve import GENESIS_FEES, genesis_listing
+        from gateway.durability.recovery import save_genesis
+        from gateway.durability.store import SQLiteStore
+
+        with nats_cluster(tmp_path, size=1) as nats:
+            link = await open_link([nats.url], "J7", node="test", lease_ttl_s=3.0)
+            (tmp_path / "p").mkdir()
+            store = SQLiteStore(tmp_path / "p")
+            series, projects = genesis_listing()
+            save_genesis(store, series=series, projects=projects, config=dict(GENESIS_FEES))
+            store.close()
+            primary = NodeProcess(tmp_path / "p", nats.url, "J7")
+            await primary.start()
+            info = await primary.primary()
+            first = await link.js.get_msg("J7", 1)
+            assert isinstance(decode_message(first.data, 1), Genesis)
+            standby = NodeProcess(tmp_path / "s", nats.url, "J7", ["--standby"])
+            assert (await standby.start())["role"] == "standby"
+            assert await primary.stop() == 0
+            got = await standby.primary()
+            assert got["state_hash"] == info["state_hash"]
+            assert await standby.stop() == 0
+            await link.close()
 
     asyncio.run(scenario())
 

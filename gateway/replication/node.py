@@ -304,8 +304,6 @@ class Node:
         from nats.js.errors import NotFoundError
 
         assert self.link is not None and self.store is not None and self.lease is not None
-        if self.store.reference(REF_SERIES):
-            return
         waited = False
         while True:
             try:
@@ -313,12 +311,13 @@ class Node:
             except NotFoundError:
                 raw = None
             if raw is not None:
-                msg = decode_message(raw.data or b"", 1)
-                if not isinstance(msg, Genesis):
-                    raise ReplicationError("stream message 1 is not the genesis")
-                self.store.put_reference(REF_SERIES, msg.series)
-                self.store.put_reference(REF_PROJECTS, msg.projects)
-                self.store.put_reference(REF_CONFIG, msg.config)
+                if not self.store.reference(REF_SERIES):
+                    msg = decode_message(raw.data or b"", 1)
+                    if not isinstance(msg, Genesis):
+                        raise ReplicationError("stream message 1 is not the genesis")
+                    self.store.put_reference(REF_SERIES, msg.series)
+                    self.store.put_reference(REF_PROJECTS, msg.projects)
+                    self.store.put_reference(REF_CONFIG, msg.config)
                 return
             if not self.settings.standby:
                 await self._publish_genesis()
@@ -329,12 +328,18 @@ class Node:
             await asyncio.sleep(POLL_S)
 
     async def _publish_genesis(self) -> None:
+        """The folder's reference data (made first if it has none) as stream message 1. A
+        folder may hold it already, stored by a primary whose publish then failed: the stream
+        is still empty, so that is what goes on it, or its Promotion would be message 1."""
         from gateway.cli.serve import GENESIS_FEES, genesis_listing
 
         assert self.link is not None and self.store is not None and self.lease is not None
-        series, projects = genesis_listing()
-        save_genesis(self.store, series=series, projects=projects, config=dict(GENESIS_FEES))
         store = self.store
+        if store.head().seq or stream_position(store)[1]:
+            return  # a folder with commands on an empty stream: _check_position refuses it
+        if not store.reference(REF_SERIES):
+            series, projects = genesis_listing()
+            save_genesis(store, series=series, projects=projects, config=dict(GENESIS_FEES))
         genesis = Genesis(
             store.reference(REF_SERIES), store.reference(REF_PROJECTS), store.reference(REF_CONFIG)
         )
