@@ -488,3 +488,109 @@ def test_a_folder_that_is_not_a_copy_of_the_stream_is_refused(tmp_path: Path) ->
             assert await new.stop() == 0
 
     asyncio.run(scenario())
+
+
+class FlakyLeaseKV:
+    """Stands in for the lease bucket: one key, revisions, and a NATS that fails on cue."""
+
+    def __init__(self, clock: SystemClock) -> None:
+        self.clock = clock
+        self.value: bytes | None = None
+        self.revision = 0
+        self.down_until_ns = 0  # every request fails (times out) before this
+        self.lose_replies = 0  # the next this many updates are stored, their replies lost
+
+    def _store(self, value: bytes) -> int:
+        self.value, self.revision = value, self.revision + 1
+        return self.revision
+
+    async def create(self, key: str, value: bytes) -> int:
+        return self._store(value)
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        if self.clock.monotonic_ns() < self.down_until_ns:
+            raise TimeoutError
+        if last != self.revision:
+            raise KeyWrongLastSequenceError(description="wrong last sequence")
+        rev = self._store(value)
+        if self.lose_replies:
+            self.lose_replies -= 1
+            raise TimeoutError
+        return rev
+
+    async def get(self, key: str) -> Any:
+        from types import SimpleNamespace
+
+        if self.clock.monotonic_ns() < self.down_until_ns:
+            raise TimeoutError
+        return SimpleNamespace(value=self.value, revision=self.revision)
+
+
+async def held_lease(ttl_s: float) -> tuple[Any, FlakyLeaseKV, list[str]]:
+    from types import SimpleNamespace
+
+    from gateway.replication.lease import Lease
+
+    clock = SystemClock()
+    kv = FlakyLeaseKV(clock)
+    lease = Lease(SimpleNamespace(lease_kv=kv), "n1", ttl_s, clock)  # type: ignore[arg-type]
+    assert await lease.try_take()
+    lost: list[str] = []
+    lease.keep(lost.append)
+    return lease, kv, lost
+
+
+def test_a_renewal_stored_whose_reply_was_lost_keeps_the_lease() -> None:
+    async def scenario() -> None:
+        lease, kv, lost = await held_lease(0.4)
+        kv.lose_replies = 1  # the next renewal is stored, its reply times out
+        for _ in range(200):  # bounded: until two more renewals were stored
+            if kv.revision >= 4:
+                break
+            await asyncio.sleep(0.01)
+        assert not lost and lease.revision == kv.revision >= 4
+        assert lease.term == 1
+        await lease.release()
+
+    asyncio.run(scenario())
+
+
+def test_lease_renewals_retry_quickly_through_an_outage_shorter_than_the_ttl() -> None:
+    """An outage that ends 0.8 TTL after the last renewal: retried only every TTL/4, the
+    renewal would come after the deadline; retried every POLL_S, it is in time."""
+
+    async def scenario() -> None:
+        from gateway.server.clock import NS_PER_S
+
+        ttl_s = 2.0
+        lease, kv, lost = await held_lease(ttl_s)
+        kv.down_until_ns = lease._renewed_sent_ns + round(0.8 * ttl_s * NS_PER_S)
+        taken_rev = kv.revision
+        for _ in range(round(ttl_s * 2 / 0.02)):
+            if lost or kv.revision > taken_rev:
+                break
+            await asyncio.sleep(0.02)
+        assert not lost and lease.revision == kv.revision > taken_rev
+        await lease.release()
+
+    asyncio.run(scenario())
+
+
+def test_a_lease_not_renewed_is_lost_at_its_deadline_not_a_renewal_later() -> None:
+    async def scenario() -> None:
+        ttl_s = 2.0
+        lease, kv, lost = await held_lease(ttl_s)
+        sent_ns = lease._renewed_sent_ns
+        kv.down_until_ns = sent_ns + round(60 * ttl_s * 1e9)
+        for _ in range(round(ttl_s * 2 / 0.01)):
+            if lost:
+                break
+            await asyncio.sleep(0.01)
+        late_s = (lease.clock.monotonic_ns() - sent_ns) / 1e9 - ttl_s
+        assert lost and "not renewed" in lost[0]
+        assert 0 <= late_s < ttl_s / 8  # the old loop noticed up to TTL/4 late
+        await lease.release()
+
+    asyncio.run(scenario())
