@@ -40,7 +40,7 @@ from gateway.durability.recovery import (
 )
 from gateway.durability.store import SQLiteStore
 from gateway.replication.follower import Follower
-from gateway.replication.lease import POLL_S, Lease
+from gateway.replication.lease import OP_TIMEOUT_S, POLL_S, RENEWALS_PER_TTL, Lease
 from gateway.replication.local import BACKLOG_HIGH, LocalCopy, record_stream, stream_position
 from gateway.replication.stream import (
     Commands,
@@ -65,6 +65,7 @@ log = logging.getLogger("tonne.replication")
 
 EXIT_DEPOSED = 3  # the stream refused a publish: another primary
 EXIT_LEASE_LOST = 4
+EXIT_UNEXPECTED = 5  # an error nothing here expected (a bug, or NATS failing in a new way)
 # The lease TTL is the failover time, and must outlast a JetStream leader election (a few
 # seconds in nats-server 2.9: up to 4.5 s in tests/test_replication_failover.py) plus a client
 # reconnect, or the loss of one NATS server costs the primary its lease.
@@ -75,7 +76,7 @@ CATCH_UP_RESTARTS_MAX = 10  # ...at most this many times before the node gives u
 STALL_CHECK_S = 2.0  # a following standby checks this often that it is not stuck
 STALL_CHECK_NS = round(STALL_CHECK_S * NS_PER_S)
 FOLLOW_HEARTBEAT_S = 1.0  # the ordered consumer's idle heartbeat
-PROMOTION_ATTEMPTS_MAX = 8  # fenced promotion attempts before giving up (each reads on)
+PROMOTION_MARGIN_S = 1.0  # promotion is tried this much past the old primary's last publish
 TAKEOVER_LAG_MAX = 10_000  # a standby further behind than this does not take the lease
 STATUS_EVERY_S = 1.0  # how often a node reports its position in NAME-nodes
 # Messages buffered for the follower: past either bound nats-py drops messages (a gap, which
@@ -414,8 +415,9 @@ class Node:
     async def _take_when_free(self) -> bool:
         """Take the lease if nobody holds it and this node is not far behind the stream."""
         assert self.lease is not None and self.link is not None and self.follower is not None
-        if await self.lease.holder() is not None:
-            return False
+        held = await self.lease.holder()
+        if held is not None and held[0].node != self.name:
+            return False  # held by this node: a take stored unanswered, try_take adopts it
         lag = await self.link.last_seq() - self.follower.stream_seq
         return lag <= TAKEOVER_LAG_MAX and await self._take()
 
@@ -431,29 +433,59 @@ class Node:
 
     async def catch_up_and_promote(self) -> int:
         """Holding the lease: apply the stream to its end, then publish `Promotion` there
-        (fenced). The stream sequence this primary starts publishing after."""
+        (fenced). The stream sequence this primary starts publishing after. A refusal (the
+        old primary published meanwhile) or NATS failing (a server lost, its elections) is
+        retried, the lease renewed meanwhile, until `promotion_limit_s`."""
+        import nats.errors
+
         assert self.lease is not None and self.link is not None and self.follower is not None
         self.role = "catching-up"
+        limit_s = self.promotion_limit_s()
+        deadline = self.clock.monotonic_ns() + round(limit_s * NS_PER_S)
         feed = Feed(self.link, self.follower)
-        await feed.open()
+        attempts, why = 0, ""
         try:
-            for _ in range(PROMOTION_ATTEMPTS_MAX):
-                last = await self.link.last_seq()
-                await self._catch_up(feed, last)
-                f = self.follower
+            while True:
+                attempts += 1
                 try:
-                    return await publish(
-                        self.link,
-                        Promotion(term=self.lease.term, node=self.name, seq=f.seq),
-                        expected_last=f.stream_seq,
-                        msg_id=f"{self.lease.term}-promotion",
-                        clock=self.clock,
-                    )
+                    return await self._promote_once(feed)
                 except Deposed:  # the old primary published meanwhile: read on
-                    continue
+                    why = "refused by the fence (the old primary published meanwhile)"
+                except (nats.errors.Error, TimeoutError) as exc:
+                    why = f"NATS: {exc!r}"
+                    log.warning("taking over: %s; retrying", why)
+                    await feed.close()
+                    await asyncio.sleep(POLL_S)
+                if self.clock.monotonic_ns() >= deadline:
+                    raise ReplicationError(
+                        f"no fenced promotion in {limit_s:g} s ({attempts} attempts): {why}"
+                    )
         finally:
             await feed.close()
-        raise ReplicationError(f"no fenced promotion after {PROMOTION_ATTEMPTS_MAX} attempts")
+
+    def promotion_limit_s(self) -> float:
+        """How long a new primary tries to promote: past the old primary's last publish (it
+        stops at its renewal deadline, at most TTL/4 after the key's expiry, and a publish
+        takes an op timeout) and past a NATS server's elections (the publish deadline)."""
+        assert self.lease is not None
+        old_primary_s = self.lease.ttl_s / RENEWALS_PER_TTL + OP_TIMEOUT_S + PROMOTION_MARGIN_S
+        return max(old_primary_s, self.settings.publish_deadline_s)
+
+    async def _promote_once(self, feed: Feed) -> int:
+        """Catch up to the stream's end and publish the Promotion fenced there."""
+        assert self.lease is not None and self.link is not None and self.follower is not None
+        if feed.sub is None:
+            await feed.open()
+        last = await self.link.last_seq()
+        await self._catch_up(feed, last)
+        f = self.follower
+        return await publish(
+            self.link,
+            Promotion(term=self.lease.term, node=self.name, seq=f.seq),
+            expected_last=f.stream_seq,
+            msg_id=f"{self.lease.term}-promotion",
+            clock=self.clock,
+        )
 
     async def _catch_up(self, feed: Feed, last: int) -> None:
         """Apply the stream through message `last`; a consumer that delivers nothing for
