@@ -594,3 +594,43 @@ def test_a_lease_not_renewed_is_lost_at_its_deadline_not_a_renewal_later() -> No
         await lease.release()
 
     asyncio.run(scenario())
+
+
+def test_nothing_is_published_past_the_lease_deadline() -> None:
+    """Even when the renewal timer is late (a busy event loop), the writer sends nothing
+    once a TTL has passed since the last renewal stored was sent."""
+    from types import SimpleNamespace
+
+    from gateway.replication.writer import LeaseExpired
+
+    async def scenario() -> None:
+        sent: list[bytes] = []
+
+        async def js_publish(subject: str, payload: bytes, **kw: Any) -> Any:
+            sent.append(payload)
+            return SimpleNamespace(seq=len(sent), duplicate=False)
+
+        link: Any = SimpleNamespace(
+            js=SimpleNamespace(publish=js_publish), subject="X.journal", stream="X"
+        )
+        clock = SystemClock()
+        msg = Promotion(term=1, node="n", seq=0)
+        later = clock.monotonic_ns() + 10**9
+        assert (
+            await publish(
+                link, msg, expected_last=0, msg_id="a", clock=clock, lease_deadline_ns=lambda: later
+            )
+            == 1
+        )
+        with pytest.raises(LeaseExpired):
+            await publish(
+                link,
+                msg,
+                expected_last=1,
+                msg_id="b",
+                clock=clock,
+                lease_deadline_ns=lambda: later - 2 * 10**9,  # a second ago
+            )
+        assert len(sent) == 1
+
+    asyncio.run(scenario())

@@ -6,7 +6,8 @@
 - lost: a renewal refused (another revision) or no renewal stored for `ttl_s` since the last
   one that was *sent*: the bucket expires the key no earlier than `ttl_s` after the server
   stored it, so the holder gives up before anyone else can take it. `on_lost` is called once,
-  at that deadline. After a failed renewal the next is tried every POLL_S until then.
+  at that deadline (`deadline_ns`), and the writer sends nothing past it even if the
+  timer is late. After a failed renewal the next is tried every POLL_S until then.
 - a request stored by the server whose reply was lost (a timeout): the next `update` (or
   `create`) is refused, and the key then holds a value this node sent: it is still this
   node's, at the key's revision (`_adopt`), not another node's.
@@ -115,6 +116,11 @@ class Lease:
             return None
         log.warning("lease: a request stored, its reply lost (revision %d)", entry.revision)
         return int(entry.revision), sent
+
+    def deadline_ns(self) -> int:
+        """When this node must stop publishing (monotonic): a TTL after the last renewal
+        stored was sent, before the bucket can expire the key."""
+        return self._renewed_sent_ns + round(self.ttl_s * NS_PER_S)
 
     def keep(self, on_lost: Callable[[str], None]) -> None:
         """Renew in the background until lost (then `on_lost(why)`, once) or `release`;

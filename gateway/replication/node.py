@@ -56,6 +56,7 @@ from gateway.replication.stream import (
 from gateway.replication.writer import (
     PUBLISH_DEADLINE_S,
     Deposed,
+    LeaseExpired,
     publish,
     stream_writer_factory,
 )
@@ -449,6 +450,8 @@ class Node:
                 attempts += 1
                 try:
                     return await self._promote_once(feed)
+                except LeaseExpired:
+                    raise
                 except Deposed:  # the old primary published meanwhile: read on
                     why = "refused by the fence (the old primary published meanwhile)"
                 except (nats.errors.Error, TimeoutError) as exc:
@@ -485,6 +488,7 @@ class Node:
             expected_last=f.stream_seq,
             msg_id=f"{self.lease.term}-promotion",
             clock=self.clock,
+            lease_deadline_ns=self.lease.deadline_ns,
         )
 
     async def _catch_up(self, feed: Feed, last: int) -> None:
@@ -524,6 +528,7 @@ class Node:
             on_deposed=lambda why: self.exit(EXIT_DEPOSED, f"deposed: {why} ({self.where()})"),
             batch_max=journaling.batch_max,
             publish_deadline_s=self.settings.publish_deadline_s,
+            lease_deadline_ns=lease.deadline_ns,
         )
         self._factory = factory
         f.stream_seq = stream_seq

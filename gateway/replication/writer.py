@@ -61,6 +61,11 @@ class Deposed(Exception):
     """The stream refused a publish for a wrong last sequence: another primary publishes."""
 
 
+class LeaseExpired(Deposed):
+    """This primary's lease may have expired (no renewal stored in a TTL): it may not
+    publish, whether or not its renewal timer has fired yet (a late event loop)."""
+
+
 class Unavailable(Exception):
     """No PubAck for a message within the publish deadline."""
 
@@ -74,9 +79,11 @@ async def publish(
     clock: Clock,
     timeout_s: float = PUBLISH_TIMEOUT_S,
     deadline_s: float = PUBLISH_DEADLINE_S,
+    lease_deadline_ns: Callable[[], int] | None = None,
 ) -> int:
     """Publish `msg` fenced at `expected_last`; its stream sequence. Raises `Deposed`, or
-    `Unavailable` after `deadline_s` of retries (same id: never stored twice)."""
+    `Unavailable` after `deadline_s` of retries (same id: never stored twice), or
+    `LeaseExpired` instead of an attempt at or past `lease_deadline_ns()` (monotonic)."""
     import nats.errors
     from nats.js.errors import APIError
 
@@ -84,6 +91,8 @@ async def publish(
     headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Sequence": str(expected_last)}
     deadline = clock.monotonic_ns() + round(deadline_s * NS_PER_S)
     while True:
+        if lease_deadline_ns is not None and clock.monotonic_ns() >= lease_deadline_ns():
+            raise LeaseExpired(f"{msg_id} not sent: the lease was not renewed in time")
         try:
             ack = await link.js.publish(
                 link.subject, payload, timeout=timeout_s, headers=dict(headers)
@@ -128,6 +137,7 @@ class StreamWriter:
         batch_max: int,
         message_bytes_max: int = MESSAGE_BYTES_MAX,
         publish_deadline_s: float = PUBLISH_DEADLINE_S,
+        lease_deadline_ns: Callable[[], int] | None = None,
     ) -> None:
         self.on_commit = on_commit
         self.on_failure = on_failure
@@ -141,6 +151,7 @@ class StreamWriter:
         self.batch_max = batch_max
         self.message_bytes_max = message_bytes_max
         self.publish_deadline_s = publish_deadline_s
+        self.lease_deadline_ns = lease_deadline_ns  # past it, nothing is sent (LeaseExpired)
         self.messages = 0
         self.last_seq = 0  # the last journal command the stream has from this writer
         self.failed = ""
@@ -272,6 +283,7 @@ class StreamWriter:
             msg_id=f"{self.term}-{rows[-1].seq}",
             clock=self.clock,
             deadline_s=self.publish_deadline_s,
+            lease_deadline_ns=self.lease_deadline_ns,
         )
         self.log_head = log_head
         self.messages += 1
@@ -297,6 +309,7 @@ class StreamWriter:
             msg_id=f"{self.term}-snapshot-{info.seq}",
             clock=self.clock,
             deadline_s=self.publish_deadline_s,
+            lease_deadline_ns=self.lease_deadline_ns,
         )
         self.local.copy(Batch([], [], snap), self.stream_seq)
         if not uploading:
