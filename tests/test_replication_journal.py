@@ -634,3 +634,22 @@ def test_nothing_is_published_past_the_lease_deadline() -> None:
         assert len(sent) == 1
 
     asyncio.run(scenario())
+
+
+def test_a_publish_deadline_past_half_the_deduplication_window_is_refused(
+    tmp_path: Path,
+) -> None:
+    from gateway.replication.writer import PUBLISH_DEADLINE_MAX_S
+
+    async def scenario() -> None:
+        node = NodeProcess(
+            tmp_path / "n",
+            "nats://127.0.0.1:1",  # never reached: the arguments are refused first
+            "J8",
+            ["--publish-deadline-s", str(PUBLISH_DEADLINE_MAX_S)],
+        )
+        await node.launch()
+        assert await node.wait() == 2
+        assert "--publish-deadline-s must be under 60" in node.stderr()
+
+    asyncio.run(scenario())

@@ -553,7 +553,7 @@ def replication_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=PUBLISH_DEADLINE_S,
         help="retry a publish this long before the journal fails and the node stops "
-        f"(less than the stream's {DUPLICATE_WINDOW_S:g} s de-duplication window)",
+        f"(under half the stream's {DUPLICATE_WINDOW_S:g} s de-duplication window)",
     )
 
 
@@ -573,6 +573,7 @@ def serve_replicated(
     from gateway.replication.node import ReplicationSettings
     from gateway.replication.run import serve_node
     from gateway.replication.stream import DUPLICATE_WINDOW_S, parse_servers, stream_names
+    from gateway.replication.writer import PUBLISH_DEADLINE_MAX_S
 
     try:
         servers = parse_servers(args.journal)
@@ -583,11 +584,10 @@ def serve_replicated(
         parser.error("--replicas must be 1, 3 or 5")
     if (args.lease_ttl_s is not None and args.lease_ttl_s <= 0) or args.publish_deadline_s <= 0:
         parser.error("--lease-ttl-s and --publish-deadline-s must be positive")
-    if args.publish_deadline_s >= DUPLICATE_WINDOW_S / 2:
-        # a publish retried after the stream forgot its id would be stored twice
+    if args.publish_deadline_s >= PUBLISH_DEADLINE_MAX_S:
         parser.error(
-            f"--publish-deadline-s must be under {DUPLICATE_WINDOW_S / 2:g} (half the stream's "
-            f"{DUPLICATE_WINDOW_S:g} s de-duplication window)"
+            f"--publish-deadline-s must be under {PUBLISH_DEADLINE_MAX_S:g} (half the "
+            f"stream's {DUPLICATE_WINDOW_S:g} s de-duplication window)"
         )
     if args.archive:
         parser.error("--archive is for the SQLite journal; the stream keeps the journal")

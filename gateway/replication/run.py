@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nats.errors
+
 from gateway.durability.recovery import RecoveryError
 from gateway.durability.store import StoreError
 from gateway.replication.node import EXIT_UNEXPECTED, Node, ReplicationSettings
@@ -85,6 +87,8 @@ async def serve_node(
         return _failed(f"refusing to serve: {exc}")
     except Deposed as exc:
         return _failed(f"deposed while starting: {exc}")
+    except (nats.errors.Error, TimeoutError, OSError) as exc:  # not answered past its limits
+        return _failed(f"refusing to serve, NATS failed: {exc!r}")
     except Exception as exc:  # nobody would serve after a traceback: say so, stop, be restarted
         log.exception("unexpected error")
         print(f"tonne serve: unexpected error, stopping: {exc!r}", file=sys.stderr)

@@ -36,6 +36,7 @@ from typing import Any
 from gateway.durability.store import Batch, JournalRow, Snapshot
 from gateway.replication.local import LocalCopy
 from gateway.replication.stream import (
+    DUPLICATE_WINDOW_S,
     MESSAGE_BYTES_MAX,
     WRONG_LAST_SEQUENCE,
     Checkpoint,
@@ -50,6 +51,9 @@ log = logging.getLogger("tonne.replication")
 
 PUBLISH_TIMEOUT_S = 1.0  # one publish attempt waits this long for its PubAck
 PUBLISH_DEADLINE_S = 10.0  # retries of one message stop after this: the journal fails
+# A retry after the stream forgot the message's id would store it twice: the deadline stays
+# well inside the de-duplication window.
+PUBLISH_DEADLINE_MAX_S = DUPLICATE_WINDOW_S / 2
 RETRY_WAIT_S = 0.05
 SNAPSHOTS_KEPT_REMOTE = 3  # snapshot objects kept in NAME-snapshots
 ROW_OVERHEAD_BYTES = 32  # msgpack framing of one journal row, over its command bytes
