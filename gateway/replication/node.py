@@ -1,6 +1,7 @@
 """A node of a replicated exchange: `tonne serve --journal nats://... --stream NAME [--standby]`.
 
-    open the stream and buckets ─▶ primary: take the lease now (or refuse: someone holds it)
+    open the stream and buckets (a primary makes them, with its --replicas and lease TTL; a
+    standby waits for them) ─▶ primary: take the lease now (or refuse: someone holds it)
     local folder: genesis from stream message 1 (an empty stream: the primary publishes it)
     recover the folder (chains checked, snapshot + replay) ─▶ follow the stream from the
     position the folder recorded ─▶ standby: until the lease is free, then take it
