@@ -499,13 +499,22 @@ class FlakyLeaseKV:
         self.revision = 0
         self.down_until_ns = 0  # every request fails (times out) before this
         self.lose_replies = 0  # the next this many updates are stored, their replies lost
+        self.lose_create_reply = False  # the next create is stored, its reply lost
 
     def _store(self, value: bytes) -> int:
         self.value, self.revision = value, self.revision + 1
         return self.revision
 
     async def create(self, key: str, value: bytes) -> int:
-        return self._store(value)
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        if self.value is not None:
+            raise KeyWrongLastSequenceError(description="wrong last sequence")
+        rev = self._store(value)
+        if self.lose_create_reply:
+            self.lose_create_reply = False
+            raise TimeoutError
+        return rev
 
     async def update(self, key: str, value: bytes, last: int) -> int:
         from nats.js.errors import KeyWrongLastSequenceError
@@ -553,6 +562,24 @@ def test_a_renewal_stored_whose_reply_was_lost_keeps_the_lease() -> None:
         assert not lost and lease.revision == kv.revision >= 4
         assert lease.term == 1
         await lease.release()
+
+    asyncio.run(scenario())
+
+
+def test_a_take_stored_whose_reply_was_lost_is_this_nodes_lease() -> None:
+    from types import SimpleNamespace
+
+    from gateway.replication.lease import Lease
+
+    async def scenario() -> None:
+        clock = SystemClock()
+        kv = FlakyLeaseKV(clock)
+        kv.lose_create_reply = True
+        lease = Lease(SimpleNamespace(lease_kv=kv), "n1", 1.0, clock)  # type: ignore[arg-type]
+        assert await lease.try_take()
+        assert lease.term == lease.revision == kv.revision == 1
+        other = Lease(SimpleNamespace(lease_kv=kv), "n2", 1.0, clock)  # type: ignore[arg-type]
+        assert not await other.try_take()  # held, and not by a value n2 sent
 
     asyncio.run(scenario())
 
