@@ -474,3 +474,80 @@ async def _fenced(tmp: Path) -> None:
         await clients.close()
         replay = await stream_replay(nats.url, "FN")
         assert replay.messages == end + 1  # nothing after the impostor's promotion
+
+
+class TakeoverStream:
+    """Stands in for the stream during a takeover: an old primary's publishes refuse the
+    first `refusals` promotions, and the stream's end cannot be read `timeouts` times."""
+
+    def __init__(self, refusals: int, timeouts: int) -> None:
+        from types import SimpleNamespace
+
+        self.refusals, self.timeouts = refusals, timeouts
+        self.subject, self.stream = "X.journal", "X"
+        self.js = SimpleNamespace(publish=self.publish, subscribe=self.subscribe)
+
+    async def subscribe(self, *args: Any, **kw: Any) -> Any:
+        from types import SimpleNamespace
+
+        async def unsubscribe() -> None:
+            return None
+
+        return SimpleNamespace(unsubscribe=unsubscribe)
+
+    async def last_seq(self) -> int:
+        import nats.errors
+
+        if self.timeouts:
+            self.timeouts -= 1
+            raise nats.errors.TimeoutError
+        return 5  # the standby's position: nothing to catch up
+
+    async def publish(self, subject: str, payload: bytes, **kw: Any) -> Any:
+        from types import SimpleNamespace
+
+        from nats.js.errors import APIError
+
+        if self.refusals:
+            self.refusals -= 1
+            raise APIError(code=400, err_code=10071, description="wrong last sequence")
+        return SimpleNamespace(seq=6, duplicate=False)
+
+
+def taking_over(stream: TakeoverStream, publish_deadline_s: float) -> Any:
+    from types import SimpleNamespace
+
+    from gateway.replication.node import Node, ReplicationSettings
+
+    settings = ReplicationSettings(["nats://x:1"], "X", publish_deadline_s=publish_deadline_s)
+    node = Node(Path("unused"), settings, SystemClock(), snapshot_every=0)
+    node.link = stream  # type: ignore[assignment]
+    node.follower = SimpleNamespace(stream_seq=5, seq=3)  # type: ignore[assignment]
+    node.lease = SimpleNamespace(term=7, ttl_s=0.4, deadline_ns=lambda: 2**62)  # type: ignore[assignment]
+    return node
+
+
+def test_a_takeover_outlasts_many_refusals_and_nats_timeouts() -> None:
+    """An old primary still publishing refuses promotion after promotion, and NATS times
+    out meanwhile: the new primary reads on and retries until its time limit, not a count."""
+
+    async def scenario() -> None:
+        node = taking_over(TakeoverStream(refusals=50, timeouts=3), publish_deadline_s=5.0)
+        assert await asyncio.wait_for(node.catch_up_and_promote(), 10.0) == 6
+
+    asyncio.run(scenario())
+
+
+def test_a_takeover_still_refused_at_its_time_limit_gives_up() -> None:
+    from gateway.replication.stream import ReplicationError
+
+    async def scenario() -> None:
+        node = taking_over(TakeoverStream(refusals=10**9, timeouts=0), publish_deadline_s=0.5)
+        limit_s = node.promotion_limit_s()
+        assert limit_s >= 0.4 / 4 + 0.5  # past the old primary's last publish
+        started = time.monotonic()
+        with pytest.raises(ReplicationError, match="no fenced promotion"):
+            await asyncio.wait_for(node.catch_up_and_promote(), limit_s + 5.0)
+        assert time.monotonic() - started >= limit_s
+
+    asyncio.run(scenario())

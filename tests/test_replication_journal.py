@@ -27,8 +27,11 @@ from gateway.replication.follower import Follower
 from gateway.replication.stream import (
     Checkpoint,
     Commands,
+    Genesis,
+    NotCreated,
     Promotion,
     ReplicationError,
+    decode_message,
     open_link,
 )
 from gateway.replication.verify import replay_stream
@@ -345,16 +348,91 @@ def test_a_standby_started_first_waits_for_the_genesis_and_follows(tmp_path: Pat
     async def scenario() -> None:
         with nats_cluster(tmp_path, size=1) as nats:
             standby = NodeProcess(tmp_path / "s", nats.url, "J4", ["--standby"])
-            await standby.launch()  # an empty stream: it waits for the genesis
-            primary = NodeProcess(tmp_path / "p", nats.url, "J4")
+            await standby.launch()  # no stream: it waits for its primary to make it
+            await stderr_says(standby, "waiting for its primary")
+            with pytest.raises(NotCreated):  # a standby makes nothing (it would make it R1)
+                await open_link([nats.url], "J4", node="test", create=False)
+            primary = NodeProcess(tmp_path / "p", nats.url, "J4", ["--lease-ttl-s", "3"])
             await primary.start()
             info = await primary.primary()
+            link = await open_link([nats.url], "J4", node="test", create=False)
+            assert (link.lease_ttl_s, link.replicas) == (3.0, 1)  # what a standby's lease is
+            await link.close()
             assert (await standby.line())["role"] == "standby"
             assert await primary.stop() == 0  # the lease is released: the standby takes over
             got = await standby.primary()
             assert got["seq"] == info["seq"] and got["state_hash"] == info["state_hash"]
             assert got["term"] > info["term"]
             assert await standby.stop() == 0
+
+    asyncio.run(scenario())
+
+
+async def stderr_says(node: NodeProcess, text: str) -> None:
+    """Wait (bounded) until the node's stderr holds `text`: a log line has nothing to await."""
+    for _ in range(round(WAIT_S / 0.05)):
+        if text in node.stderr():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the node never said {text!r}:\n{node.stderr()[-2000:]}")
+
+
+def test_a_primary_refuses_a_stream_made_with_other_replicas_or_lease_ttl(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        with nats_cluster(tmp_path, size=1) as nats:
+            first = NodeProcess(tmp_path / "p", nats.url, "J6", ["--lease-ttl-s", "3"])
+            await first.start()
+            await first.primary()
+            assert await first.stop() == 0
+            for args, why in [
+                (["--replicas", "3"], "has 1 replica"),
+                (["--lease-ttl-s", "5"], "TTL of 3 s, not the 5 s"),
+                (["--standby", "--lease-ttl-s", "5"], "TTL of 3 s, not the 5 s"),
+            ]:
+                other = NodeProcess(tmp_path / "p", nats.url, "J6", args)
+                with pytest.raises(RuntimeError, match=why):
+                    await other.start()
+                assert other.proc is not None and other.proc.returncode == 1
+            again = NodeProcess(tmp_path / "p", nats.url, "J6", ["--replicas", "1"])
+            await again.start()
+            assert (await again.primary())["role"] == "primary"
+            assert await again.stop() == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_primary_whose_genesis_publish_failed_publishes_it_when_restarted(
+    tmp_path: Path,
+) -> None:
+    """The folder kept the reference data, the stream got nothing (the publish failed): the
+    restarted primary's first message must still be the genesis, or no standby can start."""
+
+    async def scenario() -> None:
+        from gateway.cli.serve import GENESIS_FEES, genesis_listing
+        from gateway.durability.recovery import save_genesis
+        from gateway.durability.store import SQLiteStore
+
+        with nats_cluster(tmp_path, size=1) as nats:
+            link = await open_link([nats.url], "J7", node="test", lease_ttl_s=3.0)
+            (tmp_path / "p").mkdir()
+            store = SQLiteStore(tmp_path / "p")
+            series, projects = genesis_listing()
+            save_genesis(store, series=series, projects=projects, config=dict(GENESIS_FEES))
+            store.close()
+            primary = NodeProcess(tmp_path / "p", nats.url, "J7")
+            await primary.start()
+            info = await primary.primary()
+            first = await link.js.get_msg("J7", 1)
+            assert isinstance(decode_message(first.data, 1), Genesis)
+            standby = NodeProcess(tmp_path / "s", nats.url, "J7", ["--standby"])
+            assert (await standby.start())["role"] == "standby"
+            assert await primary.stop() == 0
+            got = await standby.primary()
+            assert got["state_hash"] == info["state_hash"]
+            assert await standby.stop() == 0
+            await link.close()
 
     asyncio.run(scenario())
 
@@ -408,5 +486,197 @@ def test_a_folder_that_is_not_a_copy_of_the_stream_is_refused(tmp_path: Path) ->
             with pytest.raises(RuntimeError, match="is not a copy of stream J5|the stream ends"):
                 await again.start()
             assert await new.stop() == 0
+
+    asyncio.run(scenario())
+
+
+class FlakyLeaseKV:
+    """Stands in for the lease bucket: one key, revisions, and a NATS that fails on cue."""
+
+    def __init__(self, clock: SystemClock) -> None:
+        self.clock = clock
+        self.value: bytes | None = None
+        self.revision = 0
+        self.down_until_ns = 0  # every request fails (times out) before this
+        self.lose_replies = 0  # the next this many updates are stored, their replies lost
+        self.lose_create_reply = False  # the next create is stored, its reply lost
+
+    def _store(self, value: bytes) -> int:
+        self.value, self.revision = value, self.revision + 1
+        return self.revision
+
+    async def create(self, key: str, value: bytes) -> int:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        if self.value is not None:
+            raise KeyWrongLastSequenceError(description="wrong last sequence")
+        rev = self._store(value)
+        if self.lose_create_reply:
+            self.lose_create_reply = False
+            raise TimeoutError
+        return rev
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        if self.clock.monotonic_ns() < self.down_until_ns:
+            raise TimeoutError
+        if last != self.revision:
+            raise KeyWrongLastSequenceError(description="wrong last sequence")
+        rev = self._store(value)
+        if self.lose_replies:
+            self.lose_replies -= 1
+            raise TimeoutError
+        return rev
+
+    async def get(self, key: str) -> Any:
+        from types import SimpleNamespace
+
+        if self.clock.monotonic_ns() < self.down_until_ns:
+            raise TimeoutError
+        return SimpleNamespace(value=self.value, revision=self.revision)
+
+
+async def held_lease(ttl_s: float) -> tuple[Any, FlakyLeaseKV, list[str]]:
+    from types import SimpleNamespace
+
+    from gateway.replication.lease import Lease
+
+    clock = SystemClock()
+    kv = FlakyLeaseKV(clock)
+    lease = Lease(SimpleNamespace(lease_kv=kv), "n1", ttl_s, clock)  # type: ignore[arg-type]
+    assert await lease.try_take()
+    lost: list[str] = []
+    lease.keep(lost.append)
+    return lease, kv, lost
+
+
+def test_a_renewal_stored_whose_reply_was_lost_keeps_the_lease() -> None:
+    async def scenario() -> None:
+        lease, kv, lost = await held_lease(0.4)
+        kv.lose_replies = 1  # the next renewal is stored, its reply times out
+        for _ in range(200):  # bounded: until two more renewals were stored
+            if kv.revision >= 4:
+                break
+            await asyncio.sleep(0.01)
+        assert not lost and lease.revision == kv.revision >= 4
+        assert lease.term == 1
+        await lease.release()
+
+    asyncio.run(scenario())
+
+
+def test_a_take_stored_whose_reply_was_lost_is_this_nodes_lease() -> None:
+    from types import SimpleNamespace
+
+    from gateway.replication.lease import Lease
+
+    async def scenario() -> None:
+        clock = SystemClock()
+        kv = FlakyLeaseKV(clock)
+        kv.lose_create_reply = True
+        lease = Lease(SimpleNamespace(lease_kv=kv), "n1", 1.0, clock)  # type: ignore[arg-type]
+        assert await lease.try_take()
+        assert lease.term == lease.revision == kv.revision == 1
+        other = Lease(SimpleNamespace(lease_kv=kv), "n2", 1.0, clock)  # type: ignore[arg-type]
+        assert not await other.try_take()  # held, and not by a value n2 sent
+
+    asyncio.run(scenario())
+
+
+def test_lease_renewals_retry_quickly_through_an_outage_shorter_than_the_ttl() -> None:
+    """An outage that ends 0.8 TTL after the last renewal: retried only every TTL/4, the
+    renewal would come after the deadline; retried every POLL_S, it is in time."""
+
+    async def scenario() -> None:
+        from gateway.server.clock import NS_PER_S
+
+        ttl_s = 2.0
+        lease, kv, lost = await held_lease(ttl_s)
+        kv.down_until_ns = lease._renewed_sent_ns + round(0.8 * ttl_s * NS_PER_S)
+        taken_rev = kv.revision
+        for _ in range(round(ttl_s * 2 / 0.02)):
+            if lost or kv.revision > taken_rev:
+                break
+            await asyncio.sleep(0.02)
+        assert not lost and lease.revision == kv.revision > taken_rev
+        await lease.release()
+
+    asyncio.run(scenario())
+
+
+def test_a_lease_not_renewed_is_lost_at_its_deadline_not_a_renewal_later() -> None:
+    async def scenario() -> None:
+        ttl_s = 2.0
+        lease, kv, lost = await held_lease(ttl_s)
+        sent_ns = lease._renewed_sent_ns
+        kv.down_until_ns = sent_ns + round(60 * ttl_s * 1e9)
+        for _ in range(round(ttl_s * 2 / 0.01)):
+            if lost:
+                break
+            await asyncio.sleep(0.01)
+        late_s = (lease.clock.monotonic_ns() - sent_ns) / 1e9 - ttl_s
+        assert lost and "not renewed" in lost[0]
+        assert 0 <= late_s < ttl_s / 8  # the old loop noticed up to TTL/4 late
+        await lease.release()
+
+    asyncio.run(scenario())
+
+
+def test_nothing_is_published_past_the_lease_deadline() -> None:
+    """Even when the renewal timer is late (a busy event loop), the writer sends nothing
+    once a TTL has passed since the last renewal stored was sent."""
+    from types import SimpleNamespace
+
+    from gateway.replication.writer import LeaseExpired
+
+    async def scenario() -> None:
+        sent: list[bytes] = []
+
+        async def js_publish(subject: str, payload: bytes, **kw: Any) -> Any:
+            sent.append(payload)
+            return SimpleNamespace(seq=len(sent), duplicate=False)
+
+        link: Any = SimpleNamespace(
+            js=SimpleNamespace(publish=js_publish), subject="X.journal", stream="X"
+        )
+        clock = SystemClock()
+        msg = Promotion(term=1, node="n", seq=0)
+        later = clock.monotonic_ns() + 10**9
+        assert (
+            await publish(
+                link, msg, expected_last=0, msg_id="a", clock=clock, lease_deadline_ns=lambda: later
+            )
+            == 1
+        )
+        with pytest.raises(LeaseExpired):
+            await publish(
+                link,
+                msg,
+                expected_last=1,
+                msg_id="b",
+                clock=clock,
+                lease_deadline_ns=lambda: later - 2 * 10**9,  # a second ago
+            )
+        assert len(sent) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_publish_deadline_past_half_the_deduplication_window_is_refused(
+    tmp_path: Path,
+) -> None:
+    from gateway.replication.writer import PUBLISH_DEADLINE_MAX_S
+
+    async def scenario() -> None:
+        node = NodeProcess(
+            tmp_path / "n",
+            "nats://127.0.0.1:1",  # never reached: the arguments are refused first
+            "J8",
+            ["--publish-deadline-s", str(PUBLISH_DEADLINE_MAX_S)],
+        )
+        await node.launch()
+        assert await node.wait() == 2
+        assert "--publish-deadline-s must be under 60" in node.stderr()
 
     asyncio.run(scenario())

@@ -517,6 +517,7 @@ def main(argv: list[str]) -> int:
 
 def replication_arguments(parser: argparse.ArgumentParser) -> None:
     from gateway.replication.node import LEASE_TTL_S
+    from gateway.replication.stream import DUPLICATE_WINDOW_S
     from gateway.replication.writer import PUBLISH_DEADLINE_S
 
     parser.add_argument(
@@ -534,19 +535,25 @@ def replication_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--node-name", default="", help="this node's name (host:tcp-port)")
     parser.add_argument(
-        "--replicas", type=int, default=1, help="copies of a stream this node creates (1 or 3)"
+        "--replicas",
+        type=int,
+        default=None,
+        help="copies of the stream (1, 3 or 5; default 1 when a primary creates it); a node "
+        "given it refuses a stream that has another number",
     )
     parser.add_argument(
         "--lease-ttl-s",
         type=float,
-        default=LEASE_TTL_S,
-        help="the lease's TTL, when this node creates the lease bucket",
+        default=None,
+        help=f"the lease's TTL (default {LEASE_TTL_S:g} when a primary creates the lease "
+        "bucket); a node given it refuses a bucket that has another",
     )
     parser.add_argument(
         "--publish-deadline-s",
         type=float,
         default=PUBLISH_DEADLINE_S,
-        help="retry a publish this long before the journal fails and the node stops",
+        help="retry a publish this long before the journal fails and the node stops "
+        f"(under half the stream's {DUPLICATE_WINDOW_S:g} s de-duplication window)",
     )
 
 
@@ -565,17 +572,23 @@ def serve_replicated(
     (gateway/replication/node.py)."""
     from gateway.replication.node import ReplicationSettings
     from gateway.replication.run import serve_node
-    from gateway.replication.stream import parse_servers, stream_names
+    from gateway.replication.stream import DUPLICATE_WINDOW_S, parse_servers, stream_names
+    from gateway.replication.writer import PUBLISH_DEADLINE_MAX_S
 
     try:
         servers = parse_servers(args.journal)
         stream_names(args.stream)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.replicas not in (1, 3, 5):
+    if args.replicas not in (None, 1, 3, 5):
         parser.error("--replicas must be 1, 3 or 5")
-    if args.lease_ttl_s <= 0 or args.publish_deadline_s <= 0:
+    if (args.lease_ttl_s is not None and args.lease_ttl_s <= 0) or args.publish_deadline_s <= 0:
         parser.error("--lease-ttl-s and --publish-deadline-s must be positive")
+    if args.publish_deadline_s >= PUBLISH_DEADLINE_MAX_S:
+        parser.error(
+            f"--publish-deadline-s must be under {PUBLISH_DEADLINE_MAX_S:g} (half the "
+            f"stream's {DUPLICATE_WINDOW_S:g} s de-duplication window)"
+        )
     if args.archive:
         parser.error("--archive is for the SQLite journal; the stream keeps the journal")
     if args.http_port is not None:

@@ -1,6 +1,7 @@
 """A node of a replicated exchange: `tonne serve --journal nats://... --stream NAME [--standby]`.
 
-    open the stream and buckets ─▶ primary: take the lease now (or refuse: someone holds it)
+    open the stream and buckets (a primary makes them, with its --replicas and lease TTL; a
+    standby waits for them) ─▶ primary: take the lease now (or refuse: someone holds it)
     local folder: genesis from stream message 1 (an empty stream: the primary publishes it)
     recover the folder (chains checked, snapshot + replay) ─▶ follow the stream from the
     position the folder recorded ─▶ standby: until the lease is free, then take it
@@ -40,13 +41,14 @@ from gateway.durability.recovery import (
 )
 from gateway.durability.store import SQLiteStore
 from gateway.replication.follower import Follower
-from gateway.replication.lease import POLL_S, Lease
+from gateway.replication.lease import OP_TIMEOUT_S, POLL_S, RENEWALS_PER_TTL, Lease
 from gateway.replication.local import BACKLOG_HIGH, LocalCopy, record_stream, stream_position
 from gateway.replication.stream import (
     Commands,
     Genesis,
     Link,
     NodeStatus,
+    NotCreated,
     Promotion,
     ReplicationError,
     decode_message,
@@ -55,6 +57,7 @@ from gateway.replication.stream import (
 from gateway.replication.writer import (
     PUBLISH_DEADLINE_S,
     Deposed,
+    LeaseExpired,
     publish,
     stream_writer_factory,
 )
@@ -64,16 +67,18 @@ log = logging.getLogger("tonne.replication")
 
 EXIT_DEPOSED = 3  # the stream refused a publish: another primary
 EXIT_LEASE_LOST = 4
+EXIT_UNEXPECTED = 5  # an error nothing here expected (a bug, or NATS failing in a new way)
 # The lease TTL is the failover time, and must outlast a JetStream leader election (a few
 # seconds in nats-server 2.9: up to 4.5 s in tests/test_replication_failover.py) plus a client
 # reconnect, or the loss of one NATS server costs the primary its lease.
 LEASE_TTL_S = 10.0
+STREAM_WAIT_S = 0.5  # a standby started before its primary looks for the stream this often
 NEXT_MESSAGE_S = 2.0  # catching up, a consumer silent this long is made again...
 CATCH_UP_RESTARTS_MAX = 10  # ...at most this many times before the node gives up
 STALL_CHECK_S = 2.0  # a following standby checks this often that it is not stuck
 STALL_CHECK_NS = round(STALL_CHECK_S * NS_PER_S)
 FOLLOW_HEARTBEAT_S = 1.0  # the ordered consumer's idle heartbeat
-PROMOTION_ATTEMPTS_MAX = 8  # fenced promotion attempts before giving up (each reads on)
+PROMOTION_MARGIN_S = 1.0  # promotion is tried this much past the old primary's last publish
 TAKEOVER_LAG_MAX = 10_000  # a standby further behind than this does not take the lease
 STATUS_EVERY_S = 1.0  # how often a node reports its position in NAME-nodes
 # Messages buffered for the follower: past either bound nats-py drops messages (a gap, which
@@ -90,8 +95,10 @@ class ReplicationSettings:
     stream: str
     standby: bool = False
     node: str = ""  # default: host name and TCP port
-    replicas: int = 1  # copies of the stream and buckets, when this node creates them
-    lease_ttl_s: float = LEASE_TTL_S  # when this node creates the lease bucket
+    # Copies of the stream and buckets (default 1) and the lease's TTL (default LEASE_TTL_S)
+    # when a primary creates them; when given, an existing stream must have them (refused).
+    replicas: int | None = None
+    lease_ttl_s: float | None = None
     publish_deadline_s: float = PUBLISH_DEADLINE_S
 
 
@@ -194,10 +201,8 @@ class Node:
     async def open(self) -> None:
         """Connect, take the lease (a primary), make the folder ready, recover it."""
         s = self.settings
-        self.link = await open_link(
-            s.servers, s.stream, node=self.name, replicas=s.replicas, lease_ttl_s=s.lease_ttl_s
-        )
-        self.lease = Lease(self.link, self.name, s.lease_ttl_s, self.clock)
+        self.link = await self._open_link()
+        self.lease = Lease(self.link, self.name, self.link.lease_ttl_s, self.clock)
         if not s.standby and not await self._take():
             held = await self.lease.holder()
             who = held[0].node if held else "another node"
@@ -231,6 +236,38 @@ class Node:
             snapshot_every=self.snapshot_every,
         )
         self._status_task = asyncio.get_running_loop().create_task(self._report())
+
+    async def _open_link(self) -> Link:
+        """A primary creates the stream and buckets if missing; a standby never does (it has
+        not been told how many copies the exchange wants) and waits for its primary."""
+        s = self.settings
+        if not s.standby:
+            ttl_s = s.lease_ttl_s
+            return await open_link(
+                s.servers,
+                s.stream,
+                node=self.name,
+                replicas=s.replicas,
+                lease_ttl_s=ttl_s,
+                create=True,
+                create_lease_ttl_s=LEASE_TTL_S if ttl_s is None else ttl_s,
+            )
+        waited = False
+        while True:
+            try:
+                return await open_link(
+                    s.servers,
+                    s.stream,
+                    node=self.name,
+                    replicas=s.replicas,
+                    lease_ttl_s=s.lease_ttl_s,
+                    create=False,
+                )
+            except NotCreated as exc:
+                if not waited:
+                    log.warning("%s: waiting for its primary to make it", exc)
+                    waited = True
+            await asyncio.sleep(STREAM_WAIT_S)
 
     async def _check_position(self, position: int) -> None:
         """The folder must be a prefix of the stream: the last command of the stream message
@@ -270,8 +307,6 @@ class Node:
         from nats.js.errors import NotFoundError
 
         assert self.link is not None and self.store is not None and self.lease is not None
-        if self.store.reference(REF_SERIES):
-            return
         waited = False
         while True:
             try:
@@ -279,12 +314,13 @@ class Node:
             except NotFoundError:
                 raw = None
             if raw is not None:
-                msg = decode_message(raw.data or b"", 1)
-                if not isinstance(msg, Genesis):
-                    raise ReplicationError("stream message 1 is not the genesis")
-                self.store.put_reference(REF_SERIES, msg.series)
-                self.store.put_reference(REF_PROJECTS, msg.projects)
-                self.store.put_reference(REF_CONFIG, msg.config)
+                if not self.store.reference(REF_SERIES):
+                    msg = decode_message(raw.data or b"", 1)
+                    if not isinstance(msg, Genesis):
+                        raise ReplicationError("stream message 1 is not the genesis")
+                    self.store.put_reference(REF_SERIES, msg.series)
+                    self.store.put_reference(REF_PROJECTS, msg.projects)
+                    self.store.put_reference(REF_CONFIG, msg.config)
                 return
             if not self.settings.standby:
                 await self._publish_genesis()
@@ -295,12 +331,18 @@ class Node:
             await asyncio.sleep(POLL_S)
 
     async def _publish_genesis(self) -> None:
+        """The folder's reference data (made first if it has none) as stream message 1. A
+        folder may hold it already, stored by a primary whose publish then failed: the stream
+        is still empty, so that is what goes on it, or its Promotion would be message 1."""
         from gateway.cli.serve import GENESIS_FEES, genesis_listing
 
         assert self.link is not None and self.store is not None and self.lease is not None
-        series, projects = genesis_listing()
-        save_genesis(self.store, series=series, projects=projects, config=dict(GENESIS_FEES))
         store = self.store
+        if store.head().seq or stream_position(store)[1]:
+            return  # a folder with commands on an empty stream: _check_position refuses it
+        if not store.reference(REF_SERIES):
+            series, projects = genesis_listing()
+            save_genesis(store, series=series, projects=projects, config=dict(GENESIS_FEES))
         genesis = Genesis(
             store.reference(REF_SERIES), store.reference(REF_PROJECTS), store.reference(REF_CONFIG)
         )
@@ -375,8 +417,9 @@ class Node:
     async def _take_when_free(self) -> bool:
         """Take the lease if nobody holds it and this node is not far behind the stream."""
         assert self.lease is not None and self.link is not None and self.follower is not None
-        if await self.lease.holder() is not None:
-            return False
+        held = await self.lease.holder()
+        if held is not None and held[0].node != self.name:
+            return False  # held by this node: a take stored unanswered, try_take adopts it
         lag = await self.link.last_seq() - self.follower.stream_seq
         return lag <= TAKEOVER_LAG_MAX and await self._take()
 
@@ -392,29 +435,62 @@ class Node:
 
     async def catch_up_and_promote(self) -> int:
         """Holding the lease: apply the stream to its end, then publish `Promotion` there
-        (fenced). The stream sequence this primary starts publishing after."""
+        (fenced). The stream sequence this primary starts publishing after. A refusal (the
+        old primary published meanwhile) or NATS failing (a server lost, its elections) is
+        retried, the lease renewed meanwhile, until `promotion_limit_s`."""
+        import nats.errors
+
         assert self.lease is not None and self.link is not None and self.follower is not None
         self.role = "catching-up"
+        limit_s = self.promotion_limit_s()
+        deadline = self.clock.monotonic_ns() + round(limit_s * NS_PER_S)
         feed = Feed(self.link, self.follower)
-        await feed.open()
+        attempts, why = 0, ""
         try:
-            for _ in range(PROMOTION_ATTEMPTS_MAX):
-                last = await self.link.last_seq()
-                await self._catch_up(feed, last)
-                f = self.follower
+            while True:
+                attempts += 1
                 try:
-                    return await publish(
-                        self.link,
-                        Promotion(term=self.lease.term, node=self.name, seq=f.seq),
-                        expected_last=f.stream_seq,
-                        msg_id=f"{self.lease.term}-promotion",
-                        clock=self.clock,
-                    )
+                    return await self._promote_once(feed)
+                except LeaseExpired:
+                    raise
                 except Deposed:  # the old primary published meanwhile: read on
-                    continue
+                    why = "refused by the fence (the old primary published meanwhile)"
+                except (nats.errors.Error, TimeoutError) as exc:
+                    why = f"NATS: {exc!r}"
+                    log.warning("taking over: %s; retrying", why)
+                    await feed.close()
+                    await asyncio.sleep(POLL_S)
+                if self.clock.monotonic_ns() >= deadline:
+                    raise ReplicationError(
+                        f"no fenced promotion in {limit_s:g} s ({attempts} attempts): {why}"
+                    )
         finally:
             await feed.close()
-        raise ReplicationError(f"no fenced promotion after {PROMOTION_ATTEMPTS_MAX} attempts")
+
+    def promotion_limit_s(self) -> float:
+        """How long a new primary tries to promote: past the old primary's last publish (it
+        stops at its renewal deadline, at most TTL/4 after the key's expiry, and a publish
+        takes an op timeout) and past a NATS server's elections (the publish deadline)."""
+        assert self.lease is not None
+        old_primary_s = self.lease.ttl_s / RENEWALS_PER_TTL + OP_TIMEOUT_S + PROMOTION_MARGIN_S
+        return max(old_primary_s, self.settings.publish_deadline_s)
+
+    async def _promote_once(self, feed: Feed) -> int:
+        """Catch up to the stream's end and publish the Promotion fenced there."""
+        assert self.lease is not None and self.link is not None and self.follower is not None
+        if feed.sub is None:
+            await feed.open()
+        last = await self.link.last_seq()
+        await self._catch_up(feed, last)
+        f = self.follower
+        return await publish(
+            self.link,
+            Promotion(term=self.lease.term, node=self.name, seq=f.seq),
+            expected_last=f.stream_seq,
+            msg_id=f"{self.lease.term}-promotion",
+            clock=self.clock,
+            lease_deadline_ns=self.lease.deadline_ns,
+        )
 
     async def _catch_up(self, feed: Feed, last: int) -> None:
         """Apply the stream through message `last`; a consumer that delivers nothing for
@@ -453,6 +529,7 @@ class Node:
             on_deposed=lambda why: self.exit(EXIT_DEPOSED, f"deposed: {why} ({self.where()})"),
             batch_max=journaling.batch_max,
             publish_deadline_s=self.settings.publish_deadline_s,
+            lease_deadline_ns=lease.deadline_ns,
         )
         self._factory = factory
         f.stream_seq = stream_seq

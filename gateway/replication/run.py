@@ -4,7 +4,8 @@ A node (node.py) opens, says it is ready (`{"role": "standby" | "primary-elect",
 follows until it holds the lease, catches up and promotes, then serves as the primary
 (`{"role": "primary", "tcp_port", ...}`): the journal on the stream, the server, the key
 watcher, until SIGINT/SIGTERM (exit 0, the lease released so that a standby takes over at
-once) or a failure (exit 1). A deposed primary, or one that lost its lease, never returns:
+once) or a failure (exit 1; EXIT_UNEXPECTED, 5, for an error nothing here expected, its
+traceback logged). A deposed primary, or one that lost its lease, never returns:
 it exits at once (node.py, `exit_now`).
 """
 
@@ -13,18 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nats.errors
+
 from gateway.durability.recovery import RecoveryError
 from gateway.durability.store import StoreError
-from gateway.replication.node import Node, ReplicationSettings
+from gateway.replication.node import EXIT_UNEXPECTED, Node, ReplicationSettings
 from gateway.replication.stream import ReplicationError
 from gateway.replication.writer import Deposed, Unavailable
 from gateway.server.clock import Clock
+
+log = logging.getLogger("tonne.replication")
 
 
 async def serve_node(
@@ -81,6 +87,12 @@ async def serve_node(
         return _failed(f"refusing to serve: {exc}")
     except Deposed as exc:
         return _failed(f"deposed while starting: {exc}")
+    except (nats.errors.Error, TimeoutError, OSError) as exc:  # not answered past its limits
+        return _failed(f"refusing to serve, NATS failed: {exc!r}")
+    except Exception as exc:  # nobody would serve after a traceback: say so, stop, be restarted
+        log.exception("unexpected error")
+        print(f"tonne serve: unexpected error, stopping: {exc!r}", file=sys.stderr)
+        return EXIT_UNEXPECTED
     finally:
         await node.close(release=True)  # if still held: a standby need not wait for the TTL
 

@@ -36,6 +36,7 @@ PING_INTERVAL_S = 1.0  # a dead connection is noticed after PINGS_OUTSTANDING_MA
 PINGS_OUTSTANDING_MAX = 2
 NODES_TTL_S = 60.0  # a node that stopped reporting its position vanishes from status after this
 LEASE_KEY = "primary"
+LEASE_TTL_CREATE_S = 2.0  # the lease bucket's TTL when open_link makes it and is not told one
 URLS_MAX = 16  # servers in one --journal list
 
 
@@ -156,10 +157,25 @@ async def connect(servers: Sequence[str], name: str) -> Any:
 
 
 class Link:
-    """One node's handles on the stream and its buckets (created if missing)."""
+    """One node's handles on the stream and its buckets, and what they were made with: the
+    stream's copies (`replicas`) and the lease bucket's TTL (`lease_ttl_s`), which is the
+    lease whatever a node's command line says."""
 
-    def __init__(self, nc: Any, js: Any, stream: str, lease: Any, nodes: Any, snaps: Any):
+    def __init__(
+        self,
+        nc: Any,
+        js: Any,
+        stream: str,
+        lease: Any,
+        nodes: Any,
+        snaps: Any,
+        *,
+        replicas: int,
+        lease_ttl_s: float,
+    ):
         self.nc = nc
+        self.replicas = replicas
+        self.lease_ttl_s = lease_ttl_s
         self.js = js
         self.stream = stream
         self.subject = stream_names(stream)["subject"]
@@ -177,58 +193,92 @@ class Link:
             await self.nc.close()
 
 
+class NotCreated(Exception):
+    """The stream or one of its buckets does not exist yet (a standby waits for its primary)."""
+
+
 async def open_link(
     servers: Sequence[str],
     stream: str,
     *,
     node: str,
-    replicas: int = 1,
-    lease_ttl_s: float = 2.0,
+    replicas: int | None = None,
+    lease_ttl_s: float | None = None,
     create: bool = True,
+    create_lease_ttl_s: float = LEASE_TTL_CREATE_S,
 ) -> Link:
-    """Connect and make sure the stream and buckets exist (`create`), with `replicas` copies
-    each. Existing ones are used as they are (their replicas and the lease TTL included)."""
+    """Connect and make sure the stream and buckets exist (`create`, with `replicas` copies
+    each, default 1, and a lease of `lease_ttl_s`, default LEASE_TTL_CREATE_S); without
+    `create`, NotCreated if one is missing. Existing ones are used as they are, but a
+    `replicas` or `lease_ttl_s` given that differs from theirs is a ReplicationError: a node
+    asked for three copies must not serve on one."""
+    nc = await connect(servers, node)
+    try:
+        js = nc.jetstream(timeout=CONNECT_TIMEOUT_S * 2)
+        ttl_s = create_lease_ttl_s if lease_ttl_s is None else lease_ttl_s
+        handles = await _open_handles(js, stream, replicas, lease_ttl_s, ttl_s if create else 0)
+    except BaseException:
+        await nc.close()
+        raise
+    return Link(nc, js, stream, *handles[:3], replicas=handles[3], lease_ttl_s=handles[4])
+
+
+async def _open_handles(
+    js: Any, stream: str, replicas: int | None, lease_ttl_s: float | None, create_ttl_s: float
+) -> tuple[Any, Any, Any, int, float]:
+    """The lease, nodes and snapshot buckets, the stream's copies and the lease's TTL;
+    missing ones are made when `create_ttl_s` (their lease TTL) is not 0."""
     from nats.js import api
     from nats.js.errors import BucketNotFoundError, NotFoundError
 
     names = stream_names(stream)
-    nc = await connect(servers, node)
+    create = create_ttl_s > 0
+    copies = replicas or 1
     try:
-        js = nc.jetstream(timeout=CONNECT_TIMEOUT_S * 2)
-        try:
-            await js.stream_info(stream)
-        except NotFoundError:
-            if not create:
-                raise
-            await js.add_stream(
-                api.StreamConfig(
-                    name=stream,
-                    subjects=[names["subject"]],
-                    storage=api.StorageType.FILE,
-                    num_replicas=replicas,
-                    duplicate_window=DUPLICATE_WINDOW_S,
-                    max_msg_size=MESSAGE_BYTES_MAX + 4096,
-                    discard=api.DiscardPolicy.NEW,  # never drop a journal message
-                )
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        if not create:
+            raise NotCreated(f"stream {stream} does not exist yet") from None
+        info = await js.add_stream(
+            api.StreamConfig(
+                name=stream,
+                subjects=[names["subject"]],
+                storage=api.StorageType.FILE,
+                num_replicas=copies,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                max_msg_size=MESSAGE_BYTES_MAX + 4096,
+                discard=api.DiscardPolicy.NEW,  # never drop a journal message
             )
+        )
+    has = int(info.config.num_replicas or 1)
+    if replicas is not None and has != replicas:
+        raise ReplicationError(
+            f"stream {stream} has {has} replica(s), not the {replicas} asked for: start "
+            f"with --replicas {has}, or make the stream again"
+        )
 
-        async def bucket(name: str, ttl: float) -> Any:
-            try:
-                return await js.key_value(name)
-            except BucketNotFoundError:
-                if not create:
-                    raise
-                return await js.create_key_value(bucket=name, history=1, ttl=ttl, replicas=replicas)
-
-        lease = await bucket(names["lease"], lease_ttl_s)
-        nodes = await bucket(names["nodes"], NODES_TTL_S)
+    async def bucket(name: str, ttl: float) -> Any:
         try:
-            snaps = await js.object_store(names["snapshots"])
-        except (BucketNotFoundError, NotFoundError):
+            return await js.key_value(name)
+        except BucketNotFoundError:
             if not create:
-                raise
-            snaps = await js.create_object_store(names["snapshots"], replicas=replicas)
-    except BaseException:
-        await nc.close()
-        raise
-    return Link(nc, js, stream, lease, nodes, snaps)
+                raise NotCreated(f"bucket {name} does not exist yet") from None
+            return await js.create_key_value(bucket=name, history=1, ttl=ttl, replicas=copies)
+
+    lease = await bucket(names["lease"], create_ttl_s)
+    ttl_s = float((await lease.status()).ttl or 0)
+    if ttl_s <= 0:
+        raise ReplicationError(f"bucket {names['lease']} has no TTL: it is not a lease")
+    if lease_ttl_s is not None and abs(ttl_s - lease_ttl_s) > 1e-3:
+        raise ReplicationError(
+            f"the lease of stream {stream} has a TTL of {ttl_s:g} s, not the {lease_ttl_s:g} s "
+            f"asked for: start with --lease-ttl-s {ttl_s:g} (or without it)"
+        )
+    nodes = await bucket(names["nodes"], NODES_TTL_S)
+    try:
+        snaps = await js.object_store(names["snapshots"])
+    except (BucketNotFoundError, NotFoundError):
+        if not create:
+            raise NotCreated(f"object store {names['snapshots']} does not exist yet") from None
+        snaps = await js.create_object_store(names["snapshots"], replicas=copies)
+    return lease, nodes, snaps, has, ttl_s

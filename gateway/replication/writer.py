@@ -36,6 +36,7 @@ from typing import Any
 from gateway.durability.store import Batch, JournalRow, Snapshot
 from gateway.replication.local import LocalCopy
 from gateway.replication.stream import (
+    DUPLICATE_WINDOW_S,
     MESSAGE_BYTES_MAX,
     WRONG_LAST_SEQUENCE,
     Checkpoint,
@@ -50,6 +51,9 @@ log = logging.getLogger("tonne.replication")
 
 PUBLISH_TIMEOUT_S = 1.0  # one publish attempt waits this long for its PubAck
 PUBLISH_DEADLINE_S = 10.0  # retries of one message stop after this: the journal fails
+# A retry after the stream forgot the message's id would store it twice: the deadline stays
+# well inside the de-duplication window.
+PUBLISH_DEADLINE_MAX_S = DUPLICATE_WINDOW_S / 2
 RETRY_WAIT_S = 0.05
 SNAPSHOTS_KEPT_REMOTE = 3  # snapshot objects kept in NAME-snapshots
 ROW_OVERHEAD_BYTES = 32  # msgpack framing of one journal row, over its command bytes
@@ -59,6 +63,11 @@ QUEUED_BATCHES_MAX = 1024  # batches waiting to be published; more: the stream c
 
 class Deposed(Exception):
     """The stream refused a publish for a wrong last sequence: another primary publishes."""
+
+
+class LeaseExpired(Deposed):
+    """This primary's lease may have expired (no renewal stored in a TTL): it may not
+    publish, whether or not its renewal timer has fired yet (a late event loop)."""
 
 
 class Unavailable(Exception):
@@ -74,9 +83,11 @@ async def publish(
     clock: Clock,
     timeout_s: float = PUBLISH_TIMEOUT_S,
     deadline_s: float = PUBLISH_DEADLINE_S,
+    lease_deadline_ns: Callable[[], int] | None = None,
 ) -> int:
     """Publish `msg` fenced at `expected_last`; its stream sequence. Raises `Deposed`, or
-    `Unavailable` after `deadline_s` of retries (same id: never stored twice)."""
+    `Unavailable` after `deadline_s` of retries (same id: never stored twice), or
+    `LeaseExpired` instead of an attempt at or past `lease_deadline_ns()` (monotonic)."""
     import nats.errors
     from nats.js.errors import APIError
 
@@ -84,6 +95,8 @@ async def publish(
     headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Sequence": str(expected_last)}
     deadline = clock.monotonic_ns() + round(deadline_s * NS_PER_S)
     while True:
+        if lease_deadline_ns is not None and clock.monotonic_ns() >= lease_deadline_ns():
+            raise LeaseExpired(f"{msg_id} not sent: the lease was not renewed in time")
         try:
             ack = await link.js.publish(
                 link.subject, payload, timeout=timeout_s, headers=dict(headers)
@@ -128,6 +141,7 @@ class StreamWriter:
         batch_max: int,
         message_bytes_max: int = MESSAGE_BYTES_MAX,
         publish_deadline_s: float = PUBLISH_DEADLINE_S,
+        lease_deadline_ns: Callable[[], int] | None = None,
     ) -> None:
         self.on_commit = on_commit
         self.on_failure = on_failure
@@ -141,6 +155,7 @@ class StreamWriter:
         self.batch_max = batch_max
         self.message_bytes_max = message_bytes_max
         self.publish_deadline_s = publish_deadline_s
+        self.lease_deadline_ns = lease_deadline_ns  # past it, nothing is sent (LeaseExpired)
         self.messages = 0
         self.last_seq = 0  # the last journal command the stream has from this writer
         self.failed = ""
@@ -272,6 +287,7 @@ class StreamWriter:
             msg_id=f"{self.term}-{rows[-1].seq}",
             clock=self.clock,
             deadline_s=self.publish_deadline_s,
+            lease_deadline_ns=self.lease_deadline_ns,
         )
         self.log_head = log_head
         self.messages += 1
@@ -297,6 +313,7 @@ class StreamWriter:
             msg_id=f"{self.term}-snapshot-{info.seq}",
             clock=self.clock,
             deadline_s=self.publish_deadline_s,
+            lease_deadline_ns=self.lease_deadline_ns,
         )
         self.local.copy(Batch([], [], snap), self.stream_seq)
         if not uploading:
