@@ -80,12 +80,22 @@ async def console_exchange(data_dir: Path) -> AsyncIterator[Exchange]:
         )
 
 
+@contextlib.asynccontextmanager
+async def seller_and_buyer(x: Exchange) -> AsyncIterator[tuple[Client, Client]]:
+    """The two traders, logged on; both closed at the end."""
+    seller, buyer = await x.client(x.traders[0]), await x.client(x.traders[1])
+    try:
+        yield seller, buyer
+    finally:
+        await seller.close()
+        await buyer.close()
+
+
 async def trade(x: Exchange, qty: int = 2) -> dict[str, int]:
     """A resting sell, a crossing buy (one trade), one order at a price off the tick (one
     INVALID_PRICE reject): what was sent, by kind."""
     s = x.series
-    seller, buyer = await x.client(x.traders[0]), await x.client(x.traders[1])
-    try:
+    async with seller_and_buyer(x) as (seller, buyer):
         price = start_price(s)
         await seller.place(s.id, Side.SELL, qty=qty * s.lot, price=price)
         await buyer.place(s.id, Side.BUY, qty=qty * s.lot, price=price, tif=TimeInForce.IOC)
@@ -94,17 +104,13 @@ async def trade(x: Exchange, qty: int = 2) -> dict[str, int]:
             await buyer.place(s.id, Side.BUY, qty=s.lot, price=bad)
         await buyer.heartbeat()
         await seller.heartbeat()
-    finally:
-        await seller.close()
-        await buyer.close()
     return {"new_order": 3, "trades": 1, "rejects": 1}
 
 
 async def buy_to_retire(x: Exchange) -> str:
     """A resting sell and a buy-and-retire IOC order against it: the certificate's id."""
     s = x.series
-    seller, buyer = await x.client(x.traders[0]), await x.client(x.traders[1])
-    try:
+    async with seller_and_buyer(x) as (seller, buyer):
         price = start_price(s)
         await seller.place(s.id, Side.SELL, qty=s.lot, price=price)
         retire = p.RetireFor(beneficiary="Console Test Airline, flights 2026")
@@ -117,6 +123,3 @@ async def buy_to_retire(x: Exchange) -> str:
                     return m.cert_id
             await buyer.heartbeat()
         raise AssertionError("no certificate came")
-    finally:
-        await seller.close()
-        await buyer.close()

@@ -199,7 +199,7 @@ class Console:
         self.cert_first = array("q")
         self.cert_last = array("q")
         self._closing = False
-        self._timers: list[Any] = []
+        self._timers: dict[str, Any] = {}  # what each armed timer is for -> the timer
         self._rates: deque[tuple[int, int]] = deque(maxlen=RATE_SAMPLES + 1)
         self._state_hash: tuple[int, str] = (-(1 << 62), "")
         self._tasks: list[asyncio.Task[None]] = []
@@ -240,7 +240,7 @@ class Console:
             return
         self._closing = True
         self._followed.set()
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
         for task in self._tasks:
             task.cancel()
@@ -249,13 +249,10 @@ class Console:
                 await task
         if self._runner is not None:
             await self._runner.cleanup()
-        if self.on_release_hooked():
+        if self._on_release in self.server.on_release:
             self.server.on_release.remove(self._on_release)
         await self._in_thread(self._close_store)
         self._pool.shutdown(wait=True)
-
-    def on_release_hooked(self) -> bool:
-        return self._on_release in self.server.on_release
 
     # -- the store, in its own thread --------------------------------------------------------
 
@@ -294,7 +291,7 @@ class Console:
             except Exception:
                 log.exception("the console's log follower failed; retrying")
                 retry = asyncio.Event()
-                self._timers.append(self.server.clock.call_later(FOLLOW_RETRY_S, retry.set))
+                self._timers["retry"] = self.server.clock.call_later(FOLLOW_RETRY_S, retry.set)
                 await retry.wait()
 
     async def _follow_log(self) -> None:
@@ -356,8 +353,7 @@ class Console:
         """Commands handled so far, once a second (on the server's clock): commands/s."""
         self._rates.append((self._monotonic_ns(), sum(self.metrics.commands.values())))
         if not self._closing:
-            self._timers = [t for t in self._timers[-8:]]
-            self._timers.append(self.server.clock.call_later(RATE_EVERY_S, self._sample_rate))
+            self._timers["rate"] = self.server.clock.call_later(RATE_EVERY_S, self._sample_rate)
 
     # -- the guard -------------------------------------------------------------------------
 

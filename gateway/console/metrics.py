@@ -112,7 +112,7 @@ class ServerMetrics:
     def snapshots(self, taken: int, pauses_s: Sequence[float]) -> None:
         """Observe the snapshot pauses the journal recorded since the last look."""
         new = min(taken - self._snapshots_seen, len(pauses_s))
-        for pause in list(pauses_s)[len(pauses_s) - new :] if new > 0 else ():
+        for pause in list(pauses_s)[len(pauses_s) - max(new, 0) :]:
             self.snapshot_pause_s.observe(pause)
         self._snapshots_seen = taken
 

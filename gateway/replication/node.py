@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -241,28 +242,17 @@ class Node:
         """A primary creates the stream and buckets if missing; a standby never does (it has
         not been told how many copies the exchange wants) and waits for its primary."""
         s = self.settings
+        opening = functools.partial(
+            open_link, s.servers, s.stream, node=self.name, replicas=s.replicas,
+            lease_ttl_s=s.lease_ttl_s,
+        )  # fmt: skip
         if not s.standby:
-            ttl_s = s.lease_ttl_s
-            return await open_link(
-                s.servers,
-                s.stream,
-                node=self.name,
-                replicas=s.replicas,
-                lease_ttl_s=ttl_s,
-                create=True,
-                create_lease_ttl_s=LEASE_TTL_S if ttl_s is None else ttl_s,
-            )
+            ttl_s = LEASE_TTL_S if s.lease_ttl_s is None else s.lease_ttl_s
+            return await opening(create=True, create_lease_ttl_s=ttl_s)
         waited = False
         while True:
             try:
-                return await open_link(
-                    s.servers,
-                    s.stream,
-                    node=self.name,
-                    replicas=s.replicas,
-                    lease_ttl_s=s.lease_ttl_s,
-                    create=False,
-                )
+                return await opening(create=False)
             except NotCreated as exc:
                 if not waited:
                     log.warning("%s: waiting for its primary to make it", exc)
